@@ -1,0 +1,3 @@
+from backend.app import main
+
+main()
