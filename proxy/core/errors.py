@@ -1,0 +1,79 @@
+"""The proxy's own failures and the one place they become HTTP statuses (DESIGN §6)."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+
+class ProxyError(Exception):
+    """A failure the client is told about with `status` and a short plain-text body."""
+
+    status = 500
+
+
+class BadRequest(ProxyError):
+    status = 400
+
+
+class RequestTimeout(ProxyError):
+    status = 408
+
+
+class BodyTooLarge(ProxyError):
+    status = 413
+
+
+class HeadTooLarge(ProxyError):
+    status = 431
+
+
+class NoRoute(ProxyError):
+    status = 404
+
+
+class NoEndpoint(ProxyError):
+    status = 503
+
+
+class UpstreamError(ProxyError):
+    """Connecting to or talking with an upstream failed; `reason` is a metrics label."""
+
+    status = 502
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("timeout", detail)
+
+
+# reasons of UpstreamError, fixed so metrics can start every series at zero
+UPSTREAM_ERROR_REASONS = ("connect", "timeout", "reset", "protocol")
+
+
+def _render(status: int, close: bool) -> bytes:
+    phrase = HTTPStatus(status).phrase
+    body = f"{status} {phrase}\n".encode()
+    connection = b"close" if close else b"keep-alive"
+    return (
+        b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: %d\r\nConnection: %s\r\n\r\n%s"
+        % (status, phrase.encode(), len(body), connection, body)
+    )
+
+
+_RESPONSES = {
+    (status, close): _render(status, close)
+    for status in (400, 404, 408, 413, 431, 500, 502, 503, 504)
+    for close in (False, True)
+}
+
+
+def error_response(status: int, close: bool) -> bytes:
+    """A complete short plain-text response; rendered once per status at import."""
+    return _RESPONSES.get((status, close)) or _render(status, close)

@@ -1,0 +1,262 @@
+"""HTTP/1.1 head rewriting for a reverse proxy: pure functions over bytes.
+
+The data plane hands over the header list exactly as the parser produced it; this module decides
+what is forwarded (RFC 9110 §7.6.1: hop-by-hop headers and the names `Connection` lists are
+dropped), adds the X-Forwarded-* family, and re-frames bodies itself so that what reaches an
+upstream never depends on how the client framed it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxy.core.errors import BadRequest
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# Set by the proxy itself; an incoming copy must not reach the upstream beside ours.
+_REPLACED = frozenset(
+    {
+        b"content-length",
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+        b"x-forwarded-proto",
+        b"x-real-ip",
+        b"x-request-id",
+    }
+)
+_DROP_REQUEST = HOP_BY_HOP | _REPLACED
+_DROP_RESPONSE = HOP_BY_HOP | {b"content-length"}
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class Request:
+    """What the proxy needs to know about one downstream request head."""
+
+    method: bytes
+    target: bytes
+    http11: bool
+    forward: Headers  # end-to-end headers, in order, original spelling
+    host: str  # lower case, without port; "" when the request has none
+    host_header: bytes
+    cookie: str | None
+    user_agent: str | None
+    forwarded_for: bytes | None
+    request_id: bytes | None
+    content_length: int | None
+    chunked: bool
+    upgrade: bytes | None
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+
+def scan_request(method: bytes, target: bytes, http11: bool, raw: Headers) -> Request:
+    """Classify the request headers once; raise BadRequest for an ambiguous or invalid head."""
+    forward: Headers = []
+    connection_tokens: list[bytes] = []
+    host_header = b""
+    hosts = 0
+    cookies: list[bytes] = []
+    user_agent = forwarded_for = request_id = upgrade = None
+    content_length: int | None = None
+    transfer_encoding: list[bytes] = []
+    for name, value in raw:
+        lname = name.lower()
+        if lname == b"host":
+            hosts += 1
+            host_header = value
+        elif lname == b"cookie":
+            cookies.append(value)
+        elif lname == b"user-agent":
+            user_agent = value.decode("latin-1")
+        elif lname == b"connection":
+            connection_tokens.extend(t.strip().lower() for t in value.split(b","))
+        elif lname == b"content-length":
+            content_length = _content_length(value, content_length)
+        elif lname == b"transfer-encoding":
+            transfer_encoding.extend(t.strip().lower() for t in value.split(b","))
+        elif lname == b"x-forwarded-for":
+            forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
+        elif lname == b"x-request-id":
+            request_id = value
+        elif lname == b"upgrade":
+            upgrade = value
+        if lname not in _DROP_REQUEST:
+            forward.append((name, value))
+    if hosts > 1:
+        raise BadRequest("more than one Host header")
+    if http11 and hosts == 0:
+        raise BadRequest("HTTP/1.1 request without Host")
+    chunked = False
+    if transfer_encoding:
+        # Only a final "chunked" frames a request body (RFC 9112 §6.3); anything else is a
+        # smuggling attempt or unsupported, and both mean 400.
+        if transfer_encoding[-1] != b"chunked" or content_length is not None:
+            raise BadRequest("unsupported Transfer-Encoding")
+        chunked = True
+    if connection_tokens:
+        listed = set(connection_tokens)
+        forward = [(n, v) for n, v in forward if n.lower() not in listed]
+    return Request(
+        method=method,
+        target=target,
+        http11=http11,
+        forward=forward,
+        host=_host_name(host_header),
+        host_header=host_header,
+        cookie=b"; ".join(cookies).decode("latin-1") if cookies else None,
+        user_agent=user_agent,
+        forwarded_for=forwarded_for,
+        request_id=request_id,
+        content_length=content_length,
+        chunked=chunked,
+        upgrade=upgrade if b"upgrade" in connection_tokens else None,
+    )
+
+
+def _content_length(value: bytes, previous: int | None) -> int:
+    stripped = value.strip()
+    if not stripped.isdigit() or len(stripped) > 18:
+        raise BadRequest("invalid Content-Length")
+    length = int(stripped)
+    if previous is not None and previous != length:
+        raise BadRequest("conflicting Content-Length headers")
+    return length
+
+
+def _host_name(host_header: bytes) -> str:
+    host = host_header.decode("latin-1").strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else host
+    colon = host.rfind(":")
+    if colon >= 0:
+        host = host[:colon]
+    return host.rstrip(".")
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarding:
+    """Facts about the downstream connection, fixed for its lifetime."""
+
+    client_ip: bytes
+    port: bytes  # the proxy's own listening port, for X-Forwarded-Port
+    proto: bytes  # b"http" or b"https"
+
+
+def upstream_head(request: Request, via: Forwarding, request_id: bytes) -> bytes:
+    """The request head sent upstream: HTTP/1.1, keep-alive, framed by the proxy."""
+    parts = [request.method, b" ", request.target, b" HTTP/1.1\r\n"]
+    for name, value in request.forward:
+        parts += (name, b": ", value, b"\r\n")
+    forwarded_for = (
+        request.forwarded_for + b", " + via.client_ip if request.forwarded_for else via.client_ip
+    )
+    parts += (
+        b"X-Forwarded-For: ", forwarded_for,
+        b"\r\nX-Forwarded-Host: ", request.host_header,
+        b"\r\nX-Forwarded-Port: ", via.port,
+        b"\r\nX-Forwarded-Proto: ", via.proto,
+        b"\r\nX-Real-IP: ", via.client_ip,
+        b"\r\nX-Request-ID: ", request_id,
+        b"\r\n",
+    )  # fmt: skip
+    if request.upgrade is not None:
+        parts += (b"Connection: upgrade\r\nUpgrade: ", request.upgrade, b"\r\n")
+    if request.chunked:
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    elif request.content_length is not None:
+        parts += (b"Content-Length: ", str(request.content_length).encode(), b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    reason: bytes
+    forward: Headers
+    content_length: int | None
+
+
+def scan_response(status: int, reason: bytes, raw: Headers) -> Response:
+    """Drop hop-by-hop response headers, keep every other (Set-Cookie included) in order."""
+    connection_tokens: set[bytes] = set()
+    content_length: int | None = None
+    forward: Headers = []
+    for name, value in raw:
+        lname = name.lower()
+        if lname == b"connection":
+            connection_tokens.update(t.strip().lower() for t in value.split(b","))
+        elif lname == b"content-length":
+            stripped = value.strip()
+            content_length = int(stripped) if stripped.isdigit() else None
+        if lname not in _DROP_RESPONSE:
+            forward.append((name, value))
+    if connection_tokens:
+        forward = [(n, v) for n, v in forward if n.lower() not in connection_tokens]
+    return Response(status, reason, forward, content_length)
+
+
+class Framing:
+    """How a response body travels downstream."""
+
+    NONE = 0  # HEAD, 1xx, 204, 304: headers only
+    LENGTH = 1  # Content-Length passed through
+    CHUNKED = 2  # re-chunked for an HTTP/1.1 client
+    CLOSE = 3  # HTTP/1.0 client: the body ends when the connection closes
+
+
+def response_framing(response: Response, head_request: bool, client_http11: bool) -> int:
+    status = response.status
+    if head_request or status < 200 or status in (204, 304):
+        return Framing.NONE
+    if response.content_length is not None:
+        return Framing.LENGTH
+    return Framing.CHUNKED if client_http11 else Framing.CLOSE
+
+
+def downstream_head(
+    response: Response,
+    framing: int,
+    keep_alive: bool,
+    client_http11: bool,
+    set_cookie: bytes | None,
+) -> bytes:
+    parts = [b"HTTP/1.1 ", str(response.status).encode(), b" ", response.reason, b"\r\n"]
+    for name, value in response.forward:
+        parts += (name, b": ", value, b"\r\n")
+    if set_cookie is not None:
+        parts += (b"Set-Cookie: ", set_cookie, b"\r\n")
+    if response.content_length is not None and response.status >= 200 and response.status != 204:
+        # HEAD and 304 answers keep the length of the body they describe.
+        parts += (b"Content-Length: ", str(response.content_length).encode(), b"\r\n")
+    elif framing == Framing.CHUNKED:
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    if not keep_alive:
+        parts.append(b"Connection: close\r\n")
+    elif not client_http11:
+        parts.append(b"Connection: keep-alive\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"

@@ -1,0 +1,99 @@
+"""Route matching (DESIGN §5): host first, then the longest matching path within that host.
+
+Like nginx's server blocks: a request whose host has rules of its own (exactly, or through a
+one-label `*.` wildcard) is matched only against those; hosts without rules fall to the rules
+that name no host. What matches nothing goes to the default route, else 404.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from proxy.core.model import Cluster, PathType, Route
+
+
+class RouteTable:
+    __slots__ = ("_any_host", "_default", "_exact", "_wildcard")
+
+    def __init__(self, routes: Iterable[Route], default: Route | None) -> None:
+        by_host: dict[str | None, list[Route]] = {}
+        for route in routes:
+            by_host.setdefault(route.host, []).append(route)
+        self._exact: dict[str, tuple[_Matcher, ...]] = {}
+        self._wildcard: dict[str, tuple[_Matcher, ...]] = {}
+        self._any_host: tuple[_Matcher, ...] = ()
+        for host, host_routes in by_host.items():
+            matchers = tuple(_Matcher(r) for r in sorted(host_routes, key=_priority))
+            if host is None:
+                self._any_host = matchers
+            elif host.startswith("*."):
+                self._wildcard[host[2:]] = matchers
+            else:
+                self._exact[host] = matchers
+        self._default = default
+
+    def match(self, host: str, path: str) -> Route | None:
+        matchers = self._exact.get(host)
+        if matchers is None:
+            dot = host.find(".")
+            if dot > 0:
+                matchers = self._wildcard.get(host[dot + 1 :])
+            if matchers is None:
+                matchers = self._any_host
+        for matcher in matchers:
+            if matcher.matches(path):
+                return matcher.route
+        return self._default
+
+
+def _priority(route: Route) -> tuple[int, int]:
+    # Exact paths first, then the longest path; sorted() keeps Ingress order among equals.
+    return (0 if route.path_type is PathType.EXACT else 1, -len(route.path))
+
+
+class _Matcher:
+    __slots__ = ("_exact", "_prefix", "_regex", "route")
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        self._exact = route.path if route.path_type is PathType.EXACT else None
+        self._regex = (
+            re.compile(route.path, re.IGNORECASE) if route.path_type is PathType.REGEX else None
+        )
+        self._prefix = route.path.rstrip("/") if route.path_type is PathType.PREFIX else None
+
+    def matches(self, path: str) -> bool:
+        if self._prefix is not None:
+            # Element-wise: /foo matches /foo, /foo/ and /foo/bar, never /foobar.
+            prefix = self._prefix
+            return (
+                not prefix
+                or path == prefix
+                or (path.startswith(prefix) and path[len(prefix)] == "/")
+            )
+        if self._exact is not None:
+            return path == self._exact
+        assert self._regex is not None
+        return self._regex.match(path) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The whole routing table, with its matcher built once so requests only look things up."""
+
+    routes: tuple[Route, ...]
+    default_route: Route | None = None
+    warnings: tuple[str, ...] = ()
+    table: RouteTable = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "table", RouteTable(self.routes, self.default_route))
+
+    @property
+    def clusters(self) -> tuple[Cluster, ...]:
+        seen = {route.cluster.name: route.cluster for route in self.routes}
+        if self.default_route is not None:
+            seen.setdefault(self.default_route.cluster.name, self.default_route.cluster)
+        return tuple(seen.values())

@@ -1,0 +1,67 @@
+"""Prometheus metrics (DESIGN §7), with the hot-path children cached so a request costs a dict hit.
+
+Each `Metrics` owns its registry, so several proxies can live in one test process.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from proxy.core.affinity import Outcome
+from proxy.core.errors import UPSTREAM_ERROR_REASONS
+from proxy.core.model import Route
+
+REQUEST_LABELS = ("namespace", "ingress", "service", "host", "path", "method", "status")
+_NO_ROUTE = ("", "", "", "", "")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.requests = Counter(
+            "sticky_proxy_requests",
+            "Requests answered, by Ingress path and status",
+            REQUEST_LABELS,
+            registry=self.registry,
+        )
+        self.affinity_decisions = Counter(
+            "sticky_proxy_affinity_decisions",
+            "How each request's endpoint was chosen",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "sticky_proxy_upstream_errors",
+            "Failed upstream attempts, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.config_last_reload_successful = Gauge(
+            "sticky_proxy_config_last_reload_successful",
+            "Whether the last routing update was accepted",
+            registry=self.registry,
+        )
+        self._outcomes = _children(self.affinity_decisions, [o.value for o in Outcome])
+        self._upstream_errors = _children(self.upstream_errors, UPSTREAM_ERROR_REASONS)
+        self._requests: dict[tuple[tuple[str, ...], bytes, int], Counter] = {}
+
+    def count_request(self, route: Route | None, method: bytes, status: int) -> None:
+        labels = route.labels if route is not None else _NO_ROUTE
+        key = (labels, method, status)
+        child = self._requests.get(key)
+        if child is None:
+            child = self._requests[key] = self.requests.labels(
+                *labels, method.decode("ascii", "replace"), str(status)
+            )
+        child.inc()
+
+    def count_decision(self, outcome: Outcome) -> None:
+        self._outcomes[outcome].inc()
+
+    def count_upstream_error(self, reason: str) -> None:
+        self._upstream_errors[reason].inc()
+
+
+def _children(metric: Counter, values: list[str] | tuple[str, ...]) -> dict[str, Counter]:
+    """Create every child up front: a series that exists from startup reads as 0, not absent."""
+    return {value: metric.labels(value) for value in values}

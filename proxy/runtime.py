@@ -1,0 +1,121 @@
+"""Assembles one proxy process: data-plane listener, admin listener, snapshot, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+
+from proxy.admin import admin_app
+from proxy.core.routing import Snapshot
+from proxy.metrics import Metrics
+from proxy.publisher import Publisher
+from proxy.server import DownstreamProtocol, ServerContext
+from proxy.settings import Address, ServeSettings
+
+log = logging.getLogger("sticky_proxy")
+
+
+class ProxyServer:
+    """A running proxy: `start()` binds both listeners, `stop()` drains and closes them."""
+
+    def __init__(self, settings: ServeSettings, snapshot: Snapshot | None = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.publisher = Publisher()
+        if snapshot is not None:
+            self.publish(snapshot)
+        self.ctx: ServerContext | None = None
+        self.address: Address | None = None
+        self.metrics_address: Address | None = None
+        self._server: asyncio.Server | None = None
+        self._admin: web.AppRunner | None = None
+
+    def publish(self, snapshot: Snapshot) -> None:
+        self.publisher.publish(snapshot)
+        self.metrics.config_last_reload_successful.set(1)
+
+    def ready(self) -> bool:
+        return self.publisher.ready and self.ctx is not None and not self.ctx.closing
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        ctx = ServerContext(
+            loop,
+            self.publisher.get,
+            self.metrics,
+            client_header_timeout=settings.client_header_timeout,
+        )
+        self.ctx = ctx
+        self._server = await loop.create_server(
+            lambda: DownstreamProtocol(ctx),
+            settings.listen.host,
+            settings.listen.port,
+            reuse_address=True,
+            backlog=2048,
+        )
+        self.address = _bound(self._server)
+        if settings.metrics_listen is not None:
+            self._admin = web.AppRunner(admin_app(self.metrics, self.ready), access_log=None)
+            await self._admin.setup()
+            site = web.TCPSite(
+                self._admin, settings.metrics_listen.host, settings.metrics_listen.port
+            )
+            await site.start()
+            assert site._server is not None and isinstance(site._server, asyncio.Server)
+            self.metrics_address = _bound(site._server)
+        log.info("proxy listening on http://%s, metrics on http://%s",
+                 self.address, self.metrics_address)  # fmt: skip
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, let in-flight requests finish within `grace`, then close the rest."""
+        ctx = self.ctx
+        if ctx is None or self._server is None:
+            return
+        grace = self.settings.shutdown_grace if grace is None else grace
+        ctx.begin_shutdown()
+        self._server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while ctx.connections and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(ctx.connections):
+            conn.close_now()
+        ctx.pools.close()
+        if self._admin is not None:
+            await self._admin.cleanup()
+        log.info("proxy stopped")
+
+
+def _bound(server: asyncio.Server) -> Address:
+    host, port = server.sockets[0].getsockname()[:2]
+    return Address(host, port)
+
+
+async def serve(
+    settings: ServeSettings,
+    snapshot: Snapshot,
+    ready: Callable[[Address], None] | None = None,
+) -> None:
+    """Run the proxy until SIGINT or SIGTERM, then shut down gracefully."""
+    proxy = ProxyServer(settings, snapshot)
+    await proxy.start()
+    assert proxy.address is not None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        if ready is not None:
+            ready(proxy.address)
+        await stop.wait()
+        log.info("shutting down: finishing requests in flight (grace %.0fs)",
+                 settings.shutdown_grace)  # fmt: skip
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await proxy.stop()

@@ -1,0 +1,345 @@
+"""Downstream side of the data plane: one asyncio Protocol per client connection.
+
+httptools parses the requests; each complete head becomes an `Exchange`. Exchanges answer strictly
+in order (pipelined requests wait, their bodies buffered, with reading paused), so responses never
+interleave. One timer per connection enforces the header and keep-alive timeouts: requests only
+stamp times, the timer re-arms itself when it fires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+
+import httptools
+
+from proxy.core import headers as h
+from proxy.core.errors import (
+    BadRequest,
+    HeadTooLarge,
+    NoEndpoint,
+    ProxyError,
+    RequestTimeout,
+    error_response,
+)
+from proxy.core.model import Route
+from proxy.core.routing import Snapshot
+from proxy.exchange import Exchange
+from proxy.metrics import Metrics
+from proxy.upstream import Pools
+
+MAX_LINE = 8 * 1024  # request line or one header line, as nginx's large_client_header_buffers
+MAX_HEAD = 32 * 1024  # a whole request head
+KEEPALIVE_TIMEOUT = 75.0  # nginx's keepalive_timeout
+
+
+class NotReady(NoEndpoint):
+    """No routing snapshot yet (or any more): 503, like a pod that is not ready."""
+
+
+class ServerContext:
+    """What every connection shares: the current snapshot, upstream pools, metrics, settings."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        snapshot: Callable[[], Snapshot | None],
+        metrics: Metrics,
+        *,
+        client_header_timeout: float = 60.0,
+        rng: random.Random | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.loop = loop
+        self.snapshot = snapshot
+        self.metrics = metrics
+        self.pools = Pools(loop)
+        self.client_header_timeout = client_header_timeout
+        self.rng = rng or random.Random(os.urandom(16))
+        self.now = now
+        self.pid = os.getpid()
+        self.closing = False
+        self.connections: set[DownstreamProtocol] = set()
+
+    def route(self, host: str, path: str) -> Route | None:
+        snapshot = self.snapshot()
+        if snapshot is None or self.closing:
+            raise NotReady()
+        return snapshot.table.match(host, path)
+
+    def new_request_id(self) -> bytes:
+        return b"%032x" % self.rng.getrandbits(128)
+
+    def begin_shutdown(self) -> None:
+        """Stop keep-alive everywhere: idle connections close now, busy ones after their answer."""
+        self.closing = True
+        for conn in list(self.connections):
+            conn.close_if_idle()
+
+
+class DownstreamProtocol(asyncio.Protocol):
+    # reasons to stop reading from the client; reading resumes when none is left
+    WAIT_UPSTREAM = 1  # body buffered while the upstream connection is not ready
+    WAIT_UPSTREAM_WRITE = 2  # the upstream is not taking the body as fast as it comes
+    PIPELINE = 4  # requests queued behind the one being answered
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self.transport: asyncio.Transport | None = None
+        self.via = h.Forwarding(b"", b"", b"http")
+        self.tls = False
+        self.write_paused = False
+        self._parser = httptools.HttpRequestParser(self)
+        self._url: list[bytes] = []
+        self._headers: h.Headers = []
+        self._head_size = 0
+        self._head_raw = 0
+        self._in_head = False
+        self._head_started = 0.0
+        self._idle_since = 0.0
+        self._incoming: Exchange | None = None  # receiving its request body
+        self._active: Exchange | None = None  # answering
+        self._queue: deque[Exchange] = deque()
+        self._fatal: ProxyError | None = None  # a bad request behind the one being answered
+        self._tunnel: Exchange | None = None
+        self._paused = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.ctx.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        own = transport.get_extra_info("sockname")
+        self.tls = transport.get_extra_info("sslcontext") is not None
+        self.via = h.Forwarding(
+            client_ip=str(peer[0]).encode() if peer else b"",
+            port=str(own[1]).encode() if own else b"",
+            proto=b"https" if self.tls else b"http",
+        )
+        # Until the first request head completes, the header timeout applies from accept.
+        self._in_head = True
+        self._head_started = self._idle_since = self.ctx.loop.time()
+        self._arm_timer(self.ctx.client_header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self._tunnel is not None:
+            self._tunnel.tunnel_data(data)
+            return
+        if self._fatal is not None or self._closed:
+            return
+        if self._in_head and self._head_size > 0:
+            # httptools buffers a header until it ends, so bound the head by bytes received too
+            # (loosely: the chunk that ends a head may carry body bytes).
+            self._head_raw += len(data)
+            if self._head_raw > MAX_HEAD + MAX_LINE:
+                self._reject(HeadTooLarge())
+                return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            rest = data[upgrade.args[0] :]
+            if rest and self._incoming is not None:
+                self._incoming.tunnel_data(rest)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._reject(cause if isinstance(cause, ProxyError) else BadRequest(str(exc)))
+        except httptools.HttpParserError as exc:
+            self._reject(BadRequest(str(exc)))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.ctx.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for exchange in (self._active, *self._queue):
+            if exchange is not None and not exchange.finished:
+                exchange.abort()
+                if exchange.started:
+                    # nginx's 499: the client closed the connection before the answer was done
+                    self.ctx.metrics.count_request(exchange.route, exchange.request.method, 499)
+        if self._tunnel is not None:
+            self._tunnel.tunnel_closed()
+        self._active = self._incoming = self._tunnel = None
+        self._queue.clear()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        exchange = self._tunnel or self._active
+        if exchange is not None:
+            exchange.downstream_paused(True)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        exchange = self._tunnel or self._active
+        if exchange is not None:
+            exchange.downstream_paused(False)
+
+    # -- httptools callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = []
+        self._headers = []
+        self._head_size = 1
+        self._head_raw = 0
+        if not self._in_head:
+            self._in_head = True
+            self._head_started = self.ctx.loop.time()
+
+    def on_url(self, url: bytes) -> None:
+        self._url.append(url)
+        self._head_size += len(url)
+        if len(url) > MAX_LINE:
+            raise HeadTooLarge()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        line = len(name) + len(value) + 4
+        self._head_size += line
+        if line > MAX_LINE or self._head_size > MAX_HEAD:
+            raise HeadTooLarge()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_size = 0
+        parser = self._parser
+        request = h.scan_request(
+            parser.get_method(),
+            b"".join(self._url),
+            parser.get_http_version() == "1.1",
+            self._headers,
+        )
+        exchange = Exchange(self, request, parser.should_keep_alive())
+        self._incoming = exchange
+        if self._active is None:
+            self._active = exchange
+            exchange.begin()
+        else:
+            self._queue.append(exchange)
+            self.pause(self.PIPELINE)
+
+    def on_body(self, body: bytes) -> None:
+        if self._incoming is not None:
+            self._incoming.body(body)
+
+    def on_message_complete(self) -> None:
+        exchange, self._incoming = self._incoming, None
+        if exchange is not None:
+            exchange.body_done()
+
+    # -- used by exchanges ---------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def write_error(self, status: int, close: bool) -> None:
+        self.write(error_response(status, close))
+
+    def close_now(self) -> None:
+        """End the connection after what is already written: an answer was cut short."""
+        self._closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def pause(self, reason: int) -> None:
+        was = self._paused
+        self._paused |= reason
+        if not was and self.transport is not None and not self._closed:
+            self.transport.pause_reading()
+
+    def resume(self, reason: int) -> None:
+        if not self._paused & reason:
+            return
+        self._paused &= ~reason
+        if not self._paused and self.transport is not None and not self._closed:
+            self.transport.resume_reading()
+
+    def start_tunnel(self, exchange: Exchange) -> None:
+        """The upstream accepted an Upgrade: from now on bytes pass through both ways."""
+        self._tunnel = exchange
+        self._paused = self.PIPELINE  # leave only this flag so resume() really resumes
+        self.resume(self.PIPELINE)
+
+    def exchange_finished(self, exchange: Exchange) -> None:
+        if self._active is exchange:
+            self._active = None
+        if self._tunnel is exchange:
+            self._tunnel = None
+        if self._closed:
+            return
+        if not exchange.keep_alive or self.ctx.closing:
+            self.close_now()
+            return
+        if self._queue:
+            following = self._queue.popleft()
+            self._active = following
+            if not self._queue:
+                self.resume(self.PIPELINE)
+            following.begin()
+        elif self._fatal is not None:
+            self._answer_fatal(self._fatal)
+        else:
+            self._idle_since = self.ctx.loop.time()
+
+    def close_if_idle(self) -> None:
+        if self._active is None and self._tunnel is None and self.transport is not None:
+            self.close_now()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _reject(self, error: ProxyError) -> None:
+        """A request that cannot be parsed: answer it after those before it, then close."""
+        self._fatal = error
+        self.pause(self.PIPELINE)
+        incoming, self._incoming = self._incoming, None
+        if incoming is not None:
+            if incoming.started:
+                incoming.fail(error)  # its head was fine, its body is not
+                return
+            self._queue.remove(incoming)
+        if self._active is None:
+            self._answer_fatal(error)
+
+    def _answer_fatal(self, error: ProxyError) -> None:
+        self.ctx.metrics.count_request(None, b"", error.status)
+        self.write_error(error.status, close=True)
+        self.close_now()
+
+    def _arm_timer(self, delay: float) -> None:
+        self._timer = self.ctx.loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        """Close a connection that sent an incomplete head too long, or idled too long."""
+        self._timer = None
+        if self._closed:
+            return
+        now = self.ctx.loop.time()
+        if self._in_head:
+            remaining = self._head_started + self.ctx.client_header_timeout - now
+            if remaining <= 0:
+                if self._head_size > 0 and self._active is None:
+                    self._answer_fatal(RequestTimeout())
+                else:
+                    self.close_now()
+                return
+        elif self._active is None and self._tunnel is None and not self._queue:
+            remaining = self._idle_since + KEEPALIVE_TIMEOUT - now
+            if remaining <= 0:
+                self.close_now()
+                return
+        else:
+            remaining = self.ctx.client_header_timeout  # busy: the exchange has its own timers
+        self._arm_timer(remaining)

@@ -1,0 +1,32 @@
+"""Process-wide settings, parsed from the command line once and then immutable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from proxy.core.model import Affinity, UpstreamPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    listen: Address = Address("0.0.0.0", 8080)
+    metrics_listen: Address | None = Address("0.0.0.0", 10254)  # None: no admin listener
+    workers: int = 1
+    log_level: str = "info"
+    access_log: str = "off"
+    client_header_timeout: float = 60.0
+    shutdown_grace: float = 30.0
+    # Defaults for every cluster; Ingress annotations override them per route.
+    upstream: UpstreamPolicy = field(default_factory=UpstreamPolicy)
+    # --backend source: one cluster named "static" for every host and path.
+    backends: tuple[str, ...] = ()
+    affinity: Affinity | None = field(default_factory=Affinity)

@@ -1,0 +1,270 @@
+"""Upstream side of the data plane: keep-alive HTTP/1.1 connections and their per-endpoint pools.
+
+An `UpstreamConnection` parses responses with httptools and hands every event to the exchange it
+currently serves (`ResponseSink`). Between requests it waits in its endpoint's pool; connections
+are reused most-recently-used first, so under steady load the same few stay warm and the rest age
+out instead of churning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable
+from typing import Protocol
+
+import httptools
+
+from proxy.core.errors import UpstreamError, UpstreamTimeout
+from proxy.core.model import Endpoint
+
+# nginx's upstream keepalive_timeout: an idle pooled connection older than this is not reused,
+# because the upstream may be closing it at the same moment.
+IDLE_TIMEOUT = 60.0
+MAX_IDLE_PER_ENDPOINT = 128
+
+
+class ResponseSink(Protocol):
+    """What an upstream connection reports to the exchange it serves."""
+
+    def upstream_head(
+        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], upgrade: bool
+    ) -> None: ...
+    def upstream_body(self, data: bytes) -> None: ...
+    def upstream_done(self, upstream: UpstreamConnection, keep_alive: bool) -> None: ...
+    def upstream_failed(self, error: UpstreamError, response_started: bool) -> None: ...
+    def upstream_paused(self, paused: bool) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.sink: ResponseSink | None = None
+        self.reused = False
+        self.idle_since = 0.0
+        self._parser = httptools.HttpResponseParser(self)
+        self._head_request = False
+        self._reason = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._started = False  # any byte of the current response received
+        self._tunnel = False
+
+    # -- driven by the exchange ---------------------------------------------------------------
+
+    def start(self, sink: ResponseSink, head: bytes, head_request: bool) -> None:
+        self.sink = sink
+        self._head_request = head_request
+        self._started = False
+        self._headers = []
+        assert self.transport is not None
+        self.transport.write(head)
+
+    def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def pause_reading(self, paused: bool) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def release(self) -> None:
+        """Back to the pool for the next request."""
+        self.pool.release(self)
+
+    def close(self) -> None:
+        self.sink = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is None:
+            # An idle connection must stay silent; anything else means it is unusable.
+            self.close()
+            return
+        if self._tunnel:
+            sink.upstream_body(data)
+            return
+        self._started = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = upgrade.args[0]
+            if offset < len(data):
+                sink.upstream_body(data[offset:])
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamError("protocol", f"invalid response: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost reports it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pool.discard(self)
+        if self._tunnel and self.sink is not None:
+            sink, self.sink = self.sink, None
+            sink.upstream_done(self, keep_alive=False)
+        elif self.sink is not None:
+            reason = "reset" if exc is not None or not self._started else "protocol"
+            self._fail(UpstreamError(reason, "upstream closed the connection"))
+
+    def pause_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.upstream_paused(True)
+
+    def resume_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.upstream_paused(False)
+
+    # -- httptools callbacks -------------------------------------------------------------------
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        sink = self.sink
+        assert sink is not None
+        status = self._parser.get_status_code()
+        headers, self._headers = self._headers, []
+        if 100 <= status < 200 and status != 101:
+            sink.upstream_head(status, self._reason, headers, upgrade=False)
+            return
+        upgrade = status == 101
+        sink.upstream_head(status, self._reason, headers, upgrade)
+        if upgrade:
+            self._tunnel = True
+        elif self._head_request:
+            # llhttp cannot be told that a HEAD answer has no body; finish it here and give the
+            # connection a fresh parser for its next response.
+            self._parser = httptools.HttpResponseParser(self)
+            self._finish(self._keep_alive_from(headers))
+
+    def on_body(self, body: bytes) -> None:
+        if self.sink is not None:
+            self.sink.upstream_body(body)
+
+    def on_message_complete(self) -> None:
+        # should_keep_alive() is only meaningful inside the parser's callbacks.
+        if self.sink is not None and not self._tunnel and self._parser.get_status_code() >= 200:
+            self._finish(self._parser.should_keep_alive())
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _keep_alive_from(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        for name, value in headers:
+            if name.lower() == b"connection" and b"close" in value.lower():
+                return False
+        return self._parser.get_http_version() == "1.1"
+
+    def _finish(self, keep_alive: bool) -> None:
+        sink, self.sink = self.sink, None
+        assert sink is not None
+        sink.upstream_done(self, keep_alive)
+
+    def _fail(self, error: UpstreamError) -> None:
+        sink, self.sink = self.sink, None
+        started = self._started
+        self.close()
+        if sink is not None:
+            sink.upstream_failed(error, started)
+
+
+class Pool:
+    """Idle keep-alive connections to one endpoint, most recently used first."""
+
+    def __init__(self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop) -> None:
+        self.endpoint = endpoint
+        self.loop = loop
+        self._idle: list[UpstreamConnection] = []
+
+    def take_idle(self) -> UpstreamConnection | None:
+        idle = self._idle
+        oldest_usable = self.loop.time() - IDLE_TIMEOUT
+        while idle:
+            conn = idle.pop()
+            transport = conn.transport
+            if transport is not None and not transport.is_closing():
+                if conn.idle_since >= oldest_usable:
+                    conn.reused = True
+                    return conn
+                conn.close()
+        return None
+
+    def connect(
+        self,
+        timeout: float,
+        done: Callable[[UpstreamConnection | None, UpstreamError | None], None],
+    ) -> asyncio.Task[None]:
+        """Open a new connection in a task; `done` gets the connection or the error."""
+        return self.loop.create_task(self._connect(timeout, done))
+
+    async def _connect(
+        self,
+        timeout: float,
+        done: Callable[[UpstreamConnection | None, UpstreamError | None], None],
+    ) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                _, conn = await self.loop.create_connection(
+                    lambda: UpstreamConnection(self),
+                    self.endpoint.address,
+                    self.endpoint.port,
+                )
+        except TimeoutError:
+            done(None, UpstreamTimeout(f"connect to {self.endpoint.node} timed out"))
+        except OSError as exc:
+            done(None, UpstreamError("connect", f"connect to {self.endpoint.node}: {exc}"))
+        else:
+            done(conn, None)
+
+    def release(self, conn: UpstreamConnection) -> None:
+        if len(self._idle) >= MAX_IDLE_PER_ENDPOINT:
+            conn.close()
+            return
+        conn.idle_since = self.loop.time()
+        self._idle.append(conn)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        with contextlib.suppress(ValueError):  # not idle: it was serving a request
+            self._idle.remove(conn)
+
+    def close(self) -> None:
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
+
+
+class Pools:
+    """Every endpoint's pool, keyed by address and port so pools survive snapshot swaps."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._pools: dict[tuple[str, int], Pool] = {}
+
+    def get(self, endpoint: Endpoint) -> Pool:
+        key = (endpoint.address, endpoint.port)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = Pool(endpoint, self.loop)
+        return pool
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
