@@ -91,7 +91,7 @@ class DownstreamProtocol(asyncio.Protocol):
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self.transport: asyncio.Transport | None = None
-        self.via = h.Forwarding(b"", b"", b"http")
+        self.via = h.Forwarding(b"", b"", b"http", b"")
         self.tls = False
         self.write_paused = False
         self._parser = httptools.HttpRequestParser(self)
@@ -127,6 +127,7 @@ class DownstreamProtocol(asyncio.Protocol):
             client_ip=str(peer[0]).encode() if peer else b"",
             port=str(own[1]).encode() if own else b"",
             proto=b"https" if self.tls else b"http",
+            local=_host_port(own),
         )
         # Until the first request head completes, the header timeout applies from accept.
         self._in_head = True
@@ -343,3 +344,10 @@ class DownstreamProtocol(asyncio.Protocol):
         else:
             remaining = self.ctx.client_header_timeout  # busy: the exchange has its own timers
         self._arm_timer(remaining)
+
+
+def _host_port(sockname: tuple[object, ...] | None) -> bytes:
+    if not sockname:
+        return b"localhost"
+    host, port = str(sockname[0]), sockname[1]
+    return (f"[{host}]:{port}" if ":" in host else f"{host}:{port}").encode()

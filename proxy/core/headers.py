@@ -156,11 +156,16 @@ class Forwarding:
     client_ip: bytes
     port: bytes  # the proxy's own listening port, for X-Forwarded-Port
     proto: bytes  # b"http" or b"https"
+    local: bytes  # the proxy's own address as host:port, the Host of requests that have none
 
 
 def upstream_head(request: Request, via: Forwarding, request_id: bytes) -> bytes:
     """The request head sent upstream: HTTP/1.1, keep-alive, framed by the proxy."""
     parts = [request.method, b" ", request.target, b" HTTP/1.1\r\n"]
+    host = request.host_header
+    if not host:  # HTTP/1.0 allowed it, HTTP/1.1 upstreams require one
+        host = via.local
+        parts += (b"Host: ", host, b"\r\n")
     for name, value in request.forward:
         parts += (name, b": ", value, b"\r\n")
     forwarded_for = (
@@ -168,7 +173,7 @@ def upstream_head(request: Request, via: Forwarding, request_id: bytes) -> bytes
     )
     parts += (
         b"X-Forwarded-For: ", forwarded_for,
-        b"\r\nX-Forwarded-Host: ", request.host_header,
+        b"\r\nX-Forwarded-Host: ", host,
         b"\r\nX-Forwarded-Port: ", via.port,
         b"\r\nX-Forwarded-Proto: ", via.proto,
         b"\r\nX-Real-IP: ", via.client_ip,

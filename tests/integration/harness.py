@@ -13,13 +13,22 @@ from proxy.runtime import ProxyServer
 
 @dataclass
 class Upstream:
-    """An upstream app answering JSON {"name", "method", "path", "headers"}; stoppable mid-test."""
+    """An upstream app that says who it is; stoppable mid-test.
+
+    `/` and any other path echo JSON {"name", "method", "path_qs", "headers", "body_size"};
+    `/stream` sends a chunked answer in two parts, the second only after `release` is set;
+    `/slow` answers after `slow_seconds`; `/big?size=N` sends N bytes.
+    `transports` holds every connection a request came on.
+    """
 
     name: str
     runner: web.AppRunner
     port: int
     requests: int = 0
+    transports: set[object] = field(default_factory=set)
     set_cookies: list[str] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    slow_seconds: float = 0.0
 
     @property
     def endpoint(self) -> Endpoint:
@@ -34,15 +43,14 @@ async def start_upstream(name: str, port: int = 0) -> Upstream:
 
     async def echo(request: web.Request) -> web.StreamResponse:
         upstream.requests += 1
+        upstream.transports.add(request.transport)
         body = await request.read()
         response = web.json_response(
             {
                 "name": name,
                 "method": request.method,
                 "path_qs": request.raw_path,
-                "headers": [[k, v] for k, v in request.raw_headers_decoded()]
-                if hasattr(request, "raw_headers_decoded")
-                else [[k.decode(), v.decode()] for k, v in request.raw_headers],
+                "headers": [[k.decode(), v.decode()] for k, v in request.raw_headers],
                 "body_size": len(body),
             }
         )
@@ -50,15 +58,43 @@ async def start_upstream(name: str, port: int = 0) -> Upstream:
             response.headers.add("Set-Cookie", cookie)
         return response
 
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    async def stream(request: web.Request) -> web.StreamResponse:
+        upstream.requests += 1
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b"first;")
+        await upstream.release.wait()
+        await response.write(b"second")
+        await response.write_eof()
+        return response
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        upstream.requests += 1
+        await asyncio.sleep(upstream.slow_seconds)
+        return web.Response(text=name)
+
+    app = web.Application(client_max_size=256 * 1024 * 1024)
+    app.router.add_get("/stream", stream)
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        size = int(request.query["size"])
+        response = web.StreamResponse(headers={"Content-Length": str(size)})
+        await response.prepare(request)
+        block = b"x" * 65536
+        for offset in range(0, size, len(block)):
+            await response.write(block[: size - offset])
+        return response
+
+    app.router.add_get("/slow", slow)
+    app.router.add_get("/big", big)
     app.router.add_route("*", "/{tail:.*}", echo)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     assert isinstance(site._server, asyncio.Server)
-    bound = site._server.sockets[0].getsockname()[1]
-    upstream = Upstream(name, runner, bound)
+    upstream = Upstream(name, runner, site._server.sockets[0].getsockname()[1])
     return upstream
 
 
