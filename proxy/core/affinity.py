@@ -1,0 +1,218 @@
+"""Which endpoint serves a request: ingress-nginx's sticky-cookie decision, as pure code.
+
+Spec: compat/INGRESS_NGINX_COOKIES.md §5-§7, plus DESIGN §4 "Draining". A `Balancer` is built
+once per cluster per snapshot; `choose` runs on every upstream attempt, and for a cookie that
+resolves it does one bisect on the ring (or one dict hit on the persistent map) and hands back a
+precomputed `Decision`. Randomness, the clock and the pid come from the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from proxy.core.cookies import backend_key, new_balanced_key, upstream_key
+from proxy.core.model import Affinity, AffinityMode, Cluster, Endpoint
+from proxy.core.ring import HashRing
+
+NEW_KEY_ATTEMPTS = 20  # ingress-nginx's MAX_UPSTREAM_CHECKS_COUNT (sticky_balanced.lua)
+
+
+class Outcome(StrEnum):
+    """Why an endpoint was chosen; the `outcome` label of affinity_decisions_total (DESIGN §7)."""
+
+    STICKY = "sticky"  # the cookie resolved to a ready endpoint
+    NEW = "new"  # no usable cookie: a fresh pick
+    REPICKED = "repicked"  # persistent key unknown, or its pod gone: a fresh pick
+    FAILOVER = "failover"  # a fresh pick after a failed try
+    DRAINING = "draining"  # the cookie resolved to a draining endpoint, which keeps its sessions
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where to send one upstream attempt.
+
+    `new_key` is set only for a fresh pick in an affinity cluster: the caller then issues the
+    cookie `<new_key>|<backend_key>` (if the route sets cookies). `outcome` is None for clusters
+    without affinity.
+    """
+
+    endpoint: Endpoint
+    new_key: str | None
+    outcome: Outcome | None
+
+
+class Balancer:
+    """One cluster's endpoint choice: a CRC-32 ring (balanced), an md5 map (persistent), or a
+    plain list (no affinity). Build with `Balancer.build`."""
+
+    __slots__ = (
+        "_by_key",
+        "_mode",
+        "_on_ring",
+        "_plain",
+        "_ready_keys",
+        "_ring",
+        "backend_key",
+        "endpoints",
+        "ready",
+    )
+
+    def __init__(
+        self,
+        backend_name: str,
+        endpoints: tuple[Endpoint, ...],
+        mode: AffinityMode | None,
+    ) -> None:
+        self.backend_key: str = backend_key(backend_name)
+        self.endpoints: tuple[Endpoint, ...] = endpoints  # distinct by node, ready and draining
+        self.ready: tuple[Endpoint, ...] = tuple(e for e in endpoints if not e.draining)
+        self._mode = mode
+        # Draining endpoints stay in the ring and the map: their sessions must still resolve to
+        # them. Only new picks skip them.
+        self._ring: HashRing | None = None
+        self._on_ring: tuple[Decision, ...] = ()  # the cookie-hit decision for each ring index
+        self._by_key: dict[str, Decision] = {}  # persistent key -> cookie-hit decision
+        self._ready_keys: tuple[str, ...] = ()  # persistent key of each `ready` endpoint
+        self._plain: tuple[Decision, ...] = ()  # no affinity: one decision per ready endpoint
+        if mode is None:
+            self._plain = tuple(Decision(e, None, None) for e in self.ready)
+        elif mode is AffinityMode.BALANCED and endpoints:
+            by_node = {e.node: _pinned(e) for e in endpoints}
+            self._ring = HashRing(by_node)
+            self._on_ring = tuple(by_node[node] for node in self._ring.owners)
+        elif mode is AffinityMode.PERSISTENT:
+            keys = {e: _persistent_key(backend_name, e) for e in endpoints}
+            self._by_key = {key: _pinned(e) for e, key in keys.items()}
+            self._ready_keys = tuple(keys[e] for e in self.ready)
+
+    @classmethod
+    def build(
+        cls, backend_name: str, endpoints: Sequence[Endpoint], affinity: Affinity | None
+    ) -> Balancer:
+        """Everything a request needs, precomputed. Endpoints are deduplicated by node text (§3)."""
+        mode = affinity.mode if affinity is not None else None
+        return cls(backend_name, _distinct(endpoints), mode)
+
+    @property
+    def ring(self) -> HashRing | None:
+        """The balanced-mode ring (None otherwise, or with no endpoints); for status pages."""
+        return self._ring
+
+    def choose(  # noqa: PLR0917 - the data plane's positional call; one hot call, no kwargs
+        self,
+        cookie_value: str | None,
+        tried: Collection[Endpoint],
+        previous_failed: bool,
+        change_on_failure: bool,
+        rng: random.Random,
+        now: float,
+        pid: int,
+    ) -> Decision | None:
+        """The endpoint for one upstream attempt (§7), or None when none can be picked.
+
+        `cookie_value` is the raw affinity cookie value (None: no cookie). `tried` holds the
+        endpoints this request already tried, as returned in earlier decisions. None means the
+        caller answers 503 (nothing to pick) or 502 (every candidate already tried).
+        """
+        if self._mode is None:
+            return self._pick_plain(tried, rng)
+        key = upstream_key(cookie_value) if cookie_value else None
+        pinned: Decision | None = None
+        if key is not None:
+            if self._ring is not None:
+                pinned = self._on_ring[self._ring.lookup_index(key)]
+            else:
+                pinned = self._by_key.get(key)
+        if pinned is not None and not (previous_failed and change_on_failure):
+            # The cookie wins, even for a draining endpoint and, without change-on-failure, even
+            # on a retry of the endpoint that just failed (ingress-nginx's default).
+            return pinned
+        if previous_failed:
+            outcome = Outcome.FAILOVER
+        elif key is None:
+            outcome = Outcome.NEW
+        else:
+            outcome = Outcome.REPICKED  # only persistent mode: a ring resolves every key
+        if self._mode is AffinityMode.BALANCED:
+            if self._ring is None:
+                return None  # no endpoints at all
+            return self._pick_balanced(self._ring, tried, outcome, rng=rng, now=now, pid=pid)
+        return self._pick_persistent(tried, outcome, rng)
+
+    def _pick_balanced(
+        self,
+        ring: HashRing,
+        tried: Collection[Endpoint],
+        outcome: Outcome,
+        *,
+        rng: random.Random,
+        now: float,
+        pid: int,
+    ) -> Decision | None:
+        """Draw keys until one lands on a ready, untried endpoint (§5.5; draining: DESIGN §4)."""
+        if not self._has_candidate(tried):
+            return None  # 20 doomed draws would only burn time
+        for attempt in range(1, NEW_KEY_ATTEMPTS + 1):
+            key = new_balanced_key(now, attempt, pid, rng)
+            endpoint = self._on_ring[ring.lookup_index(key)].endpoint
+            if not endpoint.draining and endpoint not in tried:
+                return Decision(endpoint, key, outcome)
+        return None
+
+    def _pick_persistent(
+        self, tried: Collection[Endpoint], outcome: Outcome, rng: random.Random
+    ) -> Decision | None:
+        """Uniform over ready, untried endpoints; the cookie key is the pick's map key (§6.3)."""
+        if not tried:
+            if not self.ready:
+                return None
+            index = rng.randrange(len(self.ready))
+            return Decision(self.ready[index], self._ready_keys[index], outcome)
+        candidates = [i for i, e in enumerate(self.ready) if e not in tried]
+        if not candidates:
+            return None
+        index = candidates[rng.randrange(len(candidates))]
+        return Decision(self.ready[index], self._ready_keys[index], outcome)
+
+    def _pick_plain(self, tried: Collection[Endpoint], rng: random.Random) -> Decision | None:
+        """No affinity: uniform over ready, untried endpoints, no cookie, no outcome."""
+        candidates = [d for d in self._plain if d.endpoint not in tried] if tried else self._plain
+        if not candidates:
+            return None
+        return candidates[rng.randrange(len(candidates))]
+
+    def _has_candidate(self, tried: Collection[Endpoint]) -> bool:
+        if not tried:
+            return bool(self.ready)
+        return any(e not in tried for e in self.ready)
+
+
+def build_cluster(name: str, endpoints: Sequence[Endpoint], affinity: Affinity | None) -> Cluster:
+    """A `Cluster` with its `Balancer`; the cluster keeps the deduplicated endpoint list."""
+    balancer = Balancer.build(name, endpoints, affinity)
+    return Cluster(name=name, endpoints=balancer.endpoints, affinity=affinity, balancer=balancer)
+
+
+def _distinct(endpoints: Sequence[Endpoint]) -> tuple[Endpoint, ...]:
+    """One endpoint per node text, first-seen order. If one copy is ready, the node is ready: a
+    pod listed by two slices is serving as long as one of them says so."""
+    by_node: dict[str, Endpoint] = {}
+    for endpoint in endpoints:
+        seen = by_node.get(endpoint.node)
+        if seen is None or (seen.draining and not endpoint.draining):
+            by_node[endpoint.node] = endpoint
+    return tuple(by_node.values())
+
+
+def _pinned(endpoint: Endpoint) -> Decision:
+    """The decision for a cookie resolving to `endpoint`: the same every time, so built once."""
+    return Decision(endpoint, None, Outcome.DRAINING if endpoint.draining else Outcome.STICKY)
+
+
+def _persistent_key(backend_name: str, endpoint: Endpoint) -> str:
+    """md5hex(backend name + node), the persistent-mode cookie key (§6.1)."""
+    return hashlib.md5((backend_name + endpoint.node).encode()).hexdigest()

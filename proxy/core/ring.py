@@ -1,0 +1,94 @@
+"""The consistent-hash ring of balanced-mode affinity (lua-resty-balancer's `resty.chash`).
+
+Spec: compat/INGRESS_NGINX_COOKIES.md §5.1-5.4. Every node owns a chain of CRC-32 points; a key
+belongs to the first point at or above its own CRC-32, wrapping to the first point of the ring.
+Everything is computed once, at build time; a lookup is one CRC-32 and one bisect.
+"""
+
+from __future__ import annotations
+
+import zlib
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+
+POINTS_PER_WEIGHT = 160  # lua-resty-balancer's CONSISTENT_POINTS; ingress-nginx's weight is 1
+
+
+def node_points(node: str, count: int = POINTS_PER_WEIGHT) -> list[int]:
+    """The first `count` points of `node`'s chain, in generation order (§5.2).
+
+    The library carries the CRC register over from the node text into 4 little-endian bytes of
+    the previous point (zero for the first), so each point is CRC-32(node ‖ LE32(previous)).
+    Carrying the register is exactly `zlib.crc32(tail, crc32(node))`.
+    """
+    base = zlib.crc32(node.encode())
+    points: list[int] = []
+    previous = 0
+    for _ in range(count):
+        previous = zlib.crc32(previous.to_bytes(4, "little"), base)
+        points.append(previous)
+    return points
+
+
+def key_bytes(key: str) -> bytes:
+    """The bytes of a cookie key as they were on the wire.
+
+    The data plane decodes header bytes as Latin-1 (one character per byte, lossless), so
+    encoding back as Latin-1 gives the exact bytes ingress-nginx hashed. A character above U+00FF
+    cannot come from such a header; it still needs *some* stable bytes, so it falls back to UTF-8
+    (surrogatepass: never raises).
+    """
+    try:
+        return key.encode("latin-1")
+    except UnicodeEncodeError:
+        return key.encode("utf-8", "surrogatepass")
+
+
+class HashRing:
+    """A sorted ring of CRC-32 points, each owned by a node (`address:port` text).
+
+    Ties between points of different nodes are broken by ascending node text (§5.4: ingress-nginx
+    itself is not reproducible there, so any fixed rule will do; this is the reference one).
+    """
+
+    __slots__ = ("_owners", "_points")
+
+    def __init__(self, nodes: Iterable[str], weights: Mapping[str, int] | None = None) -> None:
+        """Build from distinct node texts; `weights` (default 1 each) only exists to reproduce
+        lua-resty-balancer's own self-check, ingress-nginx never sets one."""
+        distinct = dict.fromkeys(nodes)  # duplicates merge (§3), first-seen order kept
+        if not distinct:
+            raise ValueError("a hash ring needs at least one node")
+        entries: list[tuple[int, str]] = []
+        for node in distinct:
+            weight = 1 if weights is None else weights.get(node, 1)
+            if weight < 1:
+                raise ValueError(f"weight of {node!r} must be at least 1, got {weight}")
+            entries.extend((point, node) for point in node_points(node, POINTS_PER_WEIGHT * weight))
+        # Sorting (point, node) orders ties by node text; code-point order of str equals the
+        # byte order of its UTF-8 encoding, so this is "ascending byte order of node text".
+        entries.sort()
+        self._points: tuple[int, ...] = tuple(point for point, _ in entries)
+        self._owners: tuple[str, ...] = tuple(node for _, node in entries)
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    def lookup_index(self, key: str) -> int:
+        """Ring index of the first point >= CRC-32(key), wrapping to 0 past the last (§5.3)."""
+        index = bisect_left(self._points, zlib.crc32(key_bytes(key)))
+        return index if index < len(self._points) else 0
+
+    def lookup(self, key: str) -> str:
+        """The node that owns `key`. Never fails: every key lands somewhere on a non-empty ring."""
+        return self._owners[self.lookup_index(key)]
+
+    @property
+    def points(self) -> tuple[int, ...]:
+        """Point values in ring order (ascending)."""
+        return self._points
+
+    @property
+    def owners(self) -> tuple[str, ...]:
+        """The node owning each point, aligned with `points`."""
+        return self._owners
