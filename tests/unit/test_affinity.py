@@ -420,9 +420,9 @@ def landings(balancer: Balancer, r: int) -> list[str]:
     return [ring.lookup(f"{NOW + attempt:.14g}.{PID}.{r}") for attempt in range(1, 21)]
 
 
-def test_balanced_redraws_until_a_ready_endpoint_then_gives_up_after_twenty() -> None:
-    """One ready endpoint among ten: draws go on while keys land on draining ones, T = now + i,
-    and after 20 misses the pick fails (§5.5, DESIGN §4)."""
+def test_balanced_redraws_past_draining_endpoints_without_spending_the_twenty() -> None:
+    """One ready endpoint among ten: draws go on while keys land on draining ones, T = now + i
+    (§5.5, DESIGN §4), beyond ingress-nginx's 20, so new sessions are not turned away."""
     endpoints = [Endpoint(f"10.244.7.{i}", 8080, draining=i > 0) for i in range(10)]
     balancer = Balancer.build(BACKEND, endpoints, BALANCED)
     ready = endpoints[0].node
@@ -433,16 +433,35 @@ def test_balanced_redraws_until_a_ready_endpoint_then_gives_up_after_twenty() ->
         hit_at.setdefault(first, r)
     assert {None, 1, 5}.issubset(hit_at)
 
-    rng = FixedRandom(hit_at[None])
-    assert balancer.choose(None, (), False, False, rng, NOW, PID) is None
-    assert rng.draws == 20
-
     for attempt in (1, 5):
         rng = FixedRandom(hit_at[attempt])
         decision = balancer.choose(None, (), False, False, rng, NOW, PID)
         assert decision is not None and decision.endpoint == endpoints[0]
         assert decision.new_key == f"{NOW + attempt:.14g}.{PID}.{hit_at[attempt]}"
         assert rng.draws == attempt
+
+    rng = FixedRandom(hit_at[None])  # 20 draws all on draining endpoints: drawing goes on
+    decision = balancer.choose(None, (), False, False, rng, NOW, PID)
+    assert decision is not None and decision.endpoint == endpoints[0] and rng.draws > 20
+
+    seeded = random.Random(7)
+    for _ in range(2000):
+        decision = balancer.choose(None, (), False, False, seeded, NOW, PID)
+        assert decision is not None and decision.endpoint == endpoints[0]
+
+
+def test_balanced_gives_up_after_twenty_draws_on_tried_endpoints() -> None:
+    balancer = Balancer.build(BACKEND, THREE, BALANCED)
+    ring = ring_of(balancer)
+    tried = [e for e in THREE if e.node != THREE[2].node]
+    # an R whose first 20 keys all land on tried endpoints (A or B)
+    r = next(
+        r for r in range(1, 100_000)
+        if all(ring.lookup(f"{NOW + i:.14g}.{PID}.{r}") != THREE[2].node for i in range(1, 21))
+    )  # fmt: skip
+    rng = FixedRandom(r)
+    assert balancer.choose(None, tried, True, True, rng, NOW, PID) is None
+    assert rng.draws == 20
 
 
 def test_balanced_does_not_draw_when_nothing_is_left() -> None:
