@@ -15,8 +15,10 @@ import random
 import re
 import time
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from proxy.core.model import CookieSettings
+if TYPE_CHECKING:  # the model builds each route's SetCookieFormatter, so no runtime import back
+    from proxy.core.model import CookieSettings
 
 # --- reading -----------------------------------------------------------------------------------
 

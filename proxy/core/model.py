@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from proxy.core.cookies import SetCookieFormatter
+
 if TYPE_CHECKING:
     from proxy.core.affinity import Balancer
-    from proxy.core.cookies import SetCookieFormatter
 
 
 class AffinityMode(StrEnum):
@@ -164,8 +165,6 @@ class Route:
     set_cookie: SetCookieFormatter | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        from proxy.core.cookies import SetCookieFormatter  # cookies imports this module
-
         labels = (self.namespace, self.ingress, self.service, self.host or "*", self.path)
         object.__setattr__(self, "labels", labels)
         affinity = self.cluster.affinity
