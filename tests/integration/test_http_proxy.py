@@ -324,3 +324,23 @@ async def test_endpoint_without_listener_gets_502_quickly(proxy: StartProxy) -> 
     server = await proxy([Endpoint("127.0.0.1", 1)], Affinity())
     async with aiohttp.ClientSession() as session, session.get(url(server)) as response:
         assert response.status == 502
+
+
+async def test_shutdown_finishes_requests_in_flight(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    (up,) = await upstreams(1)
+    up.slow_seconds = 0.5
+    server = await proxy([up.endpoint], None)
+    async with aiohttp.ClientSession() as session:
+        in_flight = asyncio.ensure_future(session.get(url(server, "/slow")))
+        while up.requests == 0:
+            await asyncio.sleep(0.01)
+        stopping = asyncio.ensure_future(server.stop(grace=5))
+        response = await in_flight
+        assert response.status == 200 and await response.text() == up.name
+        assert response.headers["Connection"] == "close"
+        await stopping
+    with pytest.raises(OSError):
+        assert server.address is not None
+        await asyncio.open_connection(server.address.host, server.address.port)
