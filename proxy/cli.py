@@ -1,0 +1,364 @@
+"""The `sticky-proxy` command line (DESIGN §3): flags in, settings and a source out, then run.
+
+Every bad flag or value ends the same way: one line on stderr naming the flag, exit code 2, before
+anything starts listening.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn, TypeVar
+
+import uvloop
+
+from proxy.core.model import Affinity, AffinityMode, CookieSettings, Endpoint, UpstreamPolicy
+from proxy.demo import run_demo
+from proxy.flags import (
+    parse_bool,
+    parse_cookie_domain,
+    parse_cookie_name,
+    parse_cookie_path,
+    parse_count,
+    parse_host_port,
+    parse_next_upstream,
+    parse_positive,
+    parse_seconds,
+    parse_size,
+    parse_timeout,
+    parse_workers,
+)
+from proxy.settings import ServeSettings
+from proxy.sources.static import static_backends, static_snapshot
+
+PROG = "sticky-proxy"
+SUPPORTED_WORKERS = 1  # --workers is parsed and validated now; more processes come later
+
+T = TypeVar("T")
+
+_DEFAULT = "(default: %(default)s)"
+
+
+@dataclass(frozen=True, slots=True)
+class ServeCommand:
+    settings: ServeSettings
+    endpoints: tuple[Endpoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoCommand:
+    settings: ServeSettings  # `backends` stays empty: the demo learns their URLs as they start
+    replicas: int
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, program then flag first: argparse would also dump the usage and prefix the
+        # subcommand ("sticky-proxy serve: error: argument --x: ...").
+        self.exit(2, f"{PROG}: error: {message.removeprefix('argument ')}\n")
+
+
+def _value(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """Adapts a `proxy.flags` parser to argparse, which then names the flag in the message."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
+
+
+def _workers(text: str) -> int:
+    return parse_workers(text, os.cpu_count() or 1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog=PROG,
+        description="Cookie-based sticky sessions for Kubernetes workloads, as ingress-nginx.",
+        allow_abbrev=False,  # abbreviations would break as soon as a longer flag is added
+    )
+    commands = parser.add_subparsers(dest="command", metavar="command")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the proxy",
+        description="Run the proxy in front of a fixed list of backends.",
+        allow_abbrev=False,
+    )
+    _add_listen_flags(serve, "0.0.0.0")
+    serve.add_argument(
+        "--workers",
+        type=_value(_workers),
+        default="1",
+        metavar="N|auto",
+        help="proxy processes, auto = one per CPU; only 1 for now " + _DEFAULT,
+    )
+    serve.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info", help=_DEFAULT
+    )
+    serve.add_argument(
+        "--access-log",
+        choices=("off", "json", "combined"),
+        default="off",
+        help="one line per request " + _DEFAULT,
+    )
+    serve.add_argument(
+        "--backend",
+        dest="backends",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="URL",
+        help="http://host[:port] of an upstream; one cluster for every host and path",
+    )
+    _add_affinity_flags(serve)
+    _add_proxy_flags(serve)
+
+    demo = commands.add_parser(
+        "demo",
+        help="start demo backends and the proxy in front of them",
+        description="Start demo backends and the proxy; print the URL and a curl line to try.",
+        allow_abbrev=False,
+    )
+    demo.add_argument(
+        "--replicas",
+        type=_value(parse_positive),
+        default="3",
+        help="demo backends to start " + _DEFAULT,
+    )
+    _add_listen_flags(demo, "127.0.0.1")
+    _add_affinity_flags(demo)
+    return parser
+
+
+def _add_listen_flags(parser: argparse.ArgumentParser, host: str) -> None:
+    parser.add_argument(
+        "--listen",
+        type=_value(parse_host_port),
+        default=f"{host}:8080",
+        metavar="HOST:PORT",
+        help="proxy address; port 0 picks a free one " + _DEFAULT,
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        type=_value(parse_host_port),
+        default=f"{host}:10254",
+        metavar="HOST:PORT",
+        help="/metrics, /healthz, /readyz and the status page " + _DEFAULT,
+    )
+
+
+def _add_affinity_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "affinity", "named after the ingress-nginx annotations, with the same defaults"
+    )
+    group.add_argument("--affinity", choices=("cookie", "none"), default="cookie", help=_DEFAULT)
+    group.add_argument(
+        "--affinity-mode",
+        choices=[mode.value for mode in AffinityMode],
+        default=AffinityMode.BALANCED.value,
+        help="balanced: consistent hashing; persistent: sessions never move " + _DEFAULT,
+    )
+    group.add_argument(
+        "--session-cookie-name",
+        type=_value(parse_cookie_name),
+        default="INGRESSCOOKIE",
+        metavar="NAME",
+        help=_DEFAULT,
+    )
+    group.add_argument(
+        "--session-cookie-path",
+        type=_value(parse_cookie_path),
+        metavar="PATH",
+        help="cookie Path (default: the route path, /)",
+    )
+    group.add_argument(
+        "--session-cookie-domain",
+        type=_value(parse_cookie_domain),
+        metavar="DOMAIN",
+        help="cookie Domain (default: none)",
+    )
+    group.add_argument(
+        "--session-cookie-samesite",
+        choices=("None", "Lax", "Strict"),
+        help="cookie SameSite (default: none)",
+    )
+    group.add_argument(
+        "--session-cookie-conditional-samesite-none",
+        action="store_true",
+        help="drop SameSite=None for user agents that mishandle it",
+    )
+    group.add_argument(
+        "--session-cookie-secure",
+        type=_value(parse_bool),
+        default="false",
+        metavar="true|false",
+        help="cookie Secure attribute " + _DEFAULT,
+    )
+    group.add_argument(
+        "--session-cookie-max-age",
+        type=_value(parse_count),
+        metavar="S",
+        help="cookie Max-Age in seconds (default: a session cookie)",
+    )
+    group.add_argument(
+        "--session-cookie-expires",
+        type=_value(parse_count),
+        metavar="S",
+        help="cookie Expires, seconds from now (default: a session cookie)",
+    )
+    group.add_argument(
+        "--session-cookie-change-on-failure",
+        type=_value(parse_bool),
+        default="false",
+        metavar="true|false",
+        help="on a failed try, move the session instead of retrying its endpoint " + _DEFAULT,
+    )
+
+
+def _add_proxy_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "proxy defaults", "as the proxy-* annotations; timeouts in seconds"
+    )
+    for name, default in (("connect", "5"), ("read", "60"), ("send", "60")):
+        group.add_argument(
+            f"--proxy-{name}-timeout",
+            type=_value(parse_timeout),
+            default=default,
+            metavar="S",
+            help=_DEFAULT,
+        )
+    group.add_argument(
+        "--proxy-body-size",
+        type=_value(parse_size),
+        default="1m",
+        metavar="SIZE",
+        help="largest request body (bytes, or k/m/g; 0 = unlimited) " + _DEFAULT,
+    )
+    group.add_argument(
+        "--proxy-next-upstream",
+        type=_value(parse_next_upstream),
+        default="error timeout",
+        metavar="CONDITIONS",
+        help="when to try another endpoint (nginx proxy_next_upstream tokens, or off) " + _DEFAULT,
+    )
+    group.add_argument(
+        "--proxy-next-upstream-tries",
+        type=_value(parse_count),
+        default="3",
+        metavar="N",
+        help="tries per request, 0 = unlimited " + _DEFAULT,
+    )
+    group.add_argument(
+        "--client-header-timeout",
+        type=_value(parse_timeout),
+        default="60",
+        metavar="S",
+        help="time allowed for a whole request head " + _DEFAULT,
+    )
+    group.add_argument(
+        "--shutdown-grace",
+        type=_value(parse_seconds),
+        default="30",
+        metavar="S",
+        help="time in-flight requests get to finish after SIGTERM " + _DEFAULT,
+    )
+
+
+def parse_command(argv: Sequence[str] | None = None) -> ServeCommand | DemoCommand:
+    """The command `argv` asks for; a usage error exits with status 2 and one stderr line."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error("a command is needed: serve or demo (see --help)")
+    affinity = _affinity(args)
+    if args.command == "demo":
+        settings = ServeSettings(
+            listen=args.listen,
+            metrics_listen=args.metrics_listen,
+            log_level="warning",  # the demo prints its own summary; info logs would repeat it
+            affinity=affinity,
+        )
+        return DemoCommand(settings, args.replicas)
+    if args.workers != SUPPORTED_WORKERS:
+        parser.error(f"--workers: {args.workers} asked, but only 1 worker is supported for now")
+    if not args.backends:
+        parser.error("serve needs a source: --backend URL [URL ...]")
+    try:
+        endpoints = static_backends(args.backends)
+    except ValueError as error:
+        parser.error(f"--backend: {error}")
+    settings = ServeSettings(
+        listen=args.listen,
+        metrics_listen=args.metrics_listen,
+        workers=args.workers,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        client_header_timeout=args.client_header_timeout,
+        shutdown_grace=args.shutdown_grace,
+        upstream=UpstreamPolicy(
+            connect_timeout=args.proxy_connect_timeout,
+            read_timeout=args.proxy_read_timeout,
+            send_timeout=args.proxy_send_timeout,
+            body_size=args.proxy_body_size,
+            next_upstream=args.proxy_next_upstream,
+            next_upstream_tries=args.proxy_next_upstream_tries,
+        ),
+        backends=tuple(args.backends),
+        affinity=affinity,
+    )
+    return ServeCommand(settings, endpoints)
+
+
+def _affinity(args: argparse.Namespace) -> Affinity | None:
+    if args.affinity == "none":
+        return None  # as ingress-nginx: the session-cookie-* values are then ignored
+    cookie = CookieSettings(
+        name=args.session_cookie_name,
+        path=args.session_cookie_path,
+        domain=args.session_cookie_domain,
+        samesite=args.session_cookie_samesite,
+        conditional_samesite_none=args.session_cookie_conditional_samesite_none,
+        secure=args.session_cookie_secure,
+        max_age=args.session_cookie_max_age,
+        expires=args.session_cookie_expires,
+        change_on_failure=args.session_cookie_change_on_failure,
+    )
+    return Affinity(mode=AffinityMode(args.affinity_mode), cookie=cookie)
+
+
+def run(command: ServeCommand | DemoCommand) -> int:
+    """Runs `command` until SIGINT/SIGTERM; the process exit code."""
+    # Imported only now so a bad flag is reported without loading the data plane.
+    from proxy import runtime  # noqa: PLC0415
+
+    logging.basicConfig(
+        level=command.settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if isinstance(command, DemoCommand):
+            return uvloop.run(run_demo(command.settings, command.replicas, runtime.serve))
+        settings = command.settings
+        snapshot = static_snapshot(command.endpoints, settings.affinity, settings.upstream)
+        uvloop.run(runtime.serve(settings, snapshot))
+    except KeyboardInterrupt:  # Ctrl-C before the runtime took over SIGINT: a normal stop
+        return 0
+    except OSError as error:  # the environment refused, e.g. the listen address is taken
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    exit_code = run(parse_command(argv))
+    if exit_code:
+        sys.exit(exit_code)

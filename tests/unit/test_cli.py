@@ -1,0 +1,139 @@
+"""Flags to settings, in process: defaults, every flag's destination, usage errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.cli import DemoCommand, ServeCommand, parse_command
+from proxy.core.model import Affinity, AffinityMode, CookieSettings, Endpoint, UpstreamPolicy
+from proxy.settings import Address, ServeSettings
+
+
+def serve(*flags: str) -> ServeCommand:
+    command = parse_command(["serve", "--backend", "http://127.0.0.1:8001", *flags])
+    assert isinstance(command, ServeCommand)
+    return command
+
+
+def test_serve_defaults_are_the_settings_and_annotation_defaults() -> None:
+    command = serve()
+    assert command.settings == ServeSettings(backends=("http://127.0.0.1:8001",))
+    assert command.settings.upstream == UpstreamPolicy()
+    assert command.settings.affinity == Affinity()
+    assert command.endpoints == (Endpoint("127.0.0.1", 8001),)
+
+
+def test_every_serve_flag_reaches_the_settings() -> None:
+    settings = serve(
+        *("--listen", "[::1]:9000", "--metrics-listen", "127.0.0.1:0", "--workers", "1"),
+        *("--log-level", "debug", "--access-log", "json"),
+        *("--affinity-mode", "persistent", "--session-cookie-name", "route"),
+        *("--session-cookie-path", "/app", "--session-cookie-domain", ".example.com"),
+        *("--session-cookie-samesite", "None", "--session-cookie-conditional-samesite-none"),
+        *("--session-cookie-secure", "true", "--session-cookie-max-age", "3600"),
+        *("--session-cookie-expires", "7200", "--session-cookie-change-on-failure", "true"),
+        *("--proxy-connect-timeout", "1.5", "--proxy-read-timeout", "10"),
+        *("--proxy-send-timeout", "20", "--proxy-body-size", "8k"),
+        *("--proxy-next-upstream", "error http_503", "--proxy-next-upstream-tries", "0"),
+        *("--client-header-timeout", "7", "--shutdown-grace", "0"),
+    ).settings
+    assert settings == ServeSettings(
+        listen=Address("::1", 9000),
+        metrics_listen=Address("127.0.0.1", 0),
+        workers=1,
+        log_level="debug",
+        access_log="json",
+        client_header_timeout=7.0,
+        shutdown_grace=0.0,
+        upstream=UpstreamPolicy(
+            connect_timeout=1.5,
+            read_timeout=10.0,
+            send_timeout=20.0,
+            body_size=8192,
+            next_upstream=frozenset({"error", "http_503"}),
+            next_upstream_tries=0,
+        ),
+        backends=("http://127.0.0.1:8001",),
+        affinity=Affinity(
+            AffinityMode.PERSISTENT,
+            CookieSettings(
+                name="route",
+                path="/app",
+                domain=".example.com",
+                samesite="None",
+                conditional_samesite_none=True,
+                secure=True,
+                max_age=3600,
+                expires=7200,
+                change_on_failure=True,
+            ),
+        ),
+    )
+
+
+def test_affinity_none_means_no_affinity_whatever_the_cookie_flags() -> None:
+    assert serve("--affinity", "none", "--session-cookie-name", "x").settings.affinity is None
+
+
+def test_backends_repeat_and_take_several_urls() -> None:
+    command = serve("--backend", "http://a:1", "http://b:2", "--backend", "http://c")
+    assert [str(e.port) for e in command.endpoints] == ["8001", "1", "2", "80"]
+    assert len(command.settings.backends) == 4
+
+
+def test_workers_auto_is_one_per_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert serve("--workers", "auto").settings.workers == 1
+
+
+def test_demo_defaults_listen_on_loopback() -> None:
+    command = parse_command(["demo"])
+    assert command == DemoCommand(
+        ServeSettings(
+            listen=Address("127.0.0.1", 8080),
+            metrics_listen=Address("127.0.0.1", 10254),
+            log_level="warning",
+        ),
+        replicas=3,
+    )
+
+
+def test_demo_takes_replicas_listen_and_affinity_flags() -> None:
+    command = parse_command(
+        ["demo", "--replicas", "5", "--listen", "0.0.0.0:9000", "--affinity-mode", "persistent"]
+    )
+    assert isinstance(command, DemoCommand)
+    assert command.replicas == 5
+    assert command.settings.listen == Address("0.0.0.0", 9000)
+    assert command.settings.affinity == Affinity(AffinityMode.PERSISTENT)
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["serve", "--backend", "http://a", "--workers", "auto"], "--workers: "),
+        (["serve", "--backend", "http://a", "--workers", "2"], "--workers: 2 asked"),
+        (["serve"], "serve needs a source: --backend URL"),
+        (["serve", "--backend", "http://a/x"], "--backend: 'http://a/x': a path"),
+        (
+            ["serve", "--backend", "http://a", "--proxy-body-size", "12x"],
+            "--proxy-body-size: '12x'",
+        ),
+        (["demo", "--proxy-body-size", "1m"], "unrecognized arguments: --proxy-body-size"),
+        (["demo", "--replicas", "0"], "--replicas: '0' is not a whole number above 0"),
+        (["serve", "--back", "http://a"], "unrecognized arguments: --back"),
+        ([], "a command is needed: serve or demo"),
+        (["routes"], "command: invalid choice: 'routes'"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    with pytest.raises(SystemExit) as exited:
+        parse_command(argv)
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"sticky-proxy: error: {line}")
+    assert captured.err.count("\n") == 1
