@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Callable
 
 from aiohttp import web
@@ -60,14 +61,16 @@ class ProxyServer:
         )
         self.address = _bound(self._server)
         if settings.metrics_listen is not None:
+            # Bind the socket here so its real address is known even for port 0.
+            sock = socket.create_server(
+                (settings.metrics_listen.host, settings.metrics_listen.port),
+                family=socket.AF_INET6 if ":" in settings.metrics_listen.host else socket.AF_INET,
+                reuse_port=False,
+            )
             self._admin = web.AppRunner(admin_app(self.metrics, self.ready), access_log=None)
             await self._admin.setup()
-            site = web.TCPSite(
-                self._admin, settings.metrics_listen.host, settings.metrics_listen.port
-            )
-            await site.start()
-            assert site._server is not None and isinstance(site._server, asyncio.Server)
-            self.metrics_address = _bound(site._server)
+            await web.SockSite(self._admin, sock).start()
+            self.metrics_address = Address(*sock.getsockname()[:2])
         log.info("proxy listening on http://%s, metrics on http://%s",
                  self.address, self.metrics_address)  # fmt: skip
 

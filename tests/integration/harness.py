@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -91,10 +92,9 @@ async def start_upstream(name: str, port: int = 0) -> Upstream:
     app.router.add_route("*", "/{tail:.*}", echo)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    assert isinstance(site._server, asyncio.Server)
-    upstream = Upstream(name, runner, site._server.sockets[0].getsockname()[1])
+    sock = socket.create_server(("127.0.0.1", port))
+    await web.SockSite(runner, sock).start()
+    upstream = Upstream(name, runner, sock.getsockname()[1])
     return upstream
 
 
