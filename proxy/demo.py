@@ -7,6 +7,7 @@ stops them itself: otherwise they would die with the proxy still running and loo
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -26,6 +27,7 @@ BACKEND_STOP_TIMEOUT = 5.0
 DEMO_SHUTDOWN_GRACE = 2.0
 COOKIE_JAR = "/tmp/sticky-proxy-demo.cookies"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 Ready = Callable[[Address], None]
 Serve = Callable[[ServeSettings, Snapshot, Ready | None], Coroutine[Any, Any, None]]
@@ -66,6 +68,7 @@ async def _start_backends(count: int, started: list[Process]) -> list[str]:
                 *(sys.executable, "-m", "backend", "--host", "127.0.0.1", "--port", "0"),
                 stdout=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                preexec_fn=_exit_with_parent if sys.platform == "linux" else None,
             )
         )
         try:
@@ -74,6 +77,12 @@ async def _start_backends(count: int, started: list[Process]) -> list[str]:
             # An interrupt can land after the fork: keep the child either way, so it is stopped.
             started.append(await spawning)
     return [await _announced_url(process) for process in started]
+
+
+def _exit_with_parent() -> None:
+    """Runs in a backend between fork and exec: the kernel will SIGTERM it when the demo dies,
+    even by SIGKILL, so no orphan keeps a port or the terminal's pipes open."""
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 async def _announced_url(process: Process) -> str:
