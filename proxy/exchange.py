@@ -334,6 +334,12 @@ class Exchange:
         )
         self._upstream_broke(error, stale)
 
+    def cork(self) -> None:
+        self.conn.cork()
+
+    def uncork(self) -> None:
+        self.conn.uncork()
+
     def upstream_paused(self, paused: bool) -> None:
         """The upstream cannot take request body bytes as fast as the client sends them."""
         if paused:

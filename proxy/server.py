@@ -111,6 +111,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self._paused = 0
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._out: list[bytes] | None = None  # corked writes
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -244,8 +245,21 @@ class DownstreamProtocol(asyncio.Protocol):
     # -- used by exchanges ---------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
+        if self._out is not None:
+            self._out.append(data)
+        else:
+            assert self.transport is not None
+            self.transport.write(data)
+
+    def cork(self) -> None:
+        """Collect writes until `uncork`: a response head and body leave in one send."""
+        if self._out is None:
+            self._out = []
+
+    def uncork(self) -> None:
+        out, self._out = self._out, None
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def write_error(self, status: int, close: bool) -> None:
         self.write(error_response(status, close))
@@ -253,6 +267,7 @@ class DownstreamProtocol(asyncio.Protocol):
     def close_now(self) -> None:
         """End the connection after what is already written: an answer was cut short."""
         self._closed = True
+        self.uncork()
         if self.transport is not None:
             self.transport.close()
 

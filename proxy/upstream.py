@@ -35,6 +35,8 @@ class ResponseSink(Protocol):
     def upstream_done(self, upstream: UpstreamConnection, keep_alive: bool) -> None: ...
     def upstream_failed(self, error: UpstreamError, response_started: bool) -> None: ...
     def upstream_paused(self, paused: bool) -> None: ...
+    def cork(self) -> None: ...
+    def uncork(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -100,6 +102,7 @@ class UpstreamConnection(asyncio.Protocol):
             sink.upstream_body(data)
             return
         self._started = True
+        sink.cork()  # whatever this read produces goes downstream in one write
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -108,6 +111,8 @@ class UpstreamConnection(asyncio.Protocol):
                 sink.upstream_body(data[offset:])
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError("protocol", f"invalid response: {exc}"))
+        finally:
+            sink.uncork()
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost reports it
