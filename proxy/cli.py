@@ -151,7 +151,7 @@ def _add_listen_flags(parser: argparse.ArgumentParser, host: str) -> None:
         type=_value(parse_host_port),
         default=f"{host}:10254",
         metavar="HOST:PORT",
-        help="/metrics, /healthz, /readyz and the status page " + _DEFAULT,
+        help="/metrics, /healthz and /readyz " + _DEFAULT,
     )
 
 

@@ -183,7 +183,7 @@ def _metrics_line(metrics: Address | None) -> str:
     if metrics.port == 0:
         return f"  metrics  on a free port of {metrics.host}"
     base = f"http://{_reachable(metrics)}"
-    return f"  metrics  {base}/metrics  (status page: {base}/)"
+    return f"  metrics  {base}/metrics  (health: {base}/healthz)"
 
 
 def _reachable(address: Address) -> Address:
