@@ -18,7 +18,8 @@ class Upstream:
 
     `/` and any other path echo JSON {"name", "method", "path_qs", "headers", "body_size"};
     `/stream` sends a chunked answer in two parts, the second only after `release` is set;
-    `/slow` answers after `slow_seconds`; `/big?size=N` sends N bytes.
+    `/slow` answers after `slow_seconds`; `/big?size=N` sends N bytes; `/ws` is a WebSocket
+    echo that prefixes its name and closes with code 4001 on "bye".
     `transports` holds every connection a request came on.
     """
 
@@ -87,6 +88,18 @@ async def start_upstream(name: str, port: int = 0) -> Upstream:
             await response.write(block[: size - offset])
         return response
 
+    async def websocket(request: web.Request) -> web.StreamResponse:
+        upstream.requests += 1
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            if message.data == "bye":
+                await ws.close(code=4001, message=b"bye")
+            else:
+                await ws.send_str(f"{name}:{message.data}")
+        return ws
+
+    app.router.add_get("/ws", websocket)
     app.router.add_get("/slow", slow)
     app.router.add_get("/big", big)
     app.router.add_route("*", "/{tail:.*}", echo)

@@ -344,3 +344,28 @@ async def test_shutdown_finishes_requests_in_flight(
     with pytest.raises(OSError):
         assert server.address is not None
         await asyncio.open_connection(server.address.host, server.address.port)
+
+
+async def test_websocket_upgrade_is_proxied_with_the_same_affinity(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    ups = await upstreams(3)
+    server = await proxy([u.endpoint for u in ups], Affinity())
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url(server, "/ws")) as ws:
+            (set_cookie,) = ws._response.headers.getall("Set-Cookie")
+            await ws.send_str("hello")
+            first = (await ws.receive_str()).split(":")[0]
+            await ws.send_str("x" * 100_000)
+            assert await ws.receive_str() == f"{first}:" + "x" * 100_000
+            await ws.send_str("bye")
+            closing = await ws.receive()
+            assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 4001
+        cookie = set_cookie.split(";")[0]
+        for _ in range(5):  # the cookie from the 101 pins later upgrades and plain requests
+            async with session.ws_connect(url(server, "/ws"), headers={"Cookie": cookie}) as ws:
+                assert "Set-Cookie" not in ws._response.headers
+                await ws.send_str("again")
+                assert await ws.receive_str() == f"{first}:again"
+            async with session.get(url(server), headers={"Cookie": cookie}) as response:
+                assert (await response.json())["name"] == first
