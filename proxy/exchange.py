@@ -94,7 +94,9 @@ class Exchange:
             return
         self.route = route
         limit = route.upstream.body_size
-        if limit and request.content_length is not None and request.content_length > limit:
+        declared = request.content_length or 0
+        if limit and max(declared, self.body_received) > limit:
+            # (body_received: a pipelined request's body may have arrived while it queued)
             self.fail(BodyTooLarge())
             return
         cluster = route.cluster
@@ -136,8 +138,11 @@ class Exchange:
         """Raw bytes after an Upgrade request head: for the upstream once it agrees."""
         if self.upstream is not None and self.tunnel:
             self.upstream.send(data)
-        else:
+        elif not self.finished:
             self.pending.append(data)
+            self.pending_size += len(data)
+            if self.pending_size > BUFFER_LIMIT:
+                self.conn.pause(self.conn.WAIT_UPSTREAM)
 
     def downstream_paused(self, paused: bool) -> None:
         if self.upstream is not None:
@@ -200,7 +205,7 @@ class Exchange:
         self.connecting = None
         if self.finished:
             if conn is not None:
-                conn.close()
+                conn.release()  # fresh and unused: worth keeping for the next request
             return
         if conn is None:
             assert error is not None
@@ -279,8 +284,10 @@ class Exchange:
         conn = self.conn
         client_http11 = self.request.http11
         if status < 200 and not upgrade:
-            # Interim answers (100 Continue) go to the client as they are.
-            conn.write(h.downstream_head(response, h.Framing.NONE, True, client_http11, None))
+            # Interim answers (100 Continue) go to HTTP/1.1 clients as they are; HTTP/1.0 has
+            # none (RFC 9110 §15.2).
+            if client_http11:
+                conn.write(h.downstream_head(response, h.Framing.NONE, True, True, None))
             return
         if upgrade:
             response.forward += [(b"Connection", b"upgrade")]
@@ -447,6 +454,8 @@ class Exchange:
         for data in self.pending:
             upstream.send(data)
         self.pending = []
+        self.pending_size = 0
+        self.conn.resume(self.conn.WAIT_UPSTREAM)
         self.conn.start_tunnel(self)
 
     def tunnel_closed(self) -> None:

@@ -107,7 +107,8 @@ class DownstreamProtocol(asyncio.Protocol):
         self._active: Exchange | None = None  # answering
         self._queue: deque[Exchange] = deque()
         self._fatal: ProxyError | None = None  # a bad request behind the one being answered
-        self._tunnel: Exchange | None = None
+        self._tunnel: Exchange | None = None  # upgraded: bytes pass through both ways
+        self._upgrading: Exchange | None = None  # asked to upgrade, the upstream not answered yet
         self._paused = 0
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -137,8 +138,9 @@ class DownstreamProtocol(asyncio.Protocol):
         self._arm_timer(self.ctx.client_header_timeout)
 
     def data_received(self, data: bytes) -> None:
-        if self._tunnel is not None:
-            self._tunnel.tunnel_data(data)
+        tunnel = self._tunnel or self._upgrading
+        if tunnel is not None:
+            tunnel.tunnel_data(data)
             return
         if self._fatal is not None or self._closed:
             return
@@ -152,9 +154,11 @@ class DownstreamProtocol(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
+            # Bytes after an Upgrade head belong to the new protocol: held until the upstream
+            # agrees, never parsed as HTTP.
             rest = data[upgrade.args[0] :]
-            if rest and self._incoming is not None:
-                self._incoming.tunnel_data(rest)
+            if rest and self._upgrading is not None:
+                self._upgrading.tunnel_data(rest)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             self._reject(cause if isinstance(cause, ProxyError) else BadRequest(str(exc)))
@@ -175,7 +179,7 @@ class DownstreamProtocol(asyncio.Protocol):
                     self.ctx.metrics.count_request(exchange.route, exchange.request.method, 499)
         if self._tunnel is not None:
             self._tunnel.tunnel_closed()
-        self._active = self._incoming = self._tunnel = None
+        self._active = self._incoming = self._tunnel = self._upgrading = None
         self._queue.clear()
 
     def pause_writing(self) -> None:
@@ -226,6 +230,8 @@ class DownstreamProtocol(asyncio.Protocol):
         )
         exchange = Exchange(self, request, parser.should_keep_alive())
         self._incoming = exchange
+        if request.upgrade is not None:
+            self._upgrading = exchange
         if self._active is None:
             self._active = exchange
             exchange.begin()
@@ -287,6 +293,7 @@ class DownstreamProtocol(asyncio.Protocol):
     def start_tunnel(self, exchange: Exchange) -> None:
         """The upstream accepted an Upgrade: from now on bytes pass through both ways."""
         self._tunnel = exchange
+        self._upgrading = None
         self._paused = self.PIPELINE  # leave only this flag so resume() really resumes
         self.resume(self.PIPELINE)
 
@@ -295,6 +302,8 @@ class DownstreamProtocol(asyncio.Protocol):
             self._active = None
         if self._tunnel is exchange:
             self._tunnel = None
+        if self._upgrading is exchange:
+            self._upgrading = None
         if self._closed:
             return
         if not exchange.keep_alive or self.ctx.closing:

@@ -51,6 +51,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._started = False  # any byte of the current response received
+        self._response_head: tuple[int, list[tuple[bytes, bytes]]] | None = None
         self._tunnel = False
 
     # -- driven by the exchange ---------------------------------------------------------------
@@ -59,6 +60,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink = sink
         self._head_request = head_request
         self._started = False
+        self._response_head = None
         self._headers = []
         assert self.transport is not None
         self.transport.write(head)
@@ -122,6 +124,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self._tunnel and self.sink is not None:
             sink, self.sink = self.sink, None
             sink.upstream_done(self, keep_alive=False)
+        elif exc is None and self.sink is not None and self._ends_at_close():
+            self._finish(keep_alive=False)  # httptools has no feed_eof: EOF ends this body
         elif self.sink is not None:
             reason = "reset" if exc is not None or not self._started else "protocol"
             self._fail(UpstreamError(reason, "upstream closed the connection"))
@@ -151,6 +155,7 @@ class UpstreamConnection(asyncio.Protocol):
             sink.upstream_head(status, self._reason, headers, upgrade=False)
             return
         upgrade = status == 101
+        self._response_head = (status, headers)
         sink.upstream_head(status, self._reason, headers, upgrade)
         if upgrade:
             self._tunnel = True
@@ -170,6 +175,14 @@ class UpstreamConnection(asyncio.Protocol):
             self._finish(self._parser.should_keep_alive())
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _ends_at_close(self) -> bool:
+        """Whether the response being read has no length and no chunks (RFC 9112 §6.3 rule 8)."""
+        if self._response_head is None:
+            return False
+        status, headers = self._response_head
+        framed = (b"content-length", b"transfer-encoding")
+        return status not in (204, 304) and all(name.lower() not in framed for name, _ in headers)
 
     def _keep_alive_from(self, headers: list[tuple[bytes, bytes]]) -> bool:
         for name, value in headers:

@@ -8,6 +8,7 @@ upstream never depends on how the client framed it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from proxy.core.errors import BadRequest
@@ -66,6 +67,9 @@ class Request:
 
 def scan_request(method: bytes, target: bytes, http11: bool, raw: Headers) -> Request:
     """Classify the request headers once; raise BadRequest for an ambiguous or invalid head."""
+    if not target.startswith(b"/") and not (target == b"*" and method == b"OPTIONS"):
+        # absolute-form (or CONNECT's authority-form) would let the target and Host disagree
+        raise BadRequest("request target must be a path")
     forward: Headers = []
     connection_tokens: list[bytes] = []
     host_header = b""
@@ -99,6 +103,8 @@ def scan_request(method: bytes, target: bytes, http11: bool, raw: Headers) -> Re
             forward.append((name, value))
     if hosts > 1:
         raise BadRequest("more than one Host header")
+    if host_header and _VALID_HOST.fullmatch(host_header) is None:
+        raise BadRequest("invalid Host header")
     if http11 and hosts == 0:
         raise BadRequest("HTTP/1.1 request without Host")
     chunked = False
@@ -126,6 +132,10 @@ def scan_request(method: bytes, target: bytes, http11: bool, raw: Headers) -> Re
         chunked=chunked,
         upgrade=upgrade if b"upgrade" in connection_tokens else None,
     )
+
+
+# RFC 3986 host (reg-name or IP literal) with an optional port
+_VALID_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?")
 
 
 def _content_length(value: bytes, previous: int | None) -> int:

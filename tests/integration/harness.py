@@ -130,3 +130,41 @@ async def raw_request(server: ProxyServer, data: bytes, timeout: float = 5.0) ->
     finally:
         writer.close()
     return b"".join(chunks)
+
+
+@dataclass
+class RawUpstream:
+    """A TCP server answering each connection's first request head with fixed bytes, then closing
+    (or not): for upstream behaviour the aiohttp app will not produce."""
+
+    server: asyncio.Server
+    port: int
+    received: list[bytes] = field(default_factory=list)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint("127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def start_raw_upstream(answer: bytes, close: bool = True) -> RawUpstream:
+    raw: RawUpstream
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            raw.received.append(await reader.readuntil(b"\r\n\r\n"))
+            writer.write(answer)
+            await writer.drain()
+            if not close:
+                await reader.read()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    raw = RawUpstream(server, server.sockets[0].getsockname()[1])
+    return raw

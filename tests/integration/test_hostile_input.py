@@ -1,0 +1,132 @@
+"""Requests and upstream answers a trustworthy proxy must handle (DESIGN §6, issue 5)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from proxy.core.model import Affinity
+from tests.integration.conftest import StartProxy, StartUpstreams
+from tests.integration.harness import raw_request, start_raw_upstream, url
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET http://evil.example/ HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: user@evil\r\n\r\n",
+        b"GET / HTTP/1.1\nHost: t\n\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\x00b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nX-A : b\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1,2\r\n\r\nab",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: +3\r\n\r\nabc",
+    ],
+    ids=["absolute-form", "connect", "host-slash", "host-space", "host-userinfo", "bare-lf",
+         "nul-in-header", "space-before-colon", "te-xchunked", "te-chunked-identity",
+         "bad-chunk-size", "negative-length", "list-length", "plus-length"],
+)  # fmt: skip
+async def test_smuggling_and_malformed_heads_are_400_and_never_reach_an_upstream(
+    upstreams: StartUpstreams, proxy: StartProxy, request_bytes: bytes
+) -> None:
+    (up,) = await upstreams(1)
+    server = await proxy([up.endpoint], None)
+    response = await raw_request(server, request_bytes)
+    assert response.startswith(b"HTTP/1.1 400 "), response[:120]
+    assert b"Connection: close" in response
+    assert up.requests == 0
+
+
+async def test_a_bad_request_behind_a_good_one_is_answered_after_it(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    (up,) = await upstreams(1)
+    server = await proxy([up.endpoint], None)
+    response = await raw_request(
+        server, b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\nGET http://x/ HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
+    first, _, rest = response.partition(b"}")
+    assert first.startswith(b"HTTP/1.1 200 ") and b'"/ok"' in first
+    assert rest.startswith(b"HTTP/1.1 400 ") and up.requests == 1
+
+
+async def test_an_upstream_body_that_ends_at_close_is_relayed_whole(proxy: StartProxy) -> None:
+    raw = await start_raw_upstream(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it")
+    try:
+        server = await proxy([raw.endpoint], None)
+        async with aiohttp.ClientSession() as session, session.get(url(server)) as response:
+            assert response.status == 200
+            assert response.headers["Transfer-Encoding"] == "chunked"
+            assert await response.text() == "all of it"
+            # and the downstream connection stays usable
+        async with aiohttp.ClientSession() as session, session.get(url(server)) as response:
+            assert await response.text() == "all of it"
+    finally:
+        await raw.stop()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"NOT HTTP AT ALL\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", b""],
+    ids=["garbage", "truncated-body", "closed-without-answer"],
+)
+async def test_a_broken_upstream_answer_is_502_or_a_cut_response(
+    proxy: StartProxy, answer: bytes
+) -> None:
+    raw = await start_raw_upstream(answer)
+    try:
+        server = await proxy([raw.endpoint], None)
+        request = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        response = await raw_request(server, request, timeout=3)
+        if answer.startswith(b"HTTP/1.1 200"):
+            # the head was relayed before the body broke: the client sees a short body and a close
+            head, _, body = response.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 ") and body == b"short"
+        else:
+            assert response.startswith(b"HTTP/1.1 502 "), response[:100]
+    finally:
+        await raw.stop()
+
+
+async def test_expect_100_continue_reaches_the_client(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    (up,) = await upstreams(1)
+    server = await proxy([up.endpoint], None)
+    assert server.address is not None
+    reader, writer = await asyncio.open_connection(server.address.host, server.address.port)
+    writer.write(
+        b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    )
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert interim.startswith(b"HTTP/1.1 100 ")
+    writer.write(b"hello")
+    final = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert final.startswith(b"HTTP/1.1 200 ")
+    writer.close()
+
+
+async def test_bytes_sent_right_after_an_upgrade_head_wait_for_the_101(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    (up,) = await upstreams(1)
+    server = await proxy([up.endpoint], Affinity())
+    async with aiohttp.ClientSession() as session, session.ws_connect(url(server, "/ws")) as ws:
+        await ws.send_str("ping")
+        assert (await ws.receive_str()).endswith(":ping")
+    # a refused upgrade (no such WebSocket path) is answered and the connection closed
+    refused = await raw_request(
+        server,
+        b"GET /plain HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        b"\x81\x05early",
+    )
+    assert refused.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in refused
