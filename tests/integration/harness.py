@@ -19,7 +19,8 @@ class Upstream:
     `/` and any other path echo JSON {"name", "method", "path_qs", "headers", "body_size"};
     `/stream` sends a chunked answer in two parts, the second only after `release` is set;
     `/slow` answers after `slow_seconds`; `/big?size=N` sends N bytes; `/ws` is a WebSocket
-    echo that prefixes its name and closes with code 4001 on "bye".
+    echo that prefixes its name and closes with code 4001 on "bye"; `POST /sink?delay=S` reads
+    nothing for S seconds, then counts the body as it streams.
     `transports` holds every connection a request came on.
     """
 
@@ -99,6 +100,14 @@ async def start_upstream(name: str, port: int = 0) -> Upstream:
                 await ws.send_str(f"{name}:{message.data}")
         return ws
 
+    async def sink(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(float(request.query.get("delay", "0")))
+        size = 0
+        async for block in request.content.iter_any():
+            size += len(block)
+        return web.json_response({"name": name, "body_size": size})
+
+    app.router.add_post("/sink", sink)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/slow", slow)
     app.router.add_get("/big", big)
