@@ -37,6 +37,8 @@ from proxy.upstream import Pools
 MAX_LINE = 8 * 1024  # request line or one header line, as nginx's large_client_header_buffers
 MAX_HEAD = 32 * 1024  # a whole request head
 KEEPALIVE_TIMEOUT = 75.0  # nginx's keepalive_timeout
+MAX_CONNECTIONS = 16384  # ingress-nginx's max-worker-connections
+LINGERING_TIME = 5.0  # nginx's lingering_timeout: how long an unread body is drained after an error
 
 
 class NotReady(NoEndpoint):
@@ -53,6 +55,8 @@ class ServerContext:
         metrics: Metrics,
         *,
         client_header_timeout: float = 60.0,
+        client_body_timeout: float = 60.0,
+        max_connections: int = MAX_CONNECTIONS,
         rng: random.Random | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:
@@ -61,6 +65,8 @@ class ServerContext:
         self.metrics = metrics
         self.pools = Pools(loop)
         self.client_header_timeout = client_header_timeout
+        self.client_body_timeout = client_body_timeout
+        self.max_connections = max_connections
         self.rng = rng or random.Random(os.urandom(16))
         self.now = now
         self.pid = os.getpid()
@@ -103,6 +109,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self._in_head = False
         self._head_started = 0.0
         self._idle_since = 0.0
+        self._last_read = 0.0
         self._incoming: Exchange | None = None  # receiving its request body
         self._active: Exchange | None = None  # answering
         self._queue: deque[Exchange] = deque()
@@ -112,6 +119,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self._paused = 0
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._lingering = False
         self._out: list[bytes] | None = None  # corked writes
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
@@ -119,6 +127,13 @@ class DownstreamProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self.transport = cast(asyncio.Transport, transport)
+        if len(self.ctx.connections) >= self.ctx.max_connections:
+            # Over the cap: a clear answer beats a connection that hangs in the backlog.
+            self._closed = True
+            self.ctx.metrics.count_request(None, b"", 503)
+            self.transport.write(error_response(503, close=True))
+            self.transport.close()
+            return
         self.ctx.connections.add(self)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -138,10 +153,13 @@ class DownstreamProtocol(asyncio.Protocol):
         self._arm_timer(self.ctx.client_header_timeout)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # the rest of a body we answered without reading
         tunnel = self._tunnel or self._upgrading
         if tunnel is not None:
             tunnel.tunnel_data(data)
             return
+        self._last_read = self.ctx.loop.time()
         if self._fatal is not None or self._closed:
             return
         if self._in_head and self._head_size > 0:
@@ -166,6 +184,8 @@ class DownstreamProtocol(asyncio.Protocol):
             self._reject(BadRequest(str(exc)))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self not in self.ctx.connections:
+            return  # turned away over the connection cap
         self._closed = True
         self.ctx.connections.discard(self)
         if self._timer is not None:
@@ -230,6 +250,8 @@ class DownstreamProtocol(asyncio.Protocol):
         )
         exchange = Exchange(self, request, parser.should_keep_alive())
         self._incoming = exchange
+        if request.has_body:
+            self._timer_within(self.ctx.client_body_timeout)
         if request.upgrade is not None:
             self._upgrading = exchange
         if self._active is None:
@@ -271,11 +293,25 @@ class DownstreamProtocol(asyncio.Protocol):
         self.write(error_response(status, close))
 
     def close_now(self) -> None:
-        """End the connection after what is already written: an answer was cut short."""
+        """End the connection after what is already written."""
         self._closed = True
         self.uncork()
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._incoming is not None and transport.can_write_eof():
+            # The client may still be sending a body we will not read. Closing now would reset
+            # the connection and destroy our answer in its receive buffer, so close our side
+            # only and drain theirs for a while (nginx's lingering close).
+            self._lingering = True
+            transport.write_eof()
+            self._paused = 0
+            transport.resume_reading()
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.ctx.loop.call_later(LINGERING_TIME, transport.close)
+        else:
+            transport.close()
 
     def pause(self, reason: int) -> None:
         was = self._paused
@@ -344,11 +380,26 @@ class DownstreamProtocol(asyncio.Protocol):
         self.write_error(error.status, close=True)
         self.close_now()
 
+    def _body_timed_out(self, exchange: Exchange) -> None:
+        self._incoming = None
+        if exchange.started:
+            exchange.fail(RequestTimeout())  # 408 unless the answer began; closes either way
+        else:
+            self.close_now()
+
     def _arm_timer(self, delay: float) -> None:
         self._timer = self.ctx.loop.call_later(delay, self._on_timer)
 
+    def _timer_within(self, delay: float) -> None:
+        """Make sure the connection timer fires within `delay` (a shorter timeout starts)."""
+        timer = self._timer
+        if timer is None or timer.when() > self.ctx.loop.time() + delay:
+            if timer is not None:
+                timer.cancel()
+            self._arm_timer(delay)
+
     def _on_timer(self) -> None:
-        """Close a connection that sent an incomplete head too long, or idled too long."""
+        """Close a connection whose head or body stalls, or that idled too long."""
         self._timer = None
         if self._closed:
             return
@@ -365,6 +416,12 @@ class DownstreamProtocol(asyncio.Protocol):
             remaining = self._idle_since + KEEPALIVE_TIMEOUT - now
             if remaining <= 0:
                 self.close_now()
+                return
+        elif self._incoming is not None and not self._paused:
+            # A body is arriving and we are reading: nginx's client_body_timeout, between reads.
+            remaining = self._last_read + self.ctx.client_body_timeout - now
+            if remaining <= 0:
+                self._body_timed_out(self._incoming)
                 return
         else:
             remaining = self.ctx.client_header_timeout  # busy: the exchange has its own timers

@@ -144,17 +144,20 @@ async def raw_request(server: ProxyServer, data: bytes, timeout: float = 5.0) ->
 @dataclass
 class RawUpstream:
     """A TCP server answering each connection's first request head with fixed bytes, then closing
-    (or not): for upstream behaviour the aiohttp app will not produce."""
+    or, with `close=False`, holding the connection without reading: upstream behaviour the aiohttp
+    app will not produce."""
 
     server: asyncio.Server
     port: int
     received: list[bytes] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def endpoint(self) -> Endpoint:
         return Endpoint("127.0.0.1", self.port)
 
     async def stop(self) -> None:
+        self.done.set()
         self.server.close()
         await self.server.wait_closed()
 
@@ -168,7 +171,8 @@ async def start_raw_upstream(answer: bytes, close: bool = True) -> RawUpstream:
             writer.write(answer)
             await writer.drain()
             if not close:
-                await reader.read()
+                writer.transport.pause_reading()  # type: ignore[attr-defined]
+                await raw.done.wait()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:

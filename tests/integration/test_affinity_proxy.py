@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import socket
@@ -16,7 +17,7 @@ from proxy.core.model import Affinity, AffinityMode, CookieSettings, Endpoint, U
 from proxy.core.ring import HashRing
 from proxy.sources.static import STATIC_CLUSTER
 from tests.integration.conftest import StartProxy, StartUpstreams
-from tests.integration.harness import raw_request, url
+from tests.integration.harness import raw_request, start_raw_upstream, url
 
 BALANCED = Affinity(AffinityMode.BALANCED, CookieSettings(name="key"))
 PERSISTENT = Affinity(AffinityMode.PERSISTENT, CookieSettings(name="key", max_age=60))
@@ -230,3 +231,43 @@ async def test_control_bytes_in_a_cookie_are_a_bad_request(
         server, b"GET / HTTP/1.1\r\nHost: t\r\nCookie: key=\x01\x7f\r\n\r\n"
     )
     assert response.startswith(b"HTTP/1.1 400 ") and ups[0].requests == 0
+
+
+@pytest.mark.parametrize(("method", "tries"), [("GET", 2), ("PUT", 2), ("POST", 1)])
+async def test_a_request_the_upstream_may_have_seen_is_retried_only_if_idempotent(
+    proxy: StartProxy, method: str, tries: int
+) -> None:
+    # Both upstreams read the whole request, then close without answering.
+    raws = [await start_raw_upstream(b"") for _ in range(2)]
+    try:
+        server = await proxy([r.endpoint for r in raws], None)
+        head = f"{method} / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n"
+        response = await raw_request(server, head.encode() + b"\r\nhi")
+        assert response.startswith(b"HTTP/1.1 502 ")
+        assert sum(len(r.received) for r in raws) == tries
+    finally:
+        for raw in raws:
+            await raw.stop()
+
+
+async def test_an_upstream_that_stops_reading_the_body_is_504(proxy: StartProxy) -> None:
+    raw = await start_raw_upstream(b"", close=False)  # reads the head, then nothing
+    try:
+        server = await proxy([raw.endpoint], None, UpstreamPolicy(send_timeout=0.3, body_size=0))
+        assert server.address is not None
+        reader, writer = await asyncio.open_connection(server.address.host, server.address.port)
+        writer.write(b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n")
+
+        async def upload() -> None:  # like a real client: sends while it waits for an answer
+            with contextlib.suppress(ConnectionError):
+                for _ in range(100_000_000 // 65536):
+                    writer.write(b"b" * 65536)
+                    await writer.drain()
+
+        uploading = asyncio.ensure_future(upload())
+        answer = await asyncio.wait_for(reader.read(4096), 10)
+        uploading.cancel()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 504 ")
+    finally:
+        await raw.stop()

@@ -130,3 +130,36 @@ async def test_bytes_sent_right_after_an_upgrade_head_wait_for_the_101(
         b"\x81\x05early",
     )
     assert refused.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in refused
+
+
+async def test_a_request_body_that_stalls_is_408(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    (up,) = await upstreams(1)
+    server = await proxy([up.endpoint], None)
+    assert server.ctx is not None
+    server.ctx.client_body_timeout = 0.3
+    response = await raw_request(
+        server, b"POST /sink HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc", timeout=5
+    )
+    assert response.startswith(b"HTTP/1.1 408 ")
+
+
+async def test_connections_over_the_cap_get_503(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    (up,) = await upstreams(1)
+    server = await proxy([up.endpoint], None)
+    assert server.ctx is not None and server.address is not None
+    server.ctx.max_connections = 2
+    held = [
+        await asyncio.open_connection(server.address.host, server.address.port) for _ in range(2)
+    ]
+    await asyncio.sleep(0.05)
+    turned_away = await raw_request(server, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert turned_away.startswith(b"HTTP/1.1 503 ")
+    for _, writer in held:
+        writer.close()
+    await asyncio.sleep(0.05)
+    served = await raw_request(server, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert served.startswith(b"HTTP/1.1 200 ")
