@@ -72,11 +72,16 @@ class ServerContext:
         self.pid = os.getpid()
         self.closing = False
         self.connections: set[DownstreamProtocol] = set()
+        self._snapshot_seen: Snapshot | None = None
 
     def route(self, host: str, path: str) -> Route | None:
         snapshot = self.snapshot()
         if snapshot is None or self.closing:
             raise NotReady()
+        if snapshot is not self._snapshot_seen:
+            # first request on a new table: let go of connections to endpoints no longer in it
+            self._snapshot_seen = snapshot
+            self.pools.retain(e for c in snapshot.clusters for e in c.endpoints)
         return snapshot.table.match(host, path)
 
     def new_request_id(self) -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol, cast
 
 import httptools
@@ -209,6 +209,7 @@ class Pool:
     def __init__(self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop) -> None:
         self.endpoint = endpoint
         self.loop = loop
+        self.closed = False  # the endpoint left the routing table
         self._idle: list[UpstreamConnection] = []
 
     def take_idle(self) -> UpstreamConnection | None:
@@ -252,7 +253,7 @@ class Pool:
             done(conn, None)
 
     def release(self, conn: UpstreamConnection) -> None:
-        if len(self._idle) >= MAX_IDLE_PER_ENDPOINT:
+        if self.closed or len(self._idle) >= MAX_IDLE_PER_ENDPOINT:
             conn.close()
             return
         conn.idle_since = self.loop.time()
@@ -263,6 +264,7 @@ class Pool:
             self._idle.remove(conn)
 
     def close(self) -> None:
+        self.closed = True
         for conn in self._idle:
             conn.close()
         self._idle.clear()
@@ -281,6 +283,12 @@ class Pools:
         if pool is None:
             pool = self._pools[key] = Pool(endpoint, self.loop)
         return pool
+
+    def retain(self, endpoints: Iterable[Endpoint]) -> None:
+        """Close the pools of endpoints that are gone, so pod churn leaves nothing behind."""
+        keep = {(e.address, e.port) for e in endpoints}
+        for key in [key for key in self._pools if key not in keep]:
+            self._pools.pop(key).close()
 
     def close(self) -> None:
         for pool in self._pools.values():

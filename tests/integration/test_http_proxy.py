@@ -14,6 +14,7 @@ from proxy.core.model import Affinity, Endpoint, PathType, Route, UpstreamPolicy
 from proxy.core.routing import Snapshot
 from proxy.runtime import ProxyServer
 from proxy.settings import Address, ServeSettings
+from proxy.sources.static import static_snapshot
 from tests.integration.conftest import StartProxy, StartUpstreams
 from tests.integration.harness import raw_request, url
 
@@ -369,3 +370,22 @@ async def test_websocket_upgrade_is_proxied_with_the_same_affinity(
                 assert await ws.receive_str() == f"{first}:again"
             async with session.get(url(server), headers={"Cookie": cookie}) as response:
                 assert (await response.json())["name"] == first
+
+
+async def test_connections_to_endpoints_that_left_the_table_are_closed(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    ups = await upstreams(2)
+    server = await proxy([u.endpoint for u in ups], None)
+    async with aiohttp.ClientSession() as session:
+        for _ in range(20):  # both endpoints now have an idle pooled connection
+            async with session.get(url(server)) as response:
+                assert response.status == 200
+        assert all(u.transports for u in ups)
+        (gone_transport,) = ups[1].transports
+        server.publisher.publish(static_snapshot([ups[0].endpoint], None, UpstreamPolicy()))
+        async with session.get(url(server)) as response:
+            assert (await response.json())["name"] == ups[0].name
+        await asyncio.sleep(0.1)
+        assert gone_transport.is_closing()  # type: ignore[attr-defined]
+        assert not next(iter(ups[0].transports)).is_closing()  # type: ignore[attr-defined]
