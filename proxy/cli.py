@@ -33,7 +33,7 @@ from proxy.flags import (
     parse_workers,
 )
 from proxy.settings import ServeSettings
-from proxy.sources.static import static_backends, static_snapshot
+from proxy.sources.static import StaticSource, static_backends, static_snapshot
 
 PROG = "sticky-proxy"
 SUPPORTED_WORKERS = 1  # --workers is parsed and validated now; more processes come later
@@ -349,7 +349,7 @@ def run(command: ServeCommand | DemoCommand) -> int:
             return uvloop.run(run_demo(command.settings, command.replicas, runtime.serve))
         settings = command.settings
         snapshot = static_snapshot(command.endpoints, settings.affinity, settings.upstream)
-        uvloop.run(runtime.serve(settings, snapshot))
+        uvloop.run(runtime.serve(settings, StaticSource(snapshot)))
     except KeyboardInterrupt:  # Ctrl-C before the runtime took over SIGINT: a normal stop
         return 0
     except OSError as error:  # the environment refused, e.g. the listen address is taken

@@ -16,9 +16,9 @@ from dataclasses import replace
 from typing import Any, TextIO, TypeVar
 
 from proxy.core.model import Affinity
-from proxy.core.routing import Snapshot
 from proxy.settings import Address, ServeSettings
-from proxy.sources.static import static_backends, static_snapshot
+from proxy.sources.source import Source
+from proxy.sources.static import StaticSource, static_backends, static_snapshot
 
 BACKEND_START_TIMEOUT = 10.0
 BACKEND_STOP_TIMEOUT = 5.0
@@ -30,7 +30,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 Ready = Callable[[Address], None]
-Serve = Callable[[ServeSettings, Snapshot, Ready | None], Coroutine[Any, Any, None]]
+Serve = Callable[[ServeSettings, Source, Ready | None], Coroutine[Any, Any, None]]
 Process = asyncio.subprocess.Process
 T = TypeVar("T")
 
@@ -51,7 +51,7 @@ async def run_demo(
         settings = replace(settings, backends=tuple(urls), shutdown_grace=DEMO_SHUTDOWN_GRACE)
         snapshot = static_snapshot(static_backends(urls), settings.affinity, settings.upstream)
         ready = _announcer(settings, urls, out)
-        await _serve_while_backends_live(serve(settings, snapshot, ready), backends)
+        await _serve_while_backends_live(serve(settings, StaticSource(snapshot), ready), backends)
     except DemoError as error:
         print(f"sticky-proxy: error: {error}", file=sys.stderr)
         return 1

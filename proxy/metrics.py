@@ -13,6 +13,7 @@ from proxy.core.model import Route
 
 REQUEST_LABELS = ("namespace", "ingress", "service", "host", "path", "method", "status")
 _NO_ROUTE = ("", "", "", "", "")
+RELOAD_RESULTS = ("success", "failure")
 
 
 class Metrics:
@@ -36,11 +37,18 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.config_reloads = Counter(
+            "sticky_proxy_config_reloads",
+            "Routing updates from the source, accepted (success) or refused (failure)",
+            ["result"],
+            registry=self.registry,
+        )
         self.config_last_reload_successful = Gauge(
             "sticky_proxy_config_last_reload_successful",
             "Whether the last routing update was accepted",
             registry=self.registry,
         )
+        self._reloads = _children(self.config_reloads, RELOAD_RESULTS)
         self._outcomes = _children(self.affinity_decisions, [o.value for o in Outcome])
         self._upstream_errors = _children(self.upstream_errors, UPSTREAM_ERROR_REASONS)
         self._requests: dict[tuple[tuple[str, ...], bytes, int], Counter] = {}
@@ -60,6 +68,10 @@ class Metrics:
 
     def count_upstream_error(self, reason: str) -> None:
         self._upstream_errors[reason].inc()
+
+    def count_reload(self, accepted: bool) -> None:
+        self._reloads["success" if accepted else "failure"].inc()
+        self.config_last_reload_successful.set(1 if accepted else 0)
 
 
 def _children(metric: Counter, values: list[str] | tuple[str, ...]) -> dict[str, Counter]:

@@ -1,7 +1,9 @@
 """The one place a new routing snapshot enters the data plane.
 
 Sources publish whole states; the publisher skips identical ones and swaps the reference in one
-assignment, so a request sees either the old table or the new one, never a mix.
+assignment, so a request sees either the old table or the new one, never a mix. It is the sink
+every source reports to (`proxy.sources.source.SnapshotSink`): accepted and refused reloads are
+counted and logged here, once for every source.
 """
 
 from __future__ import annotations
@@ -9,23 +11,35 @@ from __future__ import annotations
 import logging
 
 from proxy.core.routing import Snapshot
+from proxy.metrics import Metrics
 
 log = logging.getLogger("sticky_proxy.publisher")
 
 
 class Publisher:
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics) -> None:
         self.current: Snapshot | None = None
+        self._metrics = metrics
 
     def publish(self, snapshot: Snapshot) -> bool:
         """Swap in `snapshot`; False when it routes exactly like the current one."""
-        if snapshot == self.current:
+        self._metrics.count_reload(accepted=True)
+        previous = self.current
+        if snapshot == previous:
             return False
         self.current = snapshot
+        # A warning stands for as long as the objects that cause it do: say it when it appears,
+        # not again on every endpoint change while it stays.
+        already_said = set(previous.warnings) if previous is not None else set()
         for warning in snapshot.warnings:
-            log.warning("%s", warning)
+            if warning not in already_said:
+                log.warning("%s", warning)
         log.info("routing updated: %d routes", len(snapshot.routes))
         return True
+
+    def reject(self, problem: str) -> None:
+        self._metrics.count_reload(accepted=False)
+        log.error("routing update refused, keeping the last good routes: %s", problem)
 
     def get(self) -> Snapshot | None:
         return self.current

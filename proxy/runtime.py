@@ -1,4 +1,4 @@
-"""Assembles one proxy process: data-plane listener, admin listener, snapshot, shutdown."""
+"""Assembles one proxy process: data-plane listener, admin listener, source, shutdown."""
 
 from __future__ import annotations
 
@@ -16,33 +16,33 @@ from proxy.metrics import Metrics
 from proxy.publisher import Publisher
 from proxy.server import DownstreamProtocol, ServerContext
 from proxy.settings import Address, ServeSettings
+from proxy.sources.source import Source
 
 log = logging.getLogger("sticky_proxy")
 
 
 class ProxyServer:
-    """A running proxy: `start()` binds both listeners, `stop()` drains and closes them."""
+    """A running proxy: `start()` binds both listeners and runs the source, `stop()` drains and
+    closes them. A `snapshot` given here is published at once (a source that never changes)."""
 
     def __init__(self, settings: ServeSettings, snapshot: Snapshot | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.publisher = Publisher()
+        self.publisher = Publisher(self.metrics)
         if snapshot is not None:
-            self.publish(snapshot)
+            self.publisher.publish(snapshot)
         self.ctx: ServerContext | None = None
         self.address: Address | None = None
         self.metrics_address: Address | None = None
+        # The source's task: done early only when the source gave up (SourceError) or returned.
+        self.feeding: asyncio.Task[None] | None = None
         self._server: asyncio.Server | None = None
         self._admin: web.AppRunner | None = None
-
-    def publish(self, snapshot: Snapshot) -> None:
-        self.publisher.publish(snapshot)
-        self.metrics.config_last_reload_successful.set(1)
 
     def ready(self) -> bool:
         return self.publisher.ready and self.ctx is not None and not self.ctx.closing
 
-    async def start(self) -> None:
+    async def start(self, source: Source | None = None) -> None:
         loop = asyncio.get_running_loop()
         settings = self.settings
         ctx = ServerContext(
@@ -73,6 +73,9 @@ class ProxyServer:
             self.metrics_address = Address(*sock.getsockname()[:2])
         log.info("proxy listening on http://%s, metrics on http://%s",
                  self.address, self.metrics_address)  # fmt: skip
+        if source is not None:
+            # Listeners first: /readyz must answer 503 while a slow source gathers its first state.
+            self.feeding = asyncio.ensure_future(source.run(self.publisher))
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish within `grace`, then close the rest."""
@@ -81,6 +84,9 @@ class ProxyServer:
             return
         grace = self.settings.shutdown_grace if grace is None else grace
         ctx.begin_shutdown()
+        if self.feeding is not None:
+            self.feeding.cancel()
+            await asyncio.wait([self.feeding])  # how it ended is for whoever started it to read
         self._server.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
@@ -101,24 +107,32 @@ def _bound(server: asyncio.Server) -> Address:
 
 async def serve(
     settings: ServeSettings,
-    snapshot: Snapshot,
+    source: Source,
     ready: Callable[[Address], None] | None = None,
 ) -> None:
-    """Run the proxy until SIGINT or SIGTERM, then shut down gracefully."""
-    proxy = ProxyServer(settings, snapshot)
-    await proxy.start()
-    assert proxy.address is not None
+    """Run the proxy on `source`'s routes until SIGINT or SIGTERM, then shut down gracefully.
+
+    Raises `SourceError` (after closing the listeners) when the source cannot deliver a first state.
+    """
+    proxy = ProxyServer(settings)
+    await proxy.start(source)
+    assert proxy.address is not None and proxy.feeding is not None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    stopping = asyncio.ensure_future(stop.wait())
     try:
         if ready is not None:
             ready(proxy.address)
-        await stop.wait()
+        done, _ = await asyncio.wait([stopping, proxy.feeding], return_when=asyncio.FIRST_COMPLETED)
+        if proxy.feeding in done:
+            proxy.feeding.result()  # a source that gave up raises here
+            await stopping  # a source that returned has published all it ever will
         log.info("shutting down: finishing requests in flight (grace %.0fs)",
                  settings.shutdown_grace)  # fmt: skip
     finally:
+        stopping.cancel()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         await proxy.stop()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from proxy.core.affinity import build_cluster
 from proxy.core.model import Affinity, Endpoint, PathType, Route, UpstreamPolicy
 from proxy.core.routing import Snapshot
 from proxy.flags import parse_host, parse_port
+from proxy.sources.source import SnapshotSink
 
 STATIC_CLUSTER = "static"  # DESIGN §4: the cluster name affinity hashes with for --backend
 
@@ -60,3 +62,13 @@ def static_snapshot(
         upstream=upstream,
     )
     return Snapshot(routes=(route,), default_route=route)
+
+
+@dataclass(frozen=True, slots=True)
+class StaticSource:
+    """A source whose world never changes: it publishes one snapshot and is done."""
+
+    snapshot: Snapshot
+
+    async def run(self, sink: SnapshotSink) -> None:
+        sink.publish(self.snapshot)

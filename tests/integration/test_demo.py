@@ -14,9 +14,10 @@ import pytest
 
 from proxy import demo
 from proxy.core.model import Affinity, CookieSettings
-from proxy.core.routing import Snapshot
 from proxy.demo import COOKIE_JAR, run_demo
 from proxy.settings import Address, ServeSettings
+from proxy.sources.source import Source
+from proxy.sources.static import StaticSource
 
 Ready = Callable[[Address], None] | None
 SETTINGS = ServeSettings(listen=Address("127.0.0.1", 0), metrics_listen=Address("0.0.0.0", 10254))
@@ -49,11 +50,12 @@ async def test_serves_the_backends_announces_them_and_stops_them(
     out = io.StringIO()
     served: list[tuple[ServeSettings, set[str]]] = []
 
-    async def serve(settings: ServeSettings, snapshot: Snapshot, ready: Ready) -> None:
+    async def serve(settings: ServeSettings, source: Source, ready: Ready) -> None:
         assert ready is not None
         ready(Address("0.0.0.0", 18080))
         async with aiohttp.ClientSession() as session:
-            endpoints = snapshot.routes[0].cluster.endpoints
+            assert isinstance(source, StaticSource)
+            endpoints = source.snapshot.routes[0].cluster.endpoints
             uuids = {await uuid_at(session, f"http://{e.node}/") for e in endpoints}
         served.append((settings, uuids))
 
@@ -74,7 +76,7 @@ async def test_serves_the_backends_announces_them_and_stops_them(
 async def test_curl_line_targets_the_cookie_path() -> None:
     out = io.StringIO()
 
-    async def serve(settings: ServeSettings, snapshot: Snapshot, ready: Ready) -> None:
+    async def serve(settings: ServeSettings, source: Source, ready: Ready) -> None:
         assert ready is not None
         ready(Address("::1", 8080))
 
@@ -88,7 +90,7 @@ async def test_a_backend_dying_stops_the_proxy_with_exit_1(
 ) -> None:
     proxy_cancelled = asyncio.Event()
 
-    async def serve(settings: ServeSettings, snapshot: Snapshot, ready: Ready) -> None:
+    async def serve(settings: ServeSettings, source: Source, ready: Ready) -> None:
         spawned[0].kill()
         try:
             await asyncio.Event().wait()
@@ -103,7 +105,7 @@ async def test_a_backend_dying_stops_the_proxy_with_exit_1(
     )
 
 
-async def never_serve(settings: ServeSettings, snapshot: Snapshot, ready: Ready) -> None:
+async def never_serve(settings: ServeSettings, source: Source, ready: Ready) -> None:
     raise AssertionError("the proxy must not start without its backends")
 
 
