@@ -32,16 +32,17 @@ class Upstream:
     set_cookies: list[str] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     slow_seconds: float = 0.0
+    host: str = "127.0.0.1"  # any 127.0.0.0/8 address: pods that share a port, as in a cluster
 
     @property
     def endpoint(self) -> Endpoint:
-        return Endpoint("127.0.0.1", self.port)
+        return Endpoint(self.host, self.port)
 
     async def stop(self) -> None:
         await self.runner.cleanup()
 
 
-async def start_upstream(name: str, port: int = 0) -> Upstream:
+async def start_upstream(name: str, port: int = 0, host: str = "127.0.0.1") -> Upstream:
     upstream: Upstream
 
     async def echo(request: web.Request) -> web.StreamResponse:
@@ -114,9 +115,9 @@ async def start_upstream(name: str, port: int = 0) -> Upstream:
     app.router.add_route("*", "/{tail:.*}", echo)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
     await runner.setup()
-    sock = socket.create_server(("127.0.0.1", port))
+    sock = socket.create_server((host, port))
     await web.SockSite(runner, sock).start()
-    upstream = Upstream(name, runner, sock.getsockname()[1])
+    upstream = Upstream(name, runner, sock.getsockname()[1], host=host)
     return upstream
 
 
