@@ -495,9 +495,9 @@ def _read_slice(fields: _Fields, metadata: _Fields, namespace: str) -> _Endpoint
     service = metadata.string_map("labels").get(_SERVICE_NAME_LABEL)
     if not service:
         return None
-    return _EndpointSource(
-        (namespace, service), (_Group(tuple(members), ports, trusts_target_port=True),), fqdn
-    )
+    if fqdn:
+        return _EndpointSource((namespace, service), (), fqdn=True)
+    return _EndpointSource((namespace, service), (_Group(tuple(members), ports, True),))
 
 
 def _draining(conditions: _Fields | None) -> bool | None:
@@ -856,13 +856,19 @@ class _Layout:
         alias_hosts: dict[str, str] = {}
         for host, setter in sorted(setters.items()):
             for alias in self._settings[setter.ref].aliases:
-                taken = alias if alias in hosts else alias_hosts.get(alias)
-                if taken is None:
-                    alias_hosts[alias] = host
-                elif alias != host:
+                other = alias_hosts.get(alias)
+                if alias in hosts:
+                    if alias != host:
+                        self._warnings.append(
+                            f"{setter.ref}: server-alias {alias} ignored: it is a host of its own"
+                        )
+                elif other is not None:
                     self._warnings.append(
-                        f"{setter.ref}: server-alias {alias} ignored: {taken} is served already"
+                        f"{setter.ref}: server-alias {alias} for {host} ignored:"
+                        f" it is an alias of {other} already"
                     )
+                else:
+                    alias_hosts[alias] = host
         for (host, path, path_type), route in list(self._routes.items()):
             for alias, aliased in alias_hosts.items():
                 if aliased == host:
