@@ -57,6 +57,7 @@ _GO_BOOLS = {
 }
 # Any case passes; the cookie writer then emits only the exact spellings Strict, Lax and None.
 _SAMESITE = frozenset({"none", "lax", "strict"})
+SAMESITE_SPELLINGS = frozenset({"Strict", "Lax", "None"})  # as core/cookies.py emits them
 # An Ingress host: an RFC 1123 subdomain, optionally behind one leading `*.` label.
 _DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 _SERVER_NAME = re.compile(rf"(?:\*\.)?{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
@@ -116,11 +117,18 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
 def _cookie_settings(reader: _Reader) -> CookieSettings:
     defaults = CookieSettings()
     name = reader.value("session-cookie-name", _cookie_name)
+    samesite = reader.value("session-cookie-samesite", _samesite)
+    if samesite is not None and samesite not in SAMESITE_SPELLINGS:
+        # ingress-nginx accepts the value, then silently sends no SameSite at all (compat §8.3)
+        reader.warnings.append(
+            f"{PREFIX}session-cookie-samesite: {samesite!r} is sent as no SameSite at all, as by"
+            f" ingress-nginx; write {samesite.capitalize()}"
+        )
     return CookieSettings(
         name=defaults.name if name is None else name,
         path=reader.value("session-cookie-path", _cookie_path),
         domain=reader.value("session-cookie-domain", _cookie_domain),
-        samesite=reader.value("session-cookie-samesite", _samesite),
+        samesite=samesite,
         conditional_samesite_none=bool(
             reader.value("session-cookie-conditional-samesite-none", _go_bool)
         ),

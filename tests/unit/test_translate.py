@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from proxy.core.annotations import PREFIX
 from proxy.core.model import AffinityMode, CookieSettings, PathType, Route, UpstreamPolicy
 from proxy.core.routing import Snapshot
 from proxy.core.translate import ManifestError, TranslateOptions, object_ref, translate
-
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "translate"
-
-
-def load(name: str) -> list[Any]:
-    with (FIXTURES / f"{name}.yaml").open() as file:
-        return [document for document in yaml.safe_load_all(file) if document is not None]
-
-
-def snapshot_of(name: str, **options: Any) -> Snapshot:
-    return translate(load(name), TranslateOptions(**options))
+from tests.unit.kube_fixtures import load, snapshot_of
 
 
 def find(snapshot: Snapshot, host: str | None, path: str, path_type: str = "Prefix") -> Route:
@@ -372,7 +360,10 @@ def test_valid_annotations() -> None:
         next_upstream_tries=0,
     )
     assert find(snapshot, "valid.example.org", "/app").sets_cookie  # the alias
-    assert not warned(snapshot, "Ingress default/valid")
+    assert [line for line in snapshot.warnings if "default/valid:" in line] == [
+        f"Ingress default/valid: {PREFIX}session-cookie-samesite: 'none' is sent as no SameSite"
+        " at all, as by ingress-nginx; write None"
+    ]
     # an Ingress without proxy annotations keeps the process-wide defaults
     assert find(snapshot, "no-affinity.example.com", "/").upstream is defaults
 

@@ -1,0 +1,85 @@
+"""`sticky-proxy routes` text: the key facts are there, in a stable order (not byte for byte)."""
+
+from __future__ import annotations
+
+from proxy.core.describe import describe
+from proxy.core.model import UpstreamPolicy
+from proxy.core.routing import Snapshot
+from proxy.core.translate import TranslateOptions, translate
+from tests.unit.kube_fixtures import load, snapshot_of
+
+
+def lines_with(text: str, *fragments: str) -> list[str]:
+    return [line for line in text.splitlines() if all(f in line for f in fragments)]
+
+
+def test_seed_routes() -> None:
+    text = describe(snapshot_of("seed"))
+    assert "host sticky.info" in text
+    assert lines_with(text, "/", "Prefix", "default-sticky-d-8080", "balanced, sets key (Path=/)")
+    assert lines_with(text, "cluster default-sticky-d-8080", "affinity balanced", "Max-Age=60")
+    assert lines_with(text, "10.244.0.5:8080", "ready", "sticky-d-6d8f7c9b5-q2w7r")
+    assert lines_with(text, "10.244.0.6:8080", "draining", "sticky-d-6d8f7c9b5-x9k4m")
+    assert "10.244.0.7" not in text
+    assert "proxy:" not in text  # the defaults are not repeated
+    assert "warnings" not in text
+
+
+def test_cookie_setting_and_following_routes() -> None:
+    text = describe(snapshot_of("shared_backend"))
+    assert lines_with(text, "/a", "Prefix", "persistent, sets gamma-cookie (Path=/shop)")
+    assert lines_with(text, "/b", "persistent, reads gamma-cookie, never sets it", "default/beta")
+    assert lines_with(text, "/plain", "default-plain-80", "none")
+    assert lines_with(text, "cluster default-shared-80", "Path=/shop", "Secure", "HttpOnly")
+    assert lines_with(text, "cluster default-plain-80", "no affinity")
+    assert "no endpoints: requests answer 503" in text
+    assert lines_with(text, "warnings (2)")
+
+
+def test_upstream_differences_and_cookie_attributes() -> None:
+    text = describe(snapshot_of("annotations"))
+    assert lines_with(
+        text,
+        "proxy:",
+        "connect-timeout 10s",
+        "read-timeout 30s",
+        "send-timeout 40s",
+        "body-size 8m",
+        "next-upstream error http_502 timeout",
+        "next-upstream-tries unlimited",
+    )
+    valid = lines_with(text, "cluster default-valid-80")[0]
+    for attribute in ("Expires=now+3600s", "Max-Age=-1", "Domain=.example.com", "Path=/app"):
+        assert attribute in valid
+    assert "SameSite" not in valid  # `none` is not a spelling the cookie writer emits
+    assert lines_with(text, "Ingress default/invalid:", "rewrite-target is not supported")
+
+
+def test_hosts_in_order_then_default_backend_clusters_and_warnings() -> None:
+    text = describe(snapshot_of("default_backend"))
+    headings = [line for line in text.splitlines() if line and not line.startswith(" ")]
+    assert headings[:6] == [
+        "host blog.example.com",
+        "host shop.example.com",
+        "host status.example.com",
+        "every other host (rules without host)",
+        "default backend (when no route matches)",
+        "cluster default-blog-80: no affinity (uniform random over ready endpoints)",
+    ]
+    assert headings[-1] == "warnings (4)"
+    assert lines_with(text, "/", "default-fallback-80", "default/catch-all")
+
+
+def test_stable_for_the_same_objects() -> None:
+    objects = load("endpoints")
+    first = describe(translate(objects, TranslateOptions()))
+    assert describe(translate(objects[::-1], TranslateOptions())) == first
+
+
+def test_nothing_to_route() -> None:
+    assert describe(Snapshot(routes=())).startswith("no routes")
+
+
+def test_upstream_policy_of_global_defaults_is_shown_when_not_built_in() -> None:
+    snapshot = snapshot_of("seed", upstream=UpstreamPolicy(body_size=0, next_upstream=frozenset()))
+    assert lines_with(describe(snapshot), "proxy: body-size unlimited, next-upstream off")
