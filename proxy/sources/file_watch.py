@@ -34,28 +34,41 @@ def _stat_key(file: Path) -> StatKey | None:
 
 
 class ManifestWatch:
-    """The bytes behind `paths`, each time they change. Blocking: call `poll` from a thread."""
+    """The bytes behind `paths`, each time they change. Blocking: call from a thread.
+
+    A change is read once the files have held still for a whole poll interval, so a file being
+    written (truncated, then filled; or written in several pieces) is not read half-way: an
+    empty or cut-short file can be valid YAML, and serving it even briefly would drop routes.
+    """
 
     def __init__(self, paths: Sequence[Path]) -> None:
         self.paths = tuple(paths)
         self._seen: Fingerprint | None = None
-        self._recheck = False
-        self._last: Contents | str | None = None  # what the last poll returned, or its error
+        self._read = False  # whether the files as `_seen` describes them have been read
+        self._last: Contents | str | None = None  # what was last read, or why it could not be
+
+    def read(self) -> Contents:
+        """The files' bytes now, without waiting for them to hold still: the first load."""
+        self._seen = fingerprint(self.paths)
+        # Left unread on purpose: the next poll reads them once more, in case a writer was busy.
+        self._read = False
+        self._last = read_files([file for file, _ in self._seen])
+        return self._last
 
     def poll(self) -> Contents | None:
-        """The files' bytes if they differ from what the last poll returned, else None.
+        """The files' bytes if they changed, held still since the last poll, and now differ
+        from what was read before; else None.
 
-        The first poll always returns them. Raises ManifestFileError when a file cannot be read,
-        once per change: the same failure is not reported again until something changes.
+        Raises ManifestFileError when a file cannot be read, once per change: the same failure
+        is not reported again until something changes.
         """
         seen = fingerprint(self.paths)
-        if seen == self._seen and not self._recheck:
+        if seen != self._seen:
+            self._seen, self._read = seen, False
             return None
-        # Timestamps are only as fine as the kernel's clock tick (a few ms): a second write of the
-        # same size in the tick after our read would leave the stat unchanged. So every change is
-        # read again once at the next poll; an unchanged file then compares equal and is ignored.
-        self._recheck = seen != self._seen
-        self._seen = seen
+        if self._read:
+            return None
+        self._read = True
         try:
             contents = read_files([file for file, _ in seen])
         except ManifestFileError as error:

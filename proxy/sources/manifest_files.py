@@ -16,14 +16,14 @@ from typing import Any
 
 import yaml
 
+from proxy.core.translate import KubeObject
+
 try:  # libyaml parses several times faster; PyYAML without it still works
     from yaml import CSafeLoader as SafeLoader
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader  # type: ignore[assignment]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
-
-KubeObject = Mapping[str, Any]
 
 
 class ManifestFileError(ValueError):
@@ -160,7 +160,10 @@ def _json_documents(file: Path, data: bytes) -> Iterator[_Document]:
 def _flattened(
     document: KubeObject, origin: Origin, item_lines: Sequence[int] | None
 ) -> list[LoadedObject]:
-    if document.get("kind") != "List":
+    kind = document.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise ManifestFileError(f"{origin}: an object without a kind (Ingress, Service, ...)")
+    if kind != "List":
         return [LoadedObject(document, origin)]
     items = document.get("items")
     if items is None:  # `items: null`, or none at all: an empty list, as kubectl reads it

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
 from proxy.core.model import Affinity, Endpoint, UpstreamPolicy
+from proxy.core.translate import TranslateOptions
 from proxy.runtime import ProxyServer
 from proxy.settings import Address, ServeSettings
+from proxy.sources.manifests import ManifestSource
 from proxy.sources.static import static_snapshot
+from tests.integration.cluster import Pods, until
 from tests.integration.harness import Upstream, start_upstream
 
 StartUpstreams = Callable[[int], Awaitable[list[Upstream]]]
@@ -51,6 +55,44 @@ async def proxy() -> AsyncIterator[StartProxy]:
         server = ProxyServer(serve, snapshot)
         await server.start()
         started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.stop(grace=0.5)
+
+
+@pytest.fixture
+async def pods() -> AsyncIterator[Pods]:
+    started = Pods()
+    yield started
+    await started.stop()
+
+
+StartManifestProxy = Callable[..., Awaitable[ProxyServer]]
+
+
+@pytest.fixture
+async def manifest_proxy() -> AsyncIterator[StartManifestProxy]:
+    """Starts a proxy on `--manifests paths`, once it serves their first snapshot.
+
+    Polls every 50 ms instead of 250 so the many reloads of these tests stay quick; the reload
+    latency test measures the real interval.
+    """
+    started: list[ProxyServer] = []
+
+    async def start(*paths: Path, poll_interval: float = 0.05, **options: object) -> ProxyServer:
+        server = ProxyServer(
+            ServeSettings(listen=Address("127.0.0.1", 0), metrics_listen=Address("127.0.0.1", 0))
+        )
+        source = ManifestSource(paths, TranslateOptions(**options), poll_interval)  # type: ignore[arg-type]
+        await server.start(source)
+        started.append(server)
+        feeding = server.feeding
+        assert feeding is not None
+        await until(lambda: server.ready() or feeding.done(), "the first snapshot")
+        if feeding.done():
+            feeding.result()  # the source gave up: raise its SourceError here
         return server
 
     yield start

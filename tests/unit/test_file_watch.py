@@ -1,4 +1,8 @@
-"""ManifestWatch on real files: every way a manifest changes is seen, and nothing else is."""
+"""ManifestWatch on real files: every way a manifest changes is seen, and nothing else is.
+
+`poll` is synchronous, so each test steps the watch by hand: a change is seen at one poll and
+read at the next, once the files held still in between.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,12 @@ def texts(contents: object) -> dict[str, str]:
     return {path.name: data.decode() for path, data in contents}
 
 
+def settled(watch: ManifestWatch) -> dict[str, str]:
+    """What the watch reads for a change: nothing at the poll that sees it, the bytes next."""
+    assert watch.poll() is None
+    return texts(watch.poll())
+
+
 @pytest.fixture
 def manifests(tmp_path: Path) -> Path:
     directory = tmp_path / "manifests"
@@ -26,23 +36,38 @@ def manifests(tmp_path: Path) -> Path:
 
 def started(*paths: Path) -> ManifestWatch:
     watch = ManifestWatch(paths)
-    assert watch.poll() is not None  # the first poll reads everything
-    assert watch.poll() is None  # then nothing changed (the one re-read after a change)
-    assert watch.poll() is None
+    watch.read()
+    for _ in range(3):
+        assert watch.poll() is None
     return watch
 
 
-def test_first_poll_reads_then_quiet(manifests: Path) -> None:
+def test_the_first_read_is_immediate_and_checked_once_more(manifests: Path) -> None:
     watch = ManifestWatch([manifests])
-    assert texts(watch.poll()) == {"a.yaml": "a: 1\n"}
+    assert texts(watch.read()) == {"a.yaml": "a: 1\n"}
+    # A writer busy at startup would be caught here; nothing changed, so nothing new.
     assert watch.poll() is None
+    (manifests / "a.yaml").write_text("a: 2\n")
+    assert settled(watch) == {"a.yaml": "a: 2\n"}
 
 
 def test_in_place_edit(manifests: Path) -> None:
     watch = started(manifests)
     (manifests / "a.yaml").write_text("a: 22\n")
-    assert texts(watch.poll()) == {"a.yaml": "a: 22\n"}
+    assert settled(watch) == {"a.yaml": "a: 22\n"}
     assert watch.poll() is None
+
+
+def test_a_file_still_being_written_is_read_once_it_holds_still(manifests: Path) -> None:
+    watch = started(manifests)
+    file = manifests / "a.yaml"
+    with file.open("w") as writer:  # truncated: an empty file is valid YAML with no objects
+        writer.flush()
+        assert watch.poll() is None
+        writer.write("a: 1\nb: 2\n")
+        writer.flush()
+        assert watch.poll() is None  # changed again since the last poll: not yet
+    assert texts(watch.poll()) == {"a.yaml": "a: 1\nb: 2\n"}
 
 
 def test_atomic_replace_by_rename(manifests: Path) -> None:
@@ -50,7 +75,18 @@ def test_atomic_replace_by_rename(manifests: Path) -> None:
     temporary = manifests / ".a.yaml.tmp"
     temporary.write_text("a: 2\n")
     os.replace(temporary, manifests / "a.yaml")
-    assert texts(watch.poll()) == {"a.yaml": "a: 2\n"}
+    assert settled(watch) == {"a.yaml": "a: 2\n"}
+
+
+def test_a_rename_that_keeps_size_and_timestamp_is_seen_by_its_inode(manifests: Path) -> None:
+    file = manifests / "a.yaml"
+    watch = started(file)
+    before = os.stat(file)
+    temporary = manifests / ".a.yaml.tmp"
+    temporary.write_text("a: 9\n")
+    os.utime(temporary, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(temporary, file)
+    assert settled(watch) == {"a.yaml": "a: 9\n"}
 
 
 def test_configmap_symlink_swap(tmp_path: Path) -> None:
@@ -65,24 +101,25 @@ def test_configmap_symlink_swap(tmp_path: Path) -> None:
     # The kubelet's swap: a new `..data` link renamed over the old one.
     (volume / "..data_tmp").symlink_to("..v2")
     os.replace(volume / "..data_tmp", volume / "..data")
-    assert texts(watch.poll()) == {"a.yaml": "a: 2\n"}
+    assert settled(watch) == {"a.yaml": "a: 2\n"}
 
 
 def test_files_added_and_removed_in_a_watched_directory(manifests: Path) -> None:
     watch = started(manifests)
     (manifests / "sub").mkdir()
     (manifests / "sub" / "b.yml").write_text("b: 1\n")
-    assert texts(watch.poll()) == {"a.yaml": "a: 1\n", "b.yml": "b: 1\n"}
-    assert watch.poll() is None
+    assert settled(watch) == {"a.yaml": "a: 1\n", "b.yml": "b: 1\n"}
     (manifests / "a.yaml").unlink()
-    assert texts(watch.poll()) == {"b.yml": "b: 1\n"}
+    assert settled(watch) == {"b.yml": "b: 1\n"}
 
 
 def test_a_touch_or_an_identical_rewrite_is_not_a_change(manifests: Path) -> None:
     watch = started(manifests)
     (manifests / "a.yaml").touch()
     assert watch.poll() is None
+    assert watch.poll() is None
     (manifests / "a.yaml").write_text("a: 1\n")
+    assert watch.poll() is None
     assert watch.poll() is None
 
 
@@ -91,27 +128,17 @@ def test_other_files_do_not_count(manifests: Path) -> None:
     (manifests / "README.txt").write_text("hello")
     (manifests / ".a.yaml.swp").write_text("x")
     assert watch.poll() is None
-
-
-def test_a_rewrite_the_stat_cannot_see_is_caught_by_the_reread(manifests: Path) -> None:
-    """Same size, same timestamp (a second write within one kernel clock tick)."""
-    file = manifests / "a.yaml"
-    watch = started(manifests)
-    file.write_text("a: 3\n")
-    first_write = os.stat(file)
-    assert texts(watch.poll()) == {"a.yaml": "a: 3\n"}
-    file.write_text("a: 4\n")
-    os.utime(file, ns=(first_write.st_atime_ns, first_write.st_mtime_ns))
-    assert texts(watch.poll()) == {"a.yaml": "a: 4\n"}
+    assert watch.poll() is None
 
 
 def test_an_unreadable_file_is_reported_once_per_change(manifests: Path) -> None:
     watch = started(manifests / "a.yaml")
     (manifests / "a.yaml").unlink()
+    assert watch.poll() is None
     with pytest.raises(ManifestFileError, match=r"a\.yaml: No such file"):
         watch.poll()
     assert watch.poll() is None  # still missing: not a new failure
     assert watch.poll() is None
     (manifests / "a.yaml").write_text("a: 1\n")
-    # Back with the bytes it had before: still news, the last poll was a failure.
-    assert texts(watch.poll()) == {"a.yaml": "a: 1\n"}
+    # Back with the bytes it had before: still news, the last read was a failure.
+    assert settled(watch) == {"a.yaml": "a: 1\n"}

@@ -134,6 +134,12 @@ def test_an_empty_directory_and_an_empty_file_hold_no_objects(tmp_path: Path) ->
             "items.yaml:4: List: items[1] is a number, not a Kubernetes object",
         ),
         ("items.yaml", "kind: List\nitems: {}\n", "items.yaml:1: List: items is a dict, not"),
+        ("nokind.yaml", "apiVersion: v1\nmetadata: {}\n", "nokind.yaml:1: an object without a"),
+        (
+            "nokind.yaml",
+            "kind: List\nitems:\n- kind: Service\n- {kind: ''}\n",
+            "nokind.yaml:4: an object without a kind",
+        ),
         ("bad.json", '{"kind": "Service",\n}', "bad.json:2: invalid JSON: "),
         ("bad.json", "[]", "bad.json: document 1 is a list, not a Kubernetes object"),
         ("bin.yaml", b"\xff\xfe\xfd", "bin.yaml: invalid YAML: "),
