@@ -319,16 +319,19 @@ class _World:
     ingresses: dict[str, _Ingress] = field(default_factory=dict)  # by ref
     services: dict[tuple[str, str], _Service] = field(default_factory=dict)
     sources: dict[str, _EndpointSource] = field(default_factory=dict)  # by ref
+    by_service: dict[tuple[str, str], list[tuple[str, _EndpointSource]]] = field(
+        default_factory=dict
+    )  # (ref, source), filled once every object is read
+
+    def index_sources(self) -> None:
+        for ref, source in self.sources.items():
+            self.by_service.setdefault(source.service, []).append((ref, source))
 
     def groups(self, service: tuple[str, str]) -> list[_Group]:
-        found: list[_Group] = []
-        for source in self.sources.values():
-            if source.service == service:
-                found.extend(source.groups)
-        return found
+        return [group for _, source in self.by_service.get(service, ()) for group in source.groups]
 
     def fqdn_slices(self, service: tuple[str, str]) -> list[str]:
-        return [ref for ref, s in self.sources.items() if s.service == service and s.fqdn]
+        return [ref for ref, source in self.by_service.get(service, ()) if source.fqdn]
 
 
 def _read_world(
@@ -336,7 +339,6 @@ def _read_world(
 ) -> _World:
     world = _World()
     seen: set[str] = set()
-    endpoints_kind = "EndpointSlice" if options.endpoints_api == "endpointslices" else "Endpoints"
     for number, obj in enumerate(_flatten(objects), start=1):
         fields, metadata, kind, key = _identify(obj, number)
         api_version = _API_VERSIONS.get(kind)
@@ -353,13 +355,15 @@ def _read_world(
             world.ingresses[ref] = _read_ingress(fields, metadata, ref, key, warnings)
         elif kind == "Service":
             world.services[key] = _read_service(fields, ref)
-        elif kind == endpoints_kind == "EndpointSlice":
+        elif kind == "EndpointSlice" and options.endpoints_api == "endpointslices":
             source = _read_slice(fields, metadata, key[0])
             if source is not None:
                 world.sources[ref] = source
-        elif kind == endpoints_kind:
+        elif kind == "Endpoints" and options.endpoints_api == "endpoints":
             world.sources[ref] = _EndpointSource(key, _read_endpoints(fields))
-        # IngressClass objects are accepted and not needed: --ingress-class selects by name.
+        # IngressClass objects are accepted and not needed: --ingress-class selects by name;
+        # the endpoints kind not asked for is not read at all.
+    world.index_sources()
     return world
 
 
@@ -585,7 +589,7 @@ def _entries(
     ingresses: list[_Ingress], settings: Mapping[str, IngressSettings], warnings: list[str]
 ) -> list[_Entry]:
     # use-regex is per Ingress here (DESIGN §5); in ingress-nginx it turns every path of the host
-    # into a regex, so a path that looks like one is flagged when another Ingress sets it.
+    # into a regex, so a path on such a host that looks like a regex but is not one is flagged.
     regex_hosts: dict[str | None, str] = {}
     for ingress in ingresses:
         if settings[ingress.ref].use_regex:
@@ -631,8 +635,6 @@ class _BackendPlan:
     users: list[_Ingress] = field(default_factory=list)
     locations: set[tuple[str | None, str]] = field(default_factory=set)  # compat §8.1
     affinity: Affinity | None = None
-    mode_from: str | None = None  # the Ingress whose affinity-mode applies
-    cookie_from: str | None = None  # the Ingress whose session-cookie-* settings apply
 
 
 def _merge_backends(
@@ -651,7 +653,7 @@ def _merge_backends(
             plans.setdefault(backend.cluster_name, _BackendPlan(backend))
     for entry in entries:
         plan = plans.setdefault(entry.backend.cluster_name, _BackendPlan(entry.backend))
-        if entry.ingress not in plan.users:
+        if not plan.users or plan.users[-1] is not entry.ingress:  # entries come per Ingress
             plan.users.append(entry.ingress)
         if settings[entry.ingress.ref].affinity:
             plan.locations.add((entry.host, entry.path))
@@ -667,21 +669,20 @@ def _merge_affinity(
     if not with_affinity:
         return
     name = plan.backend.cluster_name
+    order = "ingress-nginx's order: oldest first, then by namespace/name descending"
     # ingress-nginx takes the mode from any Ingress of the backend, with affinity or not.
-    mode_setter = next((i for i in plan.users if settings[i.ref].mode is not None), None)
-    mode = settings[mode_setter.ref].mode if mode_setter else None
-    mode = mode or AffinityMode.BALANCED
+    modes = [(ingress, settings[ingress.ref].mode) for ingress in plan.users]
+    set_modes = [(ingress, mode) for ingress, mode in modes if mode is not None]
+    mode = set_modes[0][1] if set_modes else AffinityMode.BALANCED
+    for ingress, own in set_modes:
+        if own is not mode:
+            warnings.append(
+                f"{ingress.ref}: affinity-mode {own} does not apply to backend {name}:"
+                f" {set_modes[0][0].ref} sets {mode} first ({order})"
+            )
     cookie_setter = with_affinity[-1]
     cookie = settings[cookie_setter.ref].cookie
     plan.affinity = Affinity(mode=mode, cookie=cookie)
-    order = "ingress-nginx's order: oldest first, then by namespace/name descending"
-    for ingress in plan.users:
-        own = settings[ingress.ref].mode
-        if own is not None and own is not mode:
-            warnings.append(
-                f"{ingress.ref}: affinity-mode {own} does not apply to backend {name}:"
-                f" {mode_setter.ref if mode_setter else ''} sets {mode} first ({order})"
-            )
     for ingress in with_affinity:
         if settings[ingress.ref].cookie != cookie:
             warnings.append(
