@@ -53,7 +53,8 @@ _REGEX_CHARS = re.compile(r"[\\^$|?*+()\[\]{}]")
 
 
 class ManifestError(ValueError):
-    """An object that cannot be used at all; the message names the object and the field."""
+    """An object that cannot be used at all. The message starts with `object_ref(obj) + ":"`
+    (or `object N:`, its position, for what is not an object at all), then names the field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,7 +373,7 @@ def _flatten(objects: Iterable[KubeObject]) -> Iterator[Any]:
         if isinstance(obj, Mapping) and obj.get("kind") == "List":
             items = obj.get("items")
             if not isinstance(items, list):
-                raise ManifestError(f"List: items: {_show(items)} is not a list")
+                raise ManifestError(f"{object_ref(obj)}: items: {_show(items)} is not a list")
             yield from _flatten(items)
         else:
             yield obj
@@ -383,11 +384,8 @@ def _identify(obj: Any, number: int) -> tuple[_Fields, _Fields, str, tuple[str, 
     not a Kubernetes object at all."""
     if not isinstance(obj, Mapping):
         raise ManifestError(f"object {number}: {_show(obj)} is not a Kubernetes object")
-    ref = object_ref(obj)
-    kind = obj.get("kind")
-    if not isinstance(kind, str) or not kind:
-        raise ManifestError(f"object {number} ({ref}): kind is missing")
-    fields = _Fields(ref, "", obj)
+    fields = _Fields(object_ref(obj), "", obj)
+    kind = fields.required_text("kind")
     fields.required_text("apiVersion")
     metadata = fields.child("metadata")
     if metadata is None:

@@ -439,7 +439,7 @@ def test_cookie_annotations_without_affinity() -> None:
 
 _OBJECT_ERRORS = [
     "object 1: a list is not a Kubernetes object",
-    "object 1 (object nameless-kind): kind is missing",
+    "object nameless-kind: kind: missing",
     "Service default/no-api-version: apiVersion: missing",
     "Service shop/(no name): metadata.name: missing",
     "Service default/web: metadata.namespace: 5 is not a string",
@@ -461,7 +461,7 @@ _OBJECT_ERRORS = [
     "EndpointSlice default/web-abc: endpoints[0].conditions.ready: 'yes' is not true or false",
     "EndpointSlice default/web-abc: addressType: missing",
     "Endpoints default/web: subsets[0].addresses[0].ip: missing",
-    "List: items: a mapping is not a list",
+    "List (no name): items: a mapping is not a list",
 ]
 
 
@@ -473,6 +473,8 @@ def test_manifest_errors_name_the_object_and_field(index: int, message: str) -> 
     with pytest.raises(ManifestError) as raised:
         translate([document], TranslateOptions(endpoints_api=api))  # type: ignore[arg-type]
     assert message in str(raised.value)
+    if isinstance(document, dict):  # how the manifests source finds the file and line
+        assert str(raised.value).startswith(object_ref(document) + ":")
 
 
 def test_every_manifest_error_case_is_listed() -> None:
