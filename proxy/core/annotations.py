@@ -115,8 +115,6 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
 
 
 def _cookie_settings(reader: _Reader) -> CookieSettings:
-    defaults = CookieSettings()
-    name = reader.value("session-cookie-name", _cookie_name)
     samesite = reader.value("session-cookie-samesite", _samesite)
     if samesite is not None and samesite not in SAMESITE_SPELLINGS:
         # ingress-nginx accepts the value, then silently sends no SameSite at all (compat §8.3)
@@ -125,7 +123,7 @@ def _cookie_settings(reader: _Reader) -> CookieSettings:
             f" ingress-nginx; write {samesite.capitalize()}"
         )
     return CookieSettings(
-        name=defaults.name if name is None else name,
+        name=_or(reader.value("session-cookie-name", _cookie_name), CookieSettings().name),
         path=reader.value("session-cookie-path", _cookie_path),
         domain=reader.value("session-cookie-domain", _cookie_domain),
         samesite=samesite,

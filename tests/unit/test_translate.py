@@ -134,6 +134,30 @@ def test_matching_routes_and_warnings() -> None:
     assert len(snapshot.warnings) == 3, snapshot.warnings
 
 
+def test_aliases_and_repeated_locations() -> None:
+    snapshot = snapshot_of("aliases")
+    assert summary(snapshot) == [
+        ("eins.example.com", "/", "Prefix", "default-two-80", False, "/"),
+        ("one.example.com", "/", "Prefix", "default-one-80", True, "/"),
+        ("one.example.com", "/extra", "Prefix", "default-two-80", False, "/extra"),
+        ("three.example.com", "/", "Prefix", "default-three-80", False, "/"),
+        ("two.example.com", "/", "Prefix", "default-two-80", False, "/"),
+        ("uno.example.com", "/", "Prefix", "default-one-80", True, "/"),
+        ("uno.example.com", "/extra", "Prefix", "default-two-80", False, "/extra"),
+        (None, "/any", "Prefix", "default-three-80", False, "/any"),
+    ]
+    assert snapshot.warnings == (
+        "Ingress default/first: server-alias two.example.com ignored: it is a host of its own",
+        "Ingress default/second: Prefix path '/' of one.example.com is already routed by"
+        " Ingress default/first; ignored",
+        "Ingress default/second: server-alias for one.example.com ignored: Ingress default/first"
+        " set it",
+        "Ingress default/third: server-alias has no effect on a rule without host",
+        "Ingress default/third: server-alias uno.example.com for three.example.com ignored:"
+        " it is an alias of one.example.com already",
+    )
+
+
 # --- class selection ---------------------------------------------------------------------------
 
 
