@@ -631,7 +631,8 @@ class _BackendPlan:
 
     backend: _Backend
     users: list[_Ingress] = field(default_factory=list)
-    locations: set[tuple[str | None, str]] = field(default_factory=set)  # compat §8.1
+    # compat §8.1: host (None: rules without host) -> the paths of affinity Ingresses there
+    locations: dict[str | None, set[str]] = field(default_factory=dict)
     affinity: Affinity | None = None
 
 
@@ -654,7 +655,7 @@ def _merge_backends(
         if not plan.users or plan.users[-1] is not entry.ingress:  # entries come per Ingress
             plan.users.append(entry.ingress)
         if settings[entry.ingress.ref].affinity:
-            plan.locations.add((entry.host, entry.path))
+            plan.locations.setdefault(entry.host, set()).add(entry.path)
     for plan in plans.values():
         _merge_affinity(plan, settings, warnings)
     return plans
@@ -695,14 +696,14 @@ def _merge_affinity(
 @dataclass(frozen=True, slots=True)
 class _BuiltCluster:
     cluster: Cluster
-    locations: frozenset[tuple[str | None, str]]  # (host, path) entries that set the cookie
+    locations: Mapping[str | None, set[str]]  # see _BackendPlan
     problem: str | None  # why the cluster has no endpoints at all, if it is a setup problem
 
 
 def _build_cluster(plan: _BackendPlan, world: _World, warnings: list[str]) -> _BuiltCluster:
     endpoints, problem = _endpoints(plan.backend, world, warnings)
     cluster = build_cluster(plan.backend.cluster_name, endpoints, plan.affinity)
-    return _BuiltCluster(cluster, frozenset(plan.locations), problem)
+    return _BuiltCluster(cluster, plan.locations, problem)
 
 
 def _endpoints(
@@ -897,13 +898,25 @@ class _Layout:
             path=path,
             path_type=path_type,
             cluster=built.cluster,
-            sets_cookie=(host, path) in built.locations,
+            sets_cookie=_is_affinity_location(built.locations, host, path),
             cookie_path=cookie_path or path,
             upstream=self._settings[ingress.ref].upstream,
             namespace=ingress.namespace,
             ingress=ingress.name,
             service=backend.service,
         )
+
+
+def _is_affinity_location(
+    locations: Mapping[str | None, set[str]], host: str | None, path: str
+) -> bool:
+    """compat §8.1: the paths of the request's host; only for a host with no entries at all, those
+    of the `*.` wildcard of its parent domain. A route's host stands for the request's: an exact
+    host, a wildcard (its own entry, as no exact server took the request), or None (`_`)."""
+    paths = locations.get(host)
+    if paths is None and host is not None and "." in host and not host.startswith("*."):
+        paths = locations.get("*." + host.split(".", 1)[1])
+    return paths is not None and path in paths
 
 
 def _location(key: _RouteKey) -> str:

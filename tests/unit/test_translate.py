@@ -303,6 +303,15 @@ def test_shared_backend_affinity_merge() -> None:
     assert len(snapshot.warnings) == 2, snapshot.warnings
 
 
+def test_affinity_locations_fall_back_to_the_wildcard_host() -> None:
+    assert summary(snapshot_of("affinity_locations")) == [
+        ("*.example.com", "/", "Prefix", "default-app-80", True, "/"),
+        ("a.example.com", "/", "Prefix", "default-app-80", True, "/"),
+        ("b.example.com", "/", "Prefix", "default-app-80", False, "/"),
+        ("b.example.com", "/other", "Prefix", "default-app-80", True, "/other"),
+    ]
+
+
 def test_processing_order_without_timestamps() -> None:
     """ingress-nginx breaks ties by namespace/name descending: zeta first, aardvark last."""
     snapshot = snapshot_of("processing_order")
