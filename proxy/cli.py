@@ -1,7 +1,8 @@
 """The `sticky-proxy` command line (DESIGN §3): flags in, settings and a source out, then run.
 
 Every bad flag or value ends the same way: one line on stderr naming the flag, exit code 2, before
-anything starts listening.
+anything starts listening. Manifests that do not load are the same kind of mistake: exit code 2
+from `serve`, as `nginx -t`; `routes`, the tool for checking them, says so with exit code 1.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn, TypeVar
+from pathlib import Path
+from typing import NoReturn, TextIO, TypeVar, get_args
 
 import uvloop
 
+from proxy.core.describe import describe
 from proxy.core.model import Affinity, AffinityMode, CookieSettings, Endpoint, UpstreamPolicy
+from proxy.core.translate import TranslateOptions
 from proxy.demo import run_demo
 from proxy.flags import (
     parse_bool,
@@ -26,13 +30,17 @@ from proxy.flags import (
     parse_count,
     parse_host_port,
     parse_next_upstream,
+    parse_object_name,
     parse_positive,
     parse_seconds,
     parse_size,
     parse_timeout,
     parse_workers,
 )
-from proxy.settings import ServeSettings
+from proxy.settings import EndpointsApi, ServeSettings
+from proxy.sources.manifest_files import ManifestFileError
+from proxy.sources.manifests import ManifestSource, load_snapshot
+from proxy.sources.source import Source, SourceError
 from proxy.sources.static import StaticSource, static_backends, static_snapshot
 
 PROG = "sticky-proxy"
@@ -46,7 +54,14 @@ _DEFAULT = "(default: %(default)s)"
 @dataclass(frozen=True, slots=True)
 class ServeCommand:
     settings: ServeSettings
-    endpoints: tuple[Endpoint, ...]
+    endpoints: tuple[Endpoint, ...]  # the --backend source; empty with --manifests
+
+
+@dataclass(frozen=True, slots=True)
+class RoutesCommand:
+    manifests: tuple[Path, ...]
+    ingress_class: str
+    endpoints_api: EndpointsApi
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +74,8 @@ class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line, program then flag first: argparse would also dump the usage and prefix the
         # subcommand ("sticky-proxy serve: error: argument --x: ...").
-        self.exit(2, f"{PROG}: error: {message.removeprefix('argument ')}\n")
+        message = message.removeprefix("argument ").replace("with argument ", "with ")
+        self.exit(2, f"{PROG}: error: {message}\n")
 
 
 def _value(parse: Callable[[str], T]) -> Callable[[str], T]:
@@ -89,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the proxy",
-        description="Run the proxy in front of a fixed list of backends.",
+        description="Run the proxy on the routes of one source: --backend or --manifests.",
         allow_abbrev=False,
     )
     _add_listen_flags(serve, "0.0.0.0")
@@ -109,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="off",
         help="one line per request " + _DEFAULT,
     )
-    serve.add_argument(
+    sources = serve.add_mutually_exclusive_group()
+    sources.add_argument(
         "--backend",
         dest="backends",
         action="extend",
@@ -118,8 +135,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="http://host[:port] of an upstream; one cluster for every host and path",
     )
-    _add_affinity_flags(serve)
+    _add_manifests_flag(sources)
+    serve.set_defaults(
+        # Each source's own flags, for telling a user who gives them to the other source.
+        manifests_only=_flags_of(_add_selection_flags(serve)),
+        backend_only=_flags_of(_add_affinity_flags(serve)),
+    )
     _add_proxy_flags(serve)
+
+    routes = commands.add_parser(
+        "routes",
+        help="print the routes Kubernetes objects make, and every ignored annotation",
+        description="Print the routing table the objects resolve to (host, path, cluster, "
+        "endpoints, affinity) and every ignored or invalid annotation; exit 1 on invalid input.",
+        allow_abbrev=False,
+    )
+    _add_manifests_flag(routes, required=True)
+    _add_selection_flags(routes)
 
     demo = commands.add_parser(
         "demo",
@@ -136,6 +168,42 @@ def build_parser() -> argparse.ArgumentParser:
     _add_listen_flags(demo, "127.0.0.1")
     _add_affinity_flags(demo)
     return parser
+
+
+def _add_manifests_flag(parser: argparse._ActionsContainer, required: bool = False) -> None:
+    parser.add_argument(
+        "--manifests",
+        action="extend",
+        nargs="+",
+        type=Path,
+        default=[],
+        required=required,
+        metavar="PATH",
+        help="YAML/JSON files or directories of Kubernetes objects (Ingress, Service, "
+        "EndpointSlice, Endpoints, IngressClass); re-read when they change",
+    )
+
+
+def _flags_of(group: argparse._ArgumentGroup) -> tuple[str, ...]:
+    return tuple(flag for action in group._group_actions for flag in action.option_strings)
+
+
+def _add_selection_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    group = parser.add_argument_group("Kubernetes objects", "with --manifests")
+    group.add_argument(
+        "--ingress-class",
+        type=_value(parse_object_name),
+        default="sticky",
+        metavar="NAME",
+        help="serve Ingresses of this class, and those with no class " + _DEFAULT,
+    )
+    group.add_argument(
+        "--endpoints-api",
+        choices=get_args(EndpointsApi),
+        default="endpointslices",
+        help="where endpoints come from: EndpointSlices, or legacy Endpoints " + _DEFAULT,
+    )
+    return group
 
 
 def _add_listen_flags(parser: argparse.ArgumentParser, host: str) -> None:
@@ -155,9 +223,11 @@ def _add_listen_flags(parser: argparse.ArgumentParser, host: str) -> None:
     )
 
 
-def _add_affinity_flags(parser: argparse.ArgumentParser) -> None:
+def _add_affinity_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group = parser.add_argument_group(
-        "affinity", "named after the ingress-nginx annotations, with the same defaults"
+        "affinity",
+        "named after the ingress-nginx annotations, with the same defaults; with --manifests "
+        "the annotations of each Ingress say this",
     )
     group.add_argument("--affinity", choices=("cookie", "none"), default="cookie", help=_DEFAULT)
     group.add_argument(
@@ -221,6 +291,7 @@ def _add_affinity_flags(parser: argparse.ArgumentParser) -> None:
         metavar="true|false",
         help="on a failed try, move the session instead of retrying its endpoint " + _DEFAULT,
     )
+    return group
 
 
 def _add_proxy_flags(parser: argparse.ArgumentParser) -> None:
@@ -272,12 +343,18 @@ def _add_proxy_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_command(argv: Sequence[str] | None = None) -> ServeCommand | DemoCommand:
+Command = ServeCommand | RoutesCommand | DemoCommand
+
+
+def parse_command(argv: Sequence[str] | None = None) -> Command:
     """The command `argv` asks for; a usage error exits with status 2 and one stderr line."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.error("a command is needed: serve or demo (see --help)")
+        parser.error("a command is needed: serve, routes or demo (see --help)")
+    if args.command == "routes":
+        return RoutesCommand(tuple(args.manifests), args.ingress_class, args.endpoints_api)
     affinity = _affinity(args)
     if args.command == "demo":
         settings = ServeSettings(
@@ -289,8 +366,9 @@ def parse_command(argv: Sequence[str] | None = None) -> ServeCommand | DemoComma
         return DemoCommand(settings, args.replicas)
     if args.workers != SUPPORTED_WORKERS:
         parser.error(f"--workers: {args.workers} asked, but only 1 worker is supported for now")
-    if not args.backends:
-        parser.error("serve needs a source: --backend URL [URL ...]")
+    if not args.backends and not args.manifests:
+        parser.error("serve needs a source: --backend URL [URL ...] or --manifests PATH [PATH ...]")
+    _refuse_flags_of_the_other_source(parser, argv, args)
     try:
         endpoints = static_backends(args.backends)
     except ValueError as error:
@@ -313,8 +391,26 @@ def parse_command(argv: Sequence[str] | None = None) -> ServeCommand | DemoComma
         ),
         backends=tuple(args.backends),
         affinity=affinity,
+        manifests=tuple(args.manifests),
+        ingress_class=args.ingress_class,
+        endpoints_api=args.endpoints_api,
     )
     return ServeCommand(settings, endpoints)
+
+
+def _refuse_flags_of_the_other_source(
+    parser: argparse.ArgumentParser, argv: Sequence[str], args: argparse.Namespace
+) -> None:
+    """Affinity flags configure the --backend cluster; Ingress annotations do that for manifests.
+    A flag that would be silently ignored is a mistake worth one line."""
+    given = {arg.partition("=")[0] for arg in argv if arg.startswith("--")}
+    if args.manifests:
+        misplaced, source, instead = args.backend_only, "--backend", ": use Ingress annotations"
+    else:
+        misplaced, source, instead = args.manifests_only, "--manifests", ""
+    for flag in misplaced:
+        if flag in given:
+            parser.error(f"{flag}: only with {source}{instead}")
 
 
 def _affinity(args: argparse.Namespace) -> Affinity | None:
@@ -334,8 +430,10 @@ def _affinity(args: argparse.Namespace) -> Affinity | None:
     return Affinity(mode=AffinityMode(args.affinity_mode), cookie=cookie)
 
 
-def run(command: ServeCommand | DemoCommand) -> int:
-    """Runs `command` until SIGINT/SIGTERM; the process exit code."""
+def run(command: Command) -> int:
+    """Runs `command` (serve and demo: until SIGINT/SIGTERM); the process exit code."""
+    if isinstance(command, RoutesCommand):
+        return show_routes(command)
     # Imported only now so a bad flag is reported without loading the data plane.
     from proxy import runtime  # noqa: PLC0415
 
@@ -347,14 +445,37 @@ def run(command: ServeCommand | DemoCommand) -> int:
     try:
         if isinstance(command, DemoCommand):
             return uvloop.run(run_demo(command.settings, command.replicas, runtime.serve))
-        settings = command.settings
-        snapshot = static_snapshot(command.endpoints, settings.affinity, settings.upstream)
-        uvloop.run(runtime.serve(settings, StaticSource(snapshot)))
+        uvloop.run(runtime.serve(command.settings, _source(command)))
     except KeyboardInterrupt:  # Ctrl-C before the runtime took over SIGINT: a normal stop
         return 0
+    except SourceError as error:  # manifests that do not load: a bad input, as a bad flag
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
     except OSError as error:  # the environment refused, e.g. the listen address is taken
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _source(command: ServeCommand) -> Source:
+    settings = command.settings
+    if settings.manifests:
+        options = TranslateOptions(
+            settings.ingress_class, settings.endpoints_api, settings.upstream
+        )
+        return ManifestSource(settings.manifests, options)
+    return StaticSource(static_snapshot(command.endpoints, settings.affinity, settings.upstream))
+
+
+def show_routes(command: RoutesCommand, out: TextIO = sys.stdout) -> int:
+    """`sticky-proxy routes`: the table on `out`, exit 0; invalid input: one line, exit 1."""
+    options = TranslateOptions(command.ingress_class, command.endpoints_api)
+    try:
+        snapshot = load_snapshot(command.manifests, options)
+    except ManifestFileError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    print(describe(snapshot), file=out)
     return 0
 
 

@@ -30,6 +30,9 @@ NEXT_UPSTREAM_CONDITIONS = frozenset(
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
 _COOKIE_DOMAIN = re.compile(rf"\.?{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
+# Kubernetes object names (IngressClass): an RFC 1123 subdomain, lower case, at most 253 characters.
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_OBJECT_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
 _SIZE = re.compile(r"([0-9]+)([kmg]?)", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
@@ -165,4 +168,13 @@ def parse_cookie_path(text: str) -> str:
 def parse_cookie_domain(text: str) -> str:
     if not _COOKIE_DOMAIN.fullmatch(text):
         raise ValueError(f"{text!r} is not a cookie domain (example: .example.com)")
+    return text
+
+
+def parse_object_name(text: str) -> str:
+    """A Kubernetes object name such as an IngressClass's: what `metadata.name` accepts."""
+    if len(text) > 253 or not _OBJECT_NAME.fullmatch(text):
+        raise ValueError(
+            f"{text!r} is not a Kubernetes name (lower-case letters, digits, '-' and '.')"
+        )
     return text

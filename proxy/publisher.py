@@ -34,7 +34,9 @@ class Publisher:
         for warning in snapshot.warnings:
             if warning not in already_said:
                 log.warning("%s", warning)
-        log.info("routing updated: %d routes", len(snapshot.routes))
+        clusters = snapshot.clusters
+        log.info("routing updated: %d routes, %d clusters, %d endpoints", len(snapshot.routes),
+                 len(clusters), sum(len(c.endpoints) for c in clusters))  # fmt: skip
         return True
 
     def reject(self, problem: str) -> None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
 from proxy.core.model import Affinity, UpstreamPolicy
+
+EndpointsApi = Literal["endpointslices", "endpoints"]  # --endpoints-api
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,3 +34,7 @@ class ServeSettings:
     # --backend source: one cluster named "static" for every host and path.
     backends: tuple[str, ...] = ()
     affinity: Affinity | None = field(default_factory=Affinity)
+    # --manifests source: Kubernetes objects in files, and which of them to take.
+    manifests: tuple[Path, ...] = ()
+    ingress_class: str = "sticky"
+    endpoints_api: EndpointsApi = "endpointslices"

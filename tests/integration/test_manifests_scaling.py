@@ -50,6 +50,13 @@ def names(pods: Sequence[Upstream]) -> set[str]:
     return {pod.name for pod in pods}
 
 
+async def serving(
+    manifest_proxy: StartManifestProxy, manifest: Path, pods: Sequence[Upstream], mode: str
+) -> ProxyServer:
+    write_manifest(manifest, web_app(pods, affinity="cookie", affinity_mode=mode))
+    return await manifest_proxy(manifest)
+
+
 async def scale(server: ProxyServer, manifest: Path, pods: Sequence[Upstream], mode: str) -> None:
     objects = web_app(pods, affinity="cookie", affinity_mode=mode)
     assert await reload_after(server, lambda: write_manifest(manifest, objects)) == "success"
@@ -59,8 +66,7 @@ async def test_persistent_keeps_a_session_on_its_pod_while_10_pods_are_added(
     pods: Pods, manifest: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     first = await pods.start(3)
-    write_manifest(manifest, web_app(first, affinity="cookie", affinity_mode="persistent"))
-    server = await manifest_proxy(manifest)
+    server = await serving(manifest_proxy, manifest, first, "persistent")
     sessions = await new_sessions(server, 20)
     await scale(server, manifest, [*first, *await pods.start(10)], "persistent")
     after = await replay(server, sessions)
@@ -71,8 +77,7 @@ async def test_no_endpoints_is_503_and_endpoints_coming_back_serve_again(
     pods: Pods, manifest: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     (pod,) = await pods.start(1)
-    write_manifest(manifest, web_app([pod], affinity="cookie", affinity_mode="balanced"))
-    server = await manifest_proxy(manifest)
+    server = await serving(manifest_proxy, manifest, [pod], "balanced")
     await scale(server, manifest, [], "balanced")
     answer = await get(server)
     assert (answer.status, answer.set_cookies) == (503, ())
@@ -80,42 +85,32 @@ async def test_no_endpoints_is_503_and_endpoints_coming_back_serve_again(
     assert (await get(server)).status == 200
 
 
-async def test_brand_new_pods_persistent_a_new_pod_and_a_new_cookie(
-    pods: Pods, manifest: Path, manifest_proxy: StartManifestProxy
+@pytest.mark.parametrize("mode", ["persistent", "balanced"])
+async def test_brand_new_pods_take_over_every_session(
+    pods: Pods, manifest: Path, manifest_proxy: StartManifestProxy, mode: str
 ) -> None:
-    old = await pods.start(3)
-    write_manifest(manifest, web_app(old, affinity="cookie", affinity_mode="persistent"))
-    server = await manifest_proxy(manifest)
+    """persistent: a new pod and a new cookie; balanced: the ring maps the key to a new pod
+    and the cookie stays."""
+    server = await serving(manifest_proxy, manifest, await pods.start(3), mode)
     sessions = await new_sessions(server, 10)
     new = await pods.start(3)
-    await scale(server, manifest, new, "persistent")
+    await scale(server, manifest, new, mode)
     for (cookie, _), answer in zip(sessions, await replay(server, sessions), strict=True):
         assert answer.pod in names(new), cookie
-        assert f"{COOKIE}={answer.value(COOKIE)}" != cookie
-        # The new cookie sticks to the pod that answered.
-        again = await get(server, cookie=f"{COOKIE}={answer.value(COOKIE)}")
+        if mode == "balanced":
+            assert answer.set_cookies == ()
+            continue
+        new_cookie = f"{COOKIE}={answer.value(COOKIE)}"
+        assert new_cookie != cookie
+        again = await get(server, cookie=new_cookie)  # and the new cookie sticks
         assert (again.pod, again.set_cookies) == (answer.pod, ())
-
-
-async def test_brand_new_pods_balanced_the_ring_remaps_without_a_new_cookie(
-    pods: Pods, manifest: Path, manifest_proxy: StartManifestProxy
-) -> None:
-    old = await pods.start(3)
-    write_manifest(manifest, web_app(old, affinity="cookie", affinity_mode="balanced"))
-    server = await manifest_proxy(manifest)
-    sessions = await new_sessions(server, 10)
-    new = await pods.start(3)
-    await scale(server, manifest, new, "balanced")
-    for (cookie, _), answer in zip(sessions, await replay(server, sessions), strict=True):
-        assert (answer.pod in names(new), answer.set_cookies) == (True, ()), cookie
 
 
 async def test_balanced_3_to_6_moves_about_half_and_only_onto_new_pods(
     pods: Pods, manifest: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     old = await pods.start(3)
-    write_manifest(manifest, web_app(old, affinity="cookie", affinity_mode="balanced"))
-    server = await manifest_proxy(manifest)
+    server = await serving(manifest_proxy, manifest, old, "balanced")
     sessions = await new_sessions(server, SESSIONS)
     assert len(dict(sessions)) == SESSIONS, "every balanced session has its own key"
     assert {pod for _, pod in sessions} == names(old)
@@ -133,8 +128,7 @@ async def test_balanced_6_to_3_moves_only_the_sessions_of_removed_pods(
 ) -> None:
     everyone = await pods.start(6)
     kept, removed = everyone[:3], everyone[3:]
-    write_manifest(manifest, web_app(everyone, affinity="cookie", affinity_mode="balanced"))
-    server = await manifest_proxy(manifest)
+    server = await serving(manifest_proxy, manifest, everyone, "balanced")
     sessions = await new_sessions(server, SESSIONS)
     await scale(server, manifest, kept, "balanced")
     after = await replay(server, sessions)
@@ -164,8 +158,7 @@ async def test_a_draining_pod_keeps_its_sessions_and_gets_no_new_ones(
 ) -> None:
     everyone = await pods.start(3)
     leaving, staying = everyone[0], everyone[1:]
-    write_manifest(manifest, web_app(everyone, affinity="cookie", affinity_mode=mode))
-    server = await manifest_proxy(manifest)
+    server = await serving(manifest_proxy, manifest, everyone, mode)
     sessions = await new_sessions(server, 60)
     pinned = {cookie for cookie, pod in sessions if pod == leaving.name}
     assert pinned

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from proxy.cli import DemoCommand, ServeCommand, parse_command
+from proxy.cli import DemoCommand, RoutesCommand, ServeCommand, parse_command
 from proxy.core.model import Affinity, AffinityMode, CookieSettings, Endpoint, UpstreamPolicy
 from proxy.settings import Address, ServeSettings
 
@@ -81,6 +83,40 @@ def test_backends_repeat_and_take_several_urls() -> None:
     assert len(command.settings.backends) == 4
 
 
+def test_manifests_are_a_source_with_their_selection_flags() -> None:
+    command = parse_command(
+        [
+            *("serve", "--manifests", "a.yaml", "dir", "--manifests", "b.yml"),
+            *("--ingress-class", "nginx", "--endpoints-api", "endpoints"),
+            *("--proxy-read-timeout", "5"),
+        ]
+    )
+    assert isinstance(command, ServeCommand)
+    assert command.endpoints == ()
+    settings = command.settings
+    assert settings.manifests == (Path("a.yaml"), Path("dir"), Path("b.yml"))
+    assert (settings.ingress_class, settings.endpoints_api) == ("nginx", "endpoints")
+    assert settings.upstream == UpstreamPolicy(read_timeout=5.0)  # the default of every route
+
+
+def test_manifests_selection_defaults() -> None:
+    command = parse_command(["serve", "--manifests", "k8s"])
+    assert isinstance(command, ServeCommand)
+    assert (command.settings.ingress_class, command.settings.endpoints_api) == (
+        "sticky",
+        "endpointslices",
+    )
+
+
+def test_routes_takes_manifests_and_the_selection_flags() -> None:
+    assert parse_command(["routes", "--manifests", "a", "b"]) == RoutesCommand(
+        (Path("a"), Path("b")), "sticky", "endpointslices"
+    )
+    assert parse_command(
+        ["routes", "--manifests", "a", "--ingress-class", "x", "--endpoints-api", "endpoints"]
+    ) == RoutesCommand((Path("a"),), "x", "endpoints")
+
+
 def test_workers_auto_is_one_per_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.cpu_count", lambda: 1)
     assert serve("--workers", "auto").settings.workers == 1
@@ -122,8 +158,16 @@ def test_demo_takes_replicas_listen_and_affinity_flags() -> None:
         (["demo", "--proxy-body-size", "1m"], "unrecognized arguments: --proxy-body-size"),
         (["demo", "--replicas", "0"], "--replicas: '0' is not a whole number above 0"),
         (["serve", "--back", "http://a"], "unrecognized arguments: --back"),
-        ([], "a command is needed: serve or demo"),
-        (["routes"], "command: invalid choice: 'routes'"),
+        ([], "a command is needed: serve, routes or demo"),
+        (["routes"], "the following arguments are required: --manifests"),
+        (["serve", "--manifests", "a", "--backend", "http://a"], "--backend: not allowed with"),
+        (["serve", "--manifests", "a", "--affinity-mode", "persistent"], "--affinity-mode: only"),
+        (["serve", "--manifests", "a", "--session-cookie-name=k"], "--session-cookie-name: only"),
+        (["serve", "--backend", "http://a", "--ingress-class", "x"], "--ingress-class: only with"),
+        (["serve", "--backend", "http://a", "--endpoints-api", "endpoints"], "--endpoints-api: "),
+        (["serve", "--manifests", "a", "--ingress-class", "Nginx"], "--ingress-class: 'Nginx'"),
+        (["serve", "--manifests", "a", "--endpoints-api", "pods"], "--endpoints-api: invalid"),
+        (["routes", "--manifests", "a", "--listen", "0.0.0.0:1"], "unrecognized arguments"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(

@@ -17,6 +17,7 @@ from proxy.flags import (
     parse_host,
     parse_host_port,
     parse_next_upstream,
+    parse_object_name,
     parse_port,
     parse_positive,
     parse_seconds,
@@ -242,3 +243,16 @@ def test_cookie_attributes_accept(parse: Callable[[str], str], text: str) -> Non
 def test_cookie_attributes_refuse(parse: Callable[[str], str], text: str) -> None:
     with pytest.raises(ValueError, match="is not a cookie"):
         parse(text)
+
+
+@pytest.mark.parametrize("text", ["sticky", "nginx", "a", "ingress-nginx.k8s.io", "x1", "a" * 253])
+def test_object_name_accepts(text: str) -> None:
+    assert parse_object_name(text) == text
+
+
+@pytest.mark.parametrize(
+    "text", ["", "Nginx", "-sticky", "sticky-", "a..b", "a_b", "a b", ".a", "a" * 254]
+)
+def test_object_name_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a Kubernetes name"):
+        parse_object_name(text)
