@@ -1,8 +1,8 @@
 """Route matching (DESIGN §5): host first, then the longest matching path within that host.
 
 Like nginx's server blocks: a request whose host has rules of its own (exactly, or through a
-one-label `*.` wildcard) is matched only against those; hosts without rules fall to the rules
-that name no host. What matches nothing goes to the default route, else 404.
+one-label `*.` wildcard) is matched only against those, and is 404 when none matches; hosts
+without rules fall to the rules that name no host, then to the default route, else 404.
 """
 
 from __future__ import annotations
@@ -40,9 +40,14 @@ class RouteTable:
             dot = host.find(".")
             if dot > 0:
                 matchers = self._wildcard.get(host[dot + 1 :])
-            if matchers is None:
-                matchers = self._any_host
-        for matcher in matchers:
+        if matchers is not None:
+            # A host with rules of its own is a server block of its own: what its paths do not
+            # match is 404 there (translation gives it a `/` route for an Ingress defaultBackend).
+            for matcher in matchers:
+                if matcher.matches(path):
+                    return matcher.route
+            return None
+        for matcher in self._any_host:
             if matcher.matches(path):
                 return matcher.route
         return self._default
