@@ -2,7 +2,7 @@
 
 Every change translates the whole set of files again (never a delta), so what is served is always
 what the files say now. A change that does not load or translate is refused and the last good
-routes stay: an editor's half-written save or a typo costs one log line, never an outage.
+routes stay: a typo costs one log line, never an outage.
 """
 
 from __future__ import annotations
