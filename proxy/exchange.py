@@ -38,6 +38,41 @@ BUFFER_LIMIT = 256 * 1024
 
 
 class Exchange:
+    __slots__ = (
+        "awaiting_upstream",
+        "body_received",
+        "body_sent",
+        "conn",
+        "connecting",
+        "cookie_value",
+        "ctx",
+        "endpoint",
+        "finished",
+        "framing",
+        "keep_alive",
+        "last_error",
+        "last_read",
+        "pending",
+        "pending_size",
+        "replay",
+        "replay_size",
+        "request",
+        "request_done",
+        "request_id",
+        "response_started",
+        "route",
+        "send_timer",
+        "sent_done",
+        "set_cookie",
+        "started",
+        "status",
+        "tried",
+        "tries",
+        "tunnel",
+        "upstream",
+        "upstream_head_bytes",
+    )
+
     def __init__(self, conn: DownstreamProtocol, request: h.Request, keep_alive: bool) -> None:
         self.conn = conn
         self.ctx: ServerContext = conn.ctx
@@ -66,7 +101,7 @@ class Exchange:
         self.framing = h.Framing.NONE
         self.response_started = False
         self.last_read = 0.0
-        self.read_timer: asyncio.TimerHandle | None = None
+        self.awaiting_upstream = False  # request sent: proxy-read-timeout runs between reads
         self.send_timer: asyncio.TimerHandle | None = None
         self.tunnel = False
         self.request_id = request.request_id or self.ctx.new_request_id()
@@ -249,27 +284,22 @@ class Exchange:
     # -- timers ---------------------------------------------------------------------------------
 
     def _start_read_timer(self) -> None:
+        # No timer of its own: reads stamp `last_read` and the connection's one timer checks
+        # `read_time_left` (a timer per request cost more than the rest of the bookkeeping).
         assert self.route is not None
-        loop = self.ctx.loop
-        self.last_read = loop.time()
-        self.read_timer = loop.call_later(self.route.upstream.read_timeout, self._read_deadline)
+        self.last_read = self.ctx.loop.time()
+        self.awaiting_upstream = True
+        self.conn.timer_within(self.route.upstream.read_timeout)
 
-    def _read_deadline(self) -> None:
-        # One timer per request, re-armed only when it fires: reads just stamp `last_read`.
+    def read_time_left(self, now: float) -> float:
         assert self.route is not None
-        loop = self.ctx.loop
-        idle = loop.time() - self.last_read
-        timeout = self.route.upstream.read_timeout
-        if idle < timeout:
-            self.read_timer = loop.call_later(timeout - idle, self._read_deadline)
-            return
-        self.read_timer = None
+        return self.last_read + self.route.upstream.read_timeout - now
+
+    def read_timed_out(self) -> None:
         self._upstream_broke(UpstreamTimeout("upstream read timed out"))
 
     def _stop_timers(self) -> None:
-        if self.read_timer is not None:
-            self.read_timer.cancel()
-            self.read_timer = None
+        self.awaiting_upstream = False
         if self.send_timer is not None:
             self.send_timer.cancel()
             self.send_timer = None

@@ -95,6 +95,34 @@ class ServerContext:
 
 
 class DownstreamProtocol(asyncio.Protocol):
+    __slots__ = (
+        "_active",
+        "_closed",
+        "_fatal",
+        "_head_raw",
+        "_head_size",
+        "_head_started",
+        "_headers",
+        "_idle_since",
+        "_in_head",
+        "_incoming",
+        "_last_read",
+        "_lingering",
+        "_out",
+        "_parser",
+        "_paused",
+        "_queue",
+        "_timer",
+        "_tunnel",
+        "_upgrading",
+        "_url",
+        "ctx",
+        "tls",
+        "transport",
+        "via",
+        "write_paused",
+    )
+
     # reasons to stop reading from the client; reading resumes when none is left
     WAIT_UPSTREAM = 1  # body buffered while the upstream connection is not ready
     WAIT_UPSTREAM_WRITE = 2  # the upstream is not taking the body as fast as it comes
@@ -256,7 +284,7 @@ class DownstreamProtocol(asyncio.Protocol):
         exchange = Exchange(self, request, parser.should_keep_alive())
         self._incoming = exchange
         if request.has_body:
-            self._timer_within(self.ctx.client_body_timeout)
+            self.timer_within(self.ctx.client_body_timeout)
         if request.upgrade is not None:
             self._upgrading = exchange
         if self._active is None:
@@ -395,7 +423,7 @@ class DownstreamProtocol(asyncio.Protocol):
     def _arm_timer(self, delay: float) -> None:
         self._timer = self.ctx.loop.call_later(delay, self._on_timer)
 
-    def _timer_within(self, delay: float) -> None:
+    def timer_within(self, delay: float) -> None:
         """Make sure the connection timer fires within `delay` (a shorter timeout starts)."""
         timer = self._timer
         if timer is None or timer.when() > self.ctx.loop.time() + delay:
@@ -404,33 +432,46 @@ class DownstreamProtocol(asyncio.Protocol):
             self._arm_timer(delay)
 
     def _on_timer(self) -> None:
-        """Close a connection whose head or body stalls, or that idled too long."""
+        """The connection's one timer: head, body, upstream-read and keep-alive timeouts."""
         self._timer = None
         if self._closed:
             return
-        now = self.ctx.loop.time()
+        ctx = self.ctx
+        now = ctx.loop.time()
+        active = self._active
+        next_check = ctx.client_header_timeout  # a busy connection is looked at this often
         if self._in_head:
-            remaining = self._head_started + self.ctx.client_header_timeout - now
-            if remaining <= 0:
-                if self._head_size > 0 and self._active is None:
+            left = self._head_started + ctx.client_header_timeout - now
+            if left <= 0:
+                if self._head_size > 0 and active is None:
                     self._answer_fatal(RequestTimeout())
                 else:
                     self.close_now()
                 return
-        elif self._active is None and self._tunnel is None and not self._queue:
-            remaining = self._idle_since + KEEPALIVE_TIMEOUT - now
-            if remaining <= 0:
+            next_check = min(next_check, left)
+        elif active is None and self._tunnel is None and not self._queue:
+            left = self._idle_since + KEEPALIVE_TIMEOUT - now
+            if left <= 0:
                 self.close_now()
                 return
-        elif self._incoming is not None and not self._paused:
+            next_check = min(next_check, left)
+        incoming = self._incoming
+        if incoming is not None and not self._paused:
             # A body is arriving and we are reading: nginx's client_body_timeout, between reads.
-            remaining = self._last_read + self.ctx.client_body_timeout - now
-            if remaining <= 0:
-                self._body_timed_out(self._incoming)
+            left = self._last_read + ctx.client_body_timeout - now
+            if left <= 0:
+                self._body_timed_out(incoming)
                 return
-        else:
-            remaining = self.ctx.client_header_timeout  # busy: the exchange has its own timers
-        self._arm_timer(remaining)
+            next_check = min(next_check, left)
+        if active is not None and active.awaiting_upstream:
+            left = active.read_time_left(now)
+            if left <= 0:
+                active.read_timed_out()  # may retry elsewhere, answer 504 or close
+                if self._closed or self._timer is not None:
+                    return
+                left = ctx.client_header_timeout
+            next_check = min(next_check, left)
+        self._arm_timer(next_check)
 
 
 def _host_port(sockname: tuple[object, ...] | None) -> bytes:

@@ -40,6 +40,21 @@ class ResponseSink(Protocol):
 
 
 class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "_head_request",
+        "_headers",
+        "_parser",
+        "_reason",
+        "_response_head",
+        "_started",
+        "_tunnel",
+        "idle_since",
+        "pool",
+        "reused",
+        "sink",
+        "transport",
+    )
+
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None

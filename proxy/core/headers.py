@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from proxy.core.errors import BadRequest
 
@@ -103,8 +104,6 @@ def scan_request(method: bytes, target: bytes, http11: bool, raw: Headers) -> Re
             forward.append((name, value))
     if hosts > 1:
         raise BadRequest("more than one Host header")
-    if host_header and _VALID_HOST.fullmatch(host_header) is None:
-        raise BadRequest("invalid Host header")
     if http11 and hosts == 0:
         raise BadRequest("HTTP/1.1 request without Host")
     chunked = False
@@ -148,7 +147,11 @@ def _content_length(value: bytes, previous: int | None) -> int:
     return length
 
 
+@lru_cache(maxsize=1024)  # a few distinct Hosts arrive over and over
 def _host_name(host_header: bytes) -> str:
+    """The lower-case host without port; BadRequest for anything that is not an RFC 3986 host."""
+    if host_header and _VALID_HOST.fullmatch(host_header) is None:
+        raise BadRequest("invalid Host header")
     host = host_header.decode("latin-1").strip().lower()
     if host.startswith("["):
         end = host.find("]")
