@@ -42,6 +42,8 @@ _HONOURED = frozenset(
         "proxy-body-size",
         "proxy-next-upstream",
         "proxy-next-upstream-tries",
+        "ssl-redirect",
+        "force-ssl-redirect",
     }
 )
 
@@ -75,6 +77,8 @@ class IngressSettings:
     use_regex: bool
     aliases: tuple[str, ...]  # server-alias host names, sorted and lower-case
     upstream: UpstreamPolicy
+    ssl_redirect: bool  # default true: hosts with TLS redirect plain HTTP
+    force_ssl_redirect: bool  # redirect even without TLS configured here (TLS ends elsewhere)
     warnings: tuple[str, ...]
 
 
@@ -102,6 +106,8 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     use_regex = reader.value("use-regex", _go_bool) or False
     aliases = reader.value("server-alias", _server_aliases) or ()
     upstream = _upstream_policy(reader, defaults)
+    ssl_redirect = reader.value("ssl-redirect", _go_bool)
+    force_ssl_redirect = reader.value("force-ssl-redirect", _go_bool) or False
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -110,6 +116,8 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         use_regex=use_regex,
         aliases=aliases,
         upstream=upstream,
+        ssl_redirect=_or(ssl_redirect, True),
+        force_ssl_redirect=force_ssl_redirect,
         warnings=tuple(reader.warnings),
     )
 

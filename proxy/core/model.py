@@ -134,6 +134,16 @@ class Cluster:
         return hash((self.name, self.endpoints, self.affinity))
 
 
+@dataclass(frozen=True, slots=True)
+class TlsCertificate:
+    """A certificate chain and its key (PEM) and the server names it answers for by SNI."""
+
+    source: str  # "Secret shop/web-tls" or the --tls-cert path: how logs name it
+    hosts: tuple[str, ...]  # exact or one-label "*." names; () for the default certificate
+    chain: bytes
+    key: bytes = field(repr=False)
+
+
 class PathType(StrEnum):
     EXACT = "Exact"
     PREFIX = "Prefix"
@@ -158,6 +168,7 @@ class Route:
     namespace: str = ""
     ingress: str = ""
     service: str = ""
+    ssl_redirect: bool = False  # plain-HTTP requests get a 308 to https (ssl-redirect annotations)
     # Computed once per snapshot so requests only read them:
     # (namespace, ingress, service, host, path), the metric labels
     labels: tuple[str, ...] = field(init=False, repr=False, compare=False)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from proxy.core.model import Cluster, PathType, Route
+from proxy.core.model import Cluster, PathType, Route, TlsCertificate
 
 
 class RouteTable:
@@ -91,6 +91,7 @@ class Snapshot:
     routes: tuple[Route, ...]
     default_route: Route | None = None
     warnings: tuple[str, ...] = ()
+    certificates: tuple[TlsCertificate, ...] = ()  # from Ingress spec.tls, for SNI
     table: RouteTable = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -7,11 +7,14 @@ one line in `Snapshot.warnings`. The same objects always give an equal snapshot,
 The steps: read and type-check the objects (`_read_world`), pick the Ingresses of our class in
 ingress-nginx's processing order, merge the affinity settings of every Ingress sharing a backend
 (compat §2), resolve each backend's endpoints, then lay out the routes per host the way
-ingress-nginx lays out its nginx servers and locations.
+ingress-nginx lays out its nginx servers and locations. TLS (certificates for SNI, redirects)
+is in `proxy.core.tls`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -31,6 +34,7 @@ from proxy.core.model import (
     UpstreamPolicy,
 )
 from proxy.core.routing import Snapshot
+from proxy.core.tls import IngressTls, TlsEntry, TlsSecret, certificates, with_redirects
 
 KubeObject = Mapping[str, Any]
 
@@ -40,6 +44,7 @@ _API_VERSIONS = {
     "Service": "v1",
     "EndpointSlice": "discovery.k8s.io/v1",
     "Endpoints": "v1",
+    "Secret": "v1",
 }
 _CLUSTER_SCOPED = frozenset({"IngressClass"})
 _DEFAULT_NAMESPACE = "default"  # where `kubectl apply` puts an object that names none
@@ -109,8 +114,14 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     layout.add_aliases(ingresses)
     routes = layout.routes()
     _check_routes(routes, default_route, clusters, warnings)
+    certs, tls_hosts = certificates((i.tls for i in ingresses), world.secrets, warnings)
+    if default_route is not None:
+        default_route = with_redirects(default_route, settings, tls_hosts)
     return Snapshot(
-        routes=routes, default_route=default_route, warnings=tuple(sorted(set(warnings)))
+        routes=tuple(with_redirects(route, settings, tls_hosts) for route in routes),
+        default_route=default_route,
+        warnings=tuple(sorted(set(warnings))),
+        certificates=certs,
     )
 
 
@@ -264,6 +275,7 @@ class _Ingress:
     hosts: tuple[str | None, ...]  # one per rule, None for a rule without host
     paths: tuple[_Path, ...]
     default_backend: _Backend | None
+    tls: IngressTls
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +330,7 @@ class _EndpointSource:
 @dataclass
 class _World:
     ingresses: dict[str, _Ingress] = field(default_factory=dict)  # by ref
+    secrets: dict[tuple[str, str], TlsSecret] = field(default_factory=dict)  # TLS ones only
     services: dict[tuple[str, str], _Service] = field(default_factory=dict)
     sources: dict[str, _EndpointSource] = field(default_factory=dict)  # by ref
     by_service: dict[tuple[str, str], list[tuple[str, _EndpointSource]]] = field(
@@ -362,6 +375,10 @@ def _read_world(
                 world.sources[ref] = source
         elif kind == "Endpoints" and options.endpoints_api == "endpoints":
             world.sources[ref] = _EndpointSource(key, _read_endpoints(fields))
+        elif kind == "Secret":
+            secret = _read_tls_secret(fields)
+            if secret is not None:
+                world.secrets[key] = secret
         # IngressClass objects are accepted and not needed: --ingress-class selects by name;
         # the endpoints kind not asked for is not read at all.
     world.index_sources()
@@ -412,6 +429,13 @@ def _read_ingress(
         http = rule.child("http")
         for path in http.children("paths") if http else ():
             paths.append(_read_path(path, namespace, host))
+    tls = tuple(
+        TlsEntry(
+            hosts=tuple(_tls_host(entry, text) for text in entry.texts("hosts")),
+            secret=entry.text("secretName"),
+        )
+        for entry in spec.children("tls")
+    )
     default_fields = spec.child("defaultBackend")
     default = _read_backend(default_fields, namespace) if default_fields else None
     if default_fields and default is None:
@@ -427,7 +451,36 @@ def _read_ingress(
         hosts=tuple(hosts),
         paths=tuple(paths),
         default_backend=default,
+        tls=IngressTls(ref, namespace, tuple(h for h in hosts if h is not None), tls),
     )
+
+
+def _tls_host(entry: _Fields, text: str) -> str:
+    try:
+        return parse_server_name(text)
+    except ValueError as error:
+        raise entry.error("hosts", str(error)) from None
+
+
+def _read_tls_secret(fields: _Fields) -> TlsSecret | None:
+    """The chain and key of a `kubernetes.io/tls` Secret (base64 `data`, or `stringData` as
+    written by hand); None for other Secret types, which routing never needs."""
+    if fields.text("type") != "kubernetes.io/tls":
+        return None
+    plain = fields.string_map("stringData")
+    encoded = fields.string_map("data")
+    values: dict[str, bytes] = {}
+    for name in ("tls.crt", "tls.key"):
+        if name in plain:
+            values[name] = plain[name].encode()
+        elif name in encoded:
+            try:
+                values[name] = base64.b64decode(encoded[name], validate=True)
+            except binascii.Error:
+                raise fields.error(f"data.{name}", "is not base64") from None
+        else:
+            raise fields.error(f"data.{name}", "missing (a kubernetes.io/tls Secret needs it)")
+    return TlsSecret(values["tls.crt"], values["tls.key"])
 
 
 def _read_path(path: _Fields, namespace: str, host: str | None) -> _Path:

@@ -436,7 +436,7 @@ def test_invalid_annotations_fall_back_to_defaults() -> None:
         ("proxy-next-upstream", ": unknown condition 'http_418'"),
         ("proxy-next-upstream-tries", ": 'three' is not a whole number"),
         ("rewrite-target", " is not supported; ignored"),
-        ("ssl-redirect", " is not supported; ignored"),
+        ("ssl-redirect", ": 'nope' is not a boolean"),
         ("session-cookie-partitioned", " is not supported; ignored"),
     ],
 )

@@ -1,0 +1,86 @@
+"""TLS from Ingress objects: certificates by SNI, and which routes redirect to https."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.core.model import TlsCertificate
+from proxy.core.tls import certificate_for, covers
+from proxy.core.translate import ManifestError, TranslateOptions, translate
+from tests.unit.kube_fixtures import snapshot_of
+
+
+def test_certificates_come_from_tls_secrets_named_by_ingresses() -> None:
+    snapshot = snapshot_of("tls")
+    by_source = {c.source: c for c in snapshot.certificates}
+    assert set(by_source) == {"Secret shop/a-tls", "Secret shop/wild-tls"}
+    assert by_source["Secret shop/a-tls"].hosts == ("a.example.com",)
+    assert by_source["Secret shop/a-tls"].chain.startswith(b"-----BEGIN CERTIFICATE-----")
+    wild = by_source["Secret shop/wild-tls"]
+    assert (wild.hosts, wild.chain, wild.key) == (
+        ("*.wild.example.com",),
+        b"wild chain",
+        b"wild key",
+    )
+
+
+def test_missing_or_non_tls_secrets_are_warned_about() -> None:
+    warnings = snapshot_of("tls").warnings
+    assert any("Ingress shop/b: tls: Secret shop/missing-tls not found" in w for w in warnings)
+    assert any(
+        "Ingress shop/d: tls: Secret shop/opaque not found or not of type" in w for w in warnings
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "redirect"),
+    [
+        ("a.example.com", True),  # TLS host, ssl-redirect defaults to true
+        ("b.example.com", True),  # TLS without a usable Secret still redirects, as nginx does
+        ("c.example.com", True),  # force-ssl-redirect without TLS here
+        ("d.example.com", False),  # ssl-redirect: "false"
+        ("*.wild.example.com", True),
+        ("plain.example.com", False),  # same Ingress, but no TLS for this host
+    ],
+)
+def test_ssl_redirect(host: str, redirect: bool) -> None:
+    (route,) = [r for r in snapshot_of("tls").routes if r.host == host]
+    assert route.ssl_redirect is redirect
+
+
+def test_bad_base64_in_a_tls_secret_is_a_manifest_error() -> None:
+    secret = {
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "bad", "namespace": "shop"},
+        "data": {"tls.crt": "!!!", "tls.key": "a2V5"},
+    }  # fmt: skip
+    with pytest.raises(ManifestError, match=r"^Secret shop/bad: data\.tls\.crt: is not base64"):
+        translate([secret], TranslateOptions())
+
+
+CERTS = (
+    TlsCertificate("default", (), b"d", b"d"),
+    TlsCertificate("wild", ("*.example.com",), b"w", b"w"),
+    TlsCertificate("exact", ("shop.example.com", "alt.test"), b"e", b"e"),
+)
+
+
+@pytest.mark.parametrize(
+    ("server_name", "chosen"),
+    [
+        ("shop.example.com", "exact"),
+        ("alt.test", "exact"),
+        ("cart.example.com", "wild"),
+        ("a.b.example.com", "default"),  # one label only
+        ("example.com", "default"),
+        (None, "default"),  # no SNI
+    ],
+)
+def test_certificate_for(server_name: str | None, chosen: str) -> None:
+    certificate = certificate_for(CERTS, server_name)
+    assert certificate is not None and certificate.source == chosen
+
+
+def test_no_certificate_without_a_default() -> None:
+    assert certificate_for(CERTS[1:], "other.test") is None
+    assert not covers("*.example.com", "example.com")
