@@ -19,7 +19,14 @@ from typing import NoReturn, TextIO, TypeVar, get_args
 import uvloop
 
 from proxy.core.describe import describe
-from proxy.core.model import Affinity, AffinityMode, CookieSettings, Endpoint, UpstreamPolicy
+from proxy.core.model import (
+    Affinity,
+    AffinityMode,
+    CookieSettings,
+    Endpoint,
+    TlsCertificate,
+    UpstreamPolicy,
+)
 from proxy.core.translate import TranslateOptions
 from proxy.demo import run_demo
 from proxy.flags import (
@@ -31,17 +38,19 @@ from proxy.flags import (
     parse_host_port,
     parse_next_upstream,
     parse_object_name,
+    parse_port,
     parse_positive,
     parse_seconds,
     parse_size,
     parse_timeout,
     parse_workers,
 )
-from proxy.settings import EndpointsApi, ServeSettings
+from proxy.settings import Address, EndpointsApi, ServeSettings
 from proxy.sources.manifest_files import ManifestFileError
 from proxy.sources.manifests import ManifestSource, load_snapshot
 from proxy.sources.source import Source, SourceError
 from proxy.sources.static import StaticSource, static_backends, static_snapshot
+from proxy.tls_contexts import load_default_certificate
 
 PROG = "sticky-proxy"
 SUPPORTED_WORKERS = 1  # --workers is parsed and validated now; more processes come later
@@ -142,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         backend_only=_flags_of(_add_affinity_flags(serve)),
     )
     _add_proxy_flags(serve)
+    _add_tls_flags(serve)
 
     routes = commands.add_parser(
         "routes",
@@ -221,6 +231,52 @@ def _add_listen_flags(parser: argparse.ArgumentParser, host: str) -> None:
         metavar="HOST:PORT",
         help="/metrics, /healthz and /readyz " + _DEFAULT,
     )
+
+
+def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "TLS",
+        "HTTPS on its own listener, opened when there can be certificates: --tls-cert, or "
+        "Ingress spec.tls with kubernetes.io/tls Secrets (chosen by SNI)",
+    )
+    group.add_argument(
+        "--tls-listen",
+        type=_value(_host_port_or_off),
+        default="0.0.0.0:8443",
+        metavar="HOST:PORT|off",
+        help=_DEFAULT,
+    )
+    group.add_argument("--tls-cert", metavar="PATH", help="default certificate chain (PEM)")
+    group.add_argument("--tls-key", metavar="PATH", help="its private key (PEM)")
+    group.add_argument(
+        "--https-port",
+        type=_value(lambda text: parse_port(text, allow_zero=False)),
+        default="443",
+        metavar="PORT",
+        help="where ssl-redirect sends plain-HTTP clients " + _DEFAULT,
+    )
+
+
+def _host_port_or_off(text: str) -> Address | None:
+    return None if text == "off" else parse_host_port(text)
+
+
+def _tls_settings(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[Address | None, TlsCertificate | None]:
+    """The TLS listener and default certificate; with --backend alone, no listener unless a
+    certificate is given (there is nowhere else certificates could come from)."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    default = None
+    if args.tls_cert is not None:
+        try:
+            default = load_default_certificate(args.tls_cert, args.tls_key)
+        except ValueError as error:
+            parser.error(f"--tls-cert: {error}")
+    if default is None and args.backends:
+        return None, None
+    return args.tls_listen, default
 
 
 def _add_affinity_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -373,9 +429,13 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
         endpoints = static_backends(args.backends)
     except ValueError as error:
         parser.error(f"--backend: {error}")
+    tls_listen, tls_default = _tls_settings(parser, args)
     settings = ServeSettings(
         listen=args.listen,
         metrics_listen=args.metrics_listen,
+        tls_listen=tls_listen,
+        tls_default=tls_default,
+        https_port=args.https_port,
         workers=args.workers,
         log_level=args.log_level,
         access_log=args.access_log,

@@ -22,6 +22,7 @@ from proxy.core.errors import (
     ProxyError,
     UpstreamError,
     UpstreamTimeout,
+    redirect_response,
 )
 from proxy.core.model import Endpoint, Route
 
@@ -128,6 +129,9 @@ class Exchange:
             self.fail(NoRoute())
             return
         self.route = route
+        if route.ssl_redirect and not self.conn.tls:
+            self._redirect_to_https()
+            return
         limit = route.upstream.body_size
         declared = request.content_length or 0
         if limit and max(declared, self.body_received) > limit:
@@ -464,6 +468,19 @@ class Exchange:
         if not self.request_done or self.request.upgrade is not None:
             self.keep_alive = False
         self.conn.write_error(error.status, close=not self.keep_alive or self.ctx.closing)
+        self._finish()
+
+    def _redirect_to_https(self) -> None:
+        request = self.request
+        location = b"https://%s%s%s" % (
+            request.host.encode("latin-1") or self.conn.via.local.rsplit(b":", 1)[0],
+            self.ctx.https_suffix,
+            request.target,
+        )
+        self.status = 308
+        if not self.request_done:
+            self.keep_alive = False
+        self.conn.write(redirect_response(location, close=not self.keep_alive or self.ctx.closing))
         self._finish()
 
     def _finish(self) -> None:

@@ -17,6 +17,7 @@ from proxy.publisher import Publisher
 from proxy.server import DownstreamProtocol, ServerContext
 from proxy.settings import Address, ServeSettings
 from proxy.sources.source import Source
+from proxy.tls_contexts import TlsContexts
 
 log = logging.getLogger("sticky_proxy")
 
@@ -37,6 +38,8 @@ class ProxyServer:
         # The source's task: done early only when the source gave up (SourceError) or returned.
         self.feeding: asyncio.Task[None] | None = None
         self._server: asyncio.Server | None = None
+        self._tls_server: asyncio.Server | None = None
+        self.tls_address: Address | None = None
         self._admin: web.AppRunner | None = None
 
     def ready(self) -> bool:
@@ -50,6 +53,7 @@ class ProxyServer:
             self.publisher.get,
             self.metrics,
             client_header_timeout=settings.client_header_timeout,
+            https_port=settings.https_port,
         )
         self.ctx = ctx
         self._server = await loop.create_server(
@@ -60,6 +64,19 @@ class ProxyServer:
             backlog=2048,
         )
         self.address = _bound(self._server)
+        if settings.tls_listen is not None:
+            contexts = TlsContexts(self.publisher.get, settings.tls_default)
+            self._tls_server = await loop.create_server(
+                lambda: DownstreamProtocol(ctx),
+                settings.tls_listen.host,
+                settings.tls_listen.port,
+                ssl=contexts.listening,
+                ssl_handshake_timeout=settings.client_header_timeout,
+                reuse_address=True,
+                backlog=2048,
+            )
+            self.tls_address = _bound(self._tls_server)
+            log.info("TLS on https://%s", self.tls_address)
         if settings.metrics_listen is not None:
             # Bind the socket here so its real address is known even for port 0.
             sock = socket.create_server(
@@ -88,6 +105,8 @@ class ProxyServer:
             self.feeding.cancel()
             await asyncio.wait([self.feeding])  # how it ended is for whoever started it to read
         self._server.close()
+        if self._tls_server is not None:
+            self._tls_server.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while ctx.connections and loop.time() < deadline:

@@ -57,6 +57,7 @@ class ServerContext:
         client_header_timeout: float = 60.0,
         client_body_timeout: float = 60.0,
         max_connections: int = MAX_CONNECTIONS,
+        https_port: int = 443,
         rng: random.Random | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:
@@ -67,6 +68,7 @@ class ServerContext:
         self.client_header_timeout = client_header_timeout
         self.client_body_timeout = client_body_timeout
         self.max_connections = max_connections
+        self.https_suffix = b"" if https_port == 443 else b":%d" % https_port
         self.rng = rng or random.Random(os.urandom(16))
         self.now = now
         self.pid = os.getpid()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from proxy.core.model import Affinity, UpstreamPolicy
+from proxy.core.model import Affinity, TlsCertificate, UpstreamPolicy
 
 EndpointsApi = Literal["endpointslices", "endpoints"]  # --endpoints-api
 
@@ -24,6 +24,11 @@ class Address:
 class ServeSettings:
     listen: Address = Address("0.0.0.0", 8080)
     metrics_listen: Address | None = Address("0.0.0.0", 10254)  # None: no admin listener
+    # TLS termination: None, no TLS listener (the CLI opens one on 0.0.0.0:8443 when there can
+    # be certificates: a default one, or Ingress TLS from manifests or the API).
+    tls_listen: Address | None = None
+    tls_default: TlsCertificate | None = None  # --tls-cert/--tls-key, loaded and checked
+    https_port: int = 443  # where ssl-redirect sends plain-HTTP clients
     workers: int = 1
     log_level: str = "info"
     access_log: str = "off"

@@ -24,6 +24,12 @@ def describe(snapshot: Snapshot) -> str:
     if not sections:
         sections.append("no routes")
     sections.extend(_cluster_section(cluster) for cluster in snapshot.clusters)
+    if snapshot.certificates:
+        lines = ["TLS certificates (chosen by SNI)"]
+        lines.extend(
+            f"  {', '.join(c.hosts) or 'default'}: {c.source}" for c in snapshot.certificates
+        )
+        sections.append("\n".join(lines))
     if snapshot.warnings:
         lines = [f"warnings ({len(snapshot.warnings)})"]
         lines.extend(f"  {warning}" for warning in snapshot.warnings)
@@ -57,8 +63,16 @@ def _table(title: str, routes: Sequence[Route]) -> str:
             )
         )
         upstream = _upstream_differences(route.upstream)
-        if upstream:
-            notes[len(rows) - 1] = f"proxy: {upstream}"
+        note = "; ".join(
+            part
+            for part in (
+                "plain HTTP redirects to https (308)" if route.ssl_redirect else "",
+                f"proxy: {upstream}" if upstream else "",
+            )
+            if part
+        )
+        if note:
+            notes[len(rows) - 1] = note
     lines = [title]
     for index, line in enumerate(_aligned(rows)):
         lines.append(line)

@@ -74,6 +74,17 @@ _RESPONSES = {
 }
 
 
+def redirect_response(location: bytes, close: bool) -> bytes:
+    """308 Permanent Redirect, as ingress-nginx's ssl-redirect answers (method and body kept)."""
+    body = b"308 Permanent Redirect\n"
+    connection = b"close" if close else b"keep-alive"
+    return (
+        b"HTTP/1.1 308 Permanent Redirect\r\nLocation: %s\r\nContent-Type: text/plain; "
+        b"charset=utf-8\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n%s"
+        % (location, len(body), connection, body)
+    )
+
+
 def error_response(status: int, close: bool) -> bytes:
     """A complete short plain-text response; rendered once per status at import."""
     return _RESPONSES.get((status, close)) or _render(status, close)

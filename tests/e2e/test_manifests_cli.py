@@ -19,7 +19,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "k8s" / "examples"
 PROXY = (sys.executable, "-m", "proxy")
-LOCAL_LISTENERS = ("--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
+LOCAL_LISTENERS = (
+    "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0",
+)  # fmt: skip
 INVALID_INGRESS = """\
 apiVersion: networking.k8s.io/v1
 kind: Ingress

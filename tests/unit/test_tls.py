@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.core.describe import describe
 from proxy.core.model import TlsCertificate
 from proxy.core.tls import certificate_for, covers
 from proxy.core.translate import ManifestError, TranslateOptions, translate
@@ -84,3 +85,10 @@ def test_certificate_for(server_name: str | None, chosen: str) -> None:
 def test_no_certificate_without_a_default() -> None:
     assert certificate_for(CERTS[1:], "other.test") is None
     assert not covers("*.example.com", "example.com")
+
+
+def test_routes_table_shows_certificates_and_redirects() -> None:
+    text = describe(snapshot_of("tls"))
+    assert "TLS certificates (chosen by SNI)\n  a.example.com: Secret shop/a-tls" in text
+    assert "*.wild.example.com: Secret shop/wild-tls" in text
+    assert text.count("plain HTTP redirects to https (308)") == 4  # a, b, c and *.wild
