@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import socket
 from collections.abc import Callable
@@ -119,6 +120,18 @@ class ProxyServer:
         log.info("proxy stopped")
 
 
+def raise_file_limit() -> None:
+    """Every connection costs two descriptors (client and upstream): take the hard limit, as
+    nginx's worker_rlimit_nofile, instead of a distribution's 1024 default."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            log.warning("could not raise the open-file limit from %d", soft)
+
+
 def _bound(server: asyncio.Server) -> Address:
     host, port = server.sockets[0].getsockname()[:2]
     return Address(host, port)
@@ -133,6 +146,7 @@ async def serve(
 
     Raises `SourceError` (after closing the listeners) when the source cannot deliver a first state.
     """
+    raise_file_limit()
     proxy = ProxyServer(settings)
     await proxy.start(source)
     assert proxy.address is not None and proxy.feeding is not None

@@ -163,3 +163,53 @@ async def test_connections_over_the_cap_get_503(
     await asyncio.sleep(0.05)
     served = await raw_request(server, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert served.startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n",
+        b'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\nContent-Length: 42\r\n\r\n',
+    ],
+    ids=["204", "304"],
+)
+async def test_bodyless_answers_keep_the_connection_usable(
+    proxy: StartProxy, answer: bytes
+) -> None:
+    raw = await start_raw_upstream(answer)
+    try:
+        server = await proxy([raw.endpoint], None)
+        response = await raw_request(
+            server,
+            b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        status = answer[9:12]
+        # two answers, no body bytes between them, no chunked framing invented
+        assert response.count(b"HTTP/1.1 " + status) == 2, response
+        assert b"Transfer-Encoding" not in response
+        assert response.endswith(b"\r\n\r\n")
+    finally:
+        await raw.stop()
+
+
+async def test_trailers_are_dropped_cleanly_both_ways(proxy: StartProxy) -> None:
+    raw = await start_raw_upstream(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
+        b"5\r\nhello\r\n0\r\nX-Sum: abc\r\n\r\n",
+        close=False,
+    )
+    try:
+        server = await proxy([raw.endpoint], None)
+        response = await raw_request(
+            server,
+            b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTrailer: X-Req\r\n"
+            b"Connection: close\r\n\r\n3\r\nabc\r\n0\r\nX-Req: 1\r\n\r\n",
+        )
+        head, _, body = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and b"Trailer" not in head
+        assert body == b"5\r\nhello\r\n0\r\n\r\n"  # re-chunked, the trailer gone
+        (sent,) = raw.received
+        assert b"\r\nTrailer:" not in sent  # the body is re-chunked with no trailer section
+    finally:
+        await raw.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import resource
 
 import aiohttp
 import pytest
@@ -389,3 +390,69 @@ async def test_connections_to_endpoints_that_left_the_table_are_closed(
         await asyncio.sleep(0.1)
         assert gone_transport.is_closing()  # type: ignore[attr-defined]
         assert not next(iter(ups[0].transports)).is_closing()  # type: ignore[attr-defined]
+
+
+async def test_a_thousand_concurrent_keep_alive_clients(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 6000:
+        pytest.skip(f"needs 6000 file descriptors, the hard limit here is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 6000), hard))
+    ups = await upstreams(2)
+    server = await proxy([u.endpoint for u in ups], Affinity())
+    assert server.address is not None
+    host, port = server.address.host, server.address.port
+
+    async def client() -> list[bytes]:
+        reader, writer = await asyncio.open_connection(host, port)
+        heads = []
+        try:
+            for _ in range(2):  # two requests on one connection: keep-alive holds
+                writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                heads.append(await reader.readuntil(b"\r\n\r\n"))
+                length = int(re.search(rb"Content-Length: (\d+)", heads[-1])[1])  # type: ignore[index]
+                await reader.readexactly(length)
+        finally:
+            writer.close()
+        return heads
+
+    async with asyncio.timeout(60):
+        results = await asyncio.gather(*(client() for _ in range(1000)))
+    assert all(head.startswith(b"HTTP/1.1 200 ") for heads in results for head in heads)
+    assert sum(u.requests for u in ups) == 2000
+
+
+async def test_an_upstream_killed_mid_response_cuts_only_its_own_answers(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    doomed, healthy = await upstreams(2)
+    server_doomed = await proxy([doomed.endpoint], None)
+    server_healthy = await proxy([healthy.endpoint], None)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url(server_doomed, "/stream")) as response:
+            assert await response.content.readexactly(6) == b"first;"
+            await doomed.stop()  # the upstream dies with the answer half sent
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.content.read()
+        for _ in range(5):
+            async with session.get(url(server_healthy)) as response:
+                assert response.status == 200
+
+
+async def test_shutdown_lets_websockets_talk_until_the_grace_ends(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    (up,) = await upstreams(1)
+    server = await proxy([up.endpoint], Affinity())
+    async with aiohttp.ClientSession() as session, session.ws_connect(url(server, "/ws")) as ws:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        stopping = asyncio.ensure_future(server.stop(grace=1.0))
+        await asyncio.sleep(0.3)
+        await ws.send_str("still here")  # within the grace the tunnel keeps working
+        assert (await ws.receive_str()).endswith(":still here")
+        closing = await asyncio.wait_for(ws.receive(), 5)  # then the proxy ends it
+        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        await stopping
+        assert 0.9 <= loop.time() - started < 3
