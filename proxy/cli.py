@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn, TextIO, TypeVar, get_args
+from typing import TYPE_CHECKING, NoReturn, TextIO, TypeVar, get_args
 
 import uvloop
 
@@ -27,7 +27,8 @@ from proxy.core.model import (
     TlsCertificate,
     UpstreamPolicy,
 )
-from proxy.core.translate import TranslateOptions
+from proxy.core.routing import Snapshot
+from proxy.core.translate import ManifestError, TranslateOptions
 from proxy.demo import run_demo
 from proxy.flags import (
     parse_bool,
@@ -36,6 +37,8 @@ from proxy.flags import (
     parse_cookie_path,
     parse_count,
     parse_host_port,
+    parse_namespace,
+    parse_namespaced_name,
     parse_next_upstream,
     parse_object_name,
     parse_port,
@@ -45,12 +48,16 @@ from proxy.flags import (
     parse_timeout,
     parse_workers,
 )
-from proxy.settings import Address, EndpointsApi, ServeSettings
+from proxy.settings import Address, EndpointsApi, KubernetesSettings, ServeSettings
 from proxy.sources.manifest_files import ManifestFileError
 from proxy.sources.manifests import ManifestSource, load_snapshot
 from proxy.sources.source import Source, SourceError
 from proxy.sources.static import StaticSource, static_backends, static_snapshot
 from proxy.tls_contexts import load_default_certificate
+
+if TYPE_CHECKING:  # imported when needed: a bad flag is reported without loading them
+    from proxy.metrics import Metrics
+    from proxy.sources.kubernetes.config import ClusterAccess
 
 PROG = "sticky-proxy"
 SUPPORTED_WORKERS = 1  # --workers is parsed and validated now; more processes come later
@@ -71,6 +78,7 @@ class RoutesCommand:
     manifests: tuple[Path, ...]
     ingress_class: str
     endpoints_api: EndpointsApi
+    kubernetes: KubernetesSettings | None = None  # instead of manifests
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the proxy",
-        description="Run the proxy on the routes of one source: --backend or --manifests.",
+        description="Run the proxy on the routes of one source: --backend, --manifests or "
+        "--kubernetes.",
         allow_abbrev=False,
     )
     _add_listen_flags(serve, "0.0.0.0")
@@ -145,10 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="http://host[:port] of an upstream; one cluster for every host and path",
     )
     _add_manifests_flag(sources)
+    _add_kubernetes_flag(sources)
     serve.set_defaults(
         # Each source's own flags, for telling a user who gives them to the other source.
         manifests_only=_flags_of(_add_selection_flags(serve)),
         backend_only=_flags_of(_add_affinity_flags(serve)),
+        kubernetes_only=_flags_of(_add_kubernetes_flags(serve, publish=True)),
     )
     _add_proxy_flags(serve)
     _add_tls_flags(serve)
@@ -160,8 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
         "endpoints, affinity) and every ignored or invalid annotation; exit 1 on invalid input.",
         allow_abbrev=False,
     )
-    _add_manifests_flag(routes, required=True)
+    objects = routes.add_mutually_exclusive_group(required=True)
+    _add_manifests_flag(objects)
+    _add_kubernetes_flag(objects)
     _add_selection_flags(routes)
+    routes.set_defaults(kubernetes_only=_flags_of(_add_kubernetes_flags(routes, publish=False)))
 
     demo = commands.add_parser(
         "demo",
@@ -180,18 +194,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_manifests_flag(parser: argparse._ActionsContainer, required: bool = False) -> None:
+def _add_manifests_flag(parser: argparse._ActionsContainer) -> None:
     parser.add_argument(
         "--manifests",
         action="extend",
         nargs="+",
         type=Path,
         default=[],
-        required=required,
         metavar="PATH",
         help="YAML/JSON files or directories of Kubernetes objects (Ingress, Service, "
         "EndpointSlice, Endpoints, IngressClass); re-read when they change",
     )
+
+
+def _add_kubernetes_flag(parser: argparse._ActionsContainer) -> None:
+    parser.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="the cluster's Ingresses, Services and EndpointSlices, listed and watched from the "
+        "API server (kubeconfig, or the pod's service account)",
+    )
+
+
+def _add_kubernetes_flags(
+    parser: argparse.ArgumentParser, publish: bool
+) -> argparse._ArgumentGroup:
+    group = parser.add_argument_group("Kubernetes API", "with --kubernetes")
+    group.add_argument(
+        "--kubeconfig",
+        type=Path,
+        metavar="PATH",
+        help="kubeconfig file (default: $KUBECONFIG, in a pod its service account, "
+        "else ~/.kube/config)",
+    )
+    group.add_argument("--context", metavar="NAME", help="kubeconfig context (default: current)")
+    group.add_argument(
+        "--namespace",
+        type=_value(parse_namespace),
+        metavar="NS",
+        help="watch this namespace only (default: every namespace)",
+    )
+    if publish:
+        group.add_argument(
+            "--publish-service",
+            type=_value(parse_namespaced_name),
+            metavar="NAMESPACE/NAME",
+            help="write this Service's address into the status of the Ingresses served",
+        )
+    else:
+        parser.set_defaults(publish_service=None)
+    return group
 
 
 def _flags_of(group: argparse._ArgumentGroup) -> tuple[str, ...]:
@@ -199,7 +251,7 @@ def _flags_of(group: argparse._ArgumentGroup) -> tuple[str, ...]:
 
 
 def _add_selection_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    group = parser.add_argument_group("Kubernetes objects", "with --manifests")
+    group = parser.add_argument_group("Kubernetes objects", "with --manifests or --kubernetes")
     group.add_argument(
         "--ingress-class",
         type=_value(parse_object_name),
@@ -410,7 +462,12 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
     if args.command is None:
         parser.error("a command is needed: serve, routes or demo (see --help)")
     if args.command == "routes":
-        return RoutesCommand(tuple(args.manifests), args.ingress_class, args.endpoints_api)
+        return RoutesCommand(
+            tuple(args.manifests),
+            args.ingress_class,
+            args.endpoints_api,
+            _kubernetes(parser, argv, args),
+        )
     affinity = _affinity(args)
     if args.command == "demo":
         settings = ServeSettings(
@@ -422,9 +479,13 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
         return DemoCommand(settings, args.replicas)
     if args.workers != SUPPORTED_WORKERS:
         parser.error(f"--workers: {args.workers} asked, but only 1 worker is supported for now")
-    if not args.backends and not args.manifests:
-        parser.error("serve needs a source: --backend URL [URL ...] or --manifests PATH [PATH ...]")
+    if not args.backends and not args.manifests and not args.kubernetes:
+        parser.error(
+            "serve needs a source: --backend URL [URL ...], --manifests PATH [PATH ...] "
+            "or --kubernetes"
+        )
     _refuse_flags_of_the_other_source(parser, argv, args)
+    kubernetes = _kubernetes(parser, argv, args)
     try:
         endpoints = static_backends(args.backends)
     except ValueError as error:
@@ -454,6 +515,7 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
         manifests=tuple(args.manifests),
         ingress_class=args.ingress_class,
         endpoints_api=args.endpoints_api,
+        kubernetes=kubernetes,
     )
     return ServeCommand(settings, endpoints)
 
@@ -463,14 +525,34 @@ def _refuse_flags_of_the_other_source(
 ) -> None:
     """Affinity flags configure the --backend cluster; Ingress annotations do that for manifests.
     A flag that would be silently ignored is a mistake worth one line."""
-    given = {arg.partition("=")[0] for arg in argv if arg.startswith("--")}
-    if args.manifests:
+    given = _given(argv)
+    if args.manifests or args.kubernetes:
         misplaced, source, instead = args.backend_only, "--backend", ": use Ingress annotations"
     else:
-        misplaced, source, instead = args.manifests_only, "--manifests", ""
+        misplaced, source, instead = args.manifests_only, "--manifests or --kubernetes", ""
     for flag in misplaced:
         if flag in given:
             parser.error(f"{flag}: only with {source}{instead}")
+
+
+def _given(argv: Sequence[str]) -> set[str]:
+    return {arg.partition("=")[0] for arg in argv if arg.startswith("--")}
+
+
+def _kubernetes(
+    parser: argparse.ArgumentParser, argv: Sequence[str], args: argparse.Namespace
+) -> KubernetesSettings | None:
+    if not args.kubernetes:
+        for flag in args.kubernetes_only:
+            if flag in _given(argv):
+                parser.error(f"{flag}: only with --kubernetes")
+        return None
+    return KubernetesSettings(
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        namespace=args.namespace,
+        publish_service=args.publish_service,
+    )
 
 
 def _affinity(args: argparse.Namespace) -> Affinity | None:
@@ -496,6 +578,7 @@ def run(command: Command) -> int:
         return show_routes(command)
     # Imported only now so a bad flag is reported without loading the data plane.
     from proxy import runtime  # noqa: PLC0415
+    from proxy.metrics import Metrics  # noqa: PLC0415
 
     logging.basicConfig(
         level=command.settings.log_level.upper(),
@@ -505,7 +588,8 @@ def run(command: Command) -> int:
     try:
         if isinstance(command, DemoCommand):
             return uvloop.run(run_demo(command.settings, command.replicas, runtime.serve))
-        uvloop.run(runtime.serve(command.settings, _source(command)))
+        metrics = Metrics()  # the Kubernetes source counts its watch restarts there too
+        uvloop.run(runtime.serve(command.settings, _source(command, metrics), metrics=metrics))
     except KeyboardInterrupt:  # Ctrl-C before the runtime took over SIGINT: a normal stop
         return 0
     except SourceError as error:  # manifests that do not load: a bad input, as a bad flag
@@ -517,12 +601,21 @@ def run(command: Command) -> int:
     return 0
 
 
-def _source(command: ServeCommand) -> Source:
+def _source(command: ServeCommand, metrics: Metrics) -> Source:
     settings = command.settings
-    if settings.manifests:
-        options = TranslateOptions(
-            settings.ingress_class, settings.endpoints_api, settings.upstream
+    options = TranslateOptions(settings.ingress_class, settings.endpoints_api, settings.upstream)
+    if settings.kubernetes is not None:
+        from proxy.sources.kubernetes.source import KubernetesSource  # noqa: PLC0415
+
+        kube = settings.kubernetes
+        return KubernetesSource(
+            _cluster_access(kube),
+            options,
+            metrics,
+            namespace=kube.namespace,
+            publish_service=kube.publish_service,
         )
+    if settings.manifests:
         return ManifestSource(settings.manifests, options)
     return StaticSource(static_snapshot(command.endpoints, settings.affinity, settings.upstream))
 
@@ -531,12 +624,35 @@ def show_routes(command: RoutesCommand, out: TextIO = sys.stdout) -> int:
     """`sticky-proxy routes`: the table on `out`, exit 0; invalid input: one line, exit 1."""
     options = TranslateOptions(command.ingress_class, command.endpoints_api)
     try:
-        snapshot = load_snapshot(command.manifests, options)
-    except ManifestFileError as error:
+        if command.kubernetes is not None:
+            snapshot = _list_cluster(command.kubernetes, options)
+        else:
+            snapshot = load_snapshot(command.manifests, options)
+    except (ManifestFileError, ManifestError, SourceError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
     print(describe(snapshot), file=out)
     return 0
+
+
+def _cluster_access(kube: KubernetesSettings) -> ClusterAccess:
+    """Which cluster and credentials; KubeConfigError (a SourceError) names what is wrong."""
+    from proxy.sources.kubernetes.config import find_access  # noqa: PLC0415
+
+    return find_access(kube.kubeconfig, kube.context, os.environ, Path.home())
+
+
+def _list_cluster(kube: KubernetesSettings, options: TranslateOptions) -> Snapshot:
+    """The cluster's routes from one list of each resource; SourceError when it cannot be had."""
+    from proxy.sources.kubernetes.client import KubeError  # noqa: PLC0415
+    from proxy.sources.kubernetes.exec_plugin import CredentialError  # noqa: PLC0415
+    from proxy.sources.kubernetes.source import list_snapshot  # noqa: PLC0415
+
+    access = _cluster_access(kube)
+    try:
+        return uvloop.run(list_snapshot(access, options, kube.namespace))
+    except (KubeError, CredentialError) as error:
+        raise SourceError(f"{access.server}: {error}") from None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -171,6 +171,21 @@ def parse_cookie_domain(text: str) -> str:
     return text
 
 
+def parse_namespace(text: str) -> str:
+    """A Kubernetes namespace name: an RFC 1123 label, lower case, at most 63 characters."""
+    if len(text) > 63 or not re.fullmatch(_DNS_LABEL, text):
+        raise ValueError(f"{text!r} is not a namespace (lower-case letters, digits and '-')")
+    return text
+
+
+def parse_namespaced_name(text: str) -> tuple[str, str]:
+    """`NAMESPACE/NAME`, as kubectl and ingress-nginx's --publish-service write it."""
+    namespace, slash, name = text.partition("/")
+    if not slash:
+        raise ValueError(f"{text!r} is not NAMESPACE/NAME")
+    return parse_namespace(namespace), parse_object_name(name)
+
+
 def parse_object_name(text: str) -> str:
     """A Kubernetes object name such as an IngressClass's: what `metadata.name` accepts."""
     if len(text) > 253 or not _OBJECT_NAME.fullmatch(text):

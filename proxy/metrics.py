@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from proxy.core.affinity import Outcome
 from proxy.core.errors import UPSTREAM_ERROR_REASONS
 from proxy.core.model import Route
+from proxy.sources.kubernetes.resources import ALL_RESOURCES, RESTART_REASONS
 
 REQUEST_LABELS = ("namespace", "ingress", "service", "host", "path", "method", "status")
 _NO_ROUTE = ("", "", "", "", "")
@@ -48,6 +49,18 @@ class Metrics:
             "Whether the last routing update was accepted",
             registry=self.registry,
         )
+        self.kubernetes_watch_restarts = Counter(
+            "sticky_proxy_kubernetes_watch_restarts",
+            "Kubernetes API watches started again, by resource and why (expired: relisted)",
+            ["resource", "reason"],
+            registry=self.registry,
+        )
+        restarts = self.kubernetes_watch_restarts
+        self._watch_restarts = {
+            (resource.plural, reason): restarts.labels(resource.plural, reason)
+            for resource in ALL_RESOURCES
+            for reason in RESTART_REASONS
+        }
         self._reloads = _children(self.config_reloads, RELOAD_RESULTS)
         self._outcomes = _children(self.affinity_decisions, [o.value for o in Outcome])
         self._upstream_errors = _children(self.upstream_errors, UPSTREAM_ERROR_REASONS)
@@ -68,6 +81,9 @@ class Metrics:
 
     def count_upstream_error(self, reason: str) -> None:
         self._upstream_errors[reason].inc()
+
+    def count_watch_restart(self, resource: str, reason: str) -> None:
+        self._watch_restarts[resource, reason].inc()
 
     def count_reload(self, accepted: bool) -> None:
         self._reloads["success" if accepted else "failure"].inc()

@@ -27,9 +27,14 @@ class ProxyServer:
     """A running proxy: `start()` binds both listeners and runs the source, `stop()` drains and
     closes them. A `snapshot` given here is published at once (a source that never changes)."""
 
-    def __init__(self, settings: ServeSettings, snapshot: Snapshot | None = None) -> None:
+    def __init__(
+        self,
+        settings: ServeSettings,
+        snapshot: Snapshot | None = None,
+        metrics: Metrics | None = None,  # shared with a source that counts its own (Kubernetes)
+    ) -> None:
         self.settings = settings
-        self.metrics = Metrics()
+        self.metrics = metrics or Metrics()
         self.publisher = Publisher(self.metrics)
         if snapshot is not None:
             self.publisher.publish(snapshot)
@@ -141,13 +146,14 @@ async def serve(
     settings: ServeSettings,
     source: Source,
     ready: Callable[[Address], None] | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     """Run the proxy on `source`'s routes until SIGINT or SIGTERM, then shut down gracefully.
 
     Raises `SourceError` (after closing the listeners) when the source cannot deliver a first state.
     """
     raise_file_limit()
-    proxy = ProxyServer(settings)
+    proxy = ProxyServer(settings, metrics=metrics)
     await proxy.start(source)
     assert proxy.address is not None and proxy.feeding is not None
     stop = asyncio.Event()

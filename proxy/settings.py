@@ -21,6 +21,17 @@ class Address:
 
 
 @dataclass(frozen=True, slots=True)
+class KubernetesSettings:
+    """--kubernetes: which cluster (a kubeconfig, else the pod's service account), what of it."""
+
+    kubeconfig: Path | None = None  # None: $KUBECONFIG, the service account, ~/.kube/config
+    context: str | None = None
+    namespace: str | None = None  # None: every namespace
+    # (namespace, name) of the proxy's own Service: its address goes in the served Ingresses.
+    publish_service: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ServeSettings:
     listen: Address = Address("0.0.0.0", 8080)
     metrics_listen: Address | None = Address("0.0.0.0", 10254)  # None: no admin listener
@@ -43,3 +54,5 @@ class ServeSettings:
     manifests: tuple[Path, ...] = ()
     ingress_class: str = "sticky"
     endpoints_api: EndpointsApi = "endpointslices"
+    # --kubernetes source (takes ingress_class and endpoints_api too).
+    kubernetes: KubernetesSettings | None = None

@@ -159,7 +159,7 @@ def test_demo_takes_replicas_listen_and_affinity_flags() -> None:
         (["demo", "--replicas", "0"], "--replicas: '0' is not a whole number above 0"),
         (["serve", "--back", "http://a"], "unrecognized arguments: --back"),
         ([], "a command is needed: serve, routes or demo"),
-        (["routes"], "the following arguments are required: --manifests"),
+        (["routes"], "one of the arguments --manifests --kubernetes is required"),
         (["serve", "--manifests", "a", "--backend", "http://a"], "--backend: not allowed with"),
         (["serve", "--manifests", "a", "--affinity-mode", "persistent"], "--affinity-mode: only"),
         (["serve", "--manifests", "a", "--session-cookie-name=k"], "--session-cookie-name: only"),

@@ -1,0 +1,56 @@
+"""The API resources the source reads, where they live on the API server, and the reasons their
+watches restart: together the label values of `sticky_proxy_kubernetes_watch_restarts_total`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    kind: str
+    plural: str
+    group: str  # "" for the core API
+    version: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def qualified(self) -> str:
+        """How RBAC and the API server's messages name it: `endpointslices.discovery.k8s.io`."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def collection(self, namespace: str | None = None) -> str:
+        """The URL path of the collection: every namespace, or one."""
+        root = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if namespace is not None and self.namespaced:
+            return f"{root}/namespaces/{namespace}/{self.plural}"
+        return f"{root}/{self.plural}"
+
+    def item(self, namespace: str, name: str, subresource: str = "") -> str:
+        path = f"{self.collection(namespace)}/{name}"
+        return f"{path}/{subresource}" if subresource else path
+
+
+INGRESSES = Resource("Ingress", "ingresses", "networking.k8s.io", "v1")
+INGRESS_CLASSES = Resource("IngressClass", "ingressclasses", "networking.k8s.io", "v1", False)
+SERVICES = Resource("Service", "services", "", "v1")
+ENDPOINT_SLICES = Resource("EndpointSlice", "endpointslices", "discovery.k8s.io", "v1")
+ENDPOINTS = Resource("Endpoints", "endpoints", "", "v1")
+
+ALL_RESOURCES = (INGRESSES, INGRESS_CLASSES, SERVICES, ENDPOINT_SLICES, ENDPOINTS)
+
+# Watch restarts are counted by these reasons (the metric's label values).
+RESTART_REASONS = (
+    "closed",  # the server ended the watch (its timeoutSeconds); resumed
+    "expired",  # 410 Gone: relisted
+    "dropped",  # the connection failed or broke mid-stream
+    "stalled",  # nothing received for the inactivity timeout
+    "throttled",  # 429 Too Many Requests
+    "unauthorized",  # 401 after renewing the credentials, or no credentials at all
+    "forbidden",  # 403: RBAC does not allow the verb
+    "error",  # any other error status or ERROR event
+)

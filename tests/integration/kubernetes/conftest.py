@@ -1,0 +1,103 @@
+"""Fixtures for the `--kubernetes` source: the fake API server over TLS, and proxies on it.
+
+Timings are shortened where the tests wait on them (watch timeouts, backoff, coalescing); the
+defaults are checked where they are the subject (tests of the reflector's tuning)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.core.translate import TranslateOptions
+from proxy.runtime import ProxyServer
+from proxy.settings import Address, ServeSettings
+from proxy.sources.kubernetes.config import ClusterAccess, UserAuth
+from proxy.sources.kubernetes.reflector import WatchTuning
+from proxy.sources.kubernetes.source import KubernetesSource
+from tests.kube_fake.server import FakeApiServer
+from tests.kube_fake.tls import Pki, make_pki
+
+TOKEN = "fake-token"
+FAST = WatchTuning(page_size=500, watch_timeout=(30, 30), inactivity=5.0, backoff_base=0.05,
+                   backoff_cap=0.5)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+async def fake(pki: Pki) -> AsyncIterator[FakeApiServer]:
+    server = FakeApiServer(pki)
+    server.tokens[TOKEN] = "system:serviceaccount:ingress:proxy"
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def token_access(fake: FakeApiServer, pki: Pki, **user: Any) -> ClusterAccess:
+    return ClusterAccess(
+        server=fake.url,
+        ca=pki.ca,
+        user=UserAuth(**(user or {"token": TOKEN})),
+        origin="test",
+    )
+
+
+@pytest.fixture
+def access(fake: FakeApiServer, pki: Pki) -> ClusterAccess:
+    return token_access(fake, pki)
+
+
+StartKubeProxy = Callable[..., Awaitable[tuple[ProxyServer, KubernetesSource]]]
+
+
+@pytest.fixture
+async def kube_proxy(access: ClusterAccess) -> AsyncIterator[StartKubeProxy]:
+    """Starts a proxy on the fake cluster; does not wait for it to be ready."""
+    started: list[ProxyServer] = []
+
+    async def start(
+        cluster: ClusterAccess | None = None,
+        tuning: WatchTuning = FAST,
+        options: TranslateOptions | None = None,
+        **source: Any,
+    ) -> tuple[ProxyServer, KubernetesSource]:
+        server = ProxyServer(
+            ServeSettings(listen=Address("127.0.0.1", 0), metrics_listen=Address("127.0.0.1", 0))
+        )
+        kube = KubernetesSource(
+            cluster or access,
+            options or TranslateOptions(),
+            server.metrics,
+            tuning=tuning,
+            coalesce=0.02,
+            rng=random.Random(7),
+            **source,
+        )
+        await server.start(kube)
+        started.append(server)
+        return server, kube
+
+    yield start
+    for server in started:
+        await server.stop(grace=0.2)
+
+
+def restarts(server: ProxyServer, resource: str, reason: str) -> int:
+    value = server.metrics.registry.get_sample_value(
+        "sticky_proxy_kubernetes_watch_restarts_total", {"resource": resource, "reason": reason}
+    )
+    assert value is not None, "every resource and reason is exported from startup"
+    return int(value)
+
+
+def tmp_file(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
