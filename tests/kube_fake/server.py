@@ -141,6 +141,7 @@ class _Watch:
     kind: str
     api_version: str
     queue: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
+    held: bool = False  # changes are not delivered (the client is about to get a 410)
 
 
 @dataclass
@@ -175,7 +176,7 @@ class FakeApiServer:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self) -> str:
+    async def start(self, host: str = "127.0.0.1") -> str:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
@@ -184,9 +185,11 @@ class FakeApiServer:
         context.load_cert_chain(self.pki.cert(self._certificate), self.pki.key(self._certificate))
         context.load_verify_locations(self.pki.ca)
         context.verify_mode = ssl.CERT_OPTIONAL  # a client certificate, or a bearer token
-        sock = socket.create_server(("127.0.0.1", 0))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, 0), family=family)
         await web.SockSite(self._runner, sock, ssl_context=context).start()
-        self.url = f"https://127.0.0.1:{sock.getsockname()[1]}"
+        bracketed = f"[{host}]" if ":" in host else host
+        self.url = f"https://{bracketed}:{sock.getsockname()[1]}"
         return self.url
 
     async def stop(self) -> None:
@@ -236,7 +239,11 @@ class FakeApiServer:
         snapshot = copy.deepcopy(obj)
         self.history.append((self.rv, plural, event, snapshot))
         for watch in self._watches:
-            if watch.plural == plural and _in_namespace(snapshot, watch.namespace):
+            if (
+                watch.plural == plural
+                and not watch.held
+                and _in_namespace(snapshot, watch.namespace)
+            ):
                 watch.queue.put_nowait(("event", {"type": event, "object": snapshot}))
 
     # --- injecting edge cases ------------------------------------------------------------------
@@ -267,6 +274,13 @@ class FakeApiServer:
         for watch in watches:
             watch.queue.put_nowait((how, payload))
         return len(watches)
+
+    def hold_watches(self, plural: str) -> None:
+        """The open watches of `plural` deliver no more changes: what happens next reaches
+        their clients only through a relist (after `expire_watches`)."""
+        for watch in self._watches:
+            if watch.plural == plural:
+                watch.held = True
 
     def expire_watches(self, plural: str, variant: str = "cache") -> int:
         """History compacted under open watches: each gets ERROR 410 and must relist."""

@@ -71,10 +71,12 @@ class Credentials:
         access: ClusterAccess,
         token_max_age: float = TOKEN_MAX_AGE,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),  # exec expiries
     ) -> None:
         self._access = access
         self._token_max_age = token_max_age
         self._clock = clock
+        self._wall_clock = wall_clock
         self._lock = asyncio.Lock()
         self._generation = 0
         self._auth: Auth | None = None
@@ -117,7 +119,7 @@ class Credentials:
         user = self._access.user
         if user.exec is not None:
             expires = self._exec.expires if self._exec is not None else None
-            return self._exec is None or (expires is not None and datetime.now(UTC) >= expires)
+            return self._exec is None or (expires is not None and self._wall_clock() >= expires)
         return user.token_file is not None and (
             self._clock() - self._token_read_at >= self._token_max_age
         )

@@ -5,13 +5,17 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+# A server's Retry-After is honoured up to this (seconds), even beyond `cap`: it knows its load
+# better than our doubling does; but a broken header must not stop the source for hours.
+RETRY_AFTER_LIMIT = 60.0
+
 
 @dataclass
 class Backoff:
     """Delays that double from `base` up to `cap`, each drawn from [d/2, d] ("equal jitter").
 
     The jitter keeps many proxies that lost the API server at the same moment from coming back
-    at the same moment. A server's own Retry-After is a floor: it knows how busy it is.
+    at the same moment. A server's own Retry-After is a floor.
     """
 
     base: float = 0.25
@@ -24,7 +28,7 @@ class Backoff:
         self.failures = min(self.failures + 1, 32)  # 2**32 * base is far past any cap
         delay = self.rng.uniform(ceiling / 2, ceiling)
         if retry_after is not None:
-            delay = max(delay, min(retry_after, self.cap))
+            delay = max(delay, min(retry_after, RETRY_AFTER_LIMIT))
         return delay
 
     def reset(self) -> None:

@@ -109,11 +109,11 @@ def same_meaning(old: Obj | None, new: Obj | None) -> bool:
 
 def _meaning(obj: Obj) -> Obj:
     metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _NOISE_METADATA}
-    annotations = metadata.get("annotations")
+    annotations = metadata.pop("annotations", None)
     if isinstance(annotations, dict):
-        metadata["annotations"] = {
-            k: v for k, v in annotations.items() if k not in _NOISE_ANNOTATIONS
-        }
+        annotations = {k: v for k, v in annotations.items() if k not in _NOISE_ANNOTATIONS}
+    if annotations:  # none left is the same as none at all
+        metadata["annotations"] = annotations
     return {**obj, "metadata": metadata}
 
 

@@ -5,8 +5,11 @@ defaults are checked where they are the subject (tests of the reflector's tuning
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +18,20 @@ import pytest
 from proxy.core.translate import TranslateOptions
 from proxy.runtime import ProxyServer
 from proxy.settings import Address, ServeSettings
+from proxy.sources.kubernetes.auth import Credentials
+from proxy.sources.kubernetes.client import KubeClient
 from proxy.sources.kubernetes.config import ClusterAccess, UserAuth
-from proxy.sources.kubernetes.reflector import WatchTuning
+from proxy.sources.kubernetes.reflector import Reflector, WatchTuning
+from proxy.sources.kubernetes.resources import ENDPOINT_SLICES, Resource
 from proxy.sources.kubernetes.source import KubernetesSource
+from tests.integration.cluster import until
 from tests.kube_fake.server import FakeApiServer
 from tests.kube_fake.tls import Pki, make_pki
 
 TOKEN = "fake-token"
-FAST = WatchTuning(page_size=500, watch_timeout=(30, 30), inactivity=5.0, backoff_base=0.05,
-                   backoff_cap=0.5)  # fmt: skip
+FAST = WatchTuning(
+    page_size=500, watch_timeout=(30, 30), inactivity=5.0, backoff_base=0.05, backoff_cap=0.5
+)
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +109,83 @@ def tmp_file(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
+
+
+def slice_object(name: str, *addresses: str, service: str = "web", **extra: Any) -> dict[str, Any]:
+    """An EndpointSlice of `service` with one ready endpoint per address, port `http` 8080."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "labels": {"kubernetes.io/service-name": service},
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [a], "conditions": {"ready": True}} for a in addresses],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        **extra,
+    }
+
+
+@dataclass
+class Reflecting:
+    """A reflector running against the fake, with what it reported."""
+
+    reflector: Reflector
+    task: asyncio.Task[None]
+    changes: int = 0
+    restarts: Counter[str] = field(default_factory=Counter)
+
+    def names(self) -> set[str]:
+        return {name for _, name in self.reflector.objects}
+
+
+StartReflector = Callable[..., Awaitable[Reflecting]]
+
+
+@pytest.fixture
+async def reflect(access: ClusterAccess) -> AsyncIterator[StartReflector]:
+    """Runs a reflector on the fake and waits for its first list (unless told not to)."""
+    running: list[Reflecting] = []
+    clients: list[KubeClient] = []
+
+    async def start(
+        resource: Resource = ENDPOINT_SLICES,
+        tuning: WatchTuning = FAST,
+        cluster: ClusterAccess | None = None,
+        synced: bool = True,
+        **credentials: Any,
+    ) -> Reflecting:
+        chosen = cluster or access
+        client = KubeClient(chosen, Credentials(chosen, **credentials))
+        clients.append(client)
+        restarts: Counter[str] = Counter()
+        reflector = Reflector(
+            client,
+            resource,
+            None,
+            count_restart=lambda _, why: restarts.update([why]),
+            tuning=tuning,
+            rng=random.Random(3),
+        )
+        task = asyncio.ensure_future(reflector.run())
+        state = Reflecting(reflector, task, restarts=restarts)
+
+        def counted() -> None:
+            state.changes += 1
+
+        reflector.on_change(counted)
+        running.append(state)
+        if synced:
+            await until(lambda: reflector.synced.is_set() or task.done(), "the first list")
+            if task.done():
+                task.result()
+        return state
+
+    yield start
+    for state in running:
+        state.task.cancel()
+        await asyncio.wait([state.task])
+    for client in clients:
+        await client.close()

@@ -1,0 +1,37 @@
+"""Backoff between attempts at the API server: doubling, jittered, capped, Retry-After first."""
+
+from __future__ import annotations
+
+import random
+
+from proxy.sources.kubernetes.backoff import RETRY_AFTER_LIMIT, Backoff
+
+
+def test_delays_double_within_their_jitter_up_to_the_cap() -> None:
+    backoff = Backoff(base=0.25, cap=4.0, rng=random.Random(1))
+    delays = [backoff.next_delay() for _ in range(8)]
+    ceilings = [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
+    for delay, ceiling in zip(delays, ceilings, strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+    assert len(set(delays)) == len(delays), "jittered: no two alike"
+
+
+def test_retry_after_is_a_floor_even_beyond_the_cap_within_a_limit() -> None:
+    backoff = Backoff(base=0.25, cap=2.0, rng=random.Random(2))
+    assert backoff.next_delay(retry_after=5) == 5
+    assert backoff.next_delay(retry_after=6000) == RETRY_AFTER_LIMIT
+    assert backoff.next_delay(retry_after=0) < 1
+
+
+def test_reset_starts_from_the_base_again() -> None:
+    backoff = Backoff(base=1.0, cap=60.0, rng=random.Random(3))
+    for _ in range(10):
+        backoff.next_delay()
+    backoff.reset()
+    assert backoff.next_delay() <= 1.0
+
+
+def test_many_failures_do_not_overflow() -> None:
+    backoff = Backoff(base=0.25, cap=30.0, rng=random.Random(4))
+    for _ in range(5000):
+        assert backoff.next_delay() <= 30.0
