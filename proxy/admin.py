@@ -1,4 +1,4 @@
-"""The metrics/admin listener (aiohttp): /metrics, /healthz, /readyz."""
+"""The metrics/admin listener (aiohttp): /metrics, /healthz, /readyz, / (status page), /status."""
 
 from __future__ import annotations
 
@@ -7,10 +7,15 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from proxy.core.routing import Snapshot
 from proxy.metrics import Metrics
+from proxy.status import status
+from proxy.status_page import PAGE
 
 
-def admin_app(metrics: Metrics, ready: Callable[[], bool]) -> web.Application:
+def admin_app(
+    metrics: Metrics, ready: Callable[[], bool], snapshot: Callable[[], Snapshot | None]
+) -> web.Application:
     async def metrics_page(request: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -23,8 +28,16 @@ def admin_app(metrics: Metrics, ready: Callable[[], bool]) -> web.Application:
             return web.Response(text="ready\n")
         return web.Response(status=503, text="not ready\n")
 
+    async def status_page(request: web.Request) -> web.Response:
+        return web.Response(text=PAGE, content_type="text/html")
+
+    async def status_json(request: web.Request) -> web.Response:
+        return web.json_response(status(snapshot(), metrics.endpoint_totals()))
+
     app = web.Application()
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/", status_page)
+    app.router.add_get("/status", status_json)
     return app

@@ -60,7 +60,6 @@ if TYPE_CHECKING:  # imported when needed: a bad flag is reported without loadin
     from proxy.sources.kubernetes.config import ClusterAccess
 
 PROG = "sticky-proxy"
-SUPPORTED_WORKERS = 1  # --workers is parsed and validated now; more processes come later
 
 T = TypeVar("T")
 
@@ -132,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_value(_workers),
         default="1",
         metavar="N|auto",
-        help="proxy processes, auto = one per CPU; only 1 for now " + _DEFAULT,
+        help="proxy processes sharing the ports, auto = one per CPU " + _DEFAULT,
     )
     serve.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info", help=_DEFAULT
@@ -477,8 +476,6 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
             affinity=affinity,
         )
         return DemoCommand(settings, args.replicas)
-    if args.workers != SUPPORTED_WORKERS:
-        parser.error(f"--workers: {args.workers} asked, but only 1 worker is supported for now")
     if not args.backends and not args.manifests and not args.kubernetes:
         parser.error(
             "serve needs a source: --backend URL [URL ...], --manifests PATH [PATH ...] "
@@ -588,6 +585,10 @@ def run(command: Command) -> int:
     try:
         if isinstance(command, DemoCommand):
             return uvloop.run(run_demo(command.settings, command.replicas, runtime.serve))
+        if command.settings.workers > 1:
+            from proxy.workers import run_workers  # noqa: PLC0415
+
+            return run_workers(command)
         metrics = Metrics()  # the Kubernetes source counts its watch restarts there too
         uvloop.run(runtime.serve(command.settings, _source(command, metrics), metrics=metrics))
     except KeyboardInterrupt:  # Ctrl-C before the runtime took over SIGINT: a normal stop

@@ -68,7 +68,7 @@ async def _start_backends(count: int, started: list[Process]) -> list[str]:
                 *(sys.executable, "-m", "backend", "--host", "127.0.0.1", "--port", "0"),
                 stdout=asyncio.subprocess.PIPE,
                 start_new_session=True,
-                preexec_fn=_exit_with_parent if sys.platform == "linux" else None,
+                preexec_fn=exit_with_parent if sys.platform == "linux" else None,
             )
         )
         try:
@@ -79,9 +79,10 @@ async def _start_backends(count: int, started: list[Process]) -> list[str]:
     return [await _announced_url(process) for process in started]
 
 
-def _exit_with_parent() -> None:
-    """Runs in a backend between fork and exec: the kernel will SIGTERM it when the demo dies,
-    even by SIGKILL, so no orphan keeps a port or the terminal's pipes open."""
+def exit_with_parent() -> None:
+    """Runs in a child (a backend, a worker) between fork and exec: the kernel will SIGTERM it
+    when its parent dies, even by SIGKILL, so no orphan keeps a port or the terminal's pipes
+    open."""
     ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
@@ -183,7 +184,7 @@ def _metrics_line(metrics: Address | None) -> str:
     if metrics.port == 0:
         return f"  metrics  on a free port of {metrics.host}"
     base = f"http://{_reachable(metrics)}"
-    return f"  metrics  {base}/metrics  (health: {base}/healthz)"
+    return f"  status   {base}/  (metrics: {base}/metrics, health: {base}/healthz)"
 
 
 def _reachable(address: Address) -> Address:

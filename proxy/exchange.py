@@ -11,6 +11,7 @@ have acted on a non-idempotent request.
 from __future__ import annotations
 
 import asyncio
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from proxy.core import headers as h
@@ -27,6 +28,7 @@ from proxy.core.errors import (
 from proxy.core.model import Endpoint, Route
 
 if TYPE_CHECKING:
+    from proxy.core.affinity import Outcome
     from proxy.server import DownstreamProtocol, ServerContext
     from proxy.upstream import UpstreamConnection
 
@@ -53,6 +55,7 @@ class Exchange:
         "keep_alive",
         "last_error",
         "last_read",
+        "outcome",
         "pending",
         "pending_size",
         "replay",
@@ -63,15 +66,19 @@ class Exchange:
         "response_started",
         "route",
         "send_timer",
+        "sent_body",
         "sent_done",
+        "sent_head",
         "set_cookie",
         "started",
+        "started_at",
         "status",
         "tried",
         "tries",
         "tunnel",
         "upstream",
         "upstream_head_bytes",
+        "upstream_started_at",
     )
 
     def __init__(self, conn: DownstreamProtocol, request: h.Request, keep_alive: bool) -> None:
@@ -110,6 +117,12 @@ class Exchange:
             # After an Upgrade the connection is a tunnel or, if refused, finished.
             self.keep_alive = False
         self.upstream_head_bytes = b""
+        # for metrics and the access log
+        self.started_at = perf_counter()
+        self.upstream_started_at = 0.0
+        self.outcome: Outcome | None = None  # of the last try's endpoint choice
+        self.sent_head = 0
+        self.sent_body = 0
 
     # -- from the downstream connection ---------------------------------------------------------
 
@@ -142,6 +155,7 @@ class Exchange:
         if cluster.affinity is not None and request.cookie is not None:
             self.cookie_value = parse_cookie(request.cookie, cluster.affinity.cookie.name)
         self.upstream_head_bytes = h.upstream_head(request, self.conn.via, self.request_id)
+        self.upstream_started_at = perf_counter()
         self.try_next(previous_failed=False)
 
     def body(self, data: bytes) -> None:
@@ -218,14 +232,15 @@ class Exchange:
         if decision is None:
             self.fail(self.last_error or NoEndpoint())
             return
-        if decision.outcome is not None:
-            ctx.metrics.count_decision(decision.outcome)
+        new_cookie = None
         if decision.new_key is not None and route.set_cookie is not None:
-            value = f"{decision.new_key}|{cluster.balancer.backend_key}"
+            new_cookie = f"{decision.new_key}|{cluster.balancer.backend_key}"
             self.set_cookie = route.set_cookie.format(
-                value, ctx.now(), self.conn.tls, self.request.user_agent
+                new_cookie, ctx.now(), self.conn.tls, self.request.user_agent
             ).encode("latin-1")
         endpoint = decision.endpoint
+        self.outcome = decision.outcome
+        ctx.metrics.chose(self, cluster, endpoint, new_cookie)
         self.endpoint = endpoint
         self.tried.append(endpoint)
         self.tries += 1
@@ -339,11 +354,13 @@ class Exchange:
             response, framing, keep_alive or upgrade, client_http11, self.set_cookie
         )
         conn.write(head)
+        self.sent_head = len(head)
         if upgrade:
             self._start_tunnel()
 
     def upstream_body(self, data: bytes) -> None:
         self.last_read = self.ctx.loop.time()
+        self.sent_body += len(data)
         if self.framing == h.Framing.CHUNKED:
             self.conn.write(h.chunk(data))
         else:
@@ -488,7 +505,7 @@ class Exchange:
             return
         self.finished = True
         self._stop_timers()
-        self.ctx.metrics.count_request(self.route, self.request.method, self.status)
+        self.ctx.metrics.finished(self)
         self.conn.exchange_finished(self)
 
     # -- WebSocket and other upgrades -----------------------------------------------------------

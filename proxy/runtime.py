@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from proxy.access_log import AccessLog
 from proxy.admin import admin_app
 from proxy.core.routing import Snapshot
 from proxy.metrics import Metrics
@@ -21,6 +22,8 @@ from proxy.sources.source import Source
 from proxy.tls_contexts import TlsContexts
 
 log = logging.getLogger("sticky_proxy")
+
+SYNC_INTERVAL = 1.0  # metrics into prometheus-client (and other workers), access log to stdout
 
 
 class ProxyServer:
@@ -36,6 +39,12 @@ class ProxyServer:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.publisher = Publisher(self.metrics)
+        self.metrics.follow(self.publisher.get)
+        self.access_log: AccessLog | None = None
+        if settings.access_log != "off":
+            self.access_log = AccessLog(settings.access_log)
+            self.metrics.access_log = self.access_log.record
+        self._sync_timer: asyncio.TimerHandle | None = None
         if snapshot is not None:
             self.publisher.publish(snapshot)
         self.ctx: ServerContext | None = None
@@ -67,6 +76,7 @@ class ProxyServer:
             settings.listen.host,
             settings.listen.port,
             reuse_address=True,
+            reuse_port=settings.reuse_port or None,
             backlog=2048,
         )
         self.address = _bound(self._server)
@@ -79,6 +89,7 @@ class ProxyServer:
                 ssl=contexts.listening,
                 ssl_handshake_timeout=settings.client_header_timeout,
                 reuse_address=True,
+                reuse_port=settings.reuse_port or None,
                 backlog=2048,
             )
             self.tls_address = _bound(self._tls_server)
@@ -88,14 +99,16 @@ class ProxyServer:
             sock = socket.create_server(
                 (settings.metrics_listen.host, settings.metrics_listen.port),
                 family=socket.AF_INET6 if ":" in settings.metrics_listen.host else socket.AF_INET,
-                reuse_port=False,
+                reuse_port=settings.reuse_port,
             )
-            self._admin = web.AppRunner(admin_app(self.metrics, self.ready), access_log=None)
+            app = admin_app(self.metrics, self.ready, self.publisher.get)
+            self._admin = web.AppRunner(app, access_log=None)
             await self._admin.setup()
             await web.SockSite(self._admin, sock).start()
             self.metrics_address = Address(*sock.getsockname()[:2])
         log.info("proxy listening on http://%s, metrics on http://%s",
                  self.address, self.metrics_address)  # fmt: skip
+        self._sync_timer = loop.call_later(SYNC_INTERVAL, self._sync)
         if source is not None:
             # Listeners first: /readyz must answer 503 while a slow source gathers its first state.
             self.feeding = asyncio.ensure_future(source.run(self.publisher))
@@ -122,7 +135,18 @@ class ProxyServer:
         ctx.pools.close()
         if self._admin is not None:
             await self._admin.cleanup()
+        if self._sync_timer is not None:
+            self._sync_timer.cancel()
+        self.metrics.close()
+        if self.access_log is not None:
+            self.access_log.flush()
         log.info("proxy stopped")
+
+    def _sync(self) -> None:
+        self.metrics.sync()
+        if self.access_log is not None:
+            self.access_log.flush()
+        self._sync_timer = asyncio.get_running_loop().call_later(SYNC_INTERVAL, self._sync)
 
 
 def raise_file_limit() -> None:

@@ -41,6 +41,8 @@ class ServeSettings:
     tls_default: TlsCertificate | None = None  # --tls-cert/--tls-key, loaded and checked
     https_port: int = 443  # where ssl-redirect sends plain-HTTP clients
     workers: int = 1
+    # One of several worker processes sharing the listening ports (SO_REUSEPORT): see workers.py
+    reuse_port: bool = False
     log_level: str = "info"
     access_log: str = "off"
     client_header_timeout: float = 60.0

@@ -29,7 +29,7 @@ BACKEND = ("--backend", "http://127.0.0.1:8001")
         ),
         ((*BACKEND, "--proxy-next-upstream", "error http_501"), "--proxy-next-upstream"),
         ((*BACKEND, "--proxy-connect-timeout", "0"), "--proxy-connect-timeout"),
-        ((*BACKEND, "--workers", "2"), "--workers"),
+        ((*BACKEND, "--workers", "0"), "--workers"),
         ((*BACKEND, "--tls-cert", str(REPO / "README.md")), "--tls-cert and --tls-key"),
         ((*BACKEND, "--tls-cert", "README.md", "--tls-key", "README.md"), "--tls-cert"),
         ((*BACKEND, "--tls-cert", "/nonexistent.pem", "--tls-key", "/x.pem"), "/nonexistent.pem"),

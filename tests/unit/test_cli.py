@@ -147,8 +147,7 @@ def test_demo_takes_replicas_listen_and_affinity_flags() -> None:
 @pytest.mark.parametrize(
     ("argv", "line"),
     [
-        (["serve", "--backend", "http://a", "--workers", "auto"], "--workers: "),
-        (["serve", "--backend", "http://a", "--workers", "2"], "--workers: 2 asked"),
+        (["serve", "--backend", "http://a", "--workers", "0"], "--workers: '0' is not a worker"),
         (["serve"], "serve needs a source: --backend URL"),
         (["serve", "--backend", "http://a/x"], "--backend: 'http://a/x': a path"),
         (

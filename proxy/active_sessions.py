@@ -1,0 +1,81 @@
+"""Estimated active sessions per endpoint: distinct session keys seen within a sliding window.
+
+A HyperLogLog sketch per endpoint, in time buckets: 256 one-byte registers (±6.5 %) per bucket,
+`BUCKETS` buckets per window, so an endpoint costs 2 KiB however many sessions it has. HyperLogLog
+rather than a capped set of keys because its memory does not depend on traffic and because two
+sketches merge exactly (register-wise max): the workers of one proxy each see part of a session's
+requests, and the union of their sketches counts that session once where a sum would count it in
+every worker. Small counts go through linear counting, close to exact below a few dozen.
+
+Keys are hashed with Python's `hash()`: cheap, and the same in every worker because the worker
+supervisor gives them one PYTHONHASHSEED (sketches from differently seeded processes would not
+merge).
+"""
+
+from __future__ import annotations
+
+import math
+
+PRECISION = 8
+REGISTERS = 1 << PRECISION
+_INDEX = REGISTERS - 1
+_RANK_BITS = 32  # hash bits after the index that set a register's rank
+_RANK_MASK = (1 << _RANK_BITS) - 1
+_ALPHA = 0.7213 / (1 + 1.079 / REGISTERS)
+BUCKETS = 8  # a key is remembered for between 7/8 and all of the window
+
+
+class SessionSketch:
+    """Distinct keys of one endpoint over the last `window` seconds, in `BUCKETS` rotating parts."""
+
+    __slots__ = ("_buckets", "_next_rotation", "_slice", "current", "seen")
+
+    def __init__(self, window: float, now: float) -> None:
+        self._slice = window / BUCKETS
+        self._buckets = [bytearray(REGISTERS) for _ in range(BUCKETS)]
+        self.current = self._buckets[0]  # the part new keys go to
+        self._next_rotation = now + self._slice
+        # Keys since the last fold: a request only adds its key here (a set add, where a sketch
+        # update costs four times as much), and a session's repeated requests fold in once.
+        self.seen: set[object] = set()
+
+    def fold(self) -> None:
+        registers = self.current
+        for key in self.seen:
+            hashed = hash(key)
+            rank = _RANK_BITS + 1 - ((hashed >> PRECISION) & _RANK_MASK).bit_length()
+            index = hashed & _INDEX
+            registers[index] = max(registers[index], rank)
+        self.seen.clear()
+
+    def rotate(self, now: float) -> None:
+        """Fold in the keys seen, and forget the oldest part once its time is up (about once a
+        second)."""
+        self.fold()
+        while now >= self._next_rotation:
+            oldest = self._buckets.pop()
+            oldest[:] = bytes(REGISTERS)
+            self._buckets.insert(0, oldest)
+            self.current = oldest
+            self._next_rotation += self._slice
+
+    def registers(self) -> bytes:
+        """The whole window as one sketch: what merges with other workers' sketches."""
+        return bytes(map(max, *self._buckets))
+
+
+def merge(sketches: list[bytes]) -> bytes:
+    if len(sketches) == 1:
+        return sketches[0]
+    return bytes(map(max, *sketches))
+
+
+def estimate(registers: bytes) -> int:
+    """HyperLogLog's estimate, with linear counting for the small range."""
+    zeros = registers.count(0)
+    if zeros == REGISTERS:
+        return 0
+    raw = _ALPHA * REGISTERS * REGISTERS / math.fsum(2.0**-r for r in registers)
+    if raw <= 2.5 * REGISTERS and zeros:
+        return round(REGISTERS * math.log(REGISTERS / zeros))
+    return round(raw)

@@ -1,0 +1,57 @@
+"""`/status`: the routing table with each endpoint's traffic, as JSON (the `/` page draws it).
+
+Routes name their cluster; clusters list their endpoints with state, requests, new sessions and
+estimated active sessions. Counts are what `/metrics` says, so with workers they are the sum.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.core.routing import Snapshot
+
+Totals = dict[tuple[str, str], dict[str, float]]
+
+
+def status(snapshot: Snapshot | None, totals: Totals) -> dict[str, Any]:
+    if snapshot is None:
+        return {"ready": False, "routes": [], "clusters": []}
+    routes = list(snapshot.routes)
+    default = snapshot.default_route
+    if default is not None and all(route is not default for route in routes):
+        routes.append(default)
+    return {
+        "ready": True,
+        "routes": [
+            {
+                "host": route.host or "*",
+                "path": route.path,
+                "type": route.path_type.value,
+                "ingress": f"{route.namespace}/{route.ingress}" if route.ingress else None,
+                "cluster": route.cluster.name,
+                "sets_cookie": route.set_cookie is not None,
+            }
+            for route in routes
+        ],
+        "clusters": [
+            {
+                "name": cluster.name,
+                "affinity": cluster.affinity.mode.value if cluster.affinity else None,
+                "cookie": cluster.affinity.cookie.name if cluster.affinity else None,
+                "endpoints": [
+                    {
+                        "endpoint": endpoint.label,
+                        "address": endpoint.node,
+                        "pod": endpoint.pod,
+                        "state": "draining" if endpoint.draining else "ready",
+                        "requests": int(counts.get("requests", 0)),
+                        "new_sessions": int(counts.get("new_sessions", 0)),
+                        "active_sessions": int(counts.get("active_sessions", 0)),
+                    }
+                    for endpoint in cluster.endpoints
+                    for counts in [totals.get((cluster.name, endpoint.label), {})]
+                ],
+            }
+            for cluster in snapshot.clusters
+        ],
+    }

@@ -1,0 +1,137 @@
+"""`serve --workers N`: N proxy processes on the same ports, and one /metrics that sums them.
+
+The parent reserves each listening port (a socket bound with SO_REUSEPORT that never listens, so
+port 0 resolves once and no other program takes the port), then starts N workers that bind the
+same ports with SO_REUSEPORT; the kernel spreads connections over them. Each worker is a whole
+`serve` (its own source and snapshot: routing is deterministic, so they agree on every cookie).
+
+Metrics: a fresh PROMETHEUS_MULTIPROC_DIR per run, in every worker's environment from its start,
+so prometheus-client keeps each worker's values in files there and whichever worker answers a
+scrape returns the sum. When a worker exits, its live gauges and session sketch are removed
+(`mark_process_dead`), its counters stay in the sum; the directory goes when the parent exits, so
+a restart starts from clean files. All workers get one PYTHONHASHSEED: session sketches made with
+the same hash merge into one distinct count.
+
+Minimal on purpose: a worker that exits on its own stops the others (no restarts yet).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from prometheus_client.multiprocess import mark_process_dead
+
+from proxy.demo import exit_with_parent
+from proxy.metrics import MULTIPROC_DIR
+from proxy.session_share import forget_worker
+from proxy.settings import Address
+
+if TYPE_CHECKING:
+    from proxy.cli import ServeCommand
+
+log = logging.getLogger("sticky_proxy.workers")
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def run_workers(command: ServeCommand) -> int:
+    """Run `command.settings.workers` workers until SIGINT/SIGTERM; the exit code."""
+    settings = command.settings
+    with ExitStack() as stack:
+        listen, metrics, tls = (
+            stack.enter_context(_reserved(address)) if address is not None else None
+            for address in (settings.listen, settings.metrics_listen, settings.tls_listen)
+        )
+        assert listen is not None
+        directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="sticky-proxy-"))
+        shared = replace(settings, listen=listen, metrics_listen=metrics, tls_listen=tls,
+                         workers=1, reuse_port=True)  # fmt: skip
+        environment = {
+            **os.environ,
+            MULTIPROC_DIR: directory,
+            "PYTHONHASHSEED": str(1 + secrets.randbelow(2**32 - 1)),
+        }
+        payload = pickle.dumps(replace(command, settings=shared))
+        return _supervise(payload, settings.workers, environment, Path(directory))
+
+
+def _supervise(command: bytes, count: int, environment: dict[str, str], directory: Path) -> int:
+    workers: dict[int, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def stop(signum: int | None = None, frame: FrameType | None = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in list(workers.values()):
+            process.send_signal(signal.SIGTERM)
+
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    exit_code = 0
+    try:
+        for _ in range(count):
+            process = subprocess.Popen(
+                [sys.executable, "-m", "proxy.workers"],
+                stdin=subprocess.PIPE,
+                env=environment,
+                # (no threads run in the parent, so preexec_fn is safe here)
+                preexec_fn=exit_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            )
+            workers[process.pid] = process
+            assert process.stdin is not None
+            process.stdin.write(command)
+            process.stdin.close()
+            if stopping:  # a signal came while starting: this one has not seen it yet
+                process.send_signal(signal.SIGTERM)
+        while workers:
+            pid, status = os.wait()
+            process = workers.pop(pid)
+            process.returncode = code = os.waitstatus_to_exitcode(status)
+            mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+            forget_worker(directory, pid)
+            if not stopping:
+                log.error("worker %d exited with code %d: stopping the others", pid, code)
+                exit_code = code or 1
+                stop()
+            elif code and not exit_code:
+                exit_code = code
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return exit_code
+
+
+@contextmanager
+def _reserved(address: Address) -> Iterator[Address]:
+    """Hold `address`'s port for the workers; port 0 becomes the port they all bind."""
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((address.host, address.port))
+        yield replace(address, port=sock.getsockname()[1])
+
+
+def _worker() -> int:
+    """A worker: the command from the parent on stdin, then an ordinary `serve`."""
+    from proxy.cli import run  # noqa: PLC0415 - the cli imports this module when it runs
+
+    command = pickle.load(sys.stdin.buffer)
+    return run(command)
+
+
+if __name__ == "__main__":
+    sys.exit(_worker())

@@ -1,0 +1,208 @@
+"""/metrics after real traffic (DESIGN §7), read as Prometheus reads it: names, types, labels and
+the counts of what each test did."""
+
+from __future__ import annotations
+
+import aiohttp
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from proxy.core.model import Affinity, AffinityMode, CookieSettings, Endpoint, UpstreamPolicy
+from proxy.metrics import BYTES, SECONDS
+from proxy.runtime import ProxyServer
+from proxy.sources.static import static_snapshot
+from tests.integration.cluster import get
+from tests.integration.conftest import StartProxy, StartUpstreams
+
+OUTCOMES = {"sticky", "new", "repicked", "failover", "draining"}
+ROUTE_LABELS = {"namespace", "ingress", "service", "host", "path"}
+
+
+async def scrape(server: ProxyServer) -> dict[str, Metric]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://{server.metrics_address}/metrics") as response,
+    ):
+        assert response.status == 200
+        assert response.content_type == "text/plain"
+        text = await response.text()
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def values(family: Metric, suffix: str = "", by: str | None = None) -> dict[str, float]:
+    """Sample values of `family` (samples named name+suffix), keyed by the label `by`."""
+    return {
+        sample.labels[by] if by else "": sample.value
+        for sample in family.samples
+        if sample.name == family.name + suffix
+    }
+
+
+def outcomes(families: dict[str, Metric]) -> dict[str, float]:
+    return values(families["sticky_proxy_affinity_decisions"], "_total", "outcome")
+
+
+def publish(server: ProxyServer, endpoints: list[Endpoint], affinity: Affinity) -> None:
+    server.publisher.publish(static_snapshot(endpoints, affinity, UpstreamPolicy()))
+
+
+async def test_names_types_and_labels_after_traffic(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    ups = await upstreams(3)
+    server = await proxy([u.endpoint for u in ups], Affinity(cookie=CookieSettings(name="key")))
+    first = await get(server, "/a?q=1")
+    await get(server, "/b")
+    for _ in range(3):
+        assert (await get(server, "/c", cookie="key=" + first.value("key"))).pod == first.pod
+    families = await scrape(server)
+
+    kinds = {name: family.type for name, family in families.items()}
+    assert {
+        "sticky_proxy_requests": "counter",
+        "sticky_proxy_request_duration_seconds": "histogram",
+        "sticky_proxy_upstream_response_seconds": "histogram",
+        "sticky_proxy_request_size_bytes": "histogram",
+        "sticky_proxy_response_size_bytes": "histogram",
+        "sticky_proxy_affinity_decisions": "counter",
+        "sticky_proxy_upstream_errors": "counter",
+        "sticky_proxy_endpoints": "gauge",
+        "sticky_proxy_endpoint_requests": "counter",
+        "sticky_proxy_endpoint_new_sessions": "counter",
+        "sticky_proxy_endpoint_active_sessions": "gauge",
+        "sticky_proxy_config_reloads": "counter",
+        "sticky_proxy_config_last_reload_successful": "gauge",
+        "sticky_proxy_kubernetes_watch_restarts": "counter",
+        "process_cpu_seconds": "counter",
+        "process_resident_memory_bytes": "gauge",
+        "process_start_time_seconds": "gauge",
+    }.items() <= kinds.items()
+    # ingress-nginx has no _created series; neither has this proxy, with one worker or many
+    assert not [s for f in families.values() for s in f.samples if s.name.endswith("_created")]
+
+    (requests,) = families["sticky_proxy_requests"].samples
+    assert requests.name == "sticky_proxy_requests_total"
+    assert requests.labels == {"namespace": "", "ingress": "", "service": "", "host": "*",
+                               "path": "/", "method": "GET", "status": "200"}  # fmt: skip
+    assert requests.value == 5  # the raw paths /a?q=1, /b, /c are no labels: the route's is
+    for name, bounds in (
+        ("sticky_proxy_request_duration_seconds", SECONDS),
+        ("sticky_proxy_upstream_response_seconds", SECONDS),
+        ("sticky_proxy_request_size_bytes", BYTES),
+        ("sticky_proxy_response_size_bytes", BYTES),
+    ):
+        family = families[name]
+        buckets = [s for s in family.samples if s.name == name + "_bucket"]
+        assert [float(s.labels["le"]) for s in buckets] == [*bounds, float("inf")], name
+        assert all(set(s.labels) == ROUTE_LABELS | {"le"} for s in buckets), name
+        assert values(family, "_count") == {"": 5}, name
+        assert buckets[-1].value == 5, name
+        assert values(family, "_sum")[""] > 0, name
+    sizes = families["sticky_proxy_response_size_bytes"]
+    assert values(sizes, "_sum")[""] > 5 * 100  # heads and JSON bodies
+
+    assert outcomes(families) == {"sticky": 3, "new": 2, "repicked": 0, "failover": 0,
+                                  "draining": 0}  # fmt: skip
+    errors = values(families["sticky_proxy_upstream_errors"], "_total", "reason")
+    assert errors == {"connect": 0, "timeout": 0, "reset": 0, "protocol": 0}
+    assert values(families["sticky_proxy_endpoints"], by="state") == {"ready": 3, "draining": 0}
+
+    labels = {u.endpoint.label for u in ups}
+    endpoint_requests = families["sticky_proxy_endpoint_requests"]
+    assert {tuple(s.labels.items()) for s in endpoint_requests.samples} == {
+        (("cluster", "static"), ("endpoint", label)) for label in labels
+    }
+    by_endpoint = values(endpoint_requests, "_total", "endpoint")
+    assert sum(by_endpoint.values()) == 5
+    assert by_endpoint[next(u.endpoint.label for u in ups if u.name == first.pod)] >= 4
+    new_sessions = values(families["sticky_proxy_endpoint_new_sessions"], "_total", "endpoint")
+    assert sum(new_sessions.values()) == 2
+    active = values(families["sticky_proxy_endpoint_active_sessions"], by="endpoint")
+    assert set(active) == labels
+    assert sum(active.values()) == 2  # two cookies issued; the first came back three times
+
+    assert values(families["sticky_proxy_config_reloads"], "_total", "result") == {
+        "success": 1, "failure": 0,
+    }  # fmt: skip
+    assert values(families["sticky_proxy_config_last_reload_successful"]) == {"": 1}
+    assert values(families["process_cpu_seconds"], "_total")[""] > 0
+
+
+async def test_outcome_counters_follow_what_happened(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    ups = await upstreams(3)
+    affinity = Affinity(cookie=CookieSettings(name="key", change_on_failure=True))
+    server = await proxy([u.endpoint for u in ups], affinity)
+    first = await get(server)  # new
+    cookie = "key=" + first.value("key")
+    await get(server, cookie=cookie)  # sticky
+    await get(server, cookie=cookie)  # sticky
+    pinned = next(u for u in ups if u.name == first.pod)
+    publish(server, [Endpoint(u.host, u.port, draining=u is pinned) for u in ups], affinity)
+    assert (await get(server, cookie=cookie)).pod == pinned.name  # draining
+    families = await scrape(server)
+    assert outcomes(families) == {"sticky": 2, "new": 1, "repicked": 0, "failover": 0,
+                                  "draining": 1}  # fmt: skip
+    assert values(families["sticky_proxy_endpoints"], by="state") == {"ready": 2, "draining": 1}
+
+    await pinned.stop()
+    moved = await get(server, cookie=cookie)  # draining, its connection refused, then failover
+    assert moved.status == 200 and moved.pod != pinned.name
+    families = await scrape(server)
+    assert outcomes(families) == {"sticky": 2, "new": 1, "repicked": 0, "failover": 1,
+                                  "draining": 2}  # fmt: skip
+    errors = values(families["sticky_proxy_upstream_errors"], "_total", "reason")
+    assert errors["connect"] == 1
+    new_sessions = values(families["sticky_proxy_endpoint_new_sessions"], "_total", "endpoint")
+    assert sum(new_sessions.values()) == 2  # the first visit and the failover's new cookie
+
+    persistent = await proxy(
+        [u.endpoint for u in ups if u is not pinned], Affinity(AffinityMode.PERSISTENT)
+    )
+    assert (await get(persistent, cookie="INGRESSCOOKIE=unknown|x")).status == 200  # repicked
+    assert outcomes(await scrape(persistent)) == {"sticky": 0, "new": 0, "repicked": 1,
+                                                  "failover": 0, "draining": 0}  # fmt: skip
+
+
+async def test_endpoints_that_leave_the_table_take_their_series_along(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    ups = await upstreams(3)
+    affinity = Affinity()
+    server = await proxy([u.endpoint for u in ups], affinity)
+    for _ in range(6):
+        await get(server)
+    publish(server, [Endpoint(u.host, u.port, pod=f"pod-{u.name}") for u in ups[:2]], affinity)
+    families = await scrape(server)
+    for name in ("sticky_proxy_endpoint_requests", "sticky_proxy_endpoint_new_sessions",
+                 "sticky_proxy_endpoint_active_sessions"):  # fmt: skip
+        # pods are named by pod name when known; the address-named series are gone
+        assert {s.labels["endpoint"] for s in families[name].samples} == {"pod-u0", "pod-u1"}
+    assert values(families["sticky_proxy_endpoints"], by="state") == {"ready": 2, "draining": 0}
+    # The proxy-wide counts stay: they count what happened, not who is left.
+    assert outcomes(families)["new"] == 6
+    assert values(families["sticky_proxy_requests"], "_total") == {"": 6}
+
+
+async def test_requests_without_a_route_count_with_empty_route_labels(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    (up,) = await upstreams(1)
+    server = await proxy([up.endpoint], None)
+    await get(server)
+    async with (
+        aiohttp.ClientSession() as session,
+        # a malformed Host is refused before any route is looked up
+        session.get(f"http://{server.address}/", headers={"Host": "a\tb"}) as response,
+    ):
+        assert response.status == 400
+    families = await scrape(server)
+    statuses = {
+        (s.labels["host"], s.labels["status"]): s.value
+        for s in families["sticky_proxy_requests"].samples
+    }
+    assert statuses == {("*", "200"): 1, ("", "400"): 1}
+    # no affinity: no decisions, but the endpoint's load still counts
+    assert set(outcomes(families).values()) == {0}
+    assert values(families["sticky_proxy_endpoint_requests"], "_total") == {"": 1}
