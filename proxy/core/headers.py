@@ -66,6 +66,27 @@ class Request:
         return self.chunked or bool(self.content_length)
 
 
+# What scan_request does with each header it must look at; every other header is forwarded as is.
+_FORWARD_HOST, _FORWARD_COOKIE, _FORWARD_USER_AGENT = 0, 1, 2  # forwarded and noted
+_CONNECTION, _CONTENT_LENGTH, _TRANSFER_ENCODING = 3, 4, 5  # noted, replaced by our framing
+_FORWARDED_FOR, _REQUEST_ID, _UPGRADE, _DROP = 6, 7, 8, 9  # noted and replaced, or dropped
+_REQUEST_HEADERS = {
+    b"host": _FORWARD_HOST,
+    b"cookie": _FORWARD_COOKIE,
+    b"user-agent": _FORWARD_USER_AGENT,
+    b"connection": _CONNECTION,
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"x-forwarded-for": _FORWARDED_FOR,
+    b"x-request-id": _REQUEST_ID,
+    b"upgrade": _UPGRADE,
+    **dict.fromkeys(_DROP_REQUEST - {b"connection", b"content-length", b"transfer-encoding",
+                                     b"x-forwarded-for", b"x-request-id", b"upgrade"}, _DROP),
+}  # fmt: skip
+# Connection tokens that name nothing we forward anyway: no second pass over the headers.
+_ALREADY_DROPPED = HOP_BY_HOP | {b"close"}
+
+
 def scan_request(method: bytes, target: bytes, http11: bool, raw: Headers) -> Request:
     """Classify the request headers once; raise BadRequest for an ambiguous or invalid head."""
     if not target.startswith(b"/") and not (target == b"*" and method == b"OPTIONS"):
@@ -79,29 +100,35 @@ def scan_request(method: bytes, target: bytes, http11: bool, raw: Headers) -> Re
     user_agent = forwarded_for = request_id = upgrade = None
     content_length: int | None = None
     transfer_encoding: list[bytes] = []
-    for name, value in raw:
-        lname = name.lower()
-        if lname == b"host":
+    kinds = _REQUEST_HEADERS
+    for header in raw:
+        kind = kinds.get(header[0].lower())
+        if kind is None:
+            forward.append(header)
+            continue
+        value = header[1]
+        if kind == _FORWARD_HOST:
             hosts += 1
             host_header = value
-        elif lname == b"cookie":
+            forward.append(header)
+        elif kind == _FORWARD_COOKIE:
             cookies.append(value)
-        elif lname == b"user-agent":
+            forward.append(header)
+        elif kind == _FORWARD_USER_AGENT:
             user_agent = value.decode("latin-1")
-        elif lname == b"connection":
+            forward.append(header)
+        elif kind == _CONNECTION:
             connection_tokens.extend(t.strip().lower() for t in value.split(b","))
-        elif lname == b"content-length":
+        elif kind == _CONTENT_LENGTH:
             content_length = _content_length(value, content_length)
-        elif lname == b"transfer-encoding":
+        elif kind == _TRANSFER_ENCODING:
             transfer_encoding.extend(t.strip().lower() for t in value.split(b","))
-        elif lname == b"x-forwarded-for":
+        elif kind == _FORWARDED_FOR:
             forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
-        elif lname == b"x-request-id":
+        elif kind == _REQUEST_ID:
             request_id = value
-        elif lname == b"upgrade":
+        elif kind == _UPGRADE:
             upgrade = value
-        if lname not in _DROP_REQUEST:
-            forward.append((name, value))
     if hosts > 1:
         raise BadRequest("more than one Host header")
     if http11 and hosts == 0:
@@ -114,8 +141,9 @@ def scan_request(method: bytes, target: bytes, http11: bool, raw: Headers) -> Re
             raise BadRequest("unsupported Transfer-Encoding")
         chunked = True
     if connection_tokens:
-        listed = set(connection_tokens)
-        forward = [(n, v) for n, v in forward if n.lower() not in listed]
+        listed = set(connection_tokens) - _ALREADY_DROPPED
+        if listed:
+            forward = [(n, v) for n, v in forward if n.lower() not in listed]
     return Request(
         method=method,
         target=target,
@@ -216,17 +244,18 @@ def scan_response(status: int, reason: bytes, raw: Headers) -> Response:
     connection_tokens: set[bytes] = set()
     content_length: int | None = None
     forward: Headers = []
-    for name, value in raw:
-        lname = name.lower()
-        if lname == b"connection":
-            connection_tokens.update(t.strip().lower() for t in value.split(b","))
-        elif lname == b"content-length":
-            stripped = value.strip()
-            content_length = int(stripped) if stripped.isdigit() else None
+    for header in raw:
+        lname = header[0].lower()
         if lname not in _DROP_RESPONSE:
-            forward.append((name, value))
-    if connection_tokens:
-        forward = [(n, v) for n, v in forward if n.lower() not in connection_tokens]
+            forward.append(header)
+        elif lname == b"content-length":
+            stripped = header[1].strip()
+            content_length = int(stripped) if stripped.isdigit() else None
+        elif lname == b"connection":
+            connection_tokens.update(t.strip().lower() for t in header[1].split(b","))
+    listed = connection_tokens - _ALREADY_DROPPED
+    if listed:
+        forward = [(n, v) for n, v in forward if n.lower() not in listed]
     return Response(status, reason, forward, content_length)
 
 
