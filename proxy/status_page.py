@@ -60,6 +60,7 @@ function bar(column, value, max) {
   const track = el("div", "track");
   const fill = el("div", "bar " + column);
   fill.style.width = (max > 0 ? (100 * value / max) : 0) + "%";
+  if (value === 0) fill.style.minWidth = "0";  // a sliver only for what is there
   track.append(fill, el("span", "value", String(value)));
   return track;
 }

@@ -39,7 +39,7 @@ def backend() -> Iterator[str]:
 def fetch(url: str, cookie: str | None = None) -> tuple[str, str | None]:
     """One request on a connection of its own, so the kernel may pick either worker."""
     request = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})
-    with urllib.request.urlopen(request, timeout=5) as response:
+    with urllib.request.urlopen(request, timeout=15) as response:
         return response.read().decode(), response.headers.get("Set-Cookie")
 
 

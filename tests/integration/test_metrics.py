@@ -119,7 +119,7 @@ async def test_names_types_and_labels_after_traffic(
     assert sum(new_sessions.values()) == 2
     active = values(families["sticky_proxy_endpoint_active_sessions"], by="endpoint")
     assert set(active) == labels
-    assert sum(active.values()) == 2  # two cookies issued; the first came back three times
+    assert sum(active.values()) in (1, 2)  # two cookies (an estimate: 1 if their hashes collide)
 
     assert values(families["sticky_proxy_config_reloads"], "_total", "result") == {
         "success": 1, "failure": 0,

@@ -1,0 +1,157 @@
+"""/status (JSON) and / (the status page), the page rendered by a real headless Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from proxy.core.model import Affinity, CookieSettings, Endpoint, UpstreamPolicy
+from proxy.runtime import ProxyServer
+from proxy.sources.static import static_snapshot
+from proxy.status_page import PAGE
+from tests.integration.browser import chromium, open_page
+from tests.integration.cluster import get
+from tests.integration.conftest import StartProxy, StartUpstreams
+from tests.integration.harness import Upstream
+
+AFFINITY = Affinity(cookie=CookieSettings(name="key", max_age=600))
+
+# Every endpoint row as the page shows it: text, state badge, and the on-screen size of each bar.
+ROWS = """(() => [...document.querySelectorAll("tr.endpoint")].map(row => {
+  const size = column => {
+    const bar = row.querySelector(".bar." + column);
+    const box = bar.getBoundingClientRect();
+    const style = getComputedStyle(bar);
+    const shown = style.display !== "none" && style.visibility === "visible";
+    return shown ? box.width : 0;
+  };
+  const track = column => row.querySelector(".bar." + column).parentElement.offsetWidth;
+  return {endpoint: row.dataset.endpoint, text: row.innerText,
+          state: row.querySelector(".badge").textContent,
+          requests: size("requests"), new_sessions: size("new_sessions"),
+          active_sessions: size("active_sessions"), track: track("active_sessions")};
+}))()"""
+
+
+def pods(ups: list[Upstream], draining: str | None = None) -> list[Endpoint]:
+    return [Endpoint(u.host, u.port, pod=f"web-{u.name}", draining=u.name == draining) for u in ups]
+
+
+async def admin(server: ProxyServer, path: str) -> tuple[str, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://{server.metrics_address}{path}") as response,
+    ):
+        assert response.status == 200
+        return response.content_type, await response.text()
+
+
+async def status(server: ProxyServer) -> dict[str, Any]:
+    content_type, text = await admin(server, "/status")
+    assert content_type == "application/json"
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+async def sessions(server: ProxyServer, count: int, repeat: int = 2) -> None:
+    """`count` new sessions, each coming back `repeat` more times with its cookie."""
+    for _ in range(count):
+        cookie = "key=" + (await get(server)).value("key")
+        for _ in range(repeat):
+            assert (await get(server, cookie=cookie)).set_cookies == ()
+
+
+async def test_status_json_is_the_table_with_its_traffic(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    ups = await upstreams(3)
+    server = await proxy([], AFFINITY)
+    server.publisher.publish(static_snapshot(pods(ups, draining="u2"), AFFINITY, UpstreamPolicy()))
+    await sessions(server, 4)
+    result = await status(server)
+    assert result["ready"] is True
+    assert result["routes"] == [{"host": "*", "path": "/", "type": "Prefix", "ingress": None,
+                                 "cluster": "static", "sets_cookie": True}]  # fmt: skip
+    (cluster,) = result["clusters"]
+    assert (cluster["name"], cluster["affinity"], cluster["cookie"]) == (
+        "static",
+        "balanced",
+        "key",
+    )
+    endpoints = {e["endpoint"]: e for e in cluster["endpoints"]}
+    assert set(endpoints) == {"web-u0", "web-u1", "web-u2"}
+    assert endpoints["web-u0"]["address"] == f"127.0.0.1:{ups[0].port}"
+    assert [e["state"] for e in endpoints.values()] == ["ready", "ready", "draining"]
+    assert endpoints["web-u2"]["requests"] == 0  # draining: no new sessions
+    assert sum(e["requests"] for e in endpoints.values()) == 12
+    assert sum(e["new_sessions"] for e in endpoints.values()) == 4
+    assert sum(e["active_sessions"] for e in endpoints.values()) in (3, 4)  # an estimate
+
+
+async def test_status_page_is_self_contained(proxy: StartProxy) -> None:
+    server = await proxy([], AFFINITY)
+    content_type, page = await admin(server, "/")
+    assert content_type == "text/html"
+    assert page == PAGE
+    # nothing fetched from elsewhere: the only request the page makes is for ./status
+    assert "src=" not in page and "<link" not in page and "@import" not in page
+    assert 'fetch("status"' in page
+
+
+async def test_status_page_in_chromium_shows_endpoints_and_session_bars(
+    upstreams: StartUpstreams, proxy: StartProxy, tmp_path: Path
+) -> None:
+    executable = chromium()
+    if executable is None:
+        pytest.skip("Chromium is not installed here (apt-get install chromium; .ci/run does it)")
+    ups = await upstreams(3)
+    server = await proxy([], AFFINITY)
+    server.publisher.publish(static_snapshot(pods(ups), AFFINITY, UpstreamPolicy()))
+    await sessions(server, 9)
+    expected = {e["endpoint"]: e for e in (await status(server))["clusters"][0]["endpoints"]}
+
+    async with open_page(executable, f"http://{server.metrics_address}/", tmp_path) as page:
+        rows: list[dict[str, Any]] = []
+
+        async def rows_shown(count: int, state: str | None = None) -> bool:
+            rows[:] = await page.evaluate(ROWS) or []
+            return len(rows) == count and (state is None or state in {r["state"] for r in rows})
+
+        await page_until(rows_shown, 3)
+        assert {r["endpoint"] for r in rows} == {"web-u0", "web-u1", "web-u2"}
+        busiest = max(e["active_sessions"] for e in expected.values())
+        for row in rows:
+            counts = expected[row["endpoint"]]
+            assert row["state"] == "ready"
+            assert f"127.0.0.1:{ups[int(row['endpoint'][-1])].port}" in row["text"]
+            for column in ("requests", "new_sessions", "active_sessions"):
+                assert str(counts[column]) in row["text"]
+                # a visible bar for every endpoint with traffic, scaled to the busiest one
+                assert (row[column] > 0) == (counts[column] > 0), (row, column)
+            if counts["active_sessions"] == busiest:
+                assert row["active_sessions"] == pytest.approx(row["track"], abs=1)
+        assert sum(r["active_sessions"] > 0 for r in rows) >= 2  # 9 sessions over 3 pods
+
+        # The page refreshes itself: a pod starts draining, another leaves the table.
+        draining = static_snapshot(pods(ups[:2], draining="u1"), AFFINITY, UpstreamPolicy())
+        server.publisher.publish(draining)
+        await page_until(rows_shown, 2, "draining")
+        assert {r["endpoint"]: r["state"] for r in rows} == {"web-u0": "ready",
+                                                             "web-u1": "draining"}  # fmt: skip
+
+
+async def page_until(
+    condition: Callable[..., Awaitable[bool]], *args: object, limit: float = 10.0
+) -> None:
+    """Poll `condition(*args)` (the page refreshes every 2 s)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not await condition(*args):
+        assert loop.time() < deadline, f"the page did not show {args} within {limit} s"
+        await asyncio.sleep(0.1)
