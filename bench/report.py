@@ -1,0 +1,163 @@
+"""Runs in, medians out: the markdown table and the JSON file of every run."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.load import LoadResult
+from bench.targets import DIRECT, NGINX
+
+
+@dataclass
+class Run:
+    scenario: str
+    target: str
+    rep: int
+    load: LoadResult
+    target_cpu_s: float  # CPU the target's processes used during the run (user + system)
+    target_user_s: float  # of which in user space: for sticky-proxy, mostly Python
+    load_cpu_s: float  # CPU the load generator used
+    rss_kb: int  # the target's resident memory after the run
+    cores_busy: dict[int, float]  # percent busy of every core during the run
+    throttled_periods: int | None  # cgroup cap only: periods the target was throttled
+    extra: dict[str, float] = field(default_factory=dict)  # idle-2000: memory per idle client
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return 1e6 * self.target_cpu_s / self.load.requests if self.load.requests else 0.0
+
+    @property
+    def user_us_per_request(self) -> float:
+        return 1e6 * self.target_user_s / self.load.requests if self.load.requests else 0.0
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["rps"] = round(self.load.rps, 1)
+        data["cpu_us_per_request"] = round(self.cpu_us_per_request, 2)
+        data["user_us_per_request"] = round(self.user_us_per_request, 2)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    scenario: str
+    target: str
+    rps: tuple[float, float, float]  # median, min, max
+    p50_ms: float
+    p99_ms: float
+    cpu_us: float
+    user_us: float
+    rss_mb: float
+    errors: int
+    requests: int
+    busy: str
+    note: str
+    ratio_nginx: float | None = None
+    ratio_direct: float | None = None
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def summarise(runs: Sequence[Run], problems: dict[tuple[str, str], list[str]]) -> list[Row]:
+    """One row per (scenario, target), in the order they ran, with ratios inside the scenario."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.scenario, run.target), []).append(run)
+    rows = [_row(key, group, problems.get(key, [])) for key, group in groups.items()]
+    medians = {(r.scenario, r.target): r.rps[0] for r in rows}
+    for index, row in enumerate(rows):
+        nginx = medians.get((row.scenario, NGINX))
+        direct = medians.get((row.scenario, DIRECT))
+        rows[index] = Row(
+            **{
+                **asdict(row),
+                "ratio_nginx": row.rps[0] / nginx if nginx else None,
+                "ratio_direct": row.rps[0] / direct if direct else None,
+            }
+        )
+    _add_latency_notes(rows)
+    return rows
+
+
+def _row(key: tuple[str, str], group: list[Run], problems: list[str]) -> Row:
+    rps = [run.load.rps for run in group]
+    notes = []
+    if key[0] == "1mb":
+        mb_s = _median([run.load.bytes / run.load.duration_s / 1e6 for run in group])
+        notes.append(f"{mb_s:,.0f} MB/s")
+    if key[0] == "idle-2000" and key[1] != DIRECT:
+        notes.append(_idle_note(group))
+    if problems:
+        notes.append("CHECK FAILED: " + "; ".join(problems))
+    busy = [run.cores_busy for run in group]
+    return Row(
+        scenario=key[0],
+        target=key[1],
+        rps=(_median(rps), min(rps), max(rps)),
+        p50_ms=_median([run.load.latency_ms["p50"] for run in group]),
+        p99_ms=_median([run.load.latency_ms["p99"] for run in group]),
+        cpu_us=_median([run.cpu_us_per_request for run in group]),
+        user_us=_median([run.user_us_per_request for run in group]),
+        rss_mb=_median([run.rss_kb for run in group]) / 1024,
+        errors=sum(run.load.error_count for run in group),
+        requests=sum(run.load.requests for run in group),
+        busy="/".join(
+            f"{_median([b.get(core, 0.0) for b in busy]):.0f}" for core in sorted(busy[0])
+        ),
+        note=", ".join(notes),
+    )
+
+
+def _idle_note(group: list[Run]) -> str:
+    # The worst rep: later reps can reuse memory an earlier rep's clients left behind.
+    per_client = max(run.extra["kb_per_idle_client"] for run in group)
+    still_open = min(int(run.extra["idle_still_open"]) for run in group)
+    clients = int(group[0].extra["idle_clients"])
+    before = _median([run.extra["rss_before_kb"] for run in group]) / 1024
+    idle = _median([run.extra["rss_idle_kb"] for run in group]) / 1024
+    return (
+        f"up to {per_client:.1f} KB/idle client (RSS {before:.1f}→{idle:.1f} MB), "
+        f"{still_open}/{clients} still open"
+    )
+
+
+def _add_latency_notes(rows: list[Row]) -> None:
+    """c=1: the latency each proxy adds to the direct backend's, the number that matters there."""
+    direct = {r.scenario: r.p50_ms for r in rows if r.target == DIRECT}
+    for index, row in enumerate(rows):
+        if row.scenario == "c1-latency" and row.target != DIRECT and row.scenario in direct:
+            added = f"p50 +{row.p50_ms - direct[row.scenario]:.3f} ms over direct"
+            note = f"{added}, {row.note}" if row.note else added
+            rows[index] = Row(**{**asdict(row), "note": note})
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "-"
+
+
+def markdown_table(rows: Sequence[Row], cores: Sequence[int]) -> str:
+    header = (
+        "| scenario | target | req/s median (min-max) | ÷ nginx | ÷ direct | p50 ms | p99 ms "
+        f"| CPU µs/req (user) | RSS MB | errors | busy % cpu{'/'.join(map(str, cores))} | notes |"
+    )
+    lines = [header, "|" + "---|" * 12]
+    for row in rows:
+        median, low, high = row.rps
+        lines.append(
+            f"| {row.scenario} | {row.target} | {median:,.0f} ({low:,.0f}-{high:,.0f}) "
+            f"| {_ratio(row.ratio_nginx)} | {_ratio(row.ratio_direct)} | {row.p50_ms:.2f} "
+            f"| {row.p99_ms:.2f} | {row.cpu_us:.1f} ({row.user_us:.1f}) | {row.rss_mb:.1f} "
+            f"| {row.errors}/{row.requests:,} | {row.busy} | {row.note} |"
+        )
+    return "\n".join(lines)
+
+
+def write_json(path: Path, document: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1, default=str) + "\n")
