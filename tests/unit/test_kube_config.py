@@ -48,6 +48,10 @@ def write(path: Path, document: dict[str, Any] | str) -> Path:
     return path
 
 
+def only_cluster(server: str) -> dict[str, Any]:
+    return config(clusters={"c": {"server": server}}, contexts={"c": {"cluster": "c"}}, current="c")
+
+
 def minikube(tmp_path: Path) -> Path:
     """The kubeconfig minikube writes: certificate files next to it, relative paths."""
     return write(
@@ -131,22 +135,8 @@ def test_selection_order_flag_then_variable_then_pod_then_home(tmp_path: Path) -
     home_config = minikube(tmp_path / "home")
     (tmp_path / "home" / ".kube").mkdir()
     home_config.rename(tmp_path / "home" / ".kube" / "config")
-    flag = write(
-        tmp_path / "flag",
-        config(
-            clusters={"c": {"server": "https://flag:1"}},
-            contexts={"c": {"cluster": "c"}},
-            current="c",
-        ),
-    )
-    variable = write(
-        tmp_path / "var",
-        config(
-            clusters={"c": {"server": "https://var:1"}},
-            contexts={"c": {"cluster": "c"}},
-            current="c",
-        ),
-    )
+    flag = write(tmp_path / "flag", only_cluster("https://flag:1"))
+    variable = write(tmp_path / "var", only_cluster("https://var:1"))
     account = tmp_path / "sa"
     write(account / "token", "t0ken\n")
     pod = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}

@@ -90,6 +90,9 @@ class StatusWriter:
         self._snapshot: Snapshot | None = None
         self._wanted = asyncio.Event()
         self._missing_logged = False
+        # What was written to each Ingress, and the resourceVersion it had then: until the watch
+        # delivers the written version, the cached object still shows the old status.
+        self._written: dict[Key, tuple[list[LoadBalancerIngress], str]] = {}
 
     def routes_changed(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
@@ -130,10 +133,14 @@ class StatusWriter:
             ingress = ingresses.get(key)
             if ingress is None or current_addresses(ingress) == wanted:
                 continue
+            version = str((ingress.get("metadata") or {}).get("resourceVersion") or "")
+            if self._written.get(key) == (wanted, version):
+                continue  # written already; the watch has not brought it back yet
             namespace, name = key
             await self._client.merge_patch(
                 INGRESSES.item(namespace, name, "status"),
                 {"status": {"loadBalancer": {"ingress": wanted}}},
             )
+            self._written[key] = (wanted, version)
             shown = ", ".join(value for entry in wanted for value in entry.values())
             log.info("Ingress %s/%s: status address %s", namespace, name, shown or "(none)")

@@ -7,13 +7,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from typing import Any
 
 import pytest
 
 from proxy.sources.kubernetes.reflector import WatchTuning
 from proxy.sources.kubernetes.resources import ENDPOINT_SLICES, SERVICES
 from tests.integration.cluster import until
-from tests.integration.kubernetes.conftest import FAST, StartReflector, slice_object
+from tests.integration.kubernetes.conftest import (
+    FAST,
+    Reflecting,
+    StartReflector,
+    slice_object,
+)
 from tests.kube_fake.server import FakeApiServer, internal_error, too_large_status
 
 PLURAL = "endpointslices"
@@ -30,6 +36,17 @@ def resumed_from(fake: FakeApiServer) -> list[str]:
 
 async def watches_opened(fake: FakeApiServer, count: int) -> None:
     await until(lambda: fake.open_watches(PLURAL) >= count, f"{count} open watch(es)")
+
+
+async def watching(
+    fake: FakeApiServer, reflect: StartReflector, count: int, watch: bool = True, **options: Any
+) -> Reflecting:
+    """`count` slices listed by a new reflector, and (unless `watch` is False) its watch open."""
+    seed(fake, count)
+    state = await reflect(**options)
+    if watch:
+        await watches_opened(fake, 1)
+    return state
 
 
 async def test_paged_list_with_uneven_pages_then_a_watch_from_its_version(
@@ -76,9 +93,7 @@ async def test_an_expired_continue_token_starts_the_list_over(
 async def test_changes_arrive_and_a_clean_end_resumes_from_the_last_event(
     fake: FakeApiServer, reflect: StartReflector
 ) -> None:
-    seed(fake, 2)
-    state = await reflect()
-    await watches_opened(fake, 1)
+    state = await watching(fake, reflect, 2)
     fake.apply(slice_object("web-000", "10.0.9.9"))
     fake.delete(slice_object("web-001"))
     fake.apply(slice_object("web-new", "10.0.9.8"))
@@ -97,9 +112,8 @@ async def test_changes_arrive_and_a_clean_end_resumes_from_the_last_event(
 async def test_bookmarks_move_the_resume_point(
     fake: FakeApiServer, reflect: StartReflector
 ) -> None:
-    seed(fake, 1)
     fake.bookmark_interval = 0.05
-    state = await reflect()
+    state = await watching(fake, reflect, 1, watch=False)
     fake.bump(100)  # the bookmark carries a version ahead of any slice's
     await until(lambda: state.reflector._version == str(fake.rv), "a bookmark")
     assert state.changes == 1, "a bookmark is no change"
@@ -112,9 +126,7 @@ async def test_bookmarks_move_the_resume_point(
 async def test_410_in_the_stream_relists_and_forgets_what_was_deleted_meanwhile(
     fake: FakeApiServer, reflect: StartReflector, variant: str
 ) -> None:
-    seed(fake, 3)
-    state = await reflect()
-    await watches_opened(fake, 1)
+    state = await watching(fake, reflect, 3)
     fake.hold_watches(PLURAL)  # the client hears nothing of these:
     fake.delete(slice_object("web-001"))
     fake.apply(slice_object("web-003", "10.0.0.4"))
@@ -129,9 +141,8 @@ async def test_410_in_the_stream_relists_and_forgets_what_was_deleted_meanwhile(
 async def test_http_410_on_the_watch_request_relists(
     fake: FakeApiServer, reflect: StartReflector
 ) -> None:
-    seed(fake, 2)
     fake.fail(PLURAL, "watch", 410)
-    state = await reflect()
+    state = await watching(fake, reflect, 2, watch=False)
     await until(lambda: len(fake.list_requests(PLURAL)) == 2, "a second list")
     await watches_opened(fake, 1)
     assert state.restarts["expired"] == 1
@@ -140,9 +151,7 @@ async def test_http_410_on_the_watch_request_relists(
 async def test_a_version_too_large_backs_off_and_relists(
     fake: FakeApiServer, reflect: StartReflector
 ) -> None:
-    seed(fake, 1)
-    state = await reflect()
-    await watches_opened(fake, 1)
+    state = await watching(fake, reflect, 1)
     fake.end_watches(PLURAL, "error", too_large_status("99999", fake.rv))
     await until(lambda: len(fake.list_requests(PLURAL)) == 2, "a second list")
     assert state.restarts["error"] == 1
@@ -151,9 +160,7 @@ async def test_a_version_too_large_backs_off_and_relists(
 async def test_an_error_500_event_resumes_the_watch_without_a_list(
     fake: FakeApiServer, reflect: StartReflector
 ) -> None:
-    seed(fake, 1)
-    state = await reflect()
-    await watches_opened(fake, 1)
+    state = await watching(fake, reflect, 1)
     fake.apply(slice_object("web-000", "10.0.5.5"))
     await until(lambda: state.changes == 2, "the change")
     fake.end_watches(PLURAL, "error", internal_error())
@@ -169,9 +176,7 @@ async def test_an_error_500_event_resumes_the_watch_without_a_list(
 async def test_a_connection_cut_mid_event_resumes_from_the_last_whole_one(
     fake: FakeApiServer, reflect: StartReflector
 ) -> None:
-    seed(fake, 1)
-    state = await reflect()
-    await watches_opened(fake, 1)
+    state = await watching(fake, reflect, 1)
     fake.apply(slice_object("web-001", "10.0.0.2"))
     await until(lambda: "web-001" in state.names(), "the event")
     seen = str(fake.rv)
@@ -198,9 +203,8 @@ async def test_a_silent_connection_is_given_up_after_the_inactivity_timeout(
 
 
 async def test_429_waits_at_least_retry_after(fake: FakeApiServer, reflect: StartReflector) -> None:
-    seed(fake, 1)
     fake.fail(PLURAL, "watch", 429, retry_after=1)
-    state = await reflect()
+    state = await watching(fake, reflect, 1, watch=False)
     await until(lambda: len(fake.watch_requests(PLURAL)) == 2, "the retry", limit=3)
     first, second = fake.watch_requests(PLURAL)
     assert second.at - first.at >= 1.0
@@ -211,9 +215,8 @@ async def test_429_waits_at_least_retry_after(fake: FakeApiServer, reflect: Star
 async def test_server_errors_on_the_list_are_retried_with_backoff(
     fake: FakeApiServer, reflect: StartReflector, code: int
 ) -> None:
-    seed(fake, 1)
     fake.fail(PLURAL, "list", code, times=3)
-    state = await reflect()
+    state = await watching(fake, reflect, 1, watch=False)
     lists = fake.list_requests(PLURAL)
     assert len(lists) == 4
     gaps = [b.at - a.at for a, b in itertools.pairwise(lists)]
@@ -275,9 +278,7 @@ async def test_huge_events_cut_at_random_bytes(
 
 
 async def test_a_burst_of_deletions(fake: FakeApiServer, reflect: StartReflector) -> None:
-    seed(fake, 300)
-    state = await reflect()
-    await watches_opened(fake, 1)
+    state = await watching(fake, reflect, 300)
     for number in range(300):
         fake.delete(slice_object(f"web-{number:03}"))
     await until(lambda: not state.reflector.objects, "every deletion")
@@ -286,9 +287,7 @@ async def test_a_burst_of_deletions(fake: FakeApiServer, reflect: StartReflector
 async def test_bookkeeping_only_changes_are_no_change(
     fake: FakeApiServer, reflect: StartReflector
 ) -> None:
-    seed(fake, 1)
-    state = await reflect()
-    await watches_opened(fake, 1)
+    state = await watching(fake, reflect, 1)
     noisy = slice_object("web-000", "10.0.0.1")
     noisy["metadata"]["annotations"] = {
         "endpoints.kubernetes.io/last-change-trigger-time": "2025-06-03T17:42:11Z"

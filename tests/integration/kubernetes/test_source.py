@@ -1,0 +1,314 @@
+"""The proxy on `--kubernetes`, against the fake API server, with real pods on loopback: it is
+ready only once everything is listed, routes what the cluster says, follows every change of the
+endpoint set through expired versions and cut connections, and writes Ingress status."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from proxy.core.translate import TranslateOptions
+from proxy.runtime import ProxyServer
+from tests.integration.cluster import (
+    Pods,
+    endpoint_slice,
+    get,
+    ingress,
+    reloads,
+    rule,
+    service,
+    until,
+    web_app,
+)
+from tests.integration.harness import Upstream
+from tests.integration.kubernetes.conftest import StartKubeProxy, restarts, token_access
+from tests.integration.test_manifests_scaling import new_sessions, replay
+from tests.kube_fake.server import FakeApiServer
+from tests.kube_fake.tls import Pki
+
+RESOURCES = ("ingresses", "ingressclasses", "services", "endpointslices")
+
+
+def serving(server: ProxyServer) -> set[str]:
+    """The pod addresses the proxy routes to now."""
+    snapshot = server.publisher.current
+    if snapshot is None:
+        return set()
+    return {endpoint.address for cluster in snapshot.clusters for endpoint in cluster.endpoints}
+
+
+async def routes_to(server: ProxyServer, pods: Iterable[Upstream], what: str) -> float:
+    """Seconds until the proxy routes to exactly `pods`."""
+    hosts = {pod.host for pod in pods}
+    return await until(lambda: serving(server) == hosts, what)
+
+
+async def readyz(server: ProxyServer) -> int:
+    assert server.metrics_address is not None
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://{server.metrics_address}/readyz") as response,
+    ):
+        return response.status
+
+
+def apply(fake: FakeApiServer, objects: Iterable[dict[str, object]]) -> None:
+    for obj in objects:
+        fake.apply(obj)
+
+
+async def started(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Sequence[Upstream], **annotations: str
+) -> ProxyServer:
+    apply(fake, web_app(pods, **annotations))
+    server, _ = await kube_proxy()
+    await routes_to(server, pods, "the first routes")
+    return server
+
+
+async def test_ready_only_when_everything_is_listed_and_a_403_keeps_it_unready(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods, caplog: pytest.LogCaptureFixture
+) -> None:
+    apply(fake, web_app(await pods.start(1)))
+    fake.forbid("endpointslices", "list")
+    with caplog.at_level(logging.INFO, "sticky_proxy.kubernetes"):
+        server, _ = await kube_proxy()
+        await until(lambda: len(fake.list_requests("endpointslices")) >= 3, "retries")
+        assert all(fake.list_requests(plural) for plural in RESOURCES)
+        assert await readyz(server) == 503
+        assert (await get(server)).status == 503
+        fake.allow("endpointslices", "list")
+        await until(server.ready, "ready once allowed")
+    assert await readyz(server) == 200
+    assert (await get(server)).status == 200
+    refused = [r.getMessage() for r in caplog.records if "403" in r.getMessage()]
+    assert len(refused) == 1
+    assert refused[0].startswith("endpointslices.discovery.k8s.io: list refused (403 Forbidden)")
+    assert restarts(server, "endpointslices", "forbidden") >= 2
+
+
+async def test_every_restart_reason_is_exported_from_startup(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy
+) -> None:
+    server, _ = await kube_proxy()
+    await until(server.ready, "ready on an empty cluster")
+    for resource in (*RESOURCES, "endpoints"):
+        for reason in (
+            "closed",
+            "expired",
+            "dropped",
+            "stalled",
+            "throttled",
+            "unauthorized",
+            "forbidden",
+            "error",
+        ):
+            assert restarts(server, resource, reason) == 0
+
+
+async def test_sessions_follow_pod_deletion_and_a_new_pod_joining(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods
+) -> None:
+    """The seed's experiment: delete a pod, its sessions move; a new pod joins."""
+    first = await pods.start(3)
+    server = await started(fake, kube_proxy, first, affinity="cookie")
+    sessions = await new_sessions(server, 60)
+    gone, *kept = first
+    fake.apply(endpoint_slice(kept))
+    took = await routes_to(server, kept, "the pod deletion")
+    assert took < 1.0
+    after = await replay(server, sessions)
+    for (_, pod), answer in zip(sessions, after, strict=True):
+        assert answer.pod in {p.name for p in kept}
+        if pod != gone.name:
+            assert answer.pod == pod, "sessions of the pods that stay do not move"
+    (new,) = await pods.start(1)
+    fake.apply(endpoint_slice([*kept, new]))
+    took = await routes_to(server, [*kept, new], "the new pod")
+    assert took < 1.0
+    moved = [
+        (before.pod, answer.pod)
+        for before, answer in zip(after, await replay(server, sessions), strict=True)
+        if before.pod != answer.pod
+    ]
+    assert moved and all(to == new.name for _, to in moved), "only onto the new pod"
+
+
+async def test_a_410_mid_stream_does_not_lose_a_deletion(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods
+) -> None:
+    a, b = await pods.start(2)
+    apply(fake, web_app([a]))
+    other = endpoint_slice([b], name="web-slice-2")
+    fake.apply(other)
+    server, _ = await kube_proxy()
+    await routes_to(server, [a, b], "both slices")
+    await until(lambda: fake.open_watches("endpointslices") == 1, "the watch")
+    fake.hold_watches("endpointslices")
+    fake.delete(other)  # never seen as an event by the proxy
+    fake.expire_watches("endpointslices")
+    await routes_to(server, [a], "the relist, without the deleted slice")
+    assert restarts(server, "endpointslices", "expired") == 1
+    assert (await get(server)).pod == a.name
+
+
+async def test_killed_watches_miss_no_deletion(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods
+) -> None:
+    first = await pods.start(3)
+    server = await started(fake, kube_proxy, first)
+    await until(lambda: fake.open_watches() == len(RESOURCES), "every watch")
+    for plural in RESOURCES:
+        fake.end_watches(plural, "drop")
+    fake.apply(endpoint_slice(first[:1]))  # while every connection is down
+    await routes_to(server, first[:1], "the change made while disconnected")
+    await until(lambda: fake.open_watches() == len(RESOURCES), "every watch again")
+    assert restarts(server, "endpointslices", "dropped") == 1
+
+
+async def test_legacy_endpoints(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods
+) -> None:
+    ready, not_ready = await pods.start(2)
+    endpoints = {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": "web", "namespace": "default"},
+        "subsets": [
+            {
+                "addresses": [{"ip": ready.host, "targetRef": {"kind": "Pod", "name": ready.name}}],
+                "notReadyAddresses": [{"ip": not_ready.host}],
+                "ports": [{"name": "http", "port": ready.port, "protocol": "TCP"}],
+            }
+        ],
+    }
+    apply(fake, [ingress("web", rule("app.test")), service(), endpoints])
+    fake.apply(endpoint_slice([not_ready]))  # ignored in this mode
+    server, _ = await kube_proxy(options=TranslateOptions(endpoints_api="endpoints"))
+    await routes_to(server, [ready], "the Endpoints' ready address")
+    assert fake.list_requests("endpoints") and not fake.list_requests("endpointslices")
+    assert (await get(server)).pod == ready.name
+    fake.apply({**endpoints, "subsets": None})
+    await routes_to(server, [], "no addresses")
+
+
+async def test_bursts_are_coalesced_and_bookkeeping_changes_publish_nothing(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods
+) -> None:
+    first = await pods.start(4)
+    server = await started(fake, kube_proxy, first)
+    published = reloads(server, "success")
+    for step in range(100):  # a rollout: the slice changes a hundred times in a moment
+        fake.apply(endpoint_slice(first[: 1 + step % 4]))
+    await routes_to(server, first[:4], "the last state of the burst")
+    await asyncio.sleep(0.1)
+    rebuilt = reloads(server, "success") - published
+    assert 1 <= rebuilt <= 10, rebuilt
+    settled = reloads(server, "success")
+    noisy = endpoint_slice(first)
+    noisy["metadata"]["annotations"] = {"endpoints.kubernetes.io/last-change-trigger-time": "t"}
+    fake.apply(noisy)
+    fake.apply(service())  # the same Service again: a new resourceVersion, nothing else
+    await asyncio.sleep(0.2)
+    assert reloads(server, "success") == settled
+
+
+async def test_objects_arriving_in_any_order(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods
+) -> None:
+    server, _ = await kube_proxy()
+    await until(server.ready, "ready on an empty cluster")
+    (pod,) = await pods.start(1)
+    slice_, svc, ing = endpoint_slice([pod]), service(), ingress("web", rule("app.test"))
+    fake.apply(slice_)  # endpoints before their Service, the Service before its Ingress
+    fake.apply(svc)
+    await asyncio.sleep(0.1)
+    assert (await get(server)).status == 404
+    fake.apply(ing)
+    await routes_to(server, [pod], "the Ingress")
+    assert (await get(server)).pod == pod.name
+    fake.delete(svc)  # the Service goes before its slices
+    await routes_to(server, [], "no Service, no endpoints")
+
+
+async def test_publish_service_writes_ingress_status_only_where_it_differs(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods
+) -> None:
+    (pod,) = await pods.start(1)
+    apply(fake, web_app([pod]))
+    fake.apply(ingress("theirs", rule("other.test"), ingress_class="nginx"))
+    fake.apply(ingress("same", rule("same.test")))
+    front = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "sticky-proxy", "namespace": "ingress"},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.50"},
+        "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}},
+    }
+    fake.apply(front)
+    done = fake.objects["ingresses"]["default", "same"]
+    done["status"] = {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}
+    fake.apply(done)  # already right: left alone
+    server, _ = await kube_proxy(publish_service=("ingress", "sticky-proxy"))
+    await until(lambda: len(fake.status_patches) == 1, "the status write")
+    lb = {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}
+    assert fake.status_patches == [("default", "web", {"status": lb})]
+    assert fake.objects["ingresses"]["default", "web"]["status"] == lb
+    await asyncio.sleep(0.2)
+    assert len(fake.status_patches) == 1, "nothing more once it is right"
+    fake.apply({**front, "status": {"loadBalancer": {"ingress": [{"hostname": "lb.example"}]}}})
+    await until(lambda: len(fake.status_patches) == 3, "both rewritten for the new address")
+    assert {(ns, name) for ns, name, _ in fake.status_patches[1:]} == {
+        ("default", "web"),
+        ("default", "same"),
+    }
+    assert server.ready()
+
+
+async def test_a_publish_service_outside_the_watched_namespace(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods
+) -> None:
+    (pod,) = await pods.start(1)
+    apply(fake, web_app([pod]))
+    fake.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "front", "namespace": "ingress"},
+            "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.9"},
+        }
+    )
+    await kube_proxy(namespace="default", publish_service=("ingress", "front"))
+    await until(lambda: len(fake.status_patches) == 1, "the status write")
+    assert {r.path for r in fake.requests if r.plural == "services"} == {
+        "/api/v1/namespaces/default/services",
+        "/api/v1/namespaces/ingress/services",
+    }
+    assert fake.status_patches[0][2] == {
+        "status": {"loadBalancer": {"ingress": [{"ip": "10.96.0.9"}]}}
+    }
+
+
+async def test_a_token_rotated_under_running_watches(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods, pki: Pki, tmp_path: Path
+) -> None:
+    first = await pods.start(2)
+    token_file = tmp_path / "token"
+    token_file.write_text("old")
+    fake.tokens = {"old": "proxy"}
+    apply(fake, web_app(first))
+    server, _ = await kube_proxy(token_access(fake, pki, token_file=token_file))
+    await routes_to(server, first, "the first routes")
+    fake.tokens = {"new": "proxy"}  # the old token is refused from now on...
+    token_file.write_text("new")
+    for plural in RESOURCES:  # ... which running watches do not notice until they reconnect
+        fake.end_watches(plural, "drop")
+    fake.apply(endpoint_slice(first[1:]))
+    await routes_to(server, first[1:], "the change, seen with the new token")
+    assert [r.user for r in fake.requests if r.user is None]  # the 401s that led to a reread
+    assert restarts(server, "endpointslices", "unauthorized") == 0, "renewed within the request"
