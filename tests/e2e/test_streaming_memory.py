@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.serve_process import serve_process
 from tests.integration.harness import Upstream, start_upstream
 
-REPO = Path(__file__).resolve().parents[2]
 SIZE = 200 * 1024 * 1024
 ALLOWED_GROWTH = 40 * 1024 * 1024  # far below the 200 MB a buffering proxy would hold
 
@@ -26,39 +25,28 @@ def rss(pid: int) -> int:
 
 
 @pytest.fixture
-async def served() -> AsyncIterator[tuple[asyncio.subprocess.Process, int, Upstream]]:
+async def served() -> AsyncIterator[tuple[int, int, Upstream]]:
+    """(proxy pid, proxy port, upstream)"""
     upstream = await start_upstream("big")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", "serve", "--backend", f"http://127.0.0.1:{upstream.port}",
-        "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--proxy-body-size", "0",
-        cwd=REPO, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert process.stderr is not None
-    port = 0
-    async with asyncio.timeout(15):
-        while not port:
-            line = (await process.stderr.readline()).decode()
-            assert line, "the proxy exited before listening"
-            found = re.search(r"proxy listening on http://127\.0\.0\.1:(\d+)", line)
-            port = int(found[1]) if found else 0
     try:
-        yield process, port, upstream
+        async with serve_process(
+            "--backend", f"http://127.0.0.1:{upstream.port}", "--proxy-body-size", "0"
+        ) as process:
+            yield process.pid, int(process.proxy.rsplit(":", 1)[1]), upstream
     finally:
-        process.terminate()
-        await process.wait()
         await upstream.stop()
 
 
 async def test_a_download_the_client_does_not_read_is_not_buffered(
-    served: tuple[asyncio.subprocess.Process, int, Upstream],
+    served: tuple[int, int, Upstream],
 ) -> None:
-    process, port, _ = served
+    pid, port, _ = served
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /big?size=%d HTTP/1.1\r\nHost: t\r\n\r\n" % SIZE)
     await reader.readuntil(b"\r\n\r\n")
-    before = rss(process.pid)
+    before = rss(pid)
     await asyncio.sleep(1.0)  # the upstream pushes, nobody reads
-    stalled = rss(process.pid)
+    stalled = rss(pid)
     received = 0
     async with asyncio.timeout(60):
         while received < SIZE:
@@ -66,23 +54,23 @@ async def test_a_download_the_client_does_not_read_is_not_buffered(
     writer.close()
     assert received == SIZE
     assert stalled - before < ALLOWED_GROWTH, (before, stalled)
-    assert rss(process.pid) - before < ALLOWED_GROWTH
+    assert rss(pid) - before < ALLOWED_GROWTH
 
 
 async def test_an_upload_the_upstream_does_not_read_is_not_buffered(
-    served: tuple[asyncio.subprocess.Process, int, Upstream],
+    served: tuple[int, int, Upstream],
 ) -> None:
-    process, port, _ = served
+    pid, port, _ = served
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"POST /sink?delay=1 HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % SIZE)
-    before = rss(process.pid)
+    before = rss(pid)
     block = b"u" * (1 << 20)
     peak = before
     async with asyncio.timeout(60):
         for _ in range(SIZE // len(block)):
             writer.write(block)
             await writer.drain()  # blocks while the proxy stops reading from us
-            peak = max(peak, rss(process.pid))
+            peak = max(peak, rss(pid))
         answer = await reader.read(4096)
     writer.close()
     assert answer.startswith(b"HTTP/1.1 200 ") and b'"body_size": %d' % SIZE in answer
