@@ -305,3 +305,30 @@ async def test_services_too(fake: FakeApiServer, reflect: StartReflector) -> Non
     state = await reflect(SERVICES)
     assert state.names() == {"web"}
     assert ENDPOINT_SLICES is not SERVICES
+
+
+async def test_403_on_the_watch_alone_keeps_the_listed_objects(
+    fake: FakeApiServer, reflect: StartReflector, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.forbid(PLURAL, "watch")  # RBAC can allow list and deny watch
+    with caplog.at_level(logging.INFO, "sticky_proxy.kubernetes"):
+        state = await watching(fake, reflect, 2, watch=False)
+        await until(lambda: len(fake.watch_requests(PLURAL)) >= 3, "watch retries")
+        assert state.names() == {"web-000", "web-001"}
+        fake.allow(PLURAL, "watch")
+        await watches_opened(fake, 1)
+        fake.delete(slice_object("web-000"))
+        await until(lambda: state.names() == {"web-001"}, "the deletion, once watching")
+    refused = [r.getMessage() for r in caplog.records if "403 Forbidden" in r.getMessage()]
+    assert len(refused) == 1
+    assert refused[0].startswith("endpointslices.discovery.k8s.io: watch refused")
+    assert refused[0].endswith("retrying with backoff"), "listed already: ready"
+
+
+async def test_slices_without_endpoints_or_ports(
+    fake: FakeApiServer, reflect: StartReflector
+) -> None:
+    empty = slice_object("empty", endpoints=None, ports=None)  # what a Service with no pods has
+    fake.apply(empty)
+    state = await reflect()
+    assert state.reflector.objects["default", "empty"]["endpoints"] is None
