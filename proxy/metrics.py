@@ -244,27 +244,48 @@ class Metrics:
 
     # -- the data path ----------------------------------------------------------------------------
 
-    def count_request(self, route: Route | None, method: bytes, status: int) -> _RouteStats:
+    def count_request(self, route: Route | None, method: bytes, status: int) -> None:
+        """A request answered without an exchange finishing (turned away, or the client left)."""
+        stats = self._route_stats(route.labels if route is not None else _NO_ROUTE)
+        key = (method, status)
+        stats.requests[key] = stats.requests.get(key, 0) + 1
+
+    def finished(self, exchange: Exchange) -> None:
+        """One answered request: its count, durations and sizes (written out, not in helper
+        calls: this runs for every request)."""
+        end = perf_counter()
+        route = exchange.route
         labels = route.labels if route is not None else _NO_ROUTE
+        stats = self._routes.get(labels) or self._route_stats(labels)
+        key = (exchange.request.method, exchange.status)
+        requests = stats.requests
+        requests[key] = requests.get(key, 0) + 1
+        # `le` buckets: bisect_left finds the first bound >= the value; the sum is last
+        seconds = end - exchange.started_at
+        counts = stats.duration
+        counts[bisect_left(SECONDS, seconds)] += 1
+        counts[-1] += seconds
+        if exchange.upstream_started_at:
+            seconds = end - exchange.upstream_started_at
+            counts = stats.upstream
+            counts[bisect_left(SECONDS, seconds)] += 1
+            counts[-1] += seconds
+        size = len(exchange.upstream_head_bytes) + exchange.body_received
+        counts = stats.request_size
+        counts[bisect_left(BYTES, size)] += 1
+        counts[-1] += size
+        size = exchange.sent_head + exchange.sent_body
+        counts = stats.response_size
+        counts[bisect_left(BYTES, size)] += 1
+        counts[-1] += size
+        if self.access_log is not None:
+            self.access_log(exchange, end)
+
+    def _route_stats(self, labels: tuple[str, ...]) -> _RouteStats:
         stats = self._routes.get(labels)
         if stats is None:
             stats = self._routes[labels] = _RouteStats()
-        key = (method, status)
-        stats.requests[key] = stats.requests.get(key, 0) + 1
         return stats
-
-    def finished(self, exchange: Exchange) -> None:
-        """One answered request: its count, durations and sizes."""
-        end = perf_counter()
-        stats = self.count_request(exchange.route, exchange.request.method, exchange.status)
-        _observe(stats.duration, SECONDS, end - exchange.started_at)
-        if exchange.upstream_started_at:
-            _observe(stats.upstream, SECONDS, end - exchange.upstream_started_at)
-        sent = len(exchange.upstream_head_bytes) + exchange.body_received
-        _observe(stats.request_size, BYTES, sent)
-        _observe(stats.response_size, BYTES, exchange.sent_head + exchange.sent_body)
-        if self.access_log is not None:
-            self.access_log(exchange, end)
 
     def chose(
         self, exchange: Exchange, cluster: Cluster, endpoint: Endpoint, new_cookie: str | None
@@ -456,13 +477,8 @@ def _request_labels(key: tuple[tuple[str, ...], bytes, int]) -> tuple[str, ...]:
     return (*labels, method.decode("ascii", "replace"), str(status))
 
 
-def _observe(counts: list[float], bounds: tuple[float, ...], value: float) -> None:
-    counts[bisect_left(bounds, value)] += 1  # `le` buckets: the first bound >= value
-    counts[-1] += value
-
-
 def _add_counts(child: Histogram, counts: list[float]) -> None:
-    """Add bucket counts gathered by `_observe` to a histogram child in one `inc` per bucket.
+    """Add bucket counts gathered by `finished` to a histogram child in one `inc` per bucket.
 
     prometheus-client only offers `observe(value)`, one at a time; its per-bucket values
     (`_buckets`, `_sum`) have been the same since its first releases."""
