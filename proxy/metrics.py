@@ -235,6 +235,7 @@ class Metrics:
         self._seen: Snapshot | None = None
         self.current_endpoints: frozenset[tuple[str, str]] = frozenset()
         self.current_routes: frozenset[tuple[str, ...]] = frozenset({_NO_ROUTE})
+        self._current_clusters: frozenset[int] = frozenset()
         # Called with each finished exchange and its end time when the access log is on.
         self.access_log: Callable[[Exchange, float], None] | None = None
 
@@ -328,6 +329,7 @@ class Metrics:
         if snapshot is not None and snapshot is not self._seen:
             self._seen = snapshot
             self._follow_table(snapshot)
+        self._prune()
         now = time()
         for stats in self._endpoint_stats.values():
             stats.sessions.rotate(now)
@@ -424,10 +426,14 @@ class Metrics:
         self.current_endpoints = frozenset(
             (cluster.name, endpoint.label) for cluster in clusters for endpoint in cluster.endpoints
         )
-        # Endpoints that left the table take their series with them (pods come and go; their
-        # names must not pile up), and cluster views of older tables go.
-        current_clusters = {id(cluster) for cluster in clusters}
-        self._views = {k: v for k, v in self._views.items() if k in current_clusters}
+        self._current_clusters = frozenset(id(cluster) for cluster in clusters)
+
+    def _prune(self) -> None:
+        """Endpoints and routes that left the table take their series with them (pods come and
+        go; their names must not pile up), and cluster views of older tables go. Every sync, not
+        only on a new table: a request still on the old one may bring an endpoint back."""
+        for view in [k for k in self._views if k not in self._current_clusters]:
+            del self._views[view]
         for key in [k for k in self._endpoint_stats if k not in self.current_endpoints]:
             del self._endpoint_stats[key]
             self._forget(key, (self.endpoint_requests, self.endpoint_new_sessions))

@@ -17,6 +17,8 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.test_manifests_cli import start_backends
+
 REPO = Path(__file__).resolve().parents[2]
 REQUESTS = 48
 SESSIONS = 4
@@ -24,14 +26,8 @@ SESSIONS = 4
 
 @pytest.fixture
 def backend() -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backend", "--host", "127.0.0.1", "--port", "0"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    yield process.stdout.readline().strip().removeprefix("listening on ")
+    ((process, port),) = start_backends(1)
+    yield f"http://127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=10)
 

@@ -70,6 +70,7 @@ async def test_serves_the_backends_announces_them_and_stops_them(
     assert "2 backends behind http://127.0.0.1:18080/" in text  # wildcard shown as loopback
     assert all(f"backend  {url}" in text for url in settings.backends)
     assert "http://127.0.0.1:10254/metrics" in text
+    assert "status   http://127.0.0.1:10254/  " in text  # the status page
     assert f"curl -c {COOKIE_JAR} -b {COOKIE_JAR} http://127.0.0.1:18080/\n" in text
 
 
