@@ -334,7 +334,7 @@ def _add_affinity_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
     group = parser.add_argument_group(
         "affinity",
         "named after the ingress-nginx annotations, with the same defaults; with --manifests "
-        "the annotations of each Ingress say this",
+        "or --kubernetes the annotations of each Ingress say this",
     )
     group.add_argument("--affinity", choices=("cookie", "none"), default="cookie", help=_DEFAULT)
     group.add_argument(

@@ -86,7 +86,6 @@ def test_minikube_kubeconfig_with_relative_certificate_paths(tmp_path: Path) -> 
         user=UserAuth(
             client_cert=kube / "profiles" / "client.crt", client_key=Path("/abs/client.key")
         ),
-        namespace="default",
         origin=f"kubeconfig {kube / 'config'}, context minikube",
     )
 
@@ -150,14 +149,12 @@ def test_selection_order_flag_then_variable_then_pod_then_home(tmp_path: Path) -
 
 def test_in_cluster_brackets_an_ipv6_service_host(tmp_path: Path) -> None:
     write(tmp_path / "token", "abc")
-    write(tmp_path / "namespace", "ingress\n")
     env = {"KUBERNETES_SERVICE_HOST": "fd00:10:96::1", "KUBERNETES_SERVICE_PORT": "443"}
     access = in_cluster_access(env, tmp_path)
     assert access.server == "https://[fd00:10:96::1]:443"
-    assert (access.ca, access.user, access.namespace) == (
+    assert (access.ca, access.user) == (
         tmp_path / "ca.crt",
         UserAuth(token_file=tmp_path / "token"),
-        "ingress",
     )
 
 

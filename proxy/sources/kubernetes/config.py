@@ -4,7 +4,8 @@ Read once at startup; a mistake here is the user's, so it is one line naming the
 entry (`KubeConfigError`, exit code 2), before anything listens. Which credentials apply, as
 kubectl and client-go decide it: `--kubeconfig FILE` alone; else `$KUBECONFIG`, its files merged
 (the first file to name an entry or a current-context wins); else the service account when the
-process runs in a pod; else `~/.kube/config`.
+process runs in a pod; else `~/.kube/config`. A context's namespace is not a default here: an
+ingress controller watches every namespace unless `--namespace` says otherwise.
 """
 
 from __future__ import annotations
@@ -61,7 +62,6 @@ class ClusterAccess:
     insecure: bool = False  # insecure-skip-tls-verify
     tls_server_name: str | None = None  # the name to verify the certificate against
     user: UserAuth = field(default_factory=UserAuth)
-    namespace: str | None = None  # the context's (or the pod's) namespace
     origin: str = ""  # how logs name it: `kubeconfig ~/.kube/config, context minikube`
 
 
@@ -94,13 +94,10 @@ def in_cluster_access(env: Mapping[str, str], service_account: Path) -> ClusterA
     token = service_account / "token"
     if not token.is_file():
         raise KubeConfigError(f"in a pod: no service account token at {token}")
-    namespace_file = service_account / "namespace"
-    namespace = namespace_file.read_text().strip() if namespace_file.is_file() else None
     return ClusterAccess(
         server=f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}",
         ca=service_account / "ca.crt",
         user=UserAuth(token_file=token),
-        namespace=namespace or None,
         origin=f"service account in {service_account}",
     )
 
@@ -159,7 +156,6 @@ def load_kubeconfig(
         insecure=access.insecure,
         tls_server_name=access.tls_server_name,
         user=_user(_Reader(user, f"user {user_name!r}")) if user else UserAuth(),
-        namespace=ctx.text("namespace"),
         origin=f"kubeconfig {where}, context {name}",
     )
 

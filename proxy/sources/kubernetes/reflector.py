@@ -7,9 +7,9 @@ bookmarks included. When that version is too old (410 Gone) nothing short of a n
 what changed: the list replaces the objects, so whatever was deleted meanwhile is gone too.
 
 Never a hot loop: the next attempt waits a jittered, doubling delay (at least what the server
-asked with Retry-After) unless the last one made progress, i.e. received an event or lasted a
-while. A 403 keeps the resource unsynced (so the proxy unready, if it never listed) and is logged
-once per streak, naming the verb and the resource.
+asked with Retry-After) unless the last one made progress, i.e. received an event, or was a
+watch the server ended cleanly after a while. A 403 keeps the resource unsynced (so the proxy
+unready, if it never listed) and is logged once per streak, naming the verb and the resource.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ Obj = dict[str, Any]
 # Metadata that changes without changing what the object means for routing.
 _NOISE_METADATA = ("resourceVersion", "managedFields", "generation")
 _NOISE_ANNOTATIONS = ("endpoints.kubernetes.io/last-change-trigger-time",)
-# A watch that received nothing but lasted this long was healthy; resuming at once is fine.
+# A watch that the server ended cleanly after this long, even without an event, was healthy:
+# resuming at once is fine.
 HEALTHY_WATCH_SECONDS = 1.0
 
 
@@ -173,7 +174,10 @@ class Reflector:
             except (KubeError, CredentialError) as error:
                 reason, relist_needed, retry_after = self._judge(error, verb)
                 relist = relist or relist_needed
-            healthy = self._events > 0 or loop.time() - started >= HEALTHY_WATCH_SECONDS
+            # Progress: events arrived, or the server kept an accepted watch open a while. A list
+            # alone is none: list, watch, 410, list... must back off like any other failure.
+            lasted = loop.time() - started >= HEALTHY_WATCH_SECONDS
+            healthy = self._events > 0 or (reason == "closed" and lasted)
             if healthy:
                 backoff.reset()
                 self._allowed_again()

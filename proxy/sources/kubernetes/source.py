@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from proxy.core.routing import Snapshot
@@ -103,22 +103,25 @@ class KubernetesSource:
     publish_service: Key | None = None  # (namespace, name) of the Service in front of the proxy
     tuning: WatchTuning = field(default_factory=WatchTuning)
     coalesce: float = COALESCE
-    token_max_age: float = 60.0
     rng: random.Random = field(default_factory=random.Random)
 
     async def run(self, sink: SnapshotSink) -> None:
-        credentials = Credentials(self.access, self.token_max_age)
+        credentials = Credentials(self.access)
         credentials.static_context()  # unusable TLS files: SourceError, exit code 2
         changed = asyncio.Event()
         async with KubeClient(self.access, credentials) as client:
-            routing = [self._reflector(client, r, self.namespace) for r in self._resources()]
+            routing = [
+                self._reflector(client, resource, self.namespace)
+                for resource in watched_resources(self.options)
+            ]
+            for reflector in routing:
+                reflector.on_change(changed.set)
             status = self._status_writer(client, routing)
             reflectors = [*routing]
-            if status is not None and status.reflector not in routing:
-                reflectors.append(status.reflector)
-            for reflector in reflectors:
-                reflector.on_change(changed.set)
-                if status is not None:
+            if status is not None:
+                if status.reflector not in routing:
+                    reflectors.append(status.reflector)
+                for reflector in reflectors:
                     reflector.on_change(status.writer.objects_changed)
             log.info("kubernetes: %s, API server %s; watching %s", self.access.origin,
                      self.access.server, ", ".join(r.name for r in routing))  # fmt: skip
@@ -128,9 +131,6 @@ class KubernetesSource:
                 if status is not None:
                     tasks.create_task(status.writer.run())
                 tasks.create_task(self._publish(sink, routing, changed, status))
-
-    def _resources(self) -> tuple[Resource, ...]:
-        return watched_resources(self.options)
 
     def _reflector(
         self, client: KubeClient, resource: Resource, namespace: str | None
@@ -166,11 +166,10 @@ class KubernetesSource:
     async def _publish(
         self,
         sink: SnapshotSink,
-        reflectors: Iterable[Reflector],
+        reflectors: list[Reflector],
         changed: asyncio.Event,
         status: _Status | None,
     ) -> None:
-        reflectors = list(reflectors)
         loop = asyncio.get_running_loop()
         started = loop.time()
         for reflector in reflectors:
