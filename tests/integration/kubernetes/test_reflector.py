@@ -332,3 +332,15 @@ async def test_slices_without_endpoints_or_ports(
     fake.apply(empty)
     state = await reflect()
     assert state.reflector.objects["default", "empty"]["endpoints"] is None
+
+
+async def test_the_servers_timeout_ends_the_watch_and_it_is_resumed_at_once(
+    fake: FakeApiServer, reflect: StartReflector
+) -> None:
+    tuning = WatchTuning(watch_timeout=(1, 1), backoff_base=5.0, backoff_cap=5.0)
+    state = await watching(fake, reflect, 1, tuning=tuning)
+    await until(lambda: len(fake.watch_requests(PLURAL)) == 2, "the next watch", limit=3)
+    first, second = fake.watch_requests(PLURAL)
+    assert 1.0 <= second.at - first.at < 1.5, "ended by the server after 1 s, resumed without delay"
+    assert second.query["resourceVersion"] == first.query["resourceVersion"]
+    assert state.restarts["closed"] == 1
