@@ -157,35 +157,31 @@ async def test_a_version_too_large_backs_off_and_relists(
     assert state.restarts["error"] == 1
 
 
-async def test_an_error_500_event_resumes_the_watch_without_a_list(
-    fake: FakeApiServer, reflect: StartReflector
-) -> None:
-    state = await watching(fake, reflect, 1)
-    fake.apply(slice_object("web-000", "10.0.5.5"))
-    await until(lambda: state.changes == 2, "the change")
-    fake.end_watches(PLURAL, "error", internal_error())
-    await until(lambda: len(fake.watch_requests(PLURAL)) == 2, "a new watch")
-    assert (
-        resumed_from(fake)[-1]
-        == state.reflector.objects["default", "web-000"]["metadata"]["resourceVersion"]
-    )
-    assert len(fake.list_requests(PLURAL)) == 1
-    assert state.restarts["error"] == 1
-
-
-async def test_a_connection_cut_mid_event_resumes_from_the_last_whole_one(
-    fake: FakeApiServer, reflect: StartReflector
+@pytest.mark.parametrize(
+    ("how", "payload", "reason"),
+    [
+        ("error", internal_error(), "error"),  # an ERROR 500 event, then the end of the stream
+        ("drop", None, "dropped"),  # half a line, then RST: no terminating chunk
+    ],
+    ids=["error-500", "cut-mid-event"],
+)
+async def test_a_broken_watch_resumes_from_the_last_whole_event_without_a_list(
+    fake: FakeApiServer,
+    reflect: StartReflector,
+    how: str,
+    payload: dict[str, Any] | None,
+    reason: str,
 ) -> None:
     state = await watching(fake, reflect, 1)
     fake.apply(slice_object("web-001", "10.0.0.2"))
     await until(lambda: "web-001" in state.names(), "the event")
     seen = str(fake.rv)
-    fake.end_watches(PLURAL, "drop")  # half a line, then RST: no terminating chunk
+    fake.end_watches(PLURAL, how, payload)
     fake.delete(slice_object("web-000"))  # while the watch is down
     await until(lambda: state.names() == {"web-001"}, "the deletion, after the reconnect")
     assert resumed_from(fake)[-1] == seen
-    assert state.restarts["dropped"] == 1
     assert len(fake.list_requests(PLURAL)) == 1
+    assert state.restarts[reason] == 1
 
 
 async def test_a_silent_connection_is_given_up_after_the_inactivity_timeout(
