@@ -4,9 +4,11 @@ limited a run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -68,6 +70,33 @@ class CpuTimes:
             used0, total0 = earlier.cores.get(core, (0, 0))
             busy[core] = round(100 * (used - used0) / max(1, total - total0), 1)
         return busy
+
+
+TIME_WAIT_S = 60  # Linux's fixed TCP_TIMEWAIT_LEN
+_TIME_WAIT_STATE = "06"  # include/net/tcp_states.h, as /proc/net/tcp prints it
+_USER_HZ = 100  # /proc/net/tcp gives timers in clock ticks
+
+
+def new_time_wait(ports: Collection[int], within_s: float) -> int:
+    """Sockets to or from `ports` that entered TIME_WAIT in the last `within_s` seconds.
+
+    Each is an upstream connection someone closed: a pool that keeps its connections makes none.
+    Linux keeps TIME_WAIT for 60 s and /proc/net/tcp shows the time left, so "left >= 60 s -
+    within_s" means "closed during the run", whatever earlier runs left behind.
+    """
+    min_left = (TIME_WAIT_S - within_s) * _USER_HZ
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] != _TIME_WAIT_STATE:
+                    continue
+                local, remote = (int(f.rsplit(":", 1)[1], 16) for f in fields[1:3])
+                left = int(fields[5].split(":")[1], 16)
+                if (local in ports or remote in ports) and left >= min_left:
+                    count += 1
+    return count
 
 
 def parse_cpus(text: str) -> set[int]:

@@ -366,7 +366,8 @@ def run(options: Options) -> int:
                 cookie_name=options.cookie_name,
                 uuids=tuple(backends.uuids),
             )
-            runs, problems = measure.measure_all(plan, targets, measure.Tools(load, cap))
+            tools = measure.Tools(load, cap, frozenset(backends.ports))
+            runs, problems = measure.measure_all(plan, targets, tools)
         finally:
             children.stop_all()
             cap.cleanup()

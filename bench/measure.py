@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -35,6 +36,7 @@ class Plan:
 class Tools:
     load: LoadGenerator
     cap: CpuCap
+    backend_ports: frozenset[int]  # to count upstream connections closed during a run
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +141,10 @@ def _usage(target: Target, cap: CpuCap) -> Iterator[Usage]:
 
 
 def _measure_load(job: Job, tools: Tools) -> Run:
+    started = time.monotonic()
     with _usage(job.target, tools.cap) as usage:
         result = tools.load.run(job.spec)
+    closed = machine.new_time_wait(tools.backend_ports, time.monotonic() - started)
     return Run(
         scenario=job.scenario.name,
         target=job.target.name,
@@ -152,6 +156,8 @@ def _measure_load(job: Job, tools: Tools) -> Run:
         rss_kb=rss_kb(job.target.pids()),
         cores_busy=usage.cores_busy or {},
         throttled_periods=usage.throttled_periods,
+        # Direct: wrk's own connections to the backend, not an upstream pool's.
+        upstream_closes=closed if job.target.is_proxy else None,
     )
 
 

@@ -24,6 +24,8 @@ class Run:
     rss_kb: int  # the target's resident memory after the run
     cores_busy: dict[int, float]  # percent busy of every core during the run
     throttled_periods: int | None  # cgroup cap only: periods the target was throttled
+    # upstream connections closed during the run (new TIME_WAIT towards the backends); proxies only
+    upstream_closes: int | None = None
     extra: dict[str, float] = field(default_factory=dict)  # idle-2000: memory per idle client
 
     @property
@@ -93,6 +95,10 @@ def _row(key: tuple[str, str], group: list[Run], problems: list[str]) -> Row:
         notes.append(f"{mb_s:,.0f} MB/s")
     if key[0] == "idle-2000" and key[1] != DIRECT:
         notes.append(_idle_note(group))
+    closes = [run.upstream_closes for run in group if run.upstream_closes is not None]
+    if closes and _median(closes) > 0:
+        per_request = _median(closes) / _median([run.load.requests for run in group])
+        notes.append(f"{_median(closes):,.0f} upstream closes/run ({per_request:.0%} of requests)")
     if problems:
         notes.append("CHECK FAILED: " + "; ".join(problems))
     busy = [run.cores_busy for run in group]
