@@ -2,7 +2,7 @@
 #   docker build -t sticky-proxy:dev .          (or `minikube image build -t sticky-proxy:dev .`)
 #   docker run -p 8080:8080 -p 10254:10254 sticky-proxy:dev serve --backend http://HOST:PORT
 #   docker run --entrypoint sticky-backend -p 8080:8080 sticky-proxy:dev
-# The build stage's RUN lines are run as written, in a fresh venv, by tests/e2e/test_image.py.
+# The build stage's RUN lines are run as written, in a fresh venv, by tests/e2e/test_image_steps.py.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
