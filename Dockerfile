@@ -1,7 +1,8 @@
 # sticky-proxy and the demo backend in one image:
 #   docker build -t sticky-proxy:dev .          (or `minikube image build -t sticky-proxy:dev .`)
 #   docker run -p 8080:8080 -p 10254:10254 sticky-proxy:dev serve --backend http://HOST:PORT
-#   docker run --entrypoint sticky-backend -p 8080:8080 sticky-proxy:dev
+#   docker run --entrypoint sticky-backend -p 8080:8080 \
+#       -e HEALTHCHECK_URL=http://127.0.0.1:8080/healthz sticky-proxy:dev
 # The build stage's RUN lines are run as written, in a fresh venv, by tests/e2e/test_image_steps.py.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
