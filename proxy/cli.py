@@ -615,6 +615,7 @@ def _source(command: ServeCommand, metrics: Metrics) -> Source:
             metrics,
             namespace=kube.namespace,
             publish_service=kube.publish_service,
+            tls=settings.tls_listen is not None,
         )
     if settings.manifests:
         return ManifestSource(settings.manifests, options)

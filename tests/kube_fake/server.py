@@ -39,6 +39,7 @@ KINDS: dict[tuple[str, str], tuple[str, str, bool]] = {
     ("discovery.k8s.io", "endpointslices"): ("EndpointSlice", "discovery.k8s.io/v1", True),
     ("networking.k8s.io", "ingresses"): ("Ingress", "networking.k8s.io/v1", True),
     ("networking.k8s.io", "ingressclasses"): ("IngressClass", "networking.k8s.io/v1", False),
+    ("", "secrets"): ("Secret", "v1", True),
 }
 PLURALS = {kind: (group, plural) for (group, plural), (kind, _, _) in KINDS.items()}
 ENDPOINTS_WARNING = (
@@ -140,6 +141,7 @@ class _Watch:
     namespace: str | None
     kind: str
     api_version: str
+    fields: dict[str, str] = field(default_factory=dict)  # fieldSelector, as `type=...`
     queue: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
     held: bool = False  # changes are not delivered (the client is about to get a 410)
 
@@ -243,6 +245,7 @@ class FakeApiServer:
                 watch.plural == plural
                 and not watch.held
                 and _in_namespace(snapshot, watch.namespace)
+                and _has_fields(snapshot, watch.fields)
             ):
                 watch.queue.put_nowait(("event", {"type": event, "object": snapshot}))
 
@@ -331,7 +334,7 @@ class FakeApiServer:
             return _fault_response(fault, query.get("resourceVersion", ""))
         headers = {"Warning": ENDPOINTS_WARNING} if plural == "endpoints" else {}
         if verb == "watch":
-            watch = _Watch(plural, namespace, kind, api_version)
+            watch = _Watch(plural, namespace, kind, api_version, _field_selector(query))
             return await self._watch(request, watch, query, headers)
         if verb == "list":
             return self._list(plural, kind, namespace, query, headers)
@@ -400,7 +403,7 @@ class FakeApiServer:
             items = [
                 {k: v for k, v in copy.deepcopy(obj).items() if k not in ("kind", "apiVersion")}
                 for key, obj in sorted(self.objects[plural].items())
-                if _in_namespace(obj, namespace)
+                if _in_namespace(obj, namespace) and _has_fields(obj, _field_selector(query))
             ]
             snapshot_id, offset = len(self._lists), 0
             snapshot = self._lists[snapshot_id] = _ListSnapshot(self.rv, items)
@@ -455,13 +458,16 @@ class FakeApiServer:
             backlog = [
                 {"type": t, "object": o}
                 for rv, p, t, o in self.history
-                if p == plural and rv > start and _in_namespace(o, namespace)
+                if p == plural
+                and rv > start
+                and _in_namespace(o, namespace)
+                and _has_fields(o, watch.fields)
             ]
         else:  # no version: the current state as synthetic ADDED events, in key order
             backlog = [
                 {"type": "ADDED", "object": copy.deepcopy(o)}
                 for _, o in sorted(self.objects[plural].items())
-                if _in_namespace(o, namespace)
+                if _in_namespace(o, namespace) and _has_fields(o, watch.fields)
             ]
         self._watches.add(watch)  # no await since the backlog was taken: nothing is missed
         try:
@@ -565,6 +571,23 @@ def _qualified(group: str, plural: str) -> str:
 
 def _in_namespace(obj: Obj, namespace: str | None) -> bool:
     return namespace is None or obj["metadata"].get("namespace") == namespace
+
+
+def _field_selector(query: dict[str, str]) -> dict[str, str]:
+    """`fieldSelector=type=kubernetes.io/tls,metadata.name=x` as {path: value}: equality only,
+    which is all the proxy asks for (the real server also knows `!=`)."""
+    selector = query.get("fieldSelector") or ""
+    return dict(term.split("=", 1) for term in selector.split(",") if term)
+
+
+def _has_fields(obj: Obj, fields: dict[str, str]) -> bool:
+    for path, wanted in fields.items():
+        value: Any = obj
+        for step in path.split("."):
+            value = value.get(step) if isinstance(value, dict) else None
+        if value != wanted:
+            return False
+    return True
 
 
 def _error(

@@ -77,7 +77,8 @@ async def _list_pages(
     client: KubeClient, path: str, resource: Resource, page_size: int
 ) -> tuple[list[Obj], str]:
     items: list[Obj] = []
-    params = {"limit": str(page_size)}
+    selection = {"fieldSelector": resource.field_selector} if resource.field_selector else {}
+    params = {"limit": str(page_size), **selection}
     while True:
         page = await client.get(path, params)
         items.extend(_with_type(item, resource) for item in page.get("items") or ())
@@ -85,7 +86,7 @@ async def _list_pages(
         token = metadata.get("continue")
         if not token:
             return items, str(metadata.get("resourceVersion") or "")
-        params = {"limit": str(page_size), "continue": token}
+        params = {"limit": str(page_size), "continue": token, **selection}
 
 
 def _with_type(obj: Obj, resource: Resource) -> Obj:
@@ -216,6 +217,8 @@ class Reflector:
             "resourceVersion": self._version,
             "timeoutSeconds": str(self._rng.randint(low, high)),
         }
+        if self.resource.field_selector:
+            params["fieldSelector"] = self.resource.field_selector
         events = self._client.watch(
             self.resource.collection(self.namespace), params, self._tuning.inactivity
         )

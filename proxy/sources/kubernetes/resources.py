@@ -13,6 +13,7 @@ class Resource:
     group: str  # "" for the core API
     version: str
     namespaced: bool = True
+    field_selector: str = ""  # only objects with these fields, e.g. TLS Secrets and no others
 
     @property
     def api_version(self) -> str:
@@ -40,8 +41,10 @@ INGRESS_CLASSES = Resource("IngressClass", "ingressclasses", "networking.k8s.io"
 SERVICES = Resource("Service", "services", "", "v1")
 ENDPOINT_SLICES = Resource("EndpointSlice", "endpointslices", "discovery.k8s.io", "v1")
 ENDPOINTS = Resource("Endpoints", "endpoints", "", "v1")
+# Certificates for Ingress spec.tls; the server filters by type, so no other Secret is read.
+TLS_SECRETS = Resource("Secret", "secrets", "", "v1", field_selector="type=kubernetes.io/tls")
 
-ALL_RESOURCES = (INGRESSES, INGRESS_CLASSES, SERVICES, ENDPOINT_SLICES, ENDPOINTS)
+ALL_RESOURCES = (INGRESSES, INGRESS_CLASSES, SERVICES, ENDPOINT_SLICES, ENDPOINTS, TLS_SECRETS)
 
 # Watch restarts are counted by these reasons (the metric's label values).
 RESTART_REASONS = (

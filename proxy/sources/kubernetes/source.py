@@ -30,6 +30,7 @@ from proxy.sources.kubernetes.resources import (
     INGRESS_CLASSES,
     INGRESSES,
     SERVICES,
+    TLS_SECRETS,
     Resource,
 )
 from proxy.sources.kubernetes.status import StatusWriter
@@ -42,9 +43,11 @@ log = logging.getLogger("sticky_proxy.kubernetes")
 COALESCE = 0.05
 
 
-def watched_resources(options: TranslateOptions) -> tuple[Resource, ...]:
+def watched_resources(options: TranslateOptions, tls: bool = False) -> tuple[Resource, ...]:
+    """What routing depends on; TLS Secrets only when there is a TLS listener to serve them
+    (reading Secrets needs RBAC that a plain-HTTP deployment should not have to grant)."""
     endpoints = ENDPOINTS if options.endpoints_api == "endpoints" else ENDPOINT_SLICES
-    return (INGRESSES, INGRESS_CLASSES, SERVICES, endpoints)
+    return (INGRESSES, INGRESS_CLASSES, SERVICES, endpoints, *((TLS_SECRETS,) if tls else ()))
 
 
 def translate_cluster(objects: Sequence[KubeObject], options: TranslateOptions) -> Snapshot:
@@ -101,6 +104,7 @@ class KubernetesSource:
     metrics: Metrics
     namespace: str | None = None  # None: every namespace
     publish_service: Key | None = None  # (namespace, name) of the Service in front of the proxy
+    tls: bool = False  # watch kubernetes.io/tls Secrets for the TLS listener
     tuning: WatchTuning = field(default_factory=WatchTuning)
     coalesce: float = COALESCE
     rng: random.Random = field(default_factory=random.Random)
@@ -112,7 +116,7 @@ class KubernetesSource:
         async with KubeClient(self.access, credentials) as client:
             routing = [
                 self._reflector(client, resource, self.namespace)
-                for resource in watched_resources(self.options)
+                for resource in watched_resources(self.options, self.tls)
             ]
             for reflector in routing:
                 reflector.on_change(changed.set)

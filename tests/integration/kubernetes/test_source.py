@@ -5,6 +5,7 @@ endpoint set through expired versions and cut connections, and writes Ingress st
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from proxy.core.translate import TranslateOptions
 from proxy.runtime import ProxyServer
+from tests.certs import self_signed
 from tests.integration.cluster import (
     Pods,
     endpoint_slice,
@@ -312,3 +314,47 @@ async def test_a_token_rotated_under_running_watches(
     await routes_to(server, first[1:], "the change, seen with the new token")
     assert [r.user for r in fake.requests if r.user is None]  # the 401s that led to a reread
     assert restarts(server, "endpointslices", "unauthorized") == 0, "renewed within the request"
+
+
+def tls_secret(
+    chain: bytes, key: bytes, name: str = "web-tls", kind: str = "kubernetes.io/tls"
+) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": "default"},
+        "type": kind,
+        "data": {
+            "tls.crt": base64.b64encode(chain).decode(),
+            "tls.key": base64.b64encode(key).decode(),
+        },
+    }
+
+
+async def test_tls_secrets_are_watched_with_a_tls_listener_and_renewals_apply(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods
+) -> None:
+    world = web_app(await pods.start(1))
+    world[0]["spec"]["tls"] = [{"hosts": ["app.test"], "secretName": "web-tls"}]  # type: ignore[index]
+    first = self_signed("app.test")
+    apply(fake, [*world, tls_secret(*first), tls_secret(b"x", b"y", "password", "Opaque")])
+    server, _ = await kube_proxy(tls=True)
+
+    def chains() -> list[bytes]:
+        snapshot = server.publisher.current
+        return [c.chain for c in snapshot.certificates] if snapshot is not None else []
+
+    await until(lambda: chains() == [first[0]], "the certificate of the Ingress's Secret")
+    renewed = self_signed("app.test")
+    fake.apply(tls_secret(*renewed))
+    await until(lambda: chains() == [renewed[0]], "the renewed certificate")
+    asked = fake.list_requests("secrets") + fake.watch_requests("secrets")
+    assert asked and all(r.query.get("fieldSelector") == "type=kubernetes.io/tls" for r in asked)
+
+
+async def test_without_a_tls_listener_no_secret_is_read(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods
+) -> None:
+    server = await started(fake, kube_proxy, await pods.start(1))
+    await until(server.ready, "ready")
+    assert not fake.list_requests("secrets") and not fake.watch_requests("secrets")
