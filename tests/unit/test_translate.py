@@ -498,7 +498,7 @@ _OBJECT_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(("index", "message"), enumerate(_OBJECT_ERRORS))
+@pytest.mark.parametrize(("index", "message"), list(enumerate(_OBJECT_ERRORS)))
 def test_manifest_errors_name_the_object_and_field(index: int, message: str) -> None:
     document = load("manifest_errors")[index]
     legacy = isinstance(document, dict) and document.get("kind") == "Endpoints"
