@@ -156,7 +156,7 @@ def by_endpoint(pods: Iterable[Upstream]) -> dict[str, Upstream]:
 
 # --- waiting for the proxy ---------------------------------------------------------------------
 
-WAIT_LIMIT = 5.0
+WAIT_LIMIT = 10.0  # generous: CI machines are small and sometimes busy
 
 
 async def until(condition: Callable[[], bool], what: str, limit: float = WAIT_LIMIT) -> float:
