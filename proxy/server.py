@@ -114,6 +114,7 @@ class DownstreamProtocol(asyncio.Protocol):
         "_parser",
         "_paused",
         "_queue",
+        "_read_size",
         "_timer",
         "_tunnel",
         "_upgrading",
@@ -137,10 +138,11 @@ class DownstreamProtocol(asyncio.Protocol):
         self.tls = False
         self.write_paused = False
         self._parser = httptools.HttpRequestParser(self)
-        self._url: list[bytes] = []
+        self._url = b""
         self._headers: h.Headers = []
         self._head_size = 0
         self._head_raw = 0
+        self._read_size = 0
         self._in_head = False
         self._head_started = 0.0
         self._idle_since = 0.0
@@ -204,6 +206,7 @@ class DownstreamProtocol(asyncio.Protocol):
             if self._head_raw > MAX_HEAD + MAX_LINE:
                 self._reject(HeadTooLarge())
                 return
+        self._read_size = len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -217,6 +220,14 @@ class DownstreamProtocol(asyncio.Protocol):
             self._reject(cause if isinstance(cause, ProxyError) else BadRequest(str(exc)))
         except httptools.HttpParserError as exc:
             self._reject(BadRequest(str(exc)))
+        else:
+            if self._head_size and len(data) > MAX_LINE:
+                # A large read left a head unfinished: what it holds so far may already be
+                # over the limits, and the rest may never come.
+                try:
+                    _check_head_size(self._url, self._headers)
+                except HeadTooLarge as error:
+                    self._reject(error)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self not in self.ctx.connections:
@@ -252,7 +263,7 @@ class DownstreamProtocol(asyncio.Protocol):
     # -- httptools callbacks -------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._url = []
+        self._url = b""
         self._headers = []
         self._head_size = 1
         self._head_raw = 0
@@ -261,25 +272,22 @@ class DownstreamProtocol(asyncio.Protocol):
             self._head_started = self.ctx.loop.time()
 
     def on_url(self, url: bytes) -> None:
-        self._url.append(url)
-        self._head_size += len(url)
-        if len(url) > MAX_LINE:
-            raise HeadTooLarge()
+        self._url += url  # almost always called once
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-        line = len(name) + len(value) + 4
-        self._head_size += line
-        if line > MAX_LINE or self._head_size > MAX_HEAD:
-            raise HeadTooLarge()
+        self._headers.append((name, value))  # sizes are checked once the head is complete
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_size = 0
+        if self._read_size > MAX_LINE or self._head_raw:
+            # Only a read this large, or a head spread over several reads, can hold a line or a
+            # head over the limits; a small read cannot, so most requests skip the count.
+            _check_head_size(self._url, self._headers)
         parser = self._parser
         request = h.scan_request(
             parser.get_method(),
-            b"".join(self._url),
+            self._url,
             parser.get_http_version() == "1.1",
             self._headers,
         )
@@ -474,6 +482,18 @@ class DownstreamProtocol(asyncio.Protocol):
                 left = ctx.client_header_timeout
             next_check = min(next_check, left)
         self._arm_timer(next_check)
+
+
+def _check_head_size(url: bytes, headers: h.Headers) -> None:
+    """HeadTooLarge (431) for a request line or header line over 8 KiB, or a head over 32 KiB."""
+    total = len(url)
+    if total > MAX_LINE:
+        raise HeadTooLarge()
+    for name, value in headers:
+        line = len(name) + len(value) + 4
+        total += line
+        if line > MAX_LINE or total > MAX_HEAD:
+            raise HeadTooLarge()
 
 
 def _host_port(sockname: tuple[object, ...] | None) -> bytes:
