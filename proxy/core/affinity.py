@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import weakref
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -54,6 +55,7 @@ class Balancer:
     plain list (no affinity). Build with `Balancer.build`."""
 
     __slots__ = (
+        "__weakref__",
         "_by_key",
         "_mode",
         "_on_ring",
@@ -97,9 +99,18 @@ class Balancer:
     def build(
         cls, backend_name: str, endpoints: Sequence[Endpoint], affinity: Affinity | None
     ) -> Balancer:
-        """Everything a request needs, precomputed. Endpoints are deduplicated by node text (§3)."""
+        """Everything a request needs, precomputed. Endpoints are deduplicated by node text (§3).
+
+        A balancer that a live snapshot already holds for the same name, endpoints and mode is
+        reused: a change to one Service must not rebuild the rings of all the others (a 50-pod
+        ring is 8,000 points).
+        """
         mode = affinity.mode if affinity is not None else None
-        return cls(backend_name, _distinct(endpoints), mode)
+        key = (backend_name, _distinct(endpoints), mode)
+        balancer = _LIVE.get(key)
+        if balancer is None:
+            balancer = _LIVE[key] = cls(*key)
+        return balancer
 
     @property
     def ring(self) -> HashRing | None:
@@ -199,6 +210,13 @@ class Balancer:
         if not tried:
             return bool(self.ready)
         return any(e not in tried for e in self.ready)
+
+
+# Balancers still referenced by some snapshot, by what they were built from. Weak values: once no
+# snapshot holds one, it goes, so the cache never outgrows the routing tables in use.
+_LIVE: weakref.WeakValueDictionary[
+    tuple[str, tuple[Endpoint, ...], AffinityMode | None], Balancer
+] = weakref.WeakValueDictionary()
 
 
 def build_cluster(name: str, endpoints: Sequence[Endpoint], affinity: Affinity | None) -> Cluster:

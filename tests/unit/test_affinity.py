@@ -3,9 +3,11 @@ draining, bad cookies, rebalancing and the spread of new sessions."""
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import random
+import weakref
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -704,3 +706,18 @@ def test_draining_endpoint_gets_no_new_sessions(affinity: Affinity) -> None:
     counts = new_pick_counts(Balancer.build(BACKEND, endpoints, affinity), seed=8)
     assert SKEWED[1].node not in counts
     assert set(counts) == {e.node for e in SKEWED} - {SKEWED[1].node}
+
+
+def test_a_balancer_still_in_use_is_reused_and_a_changed_one_rebuilt() -> None:
+    """A snapshot rebuild must not rebuild the rings of clusters that did not change."""
+    first = build_cluster(BACKEND, THREE, BALANCED)
+    again = build_cluster(BACKEND, list(THREE), BALANCED)
+    assert again.balancer is first.balancer
+    assert build_cluster(BACKEND, THREE[:2], BALANCED).balancer is not first.balancer
+    assert build_cluster(BACKEND, THREE, PERSISTENT_MODE).balancer is not first.balancer
+    draining = [Endpoint(A.address, A.port, draining=True), *THREE[1:]]
+    assert build_cluster(BACKEND, draining, BALANCED).balancer is not first.balancer
+    gone = weakref.ref(first.balancer)
+    del first, again
+    gc.collect()
+    assert gone() is None  # nothing keeps a balancer no snapshot uses
