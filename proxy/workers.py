@@ -12,7 +12,10 @@ scrape returns the sum. When a worker exits, its live gauges and session sketch 
 a restart starts from clean files. All workers get one PYTHONHASHSEED: session sketches made with
 the same hash merge into one distinct count.
 
-Minimal on purpose: a worker that exits on its own stops the others (no restarts yet).
+A worker that dies is replaced, as a Deployment replaces a pod; its connections were its own,
+the others keep serving. Two cases stop everything instead: a worker that exits with code 2 (a
+bad manifest or flag: a new one would fail the same way), and more than RESTART_LIMIT restarts
+within RESTART_WINDOW seconds (a crash loop is better reported than hidden).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
@@ -46,6 +50,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sticky_proxy.workers")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+RESTART_LIMIT = 5
+RESTART_WINDOW = 60.0
+BAD_INPUT = 2  # the exit code of `serve` for bad flags or manifests
 
 
 def run_workers(command: ServeCommand) -> int:
@@ -79,35 +86,47 @@ def _supervise(command: bytes, count: int, environment: dict[str, str], director
         for process in list(workers.values()):
             process.send_signal(signal.SIGTERM)
 
+    def start() -> None:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "proxy.workers"],
+            stdin=subprocess.PIPE,
+            env=environment,
+            # (no threads run in the parent, so preexec_fn is safe here)
+            preexec_fn=exit_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+        )
+        workers[process.pid] = process
+        assert process.stdin is not None
+        process.stdin.write(command)
+        process.stdin.close()
+        if stopping:  # a signal came while starting: this one has not seen it yet
+            process.send_signal(signal.SIGTERM)
+
     previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     exit_code = 0
+    restarts: list[float] = []
     try:
         for _ in range(count):
-            process = subprocess.Popen(
-                [sys.executable, "-m", "proxy.workers"],
-                stdin=subprocess.PIPE,
-                env=environment,
-                # (no threads run in the parent, so preexec_fn is safe here)
-                preexec_fn=exit_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
-            )
-            workers[process.pid] = process
-            assert process.stdin is not None
-            process.stdin.write(command)
-            process.stdin.close()
-            if stopping:  # a signal came while starting: this one has not seen it yet
-                process.send_signal(signal.SIGTERM)
+            start()
         while workers:
             pid, status = os.wait()
             process = workers.pop(pid)
             process.returncode = code = os.waitstatus_to_exitcode(status)
             mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
             forget_worker(directory, pid)
-            if not stopping:
-                log.error("worker %d exited with code %d: stopping the others", pid, code)
-                exit_code = code or 1
+            if stopping:
+                if code and not exit_code:
+                    exit_code = code
+                continue
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < RESTART_WINDOW] + [now]
+            if code == BAD_INPUT or len(restarts) > RESTART_LIMIT:
+                why = "bad input" if code == BAD_INPUT else f"{len(restarts)} exits in a minute"
+                log.error("worker %d exited with code %d (%s): stopping the others", pid, code, why)
+                exit_code = code if code > 0 else 1
                 stop()
-            elif code and not exit_code:
-                exit_code = code
+            else:
+                log.error("worker %d exited with code %d: starting another", pid, code)
+                start()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -134,3 +134,58 @@ def test_one_scrape_sums_both_workers(backend: str, tmp_path: Path) -> None:
         if proxy.poll() is None:
             proxy.kill()
             proxy.wait()
+
+
+def workers_of(parent: int) -> set[int]:
+    children = Path(f"/proc/{parent}/task/{parent}/children")
+    return {int(pid) for pid in children.read_text().split()}
+
+
+def listening(proxy: subprocess.Popen[str], log: list[str]) -> str:
+    """Read the proxy's log (into `log`) up to the next worker that says it listens; its URL."""
+    assert proxy.stderr is not None
+    while True:
+        line = proxy.stderr.readline()
+        assert line, "the proxy exited"
+        log.append(line)
+        found = re.search(r"proxy listening on (http://\S+),", line)
+        if found:
+            return found[1]
+
+
+def test_a_killed_worker_is_replaced_and_serving_goes_on(backend: str) -> None:
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "serve", "--workers", "2", "--backend", backend,
+         "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--tls-listen", "off"],
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    log: list[str] = []
+    try:
+        url = listening(proxy, log)
+        listening(proxy, log)  # both workers serve
+        victim = min(workers_of(proxy.pid))
+        os.kill(victim, signal.SIGKILL)
+        assert listening(proxy, log) == url  # a new worker, on the same port
+        assert len(workers_of(proxy.pid)) == 2 and victim not in workers_of(proxy.pid)
+        for _ in range(20):  # connections spread over both live workers
+            body, _ = fetch(url + "/")
+            assert "uuid" in body
+        assert proxy.poll() is None
+    finally:
+        proxy.send_signal(signal.SIGTERM)
+        _, stderr = proxy.communicate(timeout=30)
+    assert proxy.returncode == 0, stderr
+    assert f"worker {victim} exited with code -9: starting another" in "".join(log)
+
+
+def test_workers_that_cannot_load_their_manifests_are_not_restarted(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kind: Ingress\napiVersion: networking.k8s.io/v1\nmetadata: [\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "serve", "--workers", "2", "--manifests", str(broken),
+         "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--tls-listen", "off"],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "starting another" not in result.stderr
+    assert "Traceback" not in result.stderr
