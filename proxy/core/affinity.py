@@ -57,8 +57,8 @@ class Balancer:
     __slots__ = (
         "__weakref__",
         "_by_key",
+        "_by_rank",
         "_mode",
-        "_on_ring",
         "_plain",
         "_ready_keys",
         "_ring",
@@ -80,7 +80,7 @@ class Balancer:
         # Draining endpoints stay in the ring and the map: their sessions must still resolve to
         # them. Only new picks skip them.
         self._ring: HashRing | None = None
-        self._on_ring: tuple[Decision, ...] = ()  # the cookie-hit decision for each ring index
+        self._by_rank: tuple[Decision, ...] = ()  # the cookie-hit decision for each ring node
         self._by_key: dict[str, Decision] = {}  # persistent key -> cookie-hit decision
         self._ready_keys: tuple[str, ...] = ()  # persistent key of each `ready` endpoint
         self._plain: tuple[Decision, ...] = ()  # no affinity: one decision per ready endpoint
@@ -89,7 +89,7 @@ class Balancer:
         elif mode is AffinityMode.BALANCED and endpoints:
             by_node = {e.node: _pinned(e) for e in endpoints}
             self._ring = HashRing(by_node)
-            self._on_ring = tuple(by_node[node] for node in self._ring.owners)
+            self._by_rank = tuple(by_node[node] for node in self._ring.nodes)
         elif mode is AffinityMode.PERSISTENT:
             keys = {e: _persistent_key(backend_name, e) for e in endpoints}
             self._by_key = {key: _pinned(e) for e, key in keys.items()}
@@ -139,7 +139,7 @@ class Balancer:
         pinned: Decision | None = None
         if key is not None:
             if self._ring is not None:
-                pinned = self._on_ring[self._ring.lookup_index(key)]
+                pinned = self._by_rank[self._ring.lookup_rank(key)]
             else:
                 pinned = self._by_key.get(key)
         if pinned is not None and not (previous_failed and change_on_failure):
@@ -174,7 +174,7 @@ class Balancer:
         landed_on_tried = 0
         for attempt in range(1, MAX_DRAWS + 1):
             key = new_balanced_key(now, attempt, pid, rng)
-            endpoint = self._on_ring[ring.lookup_index(key)].endpoint
+            endpoint = self._by_rank[ring.lookup_rank(key)].endpoint
             if endpoint.draining:
                 continue
             if endpoint not in tried:

@@ -51,52 +51,60 @@ class HashRing:
 
     Ties between points of different nodes are broken by ascending node text (§5.4: ingress-nginx
     itself is not reproducible there, so any fixed rule will do; this is the reference one).
+
+    Stored as one sorted list of ints, each a point shifted left with its node's rank in the low
+    bits: a lookup bisects it directly (the first packed value >= CRC << shift is the first point
+    >= CRC), and building needs no per-point tuples, which dominated rebuilding large tables.
     """
 
-    __slots__ = ("_owners", "_points")
+    __slots__ = ("_mask", "_packed", "_shift", "nodes")
 
     def __init__(self, nodes: Iterable[str], weights: Mapping[str, int] | None = None) -> None:
-        """Build from distinct node texts; `weights` (default 1 each) only exists to reproduce
-        lua-resty-balancer's own self-check, ingress-nginx never sets one."""
-        # Duplicates merge (§3). Sorted, so a node's index is its rank in ascending text order
-        # (code-point order of str is the byte order of its UTF-8 encoding).
+        """Build from node texts (duplicates merge, §3); `weights` (default 1 each) only exists
+        to reproduce lua-resty-balancer's own self-check, ingress-nginx never sets one."""
+        # Sorted: a node's index is its rank in ascending text order, the tie rule (code-point
+        # order of str is the byte order of its UTF-8 encoding).
         distinct = sorted(set(nodes))
         if not distinct:
             raise ValueError("a hash ring needs at least one node")
-        # Each point packed with its node's rank into one int: sorting plain ints orders the
-        # ring and breaks ties by node text, several times faster than (point, node) tuples.
         shift = len(distinct).bit_length()
         packed: list[int] = []
         for rank, node in enumerate(distinct):
             weight = 1 if weights is None else weights.get(node, 1)
             if weight < 1:
                 raise ValueError(f"weight of {node!r} must be at least 1, got {weight}")
-            packed.extend(
-                (point << shift) | rank for point in node_points(node, POINTS_PER_WEIGHT * weight)
-            )
+            points = node_points(node, POINTS_PER_WEIGHT * weight)
+            packed.extend((point << shift) | rank for point in points)
         packed.sort()
-        mask = (1 << shift) - 1
-        self._points: tuple[int, ...] = tuple(value >> shift for value in packed)
-        self._owners: tuple[str, ...] = tuple(distinct[value & mask] for value in packed)
+        self._packed = packed
+        self._shift = shift
+        self._mask = (1 << shift) - 1
+        self.nodes: tuple[str, ...] = tuple(distinct)  # by rank
 
     def __len__(self) -> int:
-        return len(self._points)
+        return len(self._packed)
 
     def lookup_index(self, key: str) -> int:
         """Ring index of the first point >= CRC-32(key), wrapping to 0 past the last (§5.3)."""
-        index = bisect_left(self._points, zlib.crc32(key_bytes(key)))
-        return index if index < len(self._points) else 0
+        packed = self._packed
+        index = bisect_left(packed, zlib.crc32(key_bytes(key)) << self._shift)
+        return index if index < len(packed) else 0
+
+    def lookup_rank(self, key: str) -> int:
+        """The rank (index in `nodes`) of the node that owns `key`: the hot-path form."""
+        return self._packed[self.lookup_index(key)] & self._mask
 
     def lookup(self, key: str) -> str:
         """The node that owns `key`. Never fails: every key lands somewhere on a non-empty ring."""
-        return self._owners[self.lookup_index(key)]
+        return self.nodes[self.lookup_rank(key)]
 
     @property
     def points(self) -> tuple[int, ...]:
-        """Point values in ring order (ascending)."""
-        return self._points
+        """Point values in ring order (ascending); built on demand, for tests and status."""
+        return tuple(value >> self._shift for value in self._packed)
 
     @property
     def owners(self) -> tuple[str, ...]:
-        """The node owning each point, aligned with `points`."""
-        return self._owners
+        """The node owning each point, aligned with `points`; built on demand."""
+        nodes, mask = self.nodes, self._mask
+        return tuple(nodes[value & mask] for value in self._packed)

@@ -60,10 +60,9 @@ def test_ring_size_and_bounds(vector_set: dict[str, Any]) -> None:
 @by_label(SETS)
 def test_cross_endpoint_ties(vector_set: dict[str, Any]) -> None:
     ring = ring_of(vector_set)
+    points, owners = ring.points, ring.owners  # each built on demand: take them once
     ties = sum(
-        1
-        for i in range(1, len(ring))
-        if ring.points[i] == ring.points[i - 1] and ring.owners[i] != ring.owners[i - 1]
+        1 for i in range(1, len(ring)) if points[i] == points[i - 1] and owners[i] != owners[i - 1]
     )
     assert ties == vector_set["cross_endpoint_ties"]
 
