@@ -442,6 +442,20 @@ def _add_proxy_flags(parser: argparse.ArgumentParser) -> None:
         help="time allowed for a whole request head " + _DEFAULT,
     )
     group.add_argument(
+        "--client-body-timeout",
+        type=_value(parse_timeout),
+        default="60",
+        metavar="S",
+        help="longest pause between two reads of a request body, as nginx's " + _DEFAULT,
+    )
+    group.add_argument(
+        "--max-connections",
+        type=_value(parse_positive),
+        default="16384",
+        metavar="N",
+        help="client connections at once; beyond, a 503 and a close " + _DEFAULT,
+    )
+    group.add_argument(
         "--shutdown-grace",
         type=_value(parse_seconds),
         default="30",
@@ -498,6 +512,8 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
         log_level=args.log_level,
         access_log=args.access_log,
         client_header_timeout=args.client_header_timeout,
+        client_body_timeout=args.client_body_timeout,
+        max_connections=args.max_connections,
         shutdown_grace=args.shutdown_grace,
         upstream=UpstreamPolicy(
             connect_timeout=args.proxy_connect_timeout,

@@ -68,6 +68,8 @@ class ProxyServer:
             self.publisher.get,
             self.metrics,
             client_header_timeout=settings.client_header_timeout,
+            client_body_timeout=settings.client_body_timeout,
+            max_connections=settings.max_connections,
             https_port=settings.https_port,
         )
         self.ctx = ctx

@@ -46,6 +46,8 @@ class ServeSettings:
     log_level: str = "info"
     access_log: str = "off"
     client_header_timeout: float = 60.0
+    client_body_timeout: float = 60.0  # between two reads of a request body
+    max_connections: int = 16384  # client connections at once (ingress-nginx's worker default)
     shutdown_grace: float = 30.0
     # Defaults for every cluster; Ingress annotations override them per route.
     upstream: UpstreamPolicy = field(default_factory=UpstreamPolicy)

@@ -136,9 +136,7 @@ async def test_a_request_body_that_stalls_is_408(
     upstreams: StartUpstreams, proxy: StartProxy
 ) -> None:
     (up,) = await upstreams(1)
-    server = await proxy([up.endpoint], None)
-    assert server.ctx is not None
-    server.ctx.client_body_timeout = 0.3
+    server = await proxy([up.endpoint], None, client_body_timeout=0.3)
     response = await raw_request(
         server, b"POST /sink HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc", timeout=5
     )
@@ -149,9 +147,8 @@ async def test_connections_over_the_cap_get_503(
     upstreams: StartUpstreams, proxy: StartProxy
 ) -> None:
     (up,) = await upstreams(1)
-    server = await proxy([up.endpoint], None)
-    assert server.ctx is not None and server.address is not None
-    server.ctx.max_connections = 2
+    server = await proxy([up.endpoint], None, max_connections=2)
+    assert server.address is not None
     held = [
         await asyncio.open_connection(server.address.host, server.address.port) for _ in range(2)
     ]

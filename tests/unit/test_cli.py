@@ -38,6 +38,7 @@ def test_every_serve_flag_reaches_the_settings() -> None:
         *("--proxy-send-timeout", "20", "--proxy-body-size", "8k"),
         *("--proxy-next-upstream", "error http_503", "--proxy-next-upstream-tries", "0"),
         *("--client-header-timeout", "7", "--shutdown-grace", "0"),
+        *("--client-body-timeout", "9", "--max-connections", "100"),
     ).settings
     assert settings == ServeSettings(
         listen=Address("::1", 9000),
@@ -46,6 +47,8 @@ def test_every_serve_flag_reaches_the_settings() -> None:
         log_level="debug",
         access_log="json",
         client_header_timeout=7.0,
+        client_body_timeout=9.0,
+        max_connections=100,
         shutdown_grace=0.0,
         upstream=UpstreamPolicy(
             connect_timeout=1.5,
