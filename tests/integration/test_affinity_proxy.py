@@ -15,9 +15,10 @@ from proxy.core.affinity import Balancer
 from proxy.core.cookies import parse_cookie
 from proxy.core.model import Affinity, AffinityMode, CookieSettings, Endpoint, UpstreamPolicy
 from proxy.core.ring import HashRing
+from proxy.runtime import ProxyServer
 from proxy.sources.static import STATIC_CLUSTER
 from tests.integration.conftest import StartProxy, StartUpstreams
-from tests.integration.harness import raw_request, start_raw_upstream, url
+from tests.integration.harness import Upstream, raw_request, start_raw_upstream, url
 
 BALANCED = Affinity(AffinityMode.BALANCED, CookieSettings(name="key"))
 PERSISTENT = Affinity(AffinityMode.PERSISTENT, CookieSettings(name="key", max_age=60))
@@ -122,6 +123,16 @@ def ring_shares(ring: HashRing) -> dict[str, float]:
     return {node: size / 2**32 for node, size in owned.items()}
 
 
+async def pin_then_stop(
+    session: aiohttp.ClientSession, server: ProxyServer, ups: list[Upstream]
+) -> tuple[str, Upstream]:
+    """A new session's cookie value, and its upstream, which is then stopped."""
+    _, cookies, body = await get(session, url(server))
+    pinned = next(u for u in ups if u.name == body["name"])
+    await pinned.stop()
+    return cookie_value(cookies[0]), pinned
+
+
 @pytest.mark.parametrize("mode", [AffinityMode.BALANCED, AffinityMode.PERSISTENT])
 async def test_change_on_failure_true_moves_the_session_with_a_new_cookie(
     upstreams: StartUpstreams, proxy: StartProxy, mode: AffinityMode
@@ -130,10 +141,7 @@ async def test_change_on_failure_true_moves_the_session_with_a_new_cookie(
     affinity = Affinity(mode, CookieSettings(name="key", change_on_failure=True))
     server = await proxy([u.endpoint for u in ups], affinity)
     async with aiohttp.ClientSession() as session:
-        _, cookies, body = await get(session, url(server))
-        value = cookie_value(cookies[0])
-        pinned = next(u for u in ups if u.name == body["name"])
-        await pinned.stop()
+        value, pinned = await pin_then_stop(session, server, ups)
         status, cookies, body = await get(session, url(server), value)
         assert status == 200 and body["name"] != pinned.name
         assert len(cookies) == 1 and cookie_value(cookies[0]) != value
@@ -154,10 +162,7 @@ async def test_change_on_failure_false_retries_the_pinned_upstream_then_502(
     affinity = Affinity(AffinityMode.BALANCED, CookieSettings(name="key"))
     server = await proxy([u.endpoint for u in ups], affinity)
     async with aiohttp.ClientSession() as session:
-        _, cookies, body = await get(session, url(server))
-        value = cookie_value(cookies[0])
-        pinned = next(u for u in ups if u.name == body["name"])
-        await pinned.stop()
+        value, pinned = await pin_then_stop(session, server, ups)
         status, cookies, _ = await get(session, url(server), value)
         assert (status, cookies) == (502, [])
         # every one of the 3 tries went to the pinned upstream, none elsewhere
