@@ -11,6 +11,8 @@ have acted on a non-idempotent request.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,7 @@ from proxy.core.errors import (
     ProxyError,
     UpstreamError,
     UpstreamTimeout,
+    error_response,
     redirect_response,
 )
 from proxy.core.model import Endpoint, Route
@@ -220,13 +223,14 @@ class Exchange:
         cluster = route.cluster
         affinity = cluster.affinity
         ctx = self.ctx
+        now = ctx.now()
         decision = cluster.balancer.choose(
             self.cookie_value,
             self.tried,
             previous_failed,
             affinity is not None and affinity.cookie.change_on_failure,
             ctx.rng,
-            ctx.now(),
+            now,
             ctx.pid,
         )
         if decision is None:
@@ -236,7 +240,7 @@ class Exchange:
         if decision.new_key is not None and route.set_cookie is not None:
             new_cookie = f"{decision.new_key}|{cluster.balancer.backend_key}"
             self.set_cookie = route.set_cookie.format(
-                new_cookie, ctx.now(), self.conn.tls, self.request.user_agent
+                new_cookie, now, self.conn.tls, self.request.user_agent
             ).encode("latin-1")
         endpoint = decision.endpoint
         self.outcome = decision.outcome
@@ -271,6 +275,8 @@ class Exchange:
         self.upstream = conn
         self.sent_done = False
         conn.start(self, self.upstream_head_bytes, self.request.method == b"HEAD")
+        if self.conn.write_paused:  # the client is not keeping up: read from this one later
+            conn.pause_reading(True)
         if self.request.upgrade is not None:
             # Raw bytes that followed the Upgrade head wait until the upstream answers 101.
             self.sent_done = True
@@ -428,9 +434,7 @@ class Exchange:
         if self.response_started:
             # Part of the answer is already with the client: all that is left is to cut it short.
             self.ctx.metrics.count_upstream_error(error.reason)
-            self.keep_alive = False
-            self.conn.close_now()
-            self._finish()
+            self.fail(error)
             return
         self._attempt_failed(error, sent=True, stale=stale)
 
@@ -443,9 +447,7 @@ class Exchange:
         if stale and replayable and idempotent:
             # The upstream closed an idle keep-alive connection as we reused it: not the
             # endpoint's fault, so try it again on a fresh connection without spending a try.
-            self.tried.pop()
-            self.tries -= 1
-            self.endpoint_retry(self.endpoint)
+            self._connect(self.endpoint)
             return
         self.ctx.metrics.count_upstream_error(error.reason)
         self.last_error = error
@@ -463,11 +465,6 @@ class Exchange:
         else:
             self.fail(error)
 
-    def endpoint_retry(self, endpoint: Endpoint) -> None:
-        self.tried.append(endpoint)
-        self.tries += 1
-        self._connect(endpoint)
-
     def fail(self, error: ProxyError) -> None:
         """Answer with the error's status, unless an answer has already begun."""
         if self.finished:
@@ -481,11 +478,7 @@ class Exchange:
             self.conn.close_now()
             self._finish()
             return
-        self.status = error.status
-        if not self.request_done or self.request.upgrade is not None:
-            self.keep_alive = False
-        self.conn.write_error(error.status, close=not self.keep_alive or self.ctx.closing)
-        self._finish()
+        self._reply(error.status, partial(error_response, error.status))
 
     def _redirect_to_https(self) -> None:
         request = self.request
@@ -494,10 +487,15 @@ class Exchange:
             self.ctx.https_suffix,
             request.target,
         )
-        self.status = 308
-        if not self.request_done:
+        self._reply(308, partial(redirect_response, location))
+
+    def _reply(self, status: int, render: Callable[[bool], bytes]) -> None:
+        """An answer of the proxy's own, rendered for whether the connection then closes: it
+        does unless the request was read whole (an unread body cannot be skipped)."""
+        self.status = status
+        if not self.request_done or self.request.upgrade is not None:
             self.keep_alive = False
-        self.conn.write(redirect_response(location, close=not self.keep_alive or self.ctx.closing))
+        self.conn.write(render(not self.keep_alive or self.ctx.closing))
         self._finish()
 
     def _finish(self) -> None:

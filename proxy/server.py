@@ -332,9 +332,6 @@ class DownstreamProtocol(asyncio.Protocol):
         if out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
-    def write_error(self, status: int, close: bool) -> None:
-        self.write(error_response(status, close))
-
     def close_now(self) -> None:
         """End the connection after what is already written."""
         self._closed = True
@@ -420,7 +417,7 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def _answer_fatal(self, error: ProxyError) -> None:
         self.ctx.metrics.count_request(None, b"", error.status)
-        self.write_error(error.status, close=True)
+        self.write(error_response(error.status, close=True))
         self.close_now()
 
     def _body_timed_out(self, exchange: Exchange) -> None:
