@@ -4,6 +4,10 @@ Spec: compat/INGRESS_NGINX_COOKIES.md §5-§7, plus DESIGN §4 "Draining". A `Ba
 once per cluster per snapshot; `choose` runs on every upstream attempt, and for a cookie that
 resolves it does one bisect on the ring (or one dict hit on the persistent map) and hands back a
 precomputed `Decision`. Randomness, the clock and the pid come from the caller.
+
+A ring is built when first needed, not with its snapshot: 50,000 endpoints are 8 million CRC-32
+points, seconds of work that would hold back the whole table. The publisher warms the rings in a
+thread right after the swap, so requests rarely find one cold (a 50-pod ring takes a few ms).
 """
 
 from __future__ import annotations
@@ -57,11 +61,11 @@ class Balancer:
     __slots__ = (
         "__weakref__",
         "_by_key",
-        "_by_rank",
+        "_by_node",
         "_mode",
         "_plain",
         "_ready_keys",
-        "_ring",
+        "_ring_lookup",
         "backend_key",
         "endpoints",
         "ready",
@@ -79,17 +83,17 @@ class Balancer:
         self._mode = mode
         # Draining endpoints stay in the ring and the map: their sessions must still resolve to
         # them. Only new picks skip them.
-        self._ring: HashRing | None = None
-        self._by_rank: tuple[Decision, ...] = ()  # the cookie-hit decision for each ring node
+        self._by_node: dict[str, Decision] = {}  # balanced: the cookie-hit decision per node
+        # balanced, once built: the ring and the cookie-hit decision of each ring node, by rank
+        # (one attribute, so a thread building it concurrently never shows half of it)
+        self._ring_lookup: tuple[HashRing, tuple[Decision, ...]] | None = None
         self._by_key: dict[str, Decision] = {}  # persistent key -> cookie-hit decision
         self._ready_keys: tuple[str, ...] = ()  # persistent key of each `ready` endpoint
         self._plain: tuple[Decision, ...] = ()  # no affinity: one decision per ready endpoint
         if mode is None:
             self._plain = tuple(Decision(e, None, None) for e in self.ready)
         elif mode is AffinityMode.BALANCED and endpoints:
-            by_node = {e.node: _pinned(e) for e in endpoints}
-            self._ring = HashRing(by_node)
-            self._by_rank = tuple(by_node[node] for node in self._ring.nodes)
+            self._by_node = {e.node: _pinned(e) for e in endpoints}
         elif mode is AffinityMode.PERSISTENT:
             keys = {e: _persistent_key(backend_name, e) for e in endpoints}
             self._by_key = {key: _pinned(e) for e, key in keys.items()}
@@ -114,8 +118,28 @@ class Balancer:
 
     @property
     def ring(self) -> HashRing | None:
-        """The balanced-mode ring (None otherwise, or with no endpoints); for status pages."""
-        return self._ring
+        """The balanced-mode ring (None otherwise, or with no endpoints), built if still cold."""
+        lookup = self._ring_lookup or self._build_ring()
+        return lookup[0] if lookup is not None else None
+
+    @property
+    def cold(self) -> bool:
+        """Whether this balancer still has a ring to build before it can answer."""
+        return self._ring_lookup is None and bool(self._by_node)
+
+    def warm(self) -> None:
+        """Build the ring now, so that no request has to."""
+        if self._ring_lookup is None:
+            self._build_ring()
+
+    def _build_ring(self) -> tuple[HashRing, tuple[Decision, ...]] | None:
+        """Build the ring of a balanced cluster with endpoints (None for any other). Two threads
+        may race here: both build the same ring, and either result is the right one."""
+        if not self._by_node:
+            return None
+        ring = HashRing(self._by_node)
+        lookup = self._ring_lookup = (ring, tuple(self._by_node[node] for node in ring.nodes))
+        return lookup
 
     def choose(  # noqa: PLR0917 - the data plane's positional call; one hot call, no kwargs
         self,
@@ -136,10 +160,13 @@ class Balancer:
         if self._mode is None:
             return self._pick_plain(tried, rng)
         key = upstream_key(cookie_value) if cookie_value else None
+        ring_lookup = None
+        if self._mode is AffinityMode.BALANCED:
+            ring_lookup = self._ring_lookup or self._build_ring()
         pinned: Decision | None = None
         if key is not None:
-            if self._ring is not None:
-                pinned = self._by_rank[self._ring.lookup_rank(key)]
+            if ring_lookup is not None:
+                pinned = ring_lookup[1][ring_lookup[0].lookup_rank(key)]
             else:
                 pinned = self._by_key.get(key)
         if pinned is not None and not (previous_failed and change_on_failure):
@@ -153,14 +180,14 @@ class Balancer:
         else:
             outcome = Outcome.REPICKED  # only persistent mode: a ring resolves every key
         if self._mode is AffinityMode.BALANCED:
-            if self._ring is None:
+            if ring_lookup is None:
                 return None  # no endpoints at all
-            return self._pick_balanced(self._ring, tried, outcome, rng=rng, now=now, pid=pid)
+            return self._pick_balanced(ring_lookup, tried, outcome, rng=rng, now=now, pid=pid)
         return self._pick_persistent(tried, outcome, rng)
 
     def _pick_balanced(
         self,
-        ring: HashRing,
+        ring_lookup: tuple[HashRing, tuple[Decision, ...]],
         tried: Collection[Endpoint],
         outcome: Outcome,
         *,
@@ -171,10 +198,11 @@ class Balancer:
         """Draw keys until one lands on a ready, untried endpoint (§5.5; draining: DESIGN §4)."""
         if not self._has_candidate(tried):
             return None  # doomed draws would only burn time
+        ring, by_rank = ring_lookup
         landed_on_tried = 0
         for attempt in range(1, MAX_DRAWS + 1):
             key = new_balanced_key(now, attempt, pid, rng)
-            endpoint = self._by_rank[ring.lookup_rank(key)].endpoint
+            endpoint = by_rank[ring.lookup_rank(key)].endpoint
             if endpoint.draining:
                 continue
             if endpoint not in tried:

@@ -721,3 +721,26 @@ def test_a_balancer_still_in_use_is_reused_and_a_changed_one_rebuilt() -> None:
     del first, again
     gc.collect()
     assert gone() is None  # nothing keeps a balancer no snapshot uses
+
+
+def test_a_ring_is_built_on_first_use_and_answers_as_if_built_eagerly() -> None:
+    """Rings are lazy (a 50,000-endpoint table must not wait for 8M points); laziness must not
+    change a single answer."""
+    endpoints = [Endpoint(f"10.7.0.{i}", 8080) for i in range(1, 9)]
+    cold = Balancer(BACKEND, tuple(endpoints), AffinityMode.BALANCED)
+    warmed = Balancer(BACKEND, tuple(endpoints), AffinityMode.BALANCED)
+    assert cold.cold and warmed.cold
+    warmed.warm()
+    assert not warmed.cold
+    first = choose(cold, "1795765304.4169.20098.91221|" + backend_key(BACKEND))
+    assert not cold.cold  # the first cookie lookup built it
+    assert first == choose(warmed, "1795765304.4169.20098.91221|" + backend_key(BACKEND))
+    keys = [f"{i}.1.1.1|x" for i in range(200)]
+    assert [choose(cold, k) for k in keys] == [choose(warmed, k) for k in keys]
+
+
+def test_only_balanced_clusters_with_endpoints_have_a_ring_to_build() -> None:
+    assert not Balancer(BACKEND, (), AffinityMode.BALANCED).cold
+    assert not Balancer(BACKEND, THREE, AffinityMode.PERSISTENT).cold
+    assert not Balancer(BACKEND, THREE, None).cold
+    assert Balancer(BACKEND, (), AffinityMode.BALANCED).ring is None

@@ -1,0 +1,74 @@
+"""The publisher warms each new table's affinity rings in a thread, and only while it is current."""
+
+from __future__ import annotations
+
+import asyncio
+
+from proxy.core.affinity import build_cluster
+from proxy.core.model import Affinity, Endpoint, PathType, Route, UpstreamPolicy
+from proxy.core.routing import Snapshot
+from proxy.metrics import Metrics
+from proxy.publisher import Publisher, warm_rings
+
+
+def table(*clusters: str) -> Snapshot:
+    routes = tuple(
+        Route(
+            host=f"{name}.example",
+            path="/",
+            path_type=PathType.PREFIX,
+            cluster=build_cluster(
+                name, [Endpoint(f"10.8.{i}.{j}", 80) for j in range(1, 6)], Affinity()
+            ),
+            sets_cookie=True,
+            cookie_path="/",
+            upstream=UpstreamPolicy(),
+        )
+        for i, name in enumerate(clusters)
+    )
+    return Snapshot(routes=routes)
+
+
+def cold(snapshot: Snapshot) -> list[str]:
+    return [c.name for c in snapshot.clusters if c.balancer.cold]
+
+
+def test_warm_rings_builds_every_ring_of_a_wanted_table() -> None:
+    snapshot = table("warm-a", "warm-b")
+    assert cold(snapshot) == ["warm-a", "warm-b"]
+    warm_rings(snapshot, lambda _: True)
+    assert cold(snapshot) == []
+
+
+def test_warm_rings_stops_once_the_table_is_replaced() -> None:
+    snapshot = table("stop-a", "stop-b", "stop-c")
+    asked: list[Snapshot] = []
+
+    def wanted(candidate: Snapshot) -> bool:
+        asked.append(candidate)
+        return len(asked) == 1  # replaced after the first ring
+
+    warm_rings(snapshot, wanted)
+    assert cold(snapshot) == ["stop-b", "stop-c"]
+
+
+def test_publishing_in_a_running_loop_warms_the_new_table() -> None:
+    async def publish_and_wait() -> list[str]:
+        publisher = Publisher(Metrics())
+        snapshot = table("live-a", "live-b")
+        assert publisher.publish(snapshot)
+        for _ in range(200):  # bounded: 2 s
+            if not cold(snapshot):
+                break
+            await asyncio.sleep(0.01)
+        return cold(snapshot)
+
+    assert asyncio.run(publish_and_wait()) == []
+
+
+def test_publishing_without_a_loop_leaves_rings_to_their_first_use() -> None:
+    snapshot = table("lazy-a")
+    Publisher(Metrics()).publish(snapshot)
+    assert cold(snapshot) == ["lazy-a"]
+    assert snapshot.routes[0].cluster.balancer.ring is not None
+    assert cold(snapshot) == []
