@@ -1,0 +1,148 @@
+"""Python cost of one proxied request, without sockets or a kernel in the way.
+
+Drives the real DownstreamProtocol and UpstreamConnection with in-memory transports: a client
+request goes in, the upstream's request head comes out, a canned upstream response goes in, the
+client's response comes out. What is left is the data plane's own CPU time per request, which
+socket benchmarks bury under kernel time and noise. `--profile` prints cProfile's top functions.
+
+    python bench/hotpath.py                 # µs per request for each request kind
+    python bench/hotpath.py --profile browser
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+if __package__ in (None, ""):  # run as a script: the repository root is not on sys.path yet
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from proxy.core.model import Affinity, CookieSettings, Endpoint, UpstreamPolicy
+from proxy.metrics import Metrics
+from proxy.server import DownstreamProtocol, ServerContext
+from proxy.sources.static import static_snapshot
+from proxy.upstream import UpstreamConnection
+
+COOKIE = b"key=1795765304.4169.20098.91221|44323fc27e2ab28b68735f281c5d85c6"
+BROWSER_HEADERS = (
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    b"Chrome/120.0 Safari/537.36\r\n"
+    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+    b"Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n"
+    b"Upgrade-Insecure-Requests: 1\r\nSec-Fetch-Dest: document\r\nSec-Fetch-Mode: navigate\r\n"
+    b"Sec-Fetch-Site: none\r\nCache-Control: max-age=0\r\nConnection: keep-alive\r\n"
+)
+REQUESTS = {
+    "sticky": b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nCookie: " + COOKIE + b"\r\n\r\n",
+    "new-client": b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+    "browser": b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nCookie: _ga=GA1.2.3; theme=dark; "
+    + COOKIE
+    + b"; sid=abc\r\n"
+    + BROWSER_HEADERS
+    + b"\r\n",
+}
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Fri, 27 Nov 2026 09:00:00 GMT\r\n"
+    b"Content-Type: application/json\r\nContent-Length: 12\r\nConnection: keep-alive\r\n\r\n"
+    b'{"uuid":"a"}'
+)
+
+
+class MemoryTransport:
+    """Just enough of a uvloop transport for the protocols: writes are kept, not sent."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8080)}.get(name)
+
+    def close(self) -> None:
+        self.closing = True
+
+    abort = close
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+
+def setup(loop: asyncio.AbstractEventLoop) -> tuple[DownstreamProtocol, list[UpstreamConnection]]:
+    endpoints = (Endpoint("127.0.0.1", 28081), Endpoint("127.0.0.1", 28082))
+    affinity = Affinity(cookie=CookieSettings(name="key"))
+    snapshot = static_snapshot(endpoints, affinity, UpstreamPolicy())
+    metrics = Metrics()
+    metrics.follow(lambda: snapshot)
+    ctx = ServerContext(loop, lambda: snapshot, metrics)
+    upstreams = []
+    for endpoint in endpoints:  # one idle keep-alive connection per endpoint
+        pool = ctx.pools.get(endpoint)
+        conn = UpstreamConnection(pool)
+        conn.connection_made(MemoryTransport())  # type: ignore[arg-type]
+        pool.release(conn)
+        upstreams.append(conn)
+    client = DownstreamProtocol(ctx)
+    client.connection_made(MemoryTransport())  # type: ignore[arg-type]
+    return client, upstreams
+
+
+def run(kind: str, count: int, profile: bool) -> float:
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    client, upstreams = setup(loop)
+    request = REQUESTS[kind]
+    down = client.transport.written  # type: ignore[union-attr]
+
+    def one() -> None:
+        client.data_received(request)
+        for upstream in upstreams:
+            if upstream.sink is not None:
+                upstream.data_received(RESPONSE)
+
+    for _ in range(1000):  # warm up, and check the answers are real
+        one()
+    if not down[-1].endswith(b'{"uuid":"a"}') or b"200 OK" not in down[-1]:
+        raise SystemExit(f"{kind}: unexpected answer {down[-1][:200]!r}")
+    profiler = cProfile.Profile() if profile else None
+    if profiler is not None:
+        profiler.enable()
+    start = time.process_time()
+    for _ in range(count):
+        one()
+    elapsed = time.process_time() - start
+    if profiler is not None:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    loop.close()
+    return elapsed / count * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=50_000)
+    parser.add_argument("--profile", choices=sorted(REQUESTS))
+    args = parser.parse_args()
+    if args.profile:
+        run(args.profile, args.count, profile=True)
+        return
+    for kind in REQUESTS:
+        best = min(run(kind, args.count, profile=False) for _ in range(3))
+        print(f"{kind:<11} {best:6.2f} µs/request")
+
+
+if __name__ == "__main__":
+    main()
