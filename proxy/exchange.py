@@ -312,9 +312,9 @@ class Exchange:
         # No timer of its own: reads stamp `last_read` and the connection's one timer checks
         # `read_time_left` (a timer per request cost more than the rest of the bookkeeping).
         assert self.route is not None
-        self.last_read = self.ctx.loop.time()
+        now = self.last_read = self.ctx.loop.time()
         self.awaiting_upstream = True
-        self.conn.timer_within(self.route.upstream.read_timeout)
+        self.conn.timer_within(self.route.upstream.read_timeout, now)
 
     def read_time_left(self, now: float) -> float:
         assert self.route is not None

@@ -28,6 +28,10 @@ NEW_KEY_ATTEMPTS = 20  # ingress-nginx's MAX_UPSTREAM_CHECKS_COUNT (sticky_balan
 # 20 draws would still turn away 12% of new sessions. This caps the redraws instead: with a ready
 # share of 2% or more, fewer than one pick in 20,000 fails.
 MAX_DRAWS = 500
+# Cookie values remembered per balancer with the decision they resolve to: a returning client
+# then costs one dict hit instead of splitting its cookie, a CRC-32 and a bisect. Cleared when
+# full, so a flood of made-up cookies costs memory only up to this.
+PINNED_CACHE_SIZE = 1024
 
 
 class Outcome(StrEnum):
@@ -63,6 +67,7 @@ class Balancer:
         "_by_key",
         "_by_node",
         "_mode",
+        "_pinned_by_cookie",
         "_plain",
         "_ready_keys",
         "_ring_lookup",
@@ -90,6 +95,7 @@ class Balancer:
         self._by_key: dict[str, Decision] = {}  # persistent key -> cookie-hit decision
         self._ready_keys: tuple[str, ...] = ()  # persistent key of each `ready` endpoint
         self._plain: tuple[Decision, ...] = ()  # no affinity: one decision per ready endpoint
+        self._pinned_by_cookie: dict[str, Decision | None] = {}  # see PINNED_CACHE_SIZE
         if mode is None:
             self._plain = tuple(Decision(e, None, None) for e in self.ready)
         elif mode is AffinityMode.BALANCED and endpoints:
@@ -159,20 +165,16 @@ class Balancer:
         """
         if self._mode is None:
             return self._pick_plain(tried, rng)
+        if cookie_value:
+            try:
+                pinned = self._pinned_by_cookie[cookie_value]
+            except KeyError:
+                pinned = self._pinned(cookie_value)
+            if pinned is not None and not (previous_failed and change_on_failure):
+                # The cookie wins, even for a draining endpoint and, without change-on-failure,
+                # even on a retry of the endpoint that just failed (ingress-nginx's default).
+                return pinned
         key = upstream_key(cookie_value) if cookie_value else None
-        ring_lookup = None
-        if self._mode is AffinityMode.BALANCED:
-            ring_lookup = self._ring_lookup or self._build_ring()
-        pinned: Decision | None = None
-        if key is not None:
-            if ring_lookup is not None:
-                pinned = ring_lookup[1][ring_lookup[0].lookup_rank(key)]
-            else:
-                pinned = self._by_key.get(key)
-        if pinned is not None and not (previous_failed and change_on_failure):
-            # The cookie wins, even for a draining endpoint and, without change-on-failure, even
-            # on a retry of the endpoint that just failed (ingress-nginx's default).
-            return pinned
         if previous_failed:
             outcome = Outcome.FAILOVER
         elif key is None:
@@ -180,10 +182,28 @@ class Balancer:
         else:
             outcome = Outcome.REPICKED  # only persistent mode: a ring resolves every key
         if self._mode is AffinityMode.BALANCED:
+            ring_lookup = self._ring_lookup or self._build_ring()
             if ring_lookup is None:
                 return None  # no endpoints at all
             return self._pick_balanced(ring_lookup, tried, outcome, rng=rng, now=now, pid=pid)
         return self._pick_persistent(tried, outcome, rng)
+
+    def _pinned(self, cookie_value: str) -> Decision | None:
+        """The decision a cookie resolves to (None: it holds no key, or names no endpoint)."""
+        key = upstream_key(cookie_value)
+        pinned: Decision | None = None
+        if key is not None:
+            if self._mode is AffinityMode.BALANCED:
+                ring_lookup = self._ring_lookup or self._build_ring()
+                if ring_lookup is not None:
+                    pinned = ring_lookup[1][ring_lookup[0].lookup_rank(key)]
+            else:
+                pinned = self._by_key.get(key)
+        cache = self._pinned_by_cookie
+        if len(cache) >= PINNED_CACHE_SIZE:
+            cache.clear()
+        cache[cookie_value] = pinned
+        return pinned
 
     def _pick_balanced(
         self,

@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from proxy.core.affinity import Balancer, Decision, Outcome, build_cluster
+from proxy.core.affinity import (
+    PINNED_CACHE_SIZE,
+    Balancer,
+    Decision,
+    Outcome,
+    _persistent_key,
+    build_cluster,
+)
 from proxy.core.cookies import backend_key
 from proxy.core.model import Affinity, AffinityMode, Cluster, Endpoint
 from proxy.core.ring import HashRing
@@ -744,3 +751,20 @@ def test_only_balanced_clusters_with_endpoints_have_a_ring_to_build() -> None:
     assert not Balancer(BACKEND, THREE, AffinityMode.PERSISTENT).cold
     assert not Balancer(BACKEND, THREE, None).cold
     assert Balancer(BACKEND, (), AffinityMode.BALANCED).ring is None
+
+
+@pytest.mark.parametrize("affinity", [BALANCED, PERSISTENT_MODE], ids=["bal", "per"])
+def test_remembered_cookies_resolve_as_fresh_ones_past_the_cache_size(affinity: Affinity) -> None:
+    """Returning cookies are answered from a bounded memo; overflowing it changes no answer."""
+    remembering = Balancer(BACKEND, THREE, affinity.mode)
+    keys = (
+        [f"{i}.5.5.5|x" for i in range(2 * PINNED_CACHE_SIZE + 3)]
+        if affinity is BALANCED
+        else [_persistent_key(BACKEND, e) for e in THREE] + ["unknown"]
+    )
+    first = [choose(remembering, key) for key in keys]
+    again = [choose(remembering, key) for key in reversed(keys)]
+    fresh = [choose(Balancer(BACKEND, THREE, affinity.mode), key) for key in keys]
+    assert first == fresh
+    assert again == fresh[::-1]
+    assert all(d is not None and d.outcome in (Outcome.STICKY, None) for d in first[:3])
