@@ -335,30 +335,33 @@ class Exchange:
         self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], upgrade: bool
     ) -> None:
         self.last_read = self.ctx.loop.time()
-        response = h.scan_response(status, reason, headers)
         conn = self.conn
-        client_http11 = self.request.http11
+        request = self.request
+        client_http11 = request.http11
+        head_request = request.method == b"HEAD"
         if status < 200 and not upgrade:
             # Interim answers (100 Continue) go to HTTP/1.1 clients as they are; HTTP/1.0 has
             # none (RFC 9110 §15.2).
             if client_http11:
-                conn.write(h.downstream_head(response, h.Framing.NONE, True, True, None))
+                interim, _ = h.response_head(status, reason, headers, False, True, True, None)
+                conn.write(interim)
             return
+        extra = b""
         if upgrade:
-            response.forward += [(b"Connection", b"upgrade")]
-            if self.request.upgrade is not None:
-                response.forward += [(b"Upgrade", self.request.upgrade)]
+            extra = b"Connection: upgrade\r\n"
+            if request.upgrade is not None:
+                extra += b"Upgrade: %s\r\n" % request.upgrade
         self.response_started = True
         self.status = status
-        framing = h.response_framing(response, self.request.method == b"HEAD", client_http11)
+        # An unread request body cannot be skipped: the connection closes after this answer.
+        keep_alive = self.keep_alive and self.request_done and not self.ctx.closing
+        head, framing = h.response_head(
+            status, reason, headers, head_request, client_http11, keep_alive or upgrade,
+            self.set_cookie, extra,
+        )  # fmt: skip
         self.framing = framing
         if framing == h.Framing.CLOSE or not self.request_done:
-            # Without a length the body ends at close; an unread request body cannot be skipped.
-            self.keep_alive = False
-        keep_alive = self.keep_alive and not self.ctx.closing
-        head = h.downstream_head(
-            response, framing, keep_alive or upgrade, client_http11, self.set_cookie
-        )
+            self.keep_alive = False  # without a length, the body ends at close
         conn.write(head)
         self.sent_head = len(head)
         if upgrade:

@@ -9,6 +9,7 @@ upstream never depends on how the client framed it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -70,6 +71,7 @@ class Request:
 _FORWARD_HOST, _FORWARD_COOKIE, _FORWARD_USER_AGENT = 0, 1, 2  # forwarded and noted
 _CONNECTION, _CONTENT_LENGTH, _TRANSFER_ENCODING = 3, 4, 5  # noted, replaced by our framing
 _FORWARDED_FOR, _REQUEST_ID, _UPGRADE, _DROP = 6, 7, 8, 9  # noted and replaced, or dropped
+_PLAIN = 10  # forwarded, nothing to note
 _REQUEST_HEADERS = {
     b"host": _FORWARD_HOST,
     b"cookie": _FORWARD_COOKIE,
@@ -83,6 +85,31 @@ _REQUEST_HEADERS = {
     **dict.fromkeys(_DROP_REQUEST - {b"connection", b"content-length", b"transfer-encoding",
                                      b"x-forwarded-for", b"x-request-id", b"upgrade"}, _DROP),
 }  # fmt: skip
+_COMMON_REQUEST = frozenset({
+    b"accept", b"accept-encoding", b"accept-language", b"authorization", b"cache-control",
+    b"content-type", b"dnt", b"if-modified-since", b"if-none-match", b"origin", b"pragma",
+    b"priority", b"referer", b"sec-ch-ua", b"sec-ch-ua-mobile", b"sec-ch-ua-platform",
+    b"sec-fetch-dest", b"sec-fetch-mode", b"sec-fetch-site", b"sec-fetch-user",
+    b"upgrade-insecure-requests", b"x-requested-with",
+})  # fmt: skip
+
+
+def _spellings(names: Iterable[bytes]) -> list[bytes]:
+    """Each name as HTTP/2-style clients send it (lower case) and as browsers do (Title-Case)."""
+    return [form for name in names for form in (name, _title(name))]
+
+
+def _title(name: bytes) -> bytes:
+    return b"-".join(part[:1].upper() + part[1:] for part in name.split(b"-"))
+
+
+# Looked up by exact spelling first, so the usual spellings skip a .lower() per header.
+_REQUEST_KINDS = {
+    **dict.fromkeys(_spellings(_COMMON_REQUEST), _PLAIN),
+    **{form: kind for name, kind in _REQUEST_HEADERS.items() for form in _spellings([name])},
+    b"X-Request-Id": _REQUEST_ID,
+    b"TE": _DROP,
+}
 # Connection tokens that name nothing we forward anyway: no second pass over the headers.
 _ALREADY_DROPPED = HOP_BY_HOP | {b"close"}
 
@@ -100,10 +127,12 @@ def scan_request(method: bytes, target: bytes, http11: bool, raw: Headers) -> Re
     user_agent = forwarded_for = request_id = upgrade = None
     content_length: int | None = None
     transfer_encoding: list[bytes] = []
-    kinds = _REQUEST_HEADERS
+    kinds = _REQUEST_KINDS
     for header in raw:
-        kind = kinds.get(header[0].lower())
+        kind = kinds.get(header[0])
         if kind is None:
+            kind = kinds.get(header[0].lower(), _PLAIN)
+        if kind == _PLAIN:
             forward.append(header)
             continue
         value = header[1]
@@ -202,61 +231,33 @@ class Forwarding:
 
 def upstream_head(request: Request, via: Forwarding, request_id: bytes) -> bytes:
     """The request head sent upstream: HTTP/1.1, keep-alive, framed by the proxy."""
-    parts = [request.method, b" ", request.target, b" HTTP/1.1\r\n"]
     host = request.host_header
+    own_host = b""
     if not host:  # HTTP/1.0 allowed it, HTTP/1.1 upstreams require one
         host = via.local
-        parts += (b"Host: ", host, b"\r\n")
-    for name, value in request.forward:
-        parts += (name, b": ", value, b"\r\n")
+        own_host = b"Host: %s\r\n" % host
     forwarded_for = (
         request.forwarded_for + b", " + via.client_ip if request.forwarded_for else via.client_ip
     )
-    parts += (
-        b"X-Forwarded-For: ", forwarded_for,
-        b"\r\nX-Forwarded-Host: ", host,
-        b"\r\nX-Forwarded-Port: ", via.port,
-        b"\r\nX-Forwarded-Proto: ", via.proto,
-        b"\r\nX-Real-IP: ", via.client_ip,
-        b"\r\nX-Request-ID: ", request_id,
-        b"\r\n",
-    )  # fmt: skip
+    framing = b""
     if request.upgrade is not None:
-        parts += (b"Connection: upgrade\r\nUpgrade: ", request.upgrade, b"\r\n")
+        framing = b"Connection: upgrade\r\nUpgrade: %s\r\n" % request.upgrade
     if request.chunked:
-        parts.append(b"Transfer-Encoding: chunked\r\n")
+        framing += b"Transfer-Encoding: chunked\r\n"
     elif request.content_length is not None:
-        parts += (b"Content-Length: ", str(request.content_length).encode(), b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+        framing += b"Content-Length: %d\r\n" % request.content_length
+    lines = b"".join([b"%s: %s\r\n" % header for header in request.forward])
+    return _UPSTREAM_HEAD % (
+        request.method, request.target, own_host, lines, forwarded_for, host, via.port, via.proto,
+        via.client_ip, request_id, framing,
+    )  # fmt: skip
 
 
-@dataclass(slots=True)
-class Response:
-    status: int
-    reason: bytes
-    forward: Headers
-    content_length: int | None
-
-
-def scan_response(status: int, reason: bytes, raw: Headers) -> Response:
-    """Drop hop-by-hop response headers, keep every other (Set-Cookie included) in order."""
-    connection_tokens: set[bytes] = set()
-    content_length: int | None = None
-    forward: Headers = []
-    for header in raw:
-        lname = header[0].lower()
-        if lname not in _DROP_RESPONSE:
-            forward.append(header)
-        elif lname == b"content-length":
-            stripped = header[1].strip()
-            content_length = int(stripped) if stripped.isdigit() else None
-        elif lname == b"connection":
-            connection_tokens.update(t.strip().lower() for t in header[1].split(b","))
-    listed = connection_tokens - _ALREADY_DROPPED
-    if listed:
-        forward = [(n, v) for n, v in forward if n.lower() not in listed]
-    return Response(status, reason, forward, content_length)
+_UPSTREAM_HEAD = (
+    b"%s %s HTTP/1.1\r\n%s%s"
+    b"X-Forwarded-For: %s\r\nX-Forwarded-Host: %s\r\nX-Forwarded-Port: %s\r\n"
+    b"X-Forwarded-Proto: %s\r\nX-Real-IP: %s\r\nX-Request-ID: %s\r\n%s\r\n"
+)
 
 
 class Framing:
@@ -268,38 +269,90 @@ class Framing:
     CLOSE = 3  # HTTP/1.0 client: the body ends when the connection closes
 
 
-def response_framing(response: Response, head_request: bool, client_http11: bool) -> int:
-    status = response.status
-    if head_request or status < 200 or status in (204, 304):
-        return Framing.NONE
-    if response.content_length is not None:
-        return Framing.LENGTH
-    return Framing.CHUNKED if client_http11 else Framing.CLOSE
+# What response_head does with a header: forward it, note it, or drop it. Looked up by exact
+# spelling first (the usual spellings skip a .lower()), then in lower case.
+_PASS, _LENGTH, _CONNECTION_TOKENS, _HOP = 0, 1, 2, 3
+_COMMON_RESPONSE = frozenset({
+    b"accept-ranges", b"access-control-allow-origin", b"cache-control", b"content-encoding",
+    b"content-type", b"date", b"etag", b"expires", b"last-modified", b"location", b"server",
+    b"set-cookie", b"strict-transport-security", b"vary", b"x-content-type-options",
+    b"x-frame-options",
+})  # fmt: skip
+_RESPONSE_KINDS: dict[bytes, int] = {
+    **dict.fromkeys(_spellings(_COMMON_RESPONSE), _PASS),
+    b"ETag": _PASS,
+    **dict.fromkeys(_spellings(_DROP_RESPONSE), _HOP),
+    **dict.fromkeys(_spellings([b"content-length"]), _LENGTH),
+    **dict.fromkeys(_spellings([b"connection"]), _CONNECTION_TOKENS),
+}
 
 
-def downstream_head(
-    response: Response,
-    framing: int,
-    keep_alive: bool,
+def response_head(  # noqa: PLR0917 - one hot call per response, positional
+    status: int,
+    reason: bytes,
+    raw: Headers,
+    head_request: bool,
     client_http11: bool,
+    keep_alive: bool,
     set_cookie: bytes | None,
-) -> bytes:
-    parts = [b"HTTP/1.1 ", str(response.status).encode(), b" ", response.reason, b"\r\n"]
-    for name, value in response.forward:
-        parts += (name, b": ", value, b"\r\n")
+    extra: bytes = b"",
+) -> tuple[bytes, int]:
+    """The response head for the client, and how its body travels (a `Framing`), in one pass.
+
+    Hop-by-hop headers and those the upstream's Connection lists are dropped; every other header
+    (each Set-Cookie included) is kept in order; `extra` (already formatted lines) and the
+    affinity `set_cookie` follow, then the proxy's own framing. `keep_alive` is what the proxy
+    wants; a body that ends at close overrides it.
+    """
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    content_length: int | None = None
+    listed: set[bytes] = set()
+    kinds = _RESPONSE_KINDS
+    for name, value in raw:
+        kind = kinds.get(name)
+        if kind is None:
+            kind = kinds.get(name.lower(), _PASS)
+        if kind == _PASS:
+            parts += (name, b": ", value, b"\r\n")
+        elif kind == _LENGTH:
+            stripped = value.strip()
+            content_length = int(stripped) if stripped.isdigit() else None
+        elif kind == _CONNECTION_TOKENS:
+            listed.update(t.strip().lower() for t in value.split(b","))
+    listed -= _ALREADY_DROPPED
+    if listed:
+        parts[1:] = _without(parts[1:], listed)
+    if head_request or status < 200 or status in (204, 304):
+        framing = Framing.NONE
+    elif content_length is not None:
+        framing = Framing.LENGTH
+    else:
+        framing = Framing.CHUNKED if client_http11 else Framing.CLOSE
+    if extra:
+        parts.append(extra)
     if set_cookie is not None:
         parts += (b"Set-Cookie: ", set_cookie, b"\r\n")
-    if response.content_length is not None and response.status >= 200 and response.status != 204:
+    if content_length is not None and status >= 200 and status != 204:
         # HEAD and 304 answers keep the length of the body they describe.
-        parts += (b"Content-Length: ", str(response.content_length).encode(), b"\r\n")
+        parts.append(b"Content-Length: %d\r\n" % content_length)
     elif framing == Framing.CHUNKED:
         parts.append(b"Transfer-Encoding: chunked\r\n")
-    if not keep_alive:
+    if not keep_alive or framing == Framing.CLOSE:
         parts.append(b"Connection: close\r\n")
     elif not client_http11:
         parts.append(b"Connection: keep-alive\r\n")
     parts.append(b"\r\n")
-    return b"".join(parts)
+    return b"".join(parts), framing
+
+
+def _without(lines: list[bytes], names: set[bytes]) -> list[bytes]:
+    """`lines` (name, ": ", value, CRLF for each header) without the headers named in `names`
+    (lower case)."""
+    kept: list[bytes] = []
+    for index in range(0, len(lines), 4):
+        if lines[index].lower() not in names:
+            kept += lines[index : index + 4]
+    return kept
 
 
 def chunk(data: bytes) -> bytes:
