@@ -28,7 +28,7 @@ BUCKETS = 8  # a key is remembered for between 7/8 and all of the window
 class SessionSketch:
     """Distinct keys of one endpoint over the last `window` seconds, in `BUCKETS` rotating parts."""
 
-    __slots__ = ("_buckets", "_next_rotation", "_slice", "current", "seen")
+    __slots__ = ("_buckets", "_merged", "_next_rotation", "_slice", "current", "seen")
 
     def __init__(self, window: float, now: float) -> None:
         self._slice = window / BUCKETS
@@ -38,8 +38,14 @@ class SessionSketch:
         # Keys since the last fold: a request only adds its key here (a set add, where a sketch
         # update costs four times as much), and a session's repeated requests fold in once.
         self.seen: set[object] = set()
+        # The window's merged registers, kept until a fold or rotation changes them: most
+        # endpoints see no new session in a given second, and merging is the costly part.
+        self._merged: bytes | None = None
 
     def fold(self) -> None:
+        if not self.seen:
+            return
+        self._merged = None
         registers = self.current
         for key in self.seen:
             hashed = hash(key)
@@ -58,10 +64,14 @@ class SessionSketch:
             self._buckets.insert(0, oldest)
             self.current = oldest
             self._next_rotation += self._slice
+            self._merged = None
 
     def registers(self) -> bytes:
         """The whole window as one sketch: what merges with other workers' sketches."""
-        return bytes(map(max, *self._buckets))
+        merged = self._merged
+        if merged is None:
+            merged = self._merged = bytes(map(max, *self._buckets))
+        return merged
 
 
 def merge(sketches: list[bytes]) -> bytes:

@@ -13,6 +13,7 @@ sees the sum of the workers; see `proxy.workers`.
 from __future__ import annotations
 
 import os
+import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter, time
@@ -114,6 +115,9 @@ class Metrics:
         self.multiprocess = directory is not None
         own = CollectorRegistry()
         own.register(_Synced(self))  # first, so every scrape and sample read sees fresh values
+        # The thread of the data path, whose counters `sync` reads: collecting from any other
+        # thread (the admin listener renders scrapes in one) does not sync, its caller did.
+        self.owner_thread = threading.get_ident()
         # With workers this process's metrics live in files; `registry` reads every worker's.
         registry = None if self.multiprocess else own
         self.registry = own
@@ -333,7 +337,8 @@ class Metrics:
         now = time()
         for stats in self._endpoint_stats.values():
             stats.sessions.rotate(now)
-        self.share.publish(self.sessions())
+        if self.share.enabled:
+            self.share.publish(self.sessions())
         self._sample_process()
 
     def close(self) -> None:
@@ -342,7 +347,9 @@ class Metrics:
 
     def sessions(self) -> dict[tuple[str, str], bytes]:
         """This process's session sketch of every current endpoint."""
-        return {key: stats.sessions.registers() for key, stats in self._endpoint_stats.items()}
+        # list(): a scrape's thread reads this while the event loop may add endpoints
+        stats = list(self._endpoint_stats.items())
+        return {key: endpoint.sessions.registers() for key, endpoint in stats}
 
     def endpoint_totals(self) -> dict[tuple[str, str], dict[str, float]]:
         """Requests, new sessions and active sessions of every current endpoint, as scraped
@@ -519,7 +526,8 @@ class _Synced:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        self._metrics.sync()
+        if threading.get_ident() == self._metrics.owner_thread:
+            self._metrics.sync()
         return iter(())
 
 

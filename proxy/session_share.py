@@ -24,6 +24,11 @@ class SessionShare:
         self._pid = os.getpid()
         self._written = ""
 
+    @property
+    def enabled(self) -> bool:
+        """Whether there are workers to share with (else `publish` has nothing to do)."""
+        return self._directory is not None
+
     def publish(self, sketches: dict[Key, bytes]) -> None:
         if self._directory is None:
             return

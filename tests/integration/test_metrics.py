@@ -3,12 +3,14 @@ the counts of what each test did."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import aiohttp
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.core.model import Affinity, AffinityMode, CookieSettings, Endpoint, UpstreamPolicy
-from proxy.metrics import BYTES, SECONDS
+from proxy.metrics import BYTES, SECONDS, Metrics
 from proxy.runtime import ProxyServer
 from proxy.sources.static import static_snapshot
 from tests.integration.cluster import get
@@ -206,3 +208,24 @@ async def test_requests_without_a_route_count_with_empty_route_labels(
     # no affinity: no decisions, but the endpoint's load still counts
     assert set(outcomes(families).values()) == {0}
     assert values(families["sticky_proxy_endpoint_requests"], "_total") == {"": 1}
+
+
+def test_collecting_in_another_thread_reads_what_the_event_loop_synced() -> None:
+    """The admin listener syncs on the loop and renders in a thread; the thread must not sync
+    (the data path's counters belong to the loop), so it sees exactly what the loop moved in."""
+    metrics = Metrics()
+    labels = {"namespace": "", "ingress": "", "service": "", "host": "", "path": "",
+              "method": "GET", "status": "503"}  # fmt: skip
+
+    def read_in_a_thread() -> float | None:
+        with ThreadPoolExecutor(1) as thread:
+            return thread.submit(
+                metrics.registry.get_sample_value, "sticky_proxy_requests_total", labels
+            ).result()
+
+    metrics.count_request(None, b"GET", 503)
+    assert read_in_a_thread() is None  # counted on the data path, not synced yet
+    metrics.sync()
+    assert read_in_a_thread() == 1
+    metrics.count_request(None, b"GET", 503)
+    assert metrics.registry.get_sample_value("sticky_proxy_requests_total", labels) == 2

@@ -61,3 +61,12 @@ def test_merging_counts_shared_sessions_once() -> None:
     # a sum would say ~800
     assert estimate(merge([one, other])) == pytest.approx(500, rel=0.26)
     assert merge([one]) == one
+
+
+def test_sessions_seen_after_a_read_still_count() -> None:
+    """The merged registers are kept between reads; new keys must not be hidden by that."""
+    made = sketch(keys(5, 11))
+    assert estimate(made.registers()) == 5
+    made.seen.update(keys(5, 12))
+    made.fold()
+    assert estimate(made.registers()) == 10
