@@ -19,17 +19,23 @@ class IdleClient:
         return not self.reader.at_eof() and not self.writer.is_closing()
 
 
+async def read_response(reader: asyncio.StreamReader) -> int:
+    """Read one response with a Content-Length body; its status."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return int(head.split(b" ", 2)[1])
+
+
 async def _one(port: int, request: bytes, gate: asyncio.Semaphore) -> IdleClient:
     async with gate:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        await reader.readexactly(length)
+        await read_response(reader)
         return IdleClient(reader, writer)
 
 

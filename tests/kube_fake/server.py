@@ -307,12 +307,12 @@ class FakeApiServer:
             return web.json_response({"major": "1", "minor": "33", "gitVersion": "v1.33.1"})
         route = _route(parts)
         query = dict(request.query)
-        watch = truthy(query.get("watch"))
+        watching = truthy(query.get("watch"))
         if route is None:
             return _error(404, "NotFound", "the server could not find the requested resource")
         group, plural, namespace, name, subresource = route
         kind, api_version, namespaced = KINDS[group, plural]
-        verb = _verb(request.method, name, subresource, watch)
+        verb = _verb(request.method, name, subresource, watching)
         user = self._user(request)
         self.requests.append(
             RequestRecord(
