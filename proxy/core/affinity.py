@@ -30,8 +30,9 @@ NEW_KEY_ATTEMPTS = 20  # ingress-nginx's MAX_UPSTREAM_CHECKS_COUNT (sticky_balan
 MAX_DRAWS = 500
 # Cookie values remembered per balancer with the decision they resolve to: a returning client
 # then costs one dict hit instead of splitting its cookie, a CRC-32 and a bisect. Cleared when
-# full, so a flood of made-up cookies costs memory only up to this.
-PINNED_CACHE_SIZE = 1024
+# full, so a flood of made-up cookies costs at most ~40 KB per cluster (a page's requests come
+# in a burst, so even a busy cluster's clients hit it before it clears).
+PINNED_CACHE_SIZE = 256
 
 
 class Outcome(StrEnum):
