@@ -48,6 +48,7 @@ class Publisher:
     def __init__(self, metrics: Metrics) -> None:
         self.current: Snapshot | None = None
         self._metrics = metrics
+        self._stopping = False  # set by `stop_warming`: no ring is worth building any more
 
     def publish(self, snapshot: Snapshot) -> bool:
         """Swap in `snapshot`; False when it routes exactly like the current one."""
@@ -77,10 +78,17 @@ class Publisher:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # no loop (the `routes` command, tests): rings stay lazy
-        loop.run_in_executor(None, warm_rings, snapshot, self._is_current)
+        loop.run_in_executor(None, warm_rings, snapshot, self.wants_rings_of)
 
-    def _is_current(self, snapshot: Snapshot) -> bool:
-        return snapshot is self.current
+    def wants_rings_of(self, snapshot: Snapshot) -> bool:
+        """Whether building the rings of `snapshot` is still worth it: it is current, and the
+        proxy is not stopping."""
+        return snapshot is self.current and not self._stopping
+
+    def stop_warming(self) -> None:
+        """The proxy is stopping: a warm-up in progress ends after its current ring, so the
+        process need not wait seconds for the rings of a large table on its way out."""
+        self._stopping = True
 
     def reject(self, problem: str) -> None:
         self._metrics.count_reload(accepted=False)

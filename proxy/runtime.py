@@ -129,6 +129,7 @@ class ProxyServer:
             return
         grace = self.settings.shutdown_grace if grace is None else grace
         ctx.begin_shutdown()
+        self.publisher.stop_warming()
         if self.feeding is not None:
             self.feeding.cancel()
             await asyncio.wait([self.feeding])  # how it ended is for whoever started it to read

@@ -72,3 +72,12 @@ def test_publishing_without_a_loop_leaves_rings_to_their_first_use() -> None:
     assert cold(snapshot) == ["lazy-a"]
     assert snapshot.routes[0].cluster.balancer.ring is not None
     assert cold(snapshot) == []
+
+
+def test_a_stopping_publisher_warms_no_more_rings() -> None:
+    publisher = Publisher(Metrics())
+    snapshot = table("stopping-a", "stopping-b")
+    publisher.publish(snapshot)  # no loop: nothing warms yet
+    publisher.stop_warming()
+    warm_rings(snapshot, publisher.wants_rings_of)
+    assert cold(snapshot) == ["stopping-a", "stopping-b"]
