@@ -10,6 +10,7 @@ ingress-nginx's "backend"); a cluster has *endpoints* (pod address and port).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -33,10 +34,11 @@ class Endpoint:
     port: int
     pod: str | None = None
     draining: bool = False  # serving but terminating: keeps pinned sessions, gets no new ones
+    # Computed once: tables, rings, metrics and the access log all ask, 50,000 endpoints at a time.
+    node: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def node(self) -> str:
-        return node_text(self.address, self.port)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "node", node_text(self.address, self.port))
 
     @property
     def label(self) -> str:
@@ -56,22 +58,11 @@ def node_text(address: str, port: int) -> str:
 
 
 def _looks_like_ipv4(address: str) -> bool:
-    runs = 0
-    i = 0
-    n = len(address)
-    while i < n:
-        start = i
-        while i < n and "0" <= address[i] <= "9":
-            i += 1
-        if i == start:
-            return False
-        runs += 1
-        if i == n:
-            return runs == 4
-        if runs == 4:
-            return False
-        i += 1  # any single separator character
-    return False
+    return _IPV4_LIKE.fullmatch(address) is not None
+
+
+# four runs of ASCII digits, each pair separated by exactly one other character
+_IPV4_LIKE = re.compile(r"[0-9]+[^0-9][0-9]+[^0-9][0-9]+[^0-9][0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
