@@ -68,7 +68,7 @@ class Publisher:
                 log.warning("%s", warning)
         clusters = snapshot.clusters
         log.info("routing updated: %d routes, %d clusters, %d endpoints", len(snapshot.routes),
-                 len(clusters), sum(len(c.endpoints) for c in clusters))  # fmt: skip
+                 len(clusters), snapshot.endpoint_count)  # fmt: skip
         return True
 
     def _warm(self, snapshot: Snapshot) -> None:

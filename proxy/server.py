@@ -85,7 +85,7 @@ class ServerContext:
         if snapshot is not self._snapshot_seen:
             # first request on a new table: let go of connections to endpoints no longer in it
             self._snapshot_seen = snapshot
-            self.pools.retain(e for c in snapshot.clusters for e in c.endpoints)
+            self.pools.retain(snapshot.nodes)
         return snapshot.table.match(host, path)
 
     def new_request_id(self) -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from typing import Protocol, cast
 
 import httptools
@@ -290,23 +290,23 @@ class Pool:
 
 
 class Pools:
-    """Every endpoint's pool, keyed by address and port so pools survive snapshot swaps."""
+    """Every endpoint's pool, keyed by node text (address:port) so pools survive snapshot swaps."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._pools: dict[tuple[str, int], Pool] = {}
+        self._pools: dict[str, Pool] = {}  # by node text, address:port
 
     def get(self, endpoint: Endpoint) -> Pool:
-        key = (endpoint.address, endpoint.port)
+        key = endpoint.node
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = Pool(endpoint, self.loop)
         return pool
 
-    def retain(self, endpoints: Iterable[Endpoint]) -> None:
-        """Close the pools of endpoints that are gone, so pod churn leaves nothing behind."""
-        keep = {(e.address, e.port) for e in endpoints}
-        for key in [key for key in self._pools if key not in keep]:
+    def retain(self, nodes: Collection[str]) -> None:
+        """Close the pools of endpoints whose node text (address:port) is not in `nodes` any
+        more, so pod churn leaves nothing behind."""
+        for key in [key for key in self._pools if key not in nodes]:
             self._pools.pop(key).close()
 
     def close(self) -> None:
