@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Literal
@@ -96,13 +97,15 @@ class _EndpointStats:
 
 
 class _ClusterView:
-    """One cluster object's endpoints by `id()`: the data path finds an endpoint's stats with an
-    int lookup instead of hashing the dataclass. Holds the cluster so its ids stay unique."""
+    """One cluster's endpoints by `id()`: the data path finds an endpoint's stats with an int
+    lookup instead of hashing the dataclass. Keyed by the cluster's balancer, which tables share
+    while a cluster's endpoints do not change (so do its endpoint objects): a new table only
+    makes views for the clusters that changed. Holds the balancer so its ids stay unique."""
 
-    __slots__ = ("by_client", "cluster", "endpoints")
+    __slots__ = ("balancer", "by_client", "endpoints")
 
     def __init__(self, cluster: Cluster, endpoints: dict[int, _EndpointStats]) -> None:
-        self.cluster = cluster
+        self.balancer = cluster.balancer
         self.endpoints = endpoints
         # Persistent cookies name the pod, not the user: sessions are told apart by client.
         affinity = cluster.affinity
@@ -240,6 +243,11 @@ class Metrics:
         self.current_endpoints: frozenset[tuple[str, str]] = frozenset()
         self.current_routes: frozenset[tuple[str, ...]] = frozenset({_NO_ROUTE})
         self._current_clusters: frozenset[int] = frozenset()
+        # Clusters of the current table whose endpoints' series are still to be made (`add_series`)
+        self._unseen: deque[Cluster] = deque()
+        # What the last prune saw: the table, and the sizes of what it prunes
+        self._pruned_table: Snapshot | None = None
+        self._pruned_sizes = (0, 0, 0, 0)
         # Called with each finished exchange and its end time when the access log is on.
         self.access_log: Callable[[Exchange, float], None] | None = None
 
@@ -296,8 +304,9 @@ class Metrics:
         self, exchange: Exchange, cluster: Cluster, endpoint: Endpoint, new_cookie: str | None
     ) -> None:
         """One upstream try: the endpoint's load, the affinity outcome, the session it serves."""
-        view = self._views.get(id(cluster))
-        if view is None or view.cluster is not cluster:
+        balancer = cluster.balancer
+        view = self._views.get(id(balancer))
+        if view is None or view.balancer is not balancer:
             view = self._view(cluster)
         stats = view.endpoints[id(endpoint)]
         stats.requests += 1
@@ -325,14 +334,16 @@ class Metrics:
 
     # -- once a second and at every scrape ------------------------------------------------------
 
-    def sync(self) -> None:
+    def sync(self, series: int | None = None) -> None:
         """Move what the data path counted into the prometheus-client metrics, follow the routing
-        table, age the session sketches and sample the process."""
+        table, age the session sketches and sample the process. New endpoints' series are made
+        for about `series` endpoints (None: all of them; see `add_series`)."""
         self._flush()
         snapshot = self._snapshot()
         if snapshot is not None and snapshot is not self._seen:
             self._seen = snapshot
             self._follow_table(snapshot)
+        self.add_series(series)
         self._prune()
         now = time()
         for stats in self._endpoint_stats.values():
@@ -414,31 +425,57 @@ class Metrics:
                 self.endpoint_requests.labels(*key)
                 self.endpoint_new_sessions.labels(*key)
             endpoints[id(endpoint)] = stats
-        view = self._views[id(cluster)] = _ClusterView(cluster, endpoints)
+        view = self._views[id(cluster.balancer)] = _ClusterView(cluster, endpoints)
         return view
 
     def _follow_table(self, snapshot: Snapshot) -> None:
         clusters = snapshot.clusters
-        states = dict.fromkeys(ENDPOINT_STATES, 0)
+        views = self._views
         for cluster in clusters:
-            for endpoint in cluster.endpoints:
-                states["draining" if endpoint.draining else "ready"] += 1
-            self._view(cluster)
-        for state, count in states.items():
-            self._states[state].set(count)
+            view = views.get(id(cluster.balancer))
+            if view is None or view.balancer is not cluster.balancer:
+                self._unseen.append(cluster)  # a changed cluster: its series start at 0
+        self._states["ready"].set(snapshot.endpoint_count - snapshot.draining)
+        self._states["draining"].set(snapshot.draining)
         routes = snapshot.routes
         if snapshot.default_route is not None:
             routes = (*routes, snapshot.default_route)
         self.current_routes = frozenset({_NO_ROUTE, *(route.labels for route in routes)})
-        self.current_endpoints = frozenset(
-            (cluster.name, endpoint.label) for cluster in clusters for endpoint in cluster.endpoints
-        )
-        self._current_clusters = frozenset(id(cluster) for cluster in clusters)
+        self.current_endpoints = snapshot.endpoint_labels
+        self._current_clusters = frozenset(id(cluster.balancer) for cluster in clusters)
+
+    @property
+    def series_pending(self) -> bool:
+        """Whether endpoints of the current table still wait for their series."""
+        return bool(self._unseen)
+
+    def add_series(self, endpoints: int | None = None) -> None:
+        """Make the series (at 0) and session sketches of the current table's new endpoints: all
+        of them, or the clusters of about `endpoints` endpoints. Making one costs 12-30 µs
+        (prometheus-client's children), so a new table of 20,000 endpoints held the event loop
+        for 250-600 ms at once; the runtime makes them a slice per loop turn instead."""
+        unseen = self._unseen
+        budget = endpoints
+        while unseen and (budget is None or budget > 0):
+            cluster = unseen.popleft()
+            balancer = cluster.balancer
+            if id(balancer) not in self._current_clusters:
+                continue  # its table was replaced meanwhile
+            view = self._views.get(id(balancer))
+            if view is None or view.balancer is not balancer:
+                self._view(cluster)
+            if budget is not None:
+                budget -= len(cluster.endpoints) or 1
 
     def _prune(self) -> None:
         """Endpoints and routes that left the table take their series with them (pods come and
-        go; their names must not pile up), and cluster views of older tables go. Every sync, not
-        only on a new table: a request still on the old one may bring an endpoint back."""
+        go; their names must not pile up), and cluster views of older tables go. After a new
+        table, and after anything was added since the last prune: a request still on the old
+        table may bring an endpoint back. (Nothing else changes these, and walking 50,000
+        endpoints every second cost milliseconds for nothing.)"""
+        if self._seen is self._pruned_table and self._sizes() == self._pruned_sizes:
+            return
+        self._pruned_table = self._seen
         for view in [k for k in self._views if k not in self._current_clusters]:
             del self._views[view]
         for key in [k for k in self._endpoint_stats if k not in self.current_endpoints]:
@@ -450,6 +487,11 @@ class Metrics:
         for labels in [k for k in self._histogram_children if k not in self.current_routes]:
             del self._histogram_children[labels]
             self._forget(labels, self._histograms())
+        self._pruned_sizes = self._sizes()
+
+    def _sizes(self) -> tuple[int, int, int, int]:
+        return (len(self._views), len(self._endpoint_stats), len(self._request_children),
+                len(self._histogram_children))  # fmt: skip
 
     def _forget(self, labels: Iterable[str], families: Iterable[Counter | Histogram]) -> None:
         # Worker files keep every series ever written (prometheus-client cannot remove them):

@@ -27,6 +27,7 @@ from proxy.tls_contexts import TlsContexts
 log = logging.getLogger("sticky_proxy")
 
 SYNC_INTERVAL = 1.0  # metrics into prometheus-client (and other workers), access log to stdout
+SERIES_PER_TURN = 500  # new endpoints whose series one loop turn makes: 6-15 ms
 # Table builds, ring warm-ups and scrapes run in threads; when one holds the GIL, the event loop
 # waits up to this long for it (CPython's default is 5 ms). Under 5,000 EndpointSlice changes
 # a second, requests' p99 went from 11.4 to 7.2 ms. Nothing changes while no thread runs.
@@ -52,6 +53,7 @@ class ProxyServer:
             self.access_log = AccessLog(settings.access_log)
             self.metrics.access_log = self.access_log.record
         self._sync_timer: asyncio.TimerHandle | None = None
+        self._adding_series = False  # an _add_series chain is running
         if snapshot is not None:
             self.publisher.publish(snapshot)
         self.ctx: ServerContext | None = None
@@ -153,10 +155,22 @@ class ProxyServer:
         log.info("proxy stopped")
 
     def _sync(self) -> None:
-        self.metrics.sync()
+        self.metrics.sync(SERIES_PER_TURN)
         if self.access_log is not None:
             self.access_log.flush()
-        self._sync_timer = asyncio.get_running_loop().call_later(SYNC_INTERVAL, self._sync)
+        loop = asyncio.get_running_loop()
+        self._sync_timer = loop.call_later(SYNC_INTERVAL, self._sync)
+        if self.metrics.series_pending and not self._adding_series:
+            self._adding_series = True
+            loop.call_soon(self._add_series)
+
+    def _add_series(self) -> None:
+        """A slice of a new table's series per loop turn, requests served in between."""
+        self.metrics.add_series(SERIES_PER_TURN)
+        if self.metrics.series_pending:
+            asyncio.get_running_loop().call_soon(self._add_series)
+        else:
+            self._adding_series = False
 
 
 # glibc's mallopt parameters, and what they are set to (unless the environment sets them)

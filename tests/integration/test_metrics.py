@@ -9,7 +9,17 @@ import aiohttp
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.core.model import Affinity, AffinityMode, CookieSettings, Endpoint, UpstreamPolicy
+from proxy.core.affinity import build_cluster
+from proxy.core.model import (
+    Affinity,
+    AffinityMode,
+    CookieSettings,
+    Endpoint,
+    PathType,
+    Route,
+    UpstreamPolicy,
+)
+from proxy.core.routing import Snapshot
 from proxy.metrics import BYTES, SECONDS, Metrics
 from proxy.runtime import ProxyServer
 from proxy.sources.static import static_snapshot
@@ -229,3 +239,45 @@ def test_collecting_in_another_thread_reads_what_the_event_loop_synced() -> None
     assert read_in_a_thread() == 1
     metrics.count_request(None, b"GET", 503)
     assert metrics.registry.get_sample_value("sticky_proxy_requests_total", labels) == 2
+
+
+def test_a_new_tables_series_are_made_a_slice_at_a_time_and_a_scrape_completes_them() -> None:
+    """Making a series costs 12-30 µs: a table of 20,000 new endpoints made at once held the
+    event loop for over 250 ms, so the runtime makes them a slice per loop turn."""
+    routes = tuple(
+        Route(
+            host=f"slice{i}.example",
+            path="/",
+            path_type=PathType.PREFIX,
+            cluster=build_cluster(
+                f"slice{i}", [Endpoint(f"10.9.{i}.{j}", 80) for j in range(1, 11)], Affinity()
+            ),
+            sets_cookie=True,
+            cookie_path="/",
+            upstream=UpstreamPolicy(),
+        )
+        for i in range(30)
+    )
+    snapshot = Snapshot(routes=routes)
+    metrics = Metrics()
+    metrics.follow(lambda: snapshot)
+
+    def endpoint_series() -> int:
+        with ThreadPoolExecutor(1) as thread:  # another thread's collection does not sync
+            families = thread.submit(lambda: list(metrics.registry.collect())).result()
+        return sum(
+            1
+            for family in families
+            if family.name == "sticky_proxy_endpoint_requests"
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        )
+
+    metrics.sync(series=50)
+    assert metrics.series_pending
+    assert endpoint_series() == 50  # five clusters of ten
+    metrics.add_series(100)
+    assert endpoint_series() == 150
+    metrics.registry.get_sample_value("sticky_proxy_requests_total")  # a scrape: syncs it all
+    assert not metrics.series_pending
+    assert endpoint_series() == 300
