@@ -9,22 +9,19 @@ import aiohttp
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.core.affinity import build_cluster
 from proxy.core.model import (
     Affinity,
     AffinityMode,
     CookieSettings,
     Endpoint,
-    PathType,
-    Route,
     UpstreamPolicy,
 )
-from proxy.core.routing import Snapshot
 from proxy.metrics import BYTES, SECONDS, Metrics
 from proxy.runtime import ProxyServer
 from proxy.sources.static import static_snapshot
 from tests.integration.cluster import get
 from tests.integration.conftest import StartProxy, StartUpstreams
+from tests.tables import affinity_table
 
 OUTCOMES = {"sticky", "new", "repicked", "failover", "draining"}
 ROUTE_LABELS = {"namespace", "ingress", "service", "host", "path"}
@@ -244,21 +241,7 @@ def test_collecting_in_another_thread_reads_what_the_event_loop_synced() -> None
 def test_a_new_tables_series_are_made_a_slice_at_a_time_and_a_scrape_completes_them() -> None:
     """Making a series costs 12-30 µs: a table of 20,000 new endpoints made at once held the
     event loop for over 250 ms, so the runtime makes them a slice per loop turn."""
-    routes = tuple(
-        Route(
-            host=f"slice{i}.example",
-            path="/",
-            path_type=PathType.PREFIX,
-            cluster=build_cluster(
-                f"slice{i}", [Endpoint(f"10.9.{i}.{j}", 80) for j in range(1, 11)], Affinity()
-            ),
-            sets_cookie=True,
-            cookie_path="/",
-            upstream=UpstreamPolicy(),
-        )
-        for i in range(30)
-    )
-    snapshot = Snapshot(routes=routes)
+    snapshot = affinity_table([f"slice{i}" for i in range(30)], endpoints=10, subnet=9)
     metrics = Metrics()
     metrics.follow(lambda: snapshot)
 

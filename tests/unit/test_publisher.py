@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from proxy.core.affinity import build_cluster
-from proxy.core.model import Affinity, Endpoint, PathType, Route, UpstreamPolicy
 from proxy.core.routing import Snapshot
 from proxy.metrics import Metrics
 from proxy.publisher import Publisher, warm_rings
+from tests.tables import affinity_table
 
 
 def table(*clusters: str) -> Snapshot:
-    routes = tuple(
-        Route(
-            host=f"{name}.example",
-            path="/",
-            path_type=PathType.PREFIX,
-            cluster=build_cluster(
-                name, [Endpoint(f"10.8.{i}.{j}", 80) for j in range(1, 6)], Affinity()
-            ),
-            sets_cookie=True,
-            cookie_path="/",
-            upstream=UpstreamPolicy(),
-        )
-        for i, name in enumerate(clusters)
-    )
-    return Snapshot(routes=routes)
+    return affinity_table(clusters, endpoints=5)
 
 
 def cold(snapshot: Snapshot) -> list[str]:
