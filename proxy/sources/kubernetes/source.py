@@ -181,6 +181,7 @@ class KubernetesSource:
         log.info("kubernetes: every resource listed in %.2f s", loop.time() - started)
         while True:
             changed.clear()  # a change from now on, even during translation, rebuilds again
+            began = loop.time()
             objects = [obj for reflector in reflectors for obj in reflector.objects.values()]
             try:
                 snapshot = await asyncio.to_thread(translate_cluster, objects, self.options)
@@ -190,8 +191,17 @@ class KubernetesSource:
                 sink.publish(snapshot)
                 if status is not None:
                     status.writer.routes_changed(snapshot)
+            ended = loop.time()
             await changed.wait()
-            await asyncio.sleep(self.coalesce)
+            await asyncio.sleep(rebuild_pause(self.coalesce, ended - began, loop.time() - ended))
+
+
+def rebuild_pause(coalesce: float, took: float, since: float) -> float:
+    """How long to gather changes before the next rebuild, which `since` seconds ago ended one
+    that `took` seconds. At least `coalesce`; after a long rebuild (a large cluster), until as
+    long has passed as it took: under constant churn rebuilding then takes at most about half
+    of the time, and the event loop keeps the rest (20,000 endpoints: 0.3-0.5 s a rebuild)."""
+    return max(coalesce, took - since)
 
 
 @dataclass(frozen=True, slots=True)
