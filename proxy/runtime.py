@@ -186,8 +186,8 @@ def keep_freed_memory() -> None:
     it a moment later. With glibc's defaults each free shrank the heap and each allocation grew
     it again, and every page of it was faulted in and zeroed anew: 12 brk calls per 1 MiB
     response, and twice nginx's kernel time. Allocations up to 4 MiB now come from the heap and
-    up to 32 MiB of free heap is kept: 1 MiB responses cost 551 instead of 1,258 µs of system
-    time. Not glibc (no mallopt), or MALLOC_*_ set in the environment: left alone.
+    up to 32 MiB of free heap is kept: 1 MiB responses cost about 320 instead of 1,258 µs of
+    system time. Not glibc (no mallopt), or MALLOC_*_ set in the environment: left alone.
     """
     if any(name.startswith("MALLOC_") for name in os.environ):
         return
