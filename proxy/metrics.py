@@ -430,10 +430,8 @@ class Metrics:
 
     def _follow_table(self, snapshot: Snapshot) -> None:
         clusters = snapshot.clusters
-        views = self._views
         for cluster in clusters:
-            view = views.get(id(cluster.balancer))
-            if view is None or view.balancer is not cluster.balancer:
+            if not self._has_view(cluster):
                 self._unseen.append(cluster)  # a changed cluster: its series start at 0
         self._states["ready"].set(snapshot.endpoint_count - snapshot.draining)
         self._states["draining"].set(snapshot.draining)
@@ -443,6 +441,10 @@ class Metrics:
         self.current_routes = frozenset({_NO_ROUTE, *(route.labels for route in routes)})
         self.current_endpoints = snapshot.endpoint_labels
         self._current_clusters = frozenset(id(cluster.balancer) for cluster in clusters)
+
+    def _has_view(self, cluster: Cluster) -> bool:
+        view = self._views.get(id(cluster.balancer))
+        return view is not None and view.balancer is cluster.balancer
 
     @property
     def series_pending(self) -> bool:
@@ -458,11 +460,9 @@ class Metrics:
         budget = endpoints
         while unseen and (budget is None or budget > 0):
             cluster = unseen.popleft()
-            balancer = cluster.balancer
-            if id(balancer) not in self._current_clusters:
+            if id(cluster.balancer) not in self._current_clusters:
                 continue  # its table was replaced meanwhile
-            view = self._views.get(id(balancer))
-            if view is None or view.balancer is not balancer:
+            if not self._has_view(cluster):
                 self._view(cluster)
             if budget is not None:
                 budget -= len(cluster.endpoints) or 1

@@ -126,7 +126,7 @@ class Balancer:
     @property
     def ring(self) -> HashRing | None:
         """The balanced-mode ring (None otherwise, or with no endpoints), built if still cold."""
-        lookup = self._ring_lookup or self._build_ring()
+        lookup = self._lookup()
         return lookup[0] if lookup is not None else None
 
     @property
@@ -136,14 +136,14 @@ class Balancer:
 
     def warm(self) -> None:
         """Build the ring now, so that no request has to."""
-        if self._ring_lookup is None:
-            self._build_ring()
+        self._lookup()
 
-    def _build_ring(self) -> tuple[HashRing, tuple[Decision, ...]] | None:
-        """Build the ring of a balanced cluster with endpoints (None for any other). Two threads
-        may race here: both build the same ring, and either result is the right one."""
-        if not self._by_node:
-            return None
+    def _lookup(self) -> tuple[HashRing, tuple[Decision, ...]] | None:
+        """The ring and its decisions by rank, built on first use (None: not a balanced cluster
+        with endpoints). Two threads may race to build it: both build the same ring, and either
+        result is the right one."""
+        if self._ring_lookup is not None or not self._by_node:
+            return self._ring_lookup
         ring = HashRing(self._by_node)
         lookup = self._ring_lookup = (ring, tuple(self._by_node[node] for node in ring.nodes))
         return lookup
@@ -183,7 +183,7 @@ class Balancer:
         else:
             outcome = Outcome.REPICKED  # only persistent mode: a ring resolves every key
         if self._mode is AffinityMode.BALANCED:
-            ring_lookup = self._ring_lookup or self._build_ring()
+            ring_lookup = self._lookup()
             if ring_lookup is None:
                 return None  # no endpoints at all
             return self._pick_balanced(ring_lookup, tried, outcome, rng=rng, now=now, pid=pid)
@@ -195,7 +195,7 @@ class Balancer:
         pinned: Decision | None = None
         if key is not None:
             if self._mode is AffinityMode.BALANCED:
-                ring_lookup = self._ring_lookup or self._build_ring()
+                ring_lookup = self._lookup()
                 if ring_lookup is not None:
                     pinned = ring_lookup[1][ring_lookup[0].lookup_rank(key)]
             else:

@@ -107,8 +107,7 @@ def _title(name: bytes) -> bytes:
 _REQUEST_KINDS = {
     **dict.fromkeys(_spellings(_COMMON_REQUEST), _PLAIN),
     **{form: kind for name, kind in _REQUEST_HEADERS.items() for form in _spellings([name])},
-    b"X-Request-Id": _REQUEST_ID,
-    b"TE": _DROP,
+    b"TE": _DROP,  # not the Title-Case form
 }
 # Connection tokens that name nothing we forward anyway: no second pass over the headers.
 _ALREADY_DROPPED = HOP_BY_HOP | {b"close"}

@@ -107,11 +107,12 @@ class Snapshot:
         if self.default_route is not None:
             seen.setdefault(self.default_route.cluster.name, self.default_route.cluster)
         clusters = tuple(seen.values())
-        endpoints = [(c.name, e) for c in clusters for e in c.endpoints]
+        endpoints = [e for c in clusters for e in c.endpoints]
         set_field(self, "clusters", clusters)
-        set_field(self, "nodes", frozenset(e.node for _, e in endpoints))
-        set_field(self, "endpoint_labels", frozenset((name, e.label) for name, e in endpoints))
-        set_field(self, "draining", sum(1 for _, e in endpoints if e.draining))
+        set_field(self, "nodes", frozenset(e.node for e in endpoints))
+        set_field(self, "endpoint_labels",
+                  frozenset((c.name, e.label) for c in clusters for e in c.endpoints))  # fmt: skip
+        set_field(self, "draining", sum(e.draining for e in endpoints))
 
     @property
     def endpoint_count(self) -> int:
