@@ -767,4 +767,4 @@ def test_remembered_cookies_resolve_as_fresh_ones_past_the_cache_size(affinity: 
     fresh = [choose(Balancer(BACKEND, THREE, affinity.mode), key) for key in keys]
     assert first == fresh
     assert again == fresh[::-1]
-    assert all(d is not None and d.outcome in (Outcome.STICKY, None) for d in first[:3])
+    assert all(d is not None and d.outcome is Outcome.STICKY for d in first[:3])
