@@ -8,7 +8,6 @@ import logging
 import os
 import resource
 import signal
-import socket
 import sys
 from collections.abc import Callable
 
@@ -17,6 +16,7 @@ from aiohttp import web
 from proxy.access_log import AccessLog
 from proxy.admin import admin_app
 from proxy.core.routing import Snapshot
+from proxy.listener import Listener, listening_socket
 from proxy.metrics import Metrics
 from proxy.publisher import Publisher
 from proxy.server import DownstreamProtocol, ServerContext
@@ -61,8 +61,8 @@ class ProxyServer:
         self.metrics_address: Address | None = None
         # The source's task: done early only when the source gave up (SourceError) or returned.
         self.feeding: asyncio.Task[None] | None = None
-        self._server: asyncio.Server | None = None
-        self._tls_server: asyncio.Server | None = None
+        self._listener: Listener | None = None
+        self._tls_listener: Listener | None = None
         self.tls_address: Address | None = None
         self._admin: web.AppRunner | None = None
 
@@ -82,36 +82,23 @@ class ProxyServer:
             https_port=settings.https_port,
         )
         self.ctx = ctx
-        self._server = await loop.create_server(
-            lambda: DownstreamProtocol(ctx),
-            settings.listen.host,
-            settings.listen.port,
-            reuse_address=True,
-            reuse_port=settings.reuse_port or None,
-            backlog=2048,
+        self._listener = Listener.bind(
+            settings.listen, lambda: DownstreamProtocol(ctx), reuse_port=settings.reuse_port
         )
-        self.address = _bound(self._server)
+        self.address = self._listener.address
         if settings.tls_listen is not None:
             contexts = TlsContexts(self.publisher.get, settings.tls_default)
-            self._tls_server = await loop.create_server(
+            self._tls_listener = Listener.bind(
+                settings.tls_listen,
                 lambda: DownstreamProtocol(ctx),
-                settings.tls_listen.host,
-                settings.tls_listen.port,
-                ssl=contexts.listening,
+                reuse_port=settings.reuse_port,
+                ssl_context=contexts.listening,
                 ssl_handshake_timeout=settings.client_header_timeout,
-                reuse_address=True,
-                reuse_port=settings.reuse_port or None,
-                backlog=2048,
             )
-            self.tls_address = _bound(self._tls_server)
+            self.tls_address = self._tls_listener.address
             log.info("TLS on https://%s", self.tls_address)
         if settings.metrics_listen is not None:
-            # Bind the socket here so its real address is known even for port 0.
-            sock = socket.create_server(
-                (settings.metrics_listen.host, settings.metrics_listen.port),
-                family=socket.AF_INET6 if ":" in settings.metrics_listen.host else socket.AF_INET,
-                reuse_port=settings.reuse_port,
-            )
+            sock = listening_socket(settings.metrics_listen, reuse_port=settings.reuse_port)
             app = admin_app(self.metrics, self.ready, self.publisher.get)
             self._admin = web.AppRunner(app, access_log=None)
             await self._admin.setup()
@@ -127,7 +114,7 @@ class ProxyServer:
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish within `grace`, then close the rest."""
         ctx = self.ctx
-        if ctx is None or self._server is None:
+        if ctx is None or self._listener is None:
             return
         grace = self.settings.shutdown_grace if grace is None else grace
         ctx.begin_shutdown()
@@ -135,9 +122,9 @@ class ProxyServer:
         if self.feeding is not None:
             self.feeding.cancel()
             await asyncio.wait([self.feeding])  # how it ended is for whoever started it to read
-        self._server.close()
-        if self._tls_server is not None:
-            self._tls_server.close()
+        self._listener.close()
+        if self._tls_listener is not None:
+            self._tls_listener.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while ctx.connections and loop.time() < deadline:
@@ -209,11 +196,6 @@ def raise_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
         except (ValueError, OSError):
             log.warning("could not raise the open-file limit from %d", soft)
-
-
-def _bound(server: asyncio.Server) -> Address:
-    host, port = server.sockets[0].getsockname()[:2]
-    return Address(host, port)
 
 
 async def serve(

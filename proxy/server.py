@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -180,12 +179,9 @@ class DownstreamProtocol(asyncio.Protocol):
             self._closed = True
             self.ctx.metrics.count_request(None, b"", 503)
             self.transport.write(error_response(503, close=True))
-            self.transport.close()
+            self._linger()  # its request may be here already: a bare close would reset the 503
             return
-        self.ctx.connections.add(self)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.ctx.connections.add(self)  # uvloop's TCP transports already set TCP_NODELAY
         peer = transport.get_extra_info("peername")
         own = transport.get_extra_info("sockname")
         self.tls = transport.get_extra_info("sslcontext") is not None
@@ -241,13 +237,13 @@ class DownstreamProtocol(asyncio.Protocol):
                     self._reject(error)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self not in self.ctx.connections:
             return  # turned away over the connection cap
         self._closed = True
         self.ctx.connections.discard(self)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         for exchange in (self._active, *self._queue):
             if exchange is not None and not exchange.finished:
                 exchange.abort()
@@ -350,19 +346,27 @@ class DownstreamProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if self._incoming is not None and transport.can_write_eof():
-            # The client may still be sending a body we will not read. Closing now would reset
-            # the connection and destroy our answer in its receive buffer, so close our side
-            # only and drain theirs for a while (nginx's lingering close).
-            self._lingering = True
-            transport.write_eof()
-            self._paused = 0
-            transport.resume_reading()
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self.ctx.loop.call_later(LINGERING_TIME, transport.close)
+        if self._incoming is not None:
+            self._linger()  # the client may still be sending a body we will not read
         else:
             transport.close()
+
+    def _linger(self) -> None:
+        """Close our side only and drain the client's for a while (nginx's lingering close):
+        closing with unread input would reset the connection and destroy our answer in the
+        client's receive buffer."""
+        transport = self.transport
+        assert transport is not None
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        self._lingering = True
+        transport.write_eof()
+        self._paused = 0
+        transport.resume_reading()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.ctx.loop.call_later(LINGERING_TIME, transport.close)
 
     def pause(self, reason: int) -> None:
         was = self._paused
