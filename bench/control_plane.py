@@ -29,7 +29,8 @@ from proxy.core.affinity import build_cluster
 from proxy.core.model import Affinity, Endpoint
 from proxy.core.routing import Snapshot
 from proxy.core.translate import TranslateOptions, translate
-from proxy.publisher import settle_heap, warm_rings
+from proxy.heap import freeze_live_objects
+from proxy.publisher import warm_rings
 from proxy.runtime import GIL_SWITCH_INTERVAL
 
 Obj = dict[str, Any]
@@ -127,7 +128,7 @@ def main() -> None:
     rows: list[tuple[str, str]] = []
 
     first, live = timed(translate, world(args.services, args.endpoints), options)
-    settle_heap()  # as the publisher does once the first table is in
+    freeze_live_objects()  # as the publisher does once a table is in
     rows.append(
         (
             f"first build: {args.services} Ingresses/Services, {total:,} endpoints (rings lazy)",

@@ -9,30 +9,14 @@ counted and logged here, once for every source.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import Callable
 
 from proxy.core.routing import Snapshot
+from proxy.heap import freeze_live_objects
 from proxy.metrics import Metrics
 
 log = logging.getLogger("sticky_proxy.publisher")
-
-FULL_COLLECTION_THRESHOLD = 100  # gen-1 collections between full ones (CPython's default: 10)
-
-
-def settle_heap() -> None:
-    """Move everything alive now (modules, the first routing table) out of the garbage
-    collector's sight. A table of 50,000 endpoints is millions of objects; every full collection
-    scanned them all and paused the event loop for over 100 ms while the next table was built.
-    Frozen objects are still freed by reference counting when a later table replaces them.
-
-    Full collections are also made ten times rarer: building the next table allocates millions
-    of objects, and with the default threshold a full collection ran every 70,000 of them (the
-    worst event-loop lag during a 50,000-endpoint rebuild fell from about 45 ms to 25 ms)."""
-    gc.freeze()
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, FULL_COLLECTION_THRESHOLD)
 
 
 def warm_rings(snapshot: Snapshot, wanted: Callable[[Snapshot], bool]) -> None:
@@ -57,8 +41,7 @@ class Publisher:
         if snapshot == previous:
             return False
         self.current = snapshot
-        if previous is None:
-            settle_heap()
+        freeze_live_objects()
         self._warm(snapshot)
         # A warning stands for as long as the objects that cause it do: say it when it appears,
         # not again on every endpoint change while it stays.

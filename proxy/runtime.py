@@ -16,6 +16,7 @@ from aiohttp import web
 from proxy.access_log import AccessLog
 from proxy.admin import admin_app
 from proxy.core.routing import Snapshot
+from proxy.heap import FULL_COLLECTION_INTERVAL, collect_everything
 from proxy.listener import Listener, listening_socket
 from proxy.metrics import Metrics
 from proxy.publisher import Publisher
@@ -53,6 +54,7 @@ class ProxyServer:
             self.access_log = AccessLog(settings.access_log)
             self.metrics.access_log = self.access_log.record
         self._sync_timer: asyncio.TimerHandle | None = None
+        self._collect_timer: asyncio.TimerHandle | None = None
         self._adding_series = False  # an _add_series chain is running
         if snapshot is not None:
             self.publisher.publish(snapshot)
@@ -107,6 +109,7 @@ class ProxyServer:
         log.info("proxy listening on http://%s, metrics on http://%s",
                  self.address, self.metrics_address)  # fmt: skip
         self._sync_timer = loop.call_later(SYNC_INTERVAL, self._sync)
+        self._collect_timer = loop.call_later(FULL_COLLECTION_INTERVAL, self._collect)
         if source is not None:
             # Listeners first: /readyz must answer 503 while a slow source gathers its first state.
             self.feeding = asyncio.ensure_future(source.run(self.publisher))
@@ -134,8 +137,9 @@ class ProxyServer:
         ctx.pools.close()
         if self._admin is not None:
             await self._admin.cleanup()
-        if self._sync_timer is not None:
-            self._sync_timer.cancel()
+        for timer in (self._sync_timer, self._collect_timer):
+            if timer is not None:
+                timer.cancel()
         self.metrics.close()
         if self.access_log is not None:
             self.access_log.flush()
@@ -150,6 +154,11 @@ class ProxyServer:
         if self.metrics.series_pending and not self._adding_series:
             self._adding_series = True
             loop.call_soon(self._add_series)
+
+    def _collect(self) -> None:
+        collect_everything()
+        loop = asyncio.get_running_loop()
+        self._collect_timer = loop.call_later(FULL_COLLECTION_INTERVAL, self._collect)
 
     def _add_series(self) -> None:
         """A slice of a new table's series per loop turn, requests served in between."""
