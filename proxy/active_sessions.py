@@ -28,25 +28,28 @@ BUCKETS = 8  # a key is remembered for between 7/8 and all of the window
 class SessionSketch:
     """Distinct keys of one endpoint over the last `window` seconds, in `BUCKETS` rotating parts."""
 
-    __slots__ = ("_buckets", "_merged", "_next_rotation", "_slice", "current", "seen")
+    __slots__ = ("_buckets", "_merged", "_next_rotation", "_slice", "seen")
 
     def __init__(self, window: float, now: float) -> None:
         self._slice = window / BUCKETS
-        self._buckets = [bytearray(REGISTERS) for _ in range(BUCKETS)]
-        self.current = self._buckets[0]  # the part new keys go to
+        # Newest part first. None until the first key: most endpoints of a big table see no
+        # session in a given window, and 2 KiB each was 100 MB at 50,000 endpoints.
+        self._buckets: list[bytearray] | None = None
         self._next_rotation = now + self._slice
         # Keys since the last fold: a request only adds its key here (a set add, where a sketch
         # update costs four times as much), and a session's repeated requests fold in once.
         self.seen: set[object] = set()
         # The window's merged registers, kept until a fold or rotation changes them: most
         # endpoints see no new session in a given second, and merging is the costly part.
-        self._merged: bytes | None = None
+        self._merged: bytes | None = _NOTHING
 
     def fold(self) -> None:
         if not self.seen:
             return
+        if self._buckets is None:
+            self._buckets = [bytearray(REGISTERS) for _ in range(BUCKETS)]
         self._merged = None
-        registers = self.current
+        registers = self._buckets[0]
         for key in self.seen:
             hashed = hash(key)
             rank = _RANK_BITS + 1 - ((hashed >> PRECISION) & _RANK_MASK).bit_length()
@@ -54,24 +57,34 @@ class SessionSketch:
             registers[index] = max(registers[index], rank)
         self.seen.clear()
 
-    def rotate(self, now: float) -> None:
-        """Fold in the keys seen, and forget the oldest part once its time is up (about once a
-        second)."""
+    def rotate(self, now: float) -> bool:
+        """Forget the parts whose time is up (about once a second), then fold in the keys seen.
+        False when the window holds no session: the caller may stop rotating this sketch until
+        it sees a key again (the next rotation catches up on the time in between)."""
+        buckets = self._buckets
+        if now >= self._next_rotation:
+            elapsed = int((now - self._next_rotation) // self._slice) + 1
+            self._next_rotation += elapsed * self._slice
+            if buckets is not None:
+                for _ in range(min(elapsed, BUCKETS)):
+                    oldest = buckets.pop()
+                    oldest[:] = bytes(REGISTERS)
+                    buckets.insert(0, oldest)
+                self._merged = None
         self.fold()
-        while now >= self._next_rotation:
-            oldest = self._buckets.pop()
-            oldest[:] = bytes(REGISTERS)
-            self._buckets.insert(0, oldest)
-            self.current = oldest
-            self._next_rotation += self._slice
-            self._merged = None
+        buckets = self._buckets
+        return buckets is not None and any(part != _NOTHING for part in buckets)
 
     def registers(self) -> bytes:
         """The whole window as one sketch: what merges with other workers' sketches."""
         merged = self._merged
         if merged is None:
-            merged = self._merged = bytes(map(max, *self._buckets))
+            buckets = self._buckets
+            merged = self._merged = bytes(map(max, *buckets)) if buckets else _NOTHING
         return merged
+
+
+_NOTHING = bytes(REGISTERS)
 
 
 def merge(sketches: list[bytes]) -> bytes:

@@ -88,9 +88,10 @@ class _RouteStats:
 
 
 class _EndpointStats:
-    __slots__ = ("new_sessions", "requests", "sessions")
+    __slots__ = ("key", "new_sessions", "requests", "sessions")
 
-    def __init__(self, sessions: SessionSketch) -> None:
+    def __init__(self, key: tuple[str, str], sessions: SessionSketch) -> None:
+        self.key = key
         self.requests = 0
         self.new_sessions = 0
         self.sessions = sessions
@@ -234,6 +235,10 @@ class Metrics:
         self._outcomes = dict.fromkeys(Outcome, 0)
         self._views: dict[int, _ClusterView] = {}
         self._endpoint_stats: dict[tuple[str, str], _EndpointStats] = {}
+        # Endpoints counted since the last sync, and those whose sketch holds sessions: a sync
+        # walks these, not the 50,000 endpoints of a big table (20-50 ms every second).
+        self._touched: list[_EndpointStats] = []
+        self._sketching: set[_EndpointStats] = set()
         # Children already created, by the accumulators' keys:
         self._request_children: dict[tuple[tuple[str, ...], bytes, int], Counter] = {}
         self._histogram_children: dict[tuple[str, ...], tuple[Histogram, ...]] = {}
@@ -309,6 +314,8 @@ class Metrics:
         if view is None or view.balancer is not balancer:
             view = self._view(cluster)
         stats = view.endpoints[id(endpoint)]
+        if not stats.requests:
+            self._touched.append(stats)
         stats.requests += 1
         outcome = exchange.outcome
         if outcome is None:
@@ -346,8 +353,9 @@ class Metrics:
         self.add_series(series)
         self._prune()
         now = time()
-        for stats in self._endpoint_stats.values():
-            stats.sessions.rotate(now)
+        for stats in list(self._sketching):
+            if not stats.sessions.rotate(now):
+                self._sketching.discard(stats)  # back once it sees a session
         if self.share.enabled:
             self.share.publish(self.sessions())
         self._sample_process()
@@ -386,13 +394,15 @@ class Metrics:
             if count:
                 self._outcome_children[outcome].inc(count)
                 self._outcomes[outcome] = 0
-        for key, endpoint in self._endpoint_stats.items():
-            if endpoint.requests:
-                self.endpoint_requests.labels(*key).inc(endpoint.requests)
-                endpoint.requests = 0
+        touched, self._touched = self._touched, []
+        for endpoint in touched:
+            self.endpoint_requests.labels(*endpoint.key).inc(endpoint.requests)
+            endpoint.requests = 0
             if endpoint.new_sessions:
-                self.endpoint_new_sessions.labels(*key).inc(endpoint.new_sessions)
+                self.endpoint_new_sessions.labels(*endpoint.key).inc(endpoint.new_sessions)
                 endpoint.new_sessions = 0
+            if endpoint.sessions.seen:
+                self._sketching.add(endpoint)
 
     def _request_child(self, labels: tuple[str, ...], method: bytes, status: int) -> Counter:
         key = (labels, method, status)
@@ -420,7 +430,7 @@ class Metrics:
             key = (cluster.name, endpoint.label)
             stats = self._endpoint_stats.get(key)
             if stats is None:
-                stats = self._endpoint_stats[key] = _EndpointStats(SessionSketch(window, now))
+                stats = self._endpoint_stats[key] = _EndpointStats(key, SessionSketch(window, now))
                 # Exported from the endpoint's first appearance, so a new pod reads 0, not absent.
                 self.endpoint_requests.labels(*key)
                 self.endpoint_new_sessions.labels(*key)
@@ -479,7 +489,7 @@ class Metrics:
         for view in [k for k in self._views if k not in self._current_clusters]:
             del self._views[view]
         for key in [k for k in self._endpoint_stats if k not in self.current_endpoints]:
-            del self._endpoint_stats[key]
+            self._sketching.discard(self._endpoint_stats.pop(key))
             self._forget(key, (self.endpoint_requests, self.endpoint_new_sessions))
         for request in [k for k in self._request_children if k[0] not in self.current_routes]:
             del self._request_children[request]

@@ -194,6 +194,30 @@ async def test_endpoints_that_leave_the_table_take_their_series_along(
     assert values(families["sticky_proxy_requests"], "_total") == {"": 6}
 
 
+async def test_endpoint_counts_add_up_across_syncs(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    """A sync moves only the endpoints counted since the last one: a big table's idle
+    endpoints are not walked every second. Nothing may be lost or counted twice by that."""
+    ups = await upstreams(2)
+    server = await proxy([u.endpoint for u in ups], Affinity(cookie=CookieSettings(name="key")))
+    first = await get(server)
+    for _ in range(2):
+        await get(server, cookie="key=" + first.value("key"))
+    families = await scrape(server)  # a scrape syncs
+    requests = values(families["sticky_proxy_endpoint_requests"], "_total", "endpoint")
+    assert sorted(requests.values()) == [0, 3]
+    for _ in range(4):
+        await get(server, cookie="key=" + first.value("key"))
+    families = await scrape(server)
+    requests = values(families["sticky_proxy_endpoint_requests"], "_total", "endpoint")
+    assert sorted(requests.values()) == [0, 7]
+    active = values(families["sticky_proxy_endpoint_active_sessions"], by="endpoint")
+    assert sorted(active.values()) == [0, 1]  # one session, on the endpoint that served it
+    new_sessions = values(families["sticky_proxy_endpoint_new_sessions"], "_total", "endpoint")
+    assert sorted(new_sessions.values()) == [0, 1]
+
+
 async def test_requests_without_a_route_count_with_empty_route_labels(
     upstreams: StartUpstreams, proxy: StartProxy
 ) -> None:
