@@ -160,6 +160,11 @@ def main() -> None:
             f"{ring:.2f} s",
         )
     )
+    took, lag = asyncio.run(worst_loop_lag(big_ring))
+    rows.append(
+        (f"event loop's worst lag while that ring builds in a thread ({took:.2f} s)",
+         f"{lag:.1f} ms")
+    )  # fmt: skip
 
     def rebuild(objects: list[Obj]) -> Snapshot:
         snapshot = translate(objects, options)

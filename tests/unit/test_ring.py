@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from proxy.core.model import Endpoint
-from proxy.core.ring import HashRing, key_bytes, node_points
+from proxy.core.ring import POINTS_PER_WEIGHT, SORT_CHUNK, HashRing, key_bytes, node_points
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parent.parent / "fixtures" / "chash_vectors.json").read_text()
@@ -181,3 +181,14 @@ def test_key_bytes(key: str, expected: bytes) -> None:
 def test_rejects_invalid_rings(nodes: list[str], weights: dict[str, int] | None) -> None:
     with pytest.raises(ValueError):
         HashRing(nodes, weights)
+
+
+def test_a_ring_sorted_in_chunks_is_the_ring_sorted_at_once() -> None:
+    """Rings above SORT_CHUNK points sort in pieces and merge (so a thread building one lets
+    the event loop run); every point must still land where one sort puts it."""
+    nodes = [f"10.9.{i // 250}.{i % 250}:8080" for i in range(300)]  # 48,000 points
+    assert len(nodes) * POINTS_PER_WEIGHT > 5 * SORT_CHUNK
+    ring = HashRing(nodes)
+    expected = sorted((point, node) for node in nodes for point in node_points(node))
+    assert ring.points == tuple(point for point, _ in expected)
+    assert ring.owners == tuple(node for _, node in expected)
