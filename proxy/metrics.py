@@ -467,6 +467,9 @@ class Metrics:
         (prometheus-client's children), so a new table of 20,000 endpoints held the event loop
         for 250-600 ms at once; the runtime makes them a slice per loop turn instead."""
         unseen = self._unseen
+        if not unseen:
+            return
+        pruned = self._seen is self._pruned_table and self._sizes() == self._pruned_sizes
         budget = endpoints
         while unseen and (budget is None or budget > 0):
             cluster = unseen.popleft()
@@ -476,6 +479,10 @@ class Metrics:
                 self._view(cluster)
             if budget is not None:
                 budget -= len(cluster.endpoints) or 1
+        if pruned:
+            # All it made belongs to the current table: no reason for the next sync to walk
+            # every endpoint again (at 50,000, 10-25 ms a second until the last slice).
+            self._pruned_sizes = self._sizes()
 
     def _prune(self) -> None:
         """Endpoints and routes that left the table take their series with them (pods come and
