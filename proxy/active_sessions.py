@@ -33,7 +33,7 @@ class SessionSketch:
     def __init__(self, window: float, now: float) -> None:
         self._slice = window / BUCKETS
         # Newest part first. None until the first key: most endpoints of a big table see no
-        # session in a given window, and 2 KiB each was 100 MB at 50,000 endpoints.
+        # session in a given window (metrics for 50,000 endpoints: 225 MB with them, 90 without).
         self._buckets: list[bytearray] | None = None
         self._next_rotation = now + self._slice
         # Keys since the last fold: a request only adds its key here (a set add, where a sketch
