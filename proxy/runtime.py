@@ -28,7 +28,7 @@ from proxy.tls_contexts import TlsContexts
 log = logging.getLogger("sticky_proxy")
 
 SYNC_INTERVAL = 1.0  # metrics into prometheus-client (and other workers), access log to stdout
-SERIES_PER_TURN = 500  # new endpoints whose series one loop turn makes: 6-15 ms
+SERIES_PER_TURN = 500  # new endpoints whose series one loop turn makes: 4.4-6.4 ms measured
 # Table builds, ring warm-ups and scrapes run in threads; when one holds the GIL, the event loop
 # waits up to this long for it (CPython's default is 5 ms). Under 5,000 EndpointSlice changes a
 # second requests' p99 went from 11.4 ms (5 ms) to 6.9-7.7 (1 ms) to 5.8-6.3 (0.2 ms); while a

@@ -76,17 +76,17 @@ def test_a_sketch_left_alone_catches_up_on_its_next_rotation() -> None:
     """The metrics stop rotating a sketch once its window is empty, and rotate it again when
     it sees a key: the time in between must count, and the new keys must not be aged by it."""
     made = sketch(keys(3, 3), window=80.0)
-    assert made.rotate(5.0)  # still holds the three
+    assert made.rotate(5.0) is True  # still holds the three
     made.seen.update(keys(2, 4))
-    assert made.rotate(500.0)  # long after the window: the three are gone, the two are new
+    assert made.rotate(500.0) is True  # long after the window: the three are gone, the two are new
     assert estimate(made.registers()) in (1, 2)
-    assert made.rotate(570.0)
-    assert not made.rotate(590.0)  # a whole window since the two: nothing left
+    assert made.rotate(570.0) is True
+    assert made.rotate(590.0) is False  # a whole window since the two: nothing left
     assert estimate(made.registers()) == 0
 
 
 def test_a_sketch_that_never_saw_a_key_is_empty_through_rotations() -> None:
     made = SessionSketch(80.0, 0.0)
-    assert not made.rotate(10.0)
-    assert not made.rotate(1000.0)
+    assert made.rotate(10.0) is False
+    assert made.rotate(1000.0) is False
     assert estimate(made.registers()) == 0
