@@ -449,6 +449,12 @@ def _add_proxy_flags(parser: argparse.ArgumentParser) -> None:
         help="longest pause between two reads of a request body, as nginx's " + _DEFAULT,
     )
     group.add_argument(
+        "--enable-underscores-in-headers",
+        action="store_true",
+        help="forward request headers whose names contain underscores (dropped by default, as "
+        "ingress-nginx does)",
+    )
+    group.add_argument(
         "--max-connections",
         type=_value(parse_positive),
         default="16384",
@@ -514,6 +520,7 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
         client_header_timeout=args.client_header_timeout,
         client_body_timeout=args.client_body_timeout,
         max_connections=args.max_connections,
+        underscores_in_headers=args.enable_underscores_in_headers,
         shutdown_grace=args.shutdown_grace,
         upstream=UpstreamPolicy(
             connect_timeout=args.proxy_connect_timeout,

@@ -79,6 +79,7 @@ class Exchange:
         "tried",
         "tries",
         "tunnel",
+        "tunnel_pending",
         "upstream",
         "upstream_head_bytes",
         "upstream_started_at",
@@ -115,6 +116,7 @@ class Exchange:
         self.awaiting_upstream = False  # request sent: proxy-read-timeout runs between reads
         self.send_timer: asyncio.TimerHandle | None = None
         self.tunnel = False
+        self.tunnel_pending: list[bytes] = []  # the new protocol's first bytes, until a 101
         self.request_id = request.request_id or self.ctx.new_request_id()
         if request.upgrade is not None:
             # After an Upgrade the connection is a tunnel or, if refused, finished.
@@ -191,11 +193,11 @@ class Exchange:
             self._request_sent()
 
     def tunnel_data(self, data: bytes) -> None:
-        """Raw bytes after an Upgrade request head: for the upstream once it agrees."""
+        """Raw bytes after an Upgrade request (and its body): for the upstream once it agrees."""
         if self.upstream is not None and self.tunnel:
             self.upstream.send(data)
         elif not self.finished:
-            self.pending.append(data)
+            self.tunnel_pending.append(data)
             self.pending_size += len(data)
             if self.pending_size > BUFFER_LIMIT:
                 self.conn.pause(self.conn.WAIT_UPSTREAM)
@@ -277,11 +279,6 @@ class Exchange:
         conn.start(self, self.upstream_head_bytes, self.request.method == b"HEAD")
         if self.conn.write_paused:  # the client is not keeping up: read from this one later
             conn.pause_reading(True)
-        if self.request.upgrade is not None:
-            # Raw bytes that followed the Upgrade head wait until the upstream answers 101.
-            self.sent_done = True
-            self._start_read_timer()
-            return
         if self.body_sent and self.replay is not None:
             # A retry: replay what the failed try already sent, then what arrived since.
             for data in self.replay:
@@ -293,7 +290,8 @@ class Exchange:
             self.body_sent = True
             self.pending = []
             self.pending_size = 0
-            self.conn.resume(self.conn.WAIT_UPSTREAM)
+            if not self.tunnel_pending:  # (those wait for a 101: nothing more is needed till then)
+                self.conn.resume(self.conn.WAIT_UPSTREAM)
         if self.request_done:
             self._request_sent()
 
@@ -380,8 +378,8 @@ class Exchange:
         if keep_alive and self.sent_done and not self.tunnel:
             upstream.release()
         else:
-            # A request the upstream answered before reading all of it leaves the connection
-            # in an unknown state: never reuse it.
+            # Reused, a connection whose request was not sent whole would read the next
+            # request's bytes as the rest of this one's body: never.
             upstream.close()
         if self.framing == h.Framing.CHUNKED:
             self.conn.write(h.LAST_CHUNK)
@@ -516,9 +514,9 @@ class Exchange:
         self.tunnel = True
         upstream = self.upstream
         assert upstream is not None
-        for data in self.pending:
+        for data in self.tunnel_pending:
             upstream.send(data)
-        self.pending = []
+        self.tunnel_pending = []
         self.pending_size = 0
         self.conn.resume(self.conn.WAIT_UPSTREAM)
         self.conn.start_tunnel(self)

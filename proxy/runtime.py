@@ -84,6 +84,7 @@ class ProxyServer:
             client_body_timeout=settings.client_body_timeout,
             max_connections=settings.max_connections,
             https_port=settings.https_port,
+            underscores_in_headers=settings.underscores_in_headers,
         )
         self.ctx = ctx
         self._listener = Listener.bind(

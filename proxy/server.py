@@ -57,6 +57,7 @@ class ServerContext:
         client_body_timeout: float = 60.0,
         max_connections: int = MAX_CONNECTIONS,
         https_port: int = 443,
+        underscores_in_headers: bool = False,
         rng: random.Random | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:
@@ -68,6 +69,7 @@ class ServerContext:
         self.client_body_timeout = client_body_timeout
         self.max_connections = max_connections
         self.https_suffix = b"" if https_port == 443 else b":%d" % https_port
+        self.underscores_in_headers = underscores_in_headers
         self.rng = rng or random.Random(os.urandom(16))
         self.now = now
         self.pid = os.getpid()
@@ -110,6 +112,7 @@ class DownstreamProtocol(asyncio.Protocol):
         "_closed",
         "_fatal",
         "_head_raw",
+        "_head_reads",
         "_head_size",
         "_head_started",
         "_headers",
@@ -122,10 +125,11 @@ class DownstreamProtocol(asyncio.Protocol):
         "_parser",
         "_paused",
         "_queue",
-        "_read_size",
+        "_read",
         "_timer",
         "_timer_at",
         "_tunnel",
+        "_upgrade_body",
         "_upgrading",
         "_url",
         "ctx",
@@ -150,8 +154,9 @@ class DownstreamProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: h.Headers = []
         self._head_size = 0
-        self._head_raw = 0
-        self._read_size = 0
+        self._head_raw = 0  # bytes of a head that arrived after the read it began in
+        self._head_reads: list[bytes] = []  # those reads, and the one it began in
+        self._read = b""  # the latest read
         self._in_head = False
         self._head_started = 0.0
         self._idle_since = 0.0
@@ -162,6 +167,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self._fatal: ProxyError | None = None  # a bad request behind the one being answered
         self._tunnel: Exchange | None = None  # upgraded: bytes pass through both ways
         self._upgrading: Exchange | None = None  # asked to upgrade, the upstream not answered yet
+        self._upgrade_body = 0  # body bytes of the Upgrade request still to come
         self._paused = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0  # when `_timer` fires, in loop time
@@ -199,29 +205,34 @@ class DownstreamProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._lingering:
             return  # the rest of a body we answered without reading
-        tunnel = self._tunnel or self._upgrading
-        if tunnel is not None:
-            tunnel.tunnel_data(data)
+        if self._tunnel is not None:
+            self._tunnel.tunnel_data(data)
             return
         self._last_read = self.ctx.loop.time()
+        if self._upgrading is not None:
+            self._upgrade_data(self._upgrading, data)
+            return
         if self._fatal is not None or self._closed:
             return
         if self._in_head and self._head_size > 0:
             # httptools buffers a header until it ends, so bound the head by bytes received too
             # (loosely: the chunk that ends a head may carry body bytes).
+            if not self._head_raw:
+                self._head_reads = [self._read]
+            self._head_reads.append(data)
             self._head_raw += len(data)
             if self._head_raw > MAX_HEAD + MAX_LINE:
                 self._reject(HeadTooLarge())
                 return
-        self._read_size = len(data)
+        self._read = data
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            # Bytes after an Upgrade head belong to the new protocol: held until the upstream
-            # agrees, never parsed as HTTP.
+            # httptools parses nothing after an Upgrade head: the body it declares, then the
+            # new protocol's bytes, held until the upstream agrees.
             rest = data[upgrade.args[0] :]
             if rest and self._upgrading is not None:
-                self._upgrading.tunnel_data(rest)
+                self._upgrade_data(self._upgrading, rest)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             self._reject(cause if isinstance(cause, ProxyError) else BadRequest(str(exc)))
@@ -287,16 +298,20 @@ class DownstreamProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_size = 0
-        if self._read_size > MAX_LINE or self._head_raw:
+        head_reads = self._head_reads
+        if len(self._read) > MAX_LINE or self._head_raw:
             # Only a read this large, or a head spread over several reads, can hold a line or a
             # head over the limits; a small read cannot, so most requests skip the count.
             _check_head_size(self._url, self._headers)
+            self._head_reads = []
         parser = self._parser
+        method = parser.get_method()
+        version = parser.get_http_version()
+        if version != "1.1":
+            head = b"".join(head_reads) if self._head_raw else self._read
+            h.check_version(method, version, self._url, head)
         request = h.scan_request(
-            parser.get_method(),
-            self._url,
-            parser.get_http_version() == "1.1",
-            self._headers,
+            method, self._url, version == "1.1", self._headers, self.ctx.underscores_in_headers
         )
         exchange = Exchange(self, request, parser.should_keep_alive())
         self._incoming = exchange
@@ -304,6 +319,7 @@ class DownstreamProtocol(asyncio.Protocol):
             self.timer_within(self.ctx.client_body_timeout, self.ctx.loop.time())
         if request.upgrade is not None:
             self._upgrading = exchange
+            self._upgrade_body = request.content_length or 0
         if self._active is None:
             self._active = exchange
             exchange.begin()
@@ -316,9 +332,27 @@ class DownstreamProtocol(asyncio.Protocol):
             self._incoming.body(body)
 
     def on_message_complete(self) -> None:
+        if self._upgrade_body:
+            return  # (httptools ends an Upgrade request at its head) its body is still to come
         exchange, self._incoming = self._incoming, None
         if exchange is not None:
             exchange.body_done()
+
+    def _upgrade_data(self, exchange: Exchange, data: bytes) -> None:
+        """Bytes after an Upgrade head: first the body its Content-Length declares, sent as any
+        body is, then the new protocol's, held until the upstream answers 101 (and dropped if it
+        does not). An upstream connection is reused only if the whole body reached it."""
+        left = self._upgrade_body
+        if left:
+            body = data[:left]
+            self._upgrade_body = left - len(body)
+            exchange.body(body)
+            if not self._upgrade_body and self._incoming is exchange:
+                self._incoming = None
+                exchange.body_done()
+            data = data[len(body) :]
+        if data:
+            exchange.tunnel_data(data)
 
     # -- used by exchanges ---------------------------------------------------------------------
 
@@ -385,6 +419,9 @@ class DownstreamProtocol(asyncio.Protocol):
         """The upstream accepted an Upgrade: from now on bytes pass through both ways."""
         self._tunnel = exchange
         self._upgrading = None
+        # A body not yet all here goes on as the tunnel's bytes, as they come.
+        self._upgrade_body = 0
+        self._incoming = None
         self._paused = self.PIPELINE  # leave only this flag so resume() really resumes
         self.resume(self.PIPELINE)
 

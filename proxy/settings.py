@@ -48,6 +48,9 @@ class ServeSettings:
     client_header_timeout: float = 60.0
     client_body_timeout: float = 60.0  # between two reads of a request body
     max_connections: int = 16384  # client connections at once (ingress-nginx's worker default)
+    # Forward request headers whose names have underscores (ingress-nginx's
+    # enable-underscores-in-headers, off by default: they are dropped).
+    underscores_in_headers: bool = False
     shutdown_grace: float = 30.0
     # Defaults for every cluster; Ingress annotations override them per route.
     upstream: UpstreamPolicy = field(default_factory=UpstreamPolicy)

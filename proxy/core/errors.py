@@ -27,6 +27,18 @@ class HeadTooLarge(ProxyError):
     status = 431
 
 
+class UnknownTransferCoding(ProxyError):
+    """A request body in a transfer coding other than chunked (RFC 9112 §6.1): 501, as nginx."""
+
+    status = 501
+
+
+class VersionNotSupported(ProxyError):
+    """A request line of another HTTP major version (HTTP/2.0 over HTTP/1 framing): 505."""
+
+    status = 505
+
+
 class NoRoute(ProxyError):
     status = 404
 
@@ -69,7 +81,7 @@ def _render(status: int, close: bool) -> bytes:
 
 _RESPONSES = {
     (status, close): _render(status, close)
-    for status in (400, 404, 408, 413, 431, 500, 502, 503, 504)
+    for status in (400, 404, 408, 413, 431, 500, 501, 502, 503, 504, 505)
     for close in (False, True)
 }
 

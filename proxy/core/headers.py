@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from proxy.core.errors import BadRequest
+from proxy.core.errors import BadRequest, UnknownTransferCoding, VersionNotSupported
 
 HOP_BY_HOP = frozenset(
     {
@@ -111,10 +111,20 @@ _REQUEST_KINDS = {
 }
 # Connection tokens that name nothing we forward anyway: no second pass over the headers.
 _ALREADY_DROPPED = HOP_BY_HOP | {b"close"}
+# Connection tokens that cannot make a header hop-by-hop: an HTTP/1.1 upstream needs the Host,
+# and the framing headers are the proxy's own (RFC 9110 §7.6.1 lets no sender unframe a message).
+_NEVER_HOP_BY_HOP = _ALREADY_DROPPED | {b"host", b"content-length"}
 
 
-def scan_request(method: bytes, target: bytes, http11: bool, raw: Headers) -> Request:
-    """Classify the request headers once; raise BadRequest for an ambiguous or invalid head."""
+def scan_request(
+    method: bytes, target: bytes, http11: bool, raw: Headers, underscores: bool = False
+) -> Request:
+    """Classify the request headers once; raise BadRequest for an ambiguous or invalid head.
+
+    Header names with an underscore are dropped unless `underscores` (nginx's
+    `underscores_in_headers`, off in ingress-nginx): a backend that reads `Transfer_Encoding`
+    or `X_Forwarded_For` as its dashed twin would see what the proxy never checked.
+    """
     if not target.startswith(b"/") and not (target == b"*" and method == b"OPTIONS"):
         # absolute-form (or CONNECT's authority-form) would let the target and Host disagree
         raise BadRequest("request target must be a path")
@@ -130,6 +140,9 @@ def scan_request(method: bytes, target: bytes, http11: bool, raw: Headers) -> Re
     for header in raw:
         kind = kinds.get(header[0])
         if kind is None:
+            # (the names looked up first have no underscore: only unusual names pay for this)
+            if b"_" in header[0] and not underscores:
+                continue
             kind = kinds.get(header[0].lower(), _PLAIN)
         if kind == _PLAIN:
             forward.append(header)
@@ -161,15 +174,16 @@ def scan_request(method: bytes, target: bytes, http11: bool, raw: Headers) -> Re
         raise BadRequest("more than one Host header")
     if http11 and hosts == 0:
         raise BadRequest("HTTP/1.1 request without Host")
-    chunked = False
-    if transfer_encoding:
-        # Only a final "chunked" frames a request body (RFC 9112 §6.3); anything else is a
-        # smuggling attempt or unsupported, and both mean 400.
-        if transfer_encoding[-1] != b"chunked" or content_length is not None:
-            raise BadRequest("unsupported Transfer-Encoding")
-        chunked = True
+    chunked = bool(transfer_encoding)
+    if chunked:
+        _check_transfer_coding(transfer_encoding, content_length, http11)
+    upgrade_wanted = upgrade is not None and b"upgrade" in connection_tokens
+    if upgrade_wanted and chunked:
+        # httptools hands every byte after an Upgrade head over unparsed: a chunked body
+        # could not be told from the new protocol's bytes. (A Content-Length body can.)
+        raise BadRequest("Upgrade request with a chunked body")
     if connection_tokens:
-        listed = set(connection_tokens) - _ALREADY_DROPPED
+        listed = set(connection_tokens) - _NEVER_HOP_BY_HOP
         if listed:
             forward = [(n, v) for n, v in forward if n.lower() not in listed]
     return Request(
@@ -185,8 +199,50 @@ def scan_request(method: bytes, target: bytes, http11: bool, raw: Headers) -> Re
         request_id=request_id,
         content_length=content_length,
         chunked=chunked,
-        upgrade=upgrade if b"upgrade" in connection_tokens else None,
+        upgrade=upgrade if upgrade_wanted else None,
     )
+
+
+def _check_transfer_coding(codings: list[bytes], content_length: int | None, http11: bool) -> None:
+    """A chunked request body is framed only by a final, single "chunked" (RFC 9112 §6.1, §6.3):
+    anything else is ambiguous framing (400), a coding the proxy cannot undo (501, as nginx), or
+    HTTP/1.0, which has no transfer codings (400, as nginx)."""
+    codings = [coding for coding in codings if coding]  # empty list elements are ignored
+    if content_length is not None or not http11:
+        raise BadRequest("Transfer-Encoding with Content-Length, or in HTTP/1.0")
+    if not codings or codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+        raise BadRequest("request body framing is not a final chunked")
+    if len(codings) > 1:
+        raise UnknownTransferCoding(b", ".join(codings[:-1]).decode("latin-1"))
+
+
+# llhttp (under httptools) also parses RTSP/1.0 and RTSP/2.0 request lines, Icecast's
+# "SOURCE / ICE/1.0", and HTTP/0.9's bare "GET /", and reports them as versions 1.0, 2.0 and 0.9:
+# none is HTTP/1.x, and forwarding one as HTTP/1.1 would carry what another parser refuses.
+# These methods parse only with "RTSP/"; GET, POST, OPTIONS and SOURCE parse with both.
+_RTSP_ONLY_METHODS = frozenset({
+    b"ANNOUNCE", b"DESCRIBE", b"FLUSH", b"GET_PARAMETER", b"PAUSE", b"PLAY", b"RECORD",
+    b"REDIRECT", b"SETUP", b"SET_PARAMETER", b"TEARDOWN",
+})  # fmt: skip
+_FOREIGN_PROTOCOLS = (b" RTSP/1.0\r\n", b" ICE/1.0\r\n")
+
+
+def check_version(method: bytes, version: str, target: bytes, head: bytes) -> None:
+    """Refuse what is not an HTTP/1.0 or HTTP/1.1 request line: 505 for HTTP/2.0, 400 for the
+    rest. `head` is the raw bytes read while this head arrived (with whatever came before it in
+    the same read); it is looked at only for HTTP/1.0, whose request line llhttp does not tell
+    from RTSP/1.0 or ICE/1.0."""
+    if version == "1.1":
+        return
+    if version == "2.0":
+        raise VersionNotSupported("HTTP/2.0 request line")
+    if version != "1.0" or method in _RTSP_ONLY_METHODS:
+        raise BadRequest("not an HTTP/1.x request line")
+    if any(protocol in head for protocol in _FOREIGN_PROTOCOLS):
+        # (rare: only then is the request line itself looked for)
+        line = rb"(?:^|\n)%s +%s +(?:RTSP|ICE)/1\.0\r\n" % (re.escape(method), re.escape(target))
+        if re.search(line, head):
+            raise BadRequest("not an HTTP/1.x request line")
 
 
 # RFC 3986 host (reg-name or IP literal) with an optional port

@@ -126,10 +126,15 @@ def url(server: ProxyServer, path: str = "/") -> str:
     return f"http://{server.address}{path}"
 
 
+async def connect(server: ProxyServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A plain TCP connection to the proxy's listener."""
+    assert server.address is not None
+    return await asyncio.open_connection(server.address.host, server.address.port)
+
+
 async def raw_request(server: ProxyServer, data: bytes, timeout: float = 5.0) -> bytes:
     """Send raw bytes, read until the proxy closes the connection (or `timeout`)."""
-    assert server.address is not None
-    reader, writer = await asyncio.open_connection(server.address.host, server.address.port)
+    reader, writer = await connect(server)
     writer.write(data)
     await writer.drain()
     chunks: list[bytes] = []
@@ -182,3 +187,84 @@ async def start_raw_upstream(answer: bytes, close: bool = True) -> RawUpstream:
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     raw = RawUpstream(server, server.sockets[0].getsockname()[1])
     return raw
+
+
+@dataclass
+class Recorded:
+    """One request as a strict upstream read it off the wire."""
+
+    connection: int  # which upstream connection it came on, numbered from 0
+    request_line: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+@dataclass
+class RecordingUpstream:
+    """A strict keep-alive HTTP/1.1 upstream that answers each request as soon as its head is in,
+    before reading the body (as servers answer a 404 or 405), then reads the body its head
+    declares and records the request. So a request the proxy sent short makes the next one on
+    the same connection a mangled record. `POST /switch` with Upgrade is answered 101 after its
+    body, and the connection then echoes what it receives."""
+
+    server: asyncio.Server
+    port: int
+    requests: list[Recorded] = field(default_factory=list)
+    tunnelled: bytearray = field(default_factory=bytearray)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint("127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def start_recording_upstream() -> RecordingUpstream:
+    recorder: RecordingUpstream
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connection, connections = connections, connections + 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                line, *lines = head[:-4].split(b"\r\n")
+                headers = [(n.strip().lower(), v.strip()) for n, _, v in
+                           (raw.partition(b":") for raw in lines)]  # fmt: skip
+                fields = dict(headers)
+                switch = line.startswith(b"POST /switch ") and b"upgrade" in fields
+                if not switch:
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                if b"content-length" in fields:
+                    body = await reader.readexactly(int(fields[b"content-length"]))
+                elif fields.get(b"transfer-encoding") == b"chunked":
+                    body = await _read_chunked(reader)
+                else:
+                    body = b""
+                recorder.requests.append(Recorded(connection, line, headers, body))
+                if switch:
+                    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n"
+                                 b"Upgrade: websocket\r\n\r\n")  # fmt: skip
+                    while data := await reader.read(65536):
+                        recorder.tunnelled += data
+                        writer.write(data)
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    recorder = RecordingUpstream(server, server.sockets[0].getsockname()[1])
+    return recorder
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    body = b""
+    while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+        body += (await reader.readexactly(size + 2))[:-2]
+    await reader.readuntil(b"\r\n")  # the empty trailer section
+    return body

@@ -18,7 +18,7 @@ from proxy.core.ring import HashRing
 from proxy.runtime import ProxyServer
 from proxy.sources.static import STATIC_CLUSTER
 from tests.integration.conftest import StartProxy, StartUpstreams
-from tests.integration.harness import Upstream, raw_request, start_raw_upstream, url
+from tests.integration.harness import Upstream, connect, raw_request, start_raw_upstream, url
 
 BALANCED = Affinity(AffinityMode.BALANCED, CookieSettings(name="key"))
 PERSISTENT = Affinity(AffinityMode.PERSISTENT, CookieSettings(name="key", max_age=60))
@@ -261,8 +261,7 @@ async def test_an_upstream_that_stops_reading_the_body_is_504(proxy: StartProxy)
     raw = await start_raw_upstream(b"", close=False)  # reads the head, then nothing
     try:
         server = await proxy([raw.endpoint], None, UpstreamPolicy(send_timeout=0.3, body_size=0))
-        assert server.address is not None
-        reader, writer = await asyncio.open_connection(server.address.host, server.address.port)
+        reader, writer = await connect(server)
         writer.write(b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n")
 
         async def upload() -> None:  # like a real client: sends while it waits for an answer

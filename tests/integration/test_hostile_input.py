@@ -9,7 +9,7 @@ import pytest
 
 from proxy.core.model import Affinity
 from tests.integration.conftest import StartProxy, StartUpstreams
-from tests.integration.harness import raw_request, start_raw_upstream, url
+from tests.integration.harness import connect, raw_request, start_raw_upstream, url
 
 
 @pytest.mark.parametrize(
@@ -101,8 +101,7 @@ async def test_expect_100_continue_reaches_the_client(
 ) -> None:
     (up,) = await upstreams(1)
     server = await proxy([up.endpoint], None)
-    assert server.address is not None
-    reader, writer = await asyncio.open_connection(server.address.host, server.address.port)
+    reader, writer = await connect(server)
     writer.write(
         b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
     )
@@ -148,10 +147,7 @@ async def test_connections_over_the_cap_get_503(
 ) -> None:
     (up,) = await upstreams(1)
     server = await proxy([up.endpoint], None, max_connections=2)
-    assert server.address is not None
-    held = [
-        await asyncio.open_connection(server.address.host, server.address.port) for _ in range(2)
-    ]
+    held = [await connect(server) for _ in range(2)]
     await asyncio.sleep(0.05)
     turned_away = await raw_request(server, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     assert turned_away.startswith(b"HTTP/1.1 503 ")

@@ -17,7 +17,7 @@ from proxy.runtime import ProxyServer
 from proxy.settings import Address, ServeSettings
 from proxy.sources.static import static_snapshot
 from tests.integration.conftest import StartProxy, StartUpstreams
-from tests.integration.harness import raw_request, url
+from tests.integration.harness import connect, raw_request, url
 
 CLOSE = b"Connection: close\r\n"
 
@@ -344,8 +344,7 @@ async def test_shutdown_finishes_requests_in_flight(
         assert response.headers["Connection"] == "close"
         await stopping
     with pytest.raises(OSError):
-        assert server.address is not None
-        await asyncio.open_connection(server.address.host, server.address.port)
+        await connect(server)
 
 
 async def test_websocket_upgrade_is_proxied_with_the_same_affinity(
