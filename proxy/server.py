@@ -380,8 +380,10 @@ class DownstreamProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if self._incoming is not None:
-            self._linger()  # the client may still be sending a body we will not read
+        if self._incoming is not None or self._fatal is not None:
+            # The client may still be sending a body we will not read, or the rest of a request
+            # we refused: closing with unread input would reset the connection.
+            self._linger()
         else:
             transport.close()
 
@@ -468,6 +470,7 @@ class DownstreamProtocol(asyncio.Protocol):
             self._answer_fatal(error)
 
     def _answer_fatal(self, error: ProxyError) -> None:
+        self._fatal = error  # (also when a head timed out: it lingers like every refusal)
         self.ctx.metrics.count_request(None, b"", error.status)
         self.write(error_response(error.status, close=True))
         self.close_now()

@@ -189,3 +189,43 @@ async def test_http_request_lines_llhttp_shares_with_other_protocols_still_pass(
     assert response.startswith(b"HTTP/1.1 200 "), response[:80]
     (sent,) = recorder.requests
     assert sent.request_line.endswith(b" HTTP/1.1")
+
+
+async def test_a_refusal_reaches_a_client_that_keeps_sending(
+    recorder: RecordingUpstream, proxy: StartProxy
+) -> None:
+    """A 100 KB head in 1 KB writes: the 431 must arrive, not a reset that destroys it."""
+    server = await proxy([recorder.endpoint], None)
+    reader, writer = await connect(server)
+
+    async def send() -> None:
+        writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n")
+        for index in range(100):
+            writer.write(b"X-Filler-%03d: %s\r\n" % (index, b"f" * 1000))
+            await writer.drain()
+            await asyncio.sleep(0.001)
+
+    try:
+        await send()  # all of it, then read, as a simple client does
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
+    assert recorder.requests == []
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET http://x/ HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+    ],
+    ids=["bad-head", "bad-version", "bad-chunk"],
+)
+async def test_a_refusal_followed_by_more_bytes_is_not_reset(
+    recorder: RecordingUpstream, proxy: StartProxy, request_bytes: bytes, status: int
+) -> None:
+    server = await proxy([recorder.endpoint], None)
+    response = await raw_request(server, request_bytes + b"y" * 200_000)
+    assert response.startswith(b"HTTP/1.1 %d " % status), response[:80]
