@@ -20,7 +20,7 @@ from proxy.heap import FULL_COLLECTION_INTERVAL, collect_everything
 from proxy.listener import Listener, listening_socket
 from proxy.metrics import Metrics
 from proxy.publisher import Publisher
-from proxy.server import DownstreamProtocol, ServerContext
+from proxy.server import IDLE_DRAIN_TIME, DownstreamProtocol, ServerContext
 from proxy.settings import Address, ServeSettings
 from proxy.sources.source import Source
 from proxy.tls_contexts import TlsContexts
@@ -123,7 +123,7 @@ class ProxyServer:
         if ctx is None or self._listener is None:
             return
         grace = self.settings.shutdown_grace if grace is None else grace
-        ctx.begin_shutdown()
+        ctx.begin_shutdown(min(IDLE_DRAIN_TIME, grace))
         self.publisher.stop_warming()
         if self.feeding is not None:
             self.feeding.cancel()

@@ -38,6 +38,9 @@ MAX_HEAD = 32 * 1024  # a whole request head
 KEEPALIVE_TIMEOUT = 75.0  # nginx's keepalive_timeout
 MAX_CONNECTIONS = 16384  # ingress-nginx's max-worker-connections
 LINGERING_TIME = 5.0  # nginx's lingering_timeout: how long an unread body is drained after an error
+# At shutdown an idle keep-alive connection may already carry the client's next request: for
+# this long it is still answered (with Connection: close) instead of lost with the connection.
+IDLE_DRAIN_TIME = 1.0
 
 
 class NotReady(NoEndpoint):
@@ -81,7 +84,7 @@ class ServerContext:
 
     def route(self, host: str, path: str) -> Route | None:
         snapshot = self.snapshot()
-        if snapshot is None or self.closing:
+        if snapshot is None:
             raise NotReady()
         if snapshot is not self._snapshot_seen:
             # first request on a new table: let go of connections to endpoints no longer in it
@@ -99,9 +102,14 @@ class ServerContext:
         self._request_ids_used = start + 32
         return self._request_ids[start : start + 32]
 
-    def begin_shutdown(self) -> None:
-        """Stop keep-alive everywhere: idle connections close now, busy ones after their answer."""
+    def begin_shutdown(self, idle_drain: float = IDLE_DRAIN_TIME) -> None:
+        """Stop keep-alive everywhere: busy connections close after their answer, idle ones
+        after one more request or, if none comes, in `idle_drain` seconds. (Closed at once, an
+        idle connection lost the request a client had just sent on it.)"""
         self.closing = True
+        self.loop.call_later(idle_drain, self.close_idle)
+
+    def close_idle(self) -> None:
         for conn in list(self.connections):
             conn.close_if_idle()
 
@@ -451,7 +459,9 @@ class DownstreamProtocol(asyncio.Protocol):
             self._idle_since = self.ctx.loop.time()
 
     def close_if_idle(self) -> None:
-        if self._active is None and self._tunnel is None and self.transport is not None:
+        """Close unless a request is being answered, or a head is arriving (waited out)."""
+        idle = self._active is None and self._tunnel is None and not self._head_size
+        if idle and self.transport is not None:
             self.close_now()
 
     # -- internals -----------------------------------------------------------------------------
