@@ -442,6 +442,7 @@ class DownstreamProtocol(asyncio.Protocol):
             self._tunnel = None
         if self._upgrading is exchange:
             self._upgrading = None
+            self._upgrade_body = 0
         if self._closed:
             return
         if not exchange.keep_alive or self.ctx.closing:
