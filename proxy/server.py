@@ -381,16 +381,18 @@ class DownstreamProtocol(asyncio.Protocol):
         if out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
-    def close_now(self) -> None:
-        """End the connection after what is already written."""
+    def close_now(self, linger: bool = False) -> None:
+        """End the connection after what is already written; `linger` when the client may still
+        be sending (it is assumed whenever part of a request is unanswered)."""
         self._closed = True
         self.uncork()
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if self._incoming is not None or self._fatal is not None:
-            # The client may still be sending a body we will not read, or the rest of a request
-            # we refused: closing with unread input would reset the connection.
+        if linger or self._incoming or self._fatal or self._queue or self._head_size:
+            # A body we will not read, the rest of a request we refused, requests pipelined
+            # behind the last answer: closing with unread input would reset the connection,
+            # and a reset can destroy the answer before the client reads it.
             self._linger()
         else:
             transport.close()
@@ -446,7 +448,8 @@ class DownstreamProtocol(asyncio.Protocol):
         if self._closed:
             return
         if not exchange.keep_alive or self.ctx.closing:
-            self.close_now()
+            # (after an Upgrade, refused or done, the client may be sending its protocol still)
+            self.close_now(linger=exchange.request.upgrade is not None)
             return
         if self._queue:
             following = self._queue.popleft()

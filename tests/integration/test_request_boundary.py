@@ -68,6 +68,24 @@ async def test_an_upgrade_body_arriving_later_is_sent_before_the_tunnel_starts(
     assert switch.body == b"0123456789" and recorder.tunnelled == b"frame"
 
 
+async def test_a_refused_upgrade_reaches_a_client_that_sends_its_new_protocol_anyway(
+    recorder: RecordingUpstream, proxy: StartProxy
+) -> None:
+    server = await proxy([recorder.endpoint], None)
+    reader, writer = await connect(server)
+    writer.write(b"GET /up HTTP/1.1\r\nHost: t\r\n" + UPGRADE + b"\r\n")
+    await asyncio.sleep(0.1)  # answered 200 (not 101) and closed by now
+    try:
+        for _ in range(3):  # the client assumed it was switched: frames of the new protocol
+            writer.write(b"\x81\x05hello" * 1000)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        answer = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in answer
+
+
 async def test_an_upgrade_with_a_chunked_body_is_refused(
     recorder: RecordingUpstream, proxy: StartProxy
 ) -> None:
