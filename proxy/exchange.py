@@ -32,6 +32,7 @@ from proxy.core.model import Endpoint, Route
 
 if TYPE_CHECKING:
     from proxy.core.affinity import Outcome
+    from proxy.metrics import ClusterView
     from proxy.server import DownstreamProtocol, ServerContext
     from proxy.upstream import UpstreamConnection
 
@@ -58,6 +59,7 @@ class Exchange:
         "keep_alive",
         "last_error",
         "last_read",
+        "new_cookie",
         "outcome",
         "pending",
         "pending_size",
@@ -77,6 +79,7 @@ class Exchange:
         "started_at",
         "status",
         "tried",
+        "tried_view",
         "tries",
         "tunnel",
         "tunnel_pending",
@@ -106,6 +109,7 @@ class Exchange:
         self.tries = 0
         self.last_error: UpstreamError | None = None
         self.cookie_value: str | None = None
+        self.new_cookie: str | None = None  # the affinity cookie value `set_cookie` carries
         self.set_cookie: bytes | None = None
         self.endpoint: Endpoint | None = None
         self.upstream: UpstreamConnection | None = None
@@ -126,6 +130,7 @@ class Exchange:
         self.started_at = perf_counter()
         self.upstream_started_at = 0.0
         self.outcome: Outcome | None = None  # of the last try's endpoint choice
+        self.tried_view: ClusterView | None = None  # the metrics' view of the last try's cluster
         self.sent_head = 0
         self.sent_body = 0
 
@@ -246,7 +251,8 @@ class Exchange:
             ).encode("latin-1")
         endpoint = decision.endpoint
         self.outcome = decision.outcome
-        ctx.metrics.chose(self, cluster, endpoint, new_cookie)
+        self.new_cookie = new_cookie
+        self.tried_view = ctx.metrics.count_try(cluster, endpoint)
         self.endpoint = endpoint
         self.tried.append(endpoint)
         self.tries += 1
@@ -351,6 +357,8 @@ class Exchange:
                 extra += b"Upgrade: %s\r\n" % request.upgrade
         self.response_started = True
         self.status = status
+        if self.outcome is not None:
+            self.ctx.metrics.answer_started(self)
         # An unread request body cannot be skipped: the connection closes after this answer.
         keep_alive = self.keep_alive and self.request_done and not self.ctx.closing
         head, framing = h.response_head(

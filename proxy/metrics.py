@@ -88,18 +88,20 @@ class _RouteStats:
 
 
 class _EndpointStats:
-    __slots__ = ("key", "new_sessions", "requests", "sessions")
+    __slots__ = ("key", "new_sessions", "requests", "sessions", "touched")
 
     def __init__(self, key: tuple[str, str], sessions: SessionSketch) -> None:
         self.key = key
         self.requests = 0
         self.new_sessions = 0
         self.sessions = sessions
+        self.touched = False  # counted since the last sync: in `Metrics._touched`
 
 
-class _ClusterView:
+class ClusterView:
     """One cluster's endpoints by `id()`: the data path finds an endpoint's stats with an int
-    lookup instead of hashing the dataclass. Keyed by the cluster's balancer, which tables share
+    lookup instead of hashing the dataclass (an exchange keeps its try's view, see
+    `Metrics.count_try`). Keyed by the cluster's balancer, which tables share
     while a cluster's endpoints do not change (so do its endpoint objects): a new table only
     makes views for the clusters that changed. Holds the balancer so its ids stay unique."""
 
@@ -163,7 +165,7 @@ class Metrics:
         )
         self.affinity_decisions = Counter(
             "sticky_proxy_affinity_decisions",
-            "How each request's endpoint was chosen",
+            "How each request's endpoint was chosen: one per request, its last try's choice",
             ["outcome"],
             registry=registry,
         )
@@ -188,7 +190,7 @@ class Metrics:
         )
         self.endpoint_new_sessions = Counter(
             "sticky_proxy_endpoint_new_sessions",
-            "Affinity cookies issued that pin a new session to each endpoint",
+            "Affinity cookies sent to clients in answers of each endpoint: its new sessions",
             ENDPOINT_LABELS,
             registry=registry,
         )
@@ -233,7 +235,7 @@ class Metrics:
         # What the data path bumps, moved into the metrics above by `sync`:
         self._routes: dict[tuple[str, ...], _RouteStats] = {}
         self._outcomes = dict.fromkeys(Outcome, 0)
-        self._views: dict[int, _ClusterView] = {}
+        self._views: dict[int, ClusterView] = {}
         self._endpoint_stats: dict[tuple[str, str], _EndpointStats] = {}
         # Endpoints counted since the last sync, and those whose sketch holds sessions: a sync
         # walks these, not the 50,000 endpoints of a big table (20-50 ms every second).
@@ -263,10 +265,18 @@ class Metrics:
     # -- the data path ----------------------------------------------------------------------------
 
     def count_request(self, route: Route | None, method: bytes, status: int) -> None:
-        """A request answered without an exchange finishing (turned away, or the client left)."""
+        """A request answered without an exchange (turned away before one began)."""
         stats = self._route_stats(route.labels if route is not None else _NO_ROUTE)
         key = (method, status)
         stats.requests[key] = stats.requests.get(key, 0) + 1
+
+    def abandoned(self, exchange: Exchange) -> None:
+        """A request whose client left before its answer was done: nginx's 499, and the affinity
+        decision it made, if it made one."""
+        self.count_request(exchange.route, exchange.request.method, 499)
+        outcome = exchange.outcome
+        if outcome is not None:
+            self._outcomes[outcome] += 1
 
     def finished(self, exchange: Exchange) -> None:
         """One answered request: its count, durations and sizes (written out, not in helper
@@ -296,6 +306,9 @@ class Metrics:
         counts = stats.response_size
         counts[bisect_left(BYTES, size)] += 1
         counts[-1] += size
+        outcome = exchange.outcome
+        if outcome is not None:
+            self._outcomes[outcome] += 1  # the last try's: retried tries are upstream errors
         if self.access_log is not None:
             self.access_log(exchange, end)
 
@@ -305,22 +318,32 @@ class Metrics:
             stats = self._routes[labels] = _RouteStats()
         return stats
 
-    def chose(
-        self, exchange: Exchange, cluster: Cluster, endpoint: Endpoint, new_cookie: str | None
-    ) -> None:
-        """One upstream try: the endpoint's load, the affinity outcome, the session it serves."""
+    def count_try(self, cluster: Cluster, endpoint: Endpoint) -> ClusterView:
+        """One upstream try sent to `endpoint`: its load. The request's affinity decision counts
+        once, when it ends (`finished`, `abandoned`); the view returned is for `answer_started`,
+        which then need not look it up again."""
         balancer = cluster.balancer
         view = self._views.get(id(balancer))
         if view is None or view.balancer is not balancer:
             view = self._view(cluster)
         stats = view.endpoints[id(endpoint)]
-        if not stats.requests:
+        if not stats.touched:
+            stats.touched = True
             self._touched.append(stats)
         stats.requests += 1
-        outcome = exchange.outcome
-        if outcome is None:
-            return  # no affinity: no sessions
-        self._outcomes[outcome] += 1
+        return view
+
+    def answer_started(self, exchange: Exchange) -> None:
+        """The last try's endpoint began its answer to an affinity request: the session now
+        lives there, and a new cookie left with the answer's head. Counted here, not per try: a
+        failed try's session never reached its endpoint, nor its new cookie the client."""
+        view = exchange.tried_view
+        assert view is not None
+        stats = view.endpoints[id(exchange.endpoint)]
+        if not stats.touched:  # (a sync may have run since the try)
+            stats.touched = True
+            self._touched.append(stats)
+        new_cookie = exchange.new_cookie
         if new_cookie is not None:
             stats.new_sessions += 1
         session: str | bytes | None = new_cookie or exchange.cookie_value
@@ -396,8 +419,14 @@ class Metrics:
                 self._outcomes[outcome] = 0
         touched, self._touched = self._touched, []
         for endpoint in touched:
-            self.endpoint_requests.labels(*endpoint.key).inc(endpoint.requests)
-            endpoint.requests = 0
+            endpoint.touched = False
+            if self._endpoint_stats.get(endpoint.key) is not endpoint:
+                # Answered after its endpoint left the table, and its series with it: counting
+                # now would bring the series back, with nothing left to remove it.
+                continue
+            if endpoint.requests:
+                self.endpoint_requests.labels(*endpoint.key).inc(endpoint.requests)
+                endpoint.requests = 0
             if endpoint.new_sessions:
                 self.endpoint_new_sessions.labels(*endpoint.key).inc(endpoint.new_sessions)
                 endpoint.new_sessions = 0
@@ -422,7 +451,7 @@ class Metrics:
         return (self.request_duration, self.upstream_response, self.request_size,
                 self.response_size)  # fmt: skip
 
-    def _view(self, cluster: Cluster) -> _ClusterView:
+    def _view(self, cluster: Cluster) -> ClusterView:
         window = _session_window(cluster)
         now = time()
         endpoints: dict[int, _EndpointStats] = {}
@@ -435,7 +464,7 @@ class Metrics:
                 self.endpoint_requests.labels(*key)
                 self.endpoint_new_sessions.labels(*key)
             endpoints[id(endpoint)] = stats
-        view = self._views[id(cluster.balancer)] = _ClusterView(cluster, endpoints)
+        view = self._views[id(cluster.balancer)] = ClusterView(cluster, endpoints)
         return view
 
     def _follow_table(self, snapshot: Snapshot) -> None:

@@ -268,7 +268,7 @@ class DownstreamProtocol(asyncio.Protocol):
                 exchange.abort()
                 if exchange.started:
                     # nginx's 499: the client closed the connection before the answer was done
-                    self.ctx.metrics.count_request(exchange.route, exchange.request.method, 499)
+                    self.ctx.metrics.abandoned(exchange)
         if self._tunnel is not None:
             self._tunnel.tunnel_closed()
         self._active = self._incoming = self._tunnel = self._upgrading = None

@@ -3,6 +3,7 @@ the counts of what each test did."""
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
@@ -19,8 +20,9 @@ from proxy.core.model import (
 from proxy.metrics import BYTES, SECONDS, Metrics
 from proxy.runtime import ProxyServer
 from proxy.sources.static import static_snapshot
-from tests.integration.cluster import get
+from tests.integration.cluster import Answer, get, until
 from tests.integration.conftest import StartProxy, StartUpstreams
+from tests.integration.harness import Upstream
 from tests.tables import affinity_table
 
 OUTCOMES = {"sticky", "new", "repicked", "failover", "draining"}
@@ -137,18 +139,28 @@ async def test_names_types_and_labels_after_traffic(
     assert values(families["process_cpu_seconds"], "_total")[""] > 0
 
 
+CHANGE_ON_FAILURE = Affinity(cookie=CookieSettings(name="key", change_on_failure=True))
+
+
+async def first_session(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> tuple[ProxyServer, list[Upstream], Answer]:
+    """A proxy in front of 3 upstreams with change-on-failure, and its first answer (new)."""
+    ups = await upstreams(3)
+    server = await proxy([u.endpoint for u in ups], CHANGE_ON_FAILURE)
+    return server, ups, await get(server)
+
+
 async def test_outcome_counters_follow_what_happened(
     upstreams: StartUpstreams, proxy: StartProxy
 ) -> None:
-    ups = await upstreams(3)
-    affinity = Affinity(cookie=CookieSettings(name="key", change_on_failure=True))
-    server = await proxy([u.endpoint for u in ups], affinity)
-    first = await get(server)  # new
+    server, ups, first = await first_session(upstreams, proxy)  # new
     cookie = "key=" + first.value("key")
     await get(server, cookie=cookie)  # sticky
     await get(server, cookie=cookie)  # sticky
     pinned = next(u for u in ups if u.name == first.pod)
-    publish(server, [Endpoint(u.host, u.port, draining=u is pinned) for u in ups], affinity)
+    draining = [Endpoint(u.host, u.port, draining=u is pinned) for u in ups]
+    publish(server, draining, CHANGE_ON_FAILURE)
     assert (await get(server, cookie=cookie)).pod == pinned.name  # draining
     families = await scrape(server)
     assert outcomes(families) == {"sticky": 2, "new": 1, "repicked": 0, "failover": 0,
@@ -156,11 +168,12 @@ async def test_outcome_counters_follow_what_happened(
     assert values(families["sticky_proxy_endpoints"], by="state") == {"ready": 2, "draining": 1}
 
     await pinned.stop()
-    moved = await get(server, cookie=cookie)  # draining, its connection refused, then failover
+    # draining, its connection refused, then failover: the request's decision is its last try's
+    moved = await get(server, cookie=cookie)
     assert moved.status == 200 and moved.pod != pinned.name
     families = await scrape(server)
     assert outcomes(families) == {"sticky": 2, "new": 1, "repicked": 0, "failover": 1,
-                                  "draining": 2}  # fmt: skip
+                                  "draining": 1}  # fmt: skip
     errors = values(families["sticky_proxy_upstream_errors"], "_total", "reason")
     assert errors["connect"] == 1
     new_sessions = values(families["sticky_proxy_endpoint_new_sessions"], "_total", "endpoint")
@@ -172,6 +185,110 @@ async def test_outcome_counters_follow_what_happened(
     assert (await get(persistent, cookie="INGRESSCOOKIE=unknown|x")).status == 200  # repicked
     assert outcomes(await scrape(persistent)) == {"sticky": 0, "new": 0, "repicked": 1,
                                                   "failover": 0, "draining": 0}  # fmt: skip
+
+
+async def test_a_retried_request_counts_one_decision_the_last_tries(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    """Tries are upstream errors and endpoint requests; a request makes one affinity decision,
+    its last try's, and only a session the endpoint answered counts as new or active there."""
+    ups = await upstreams(2)
+    server = await proxy([u.endpoint for u in ups], Affinity(cookie=CookieSettings(name="key")))
+    first = await get(server)  # new, answered by `dead` while it lived
+    dead = next(u for u in ups if u.name == first.pod)
+    live = next(u for u in ups if u is not dead)
+    await dead.stop()  # its port now refuses connections
+    for _ in range(20):
+        # a new session: a first try on `dead` is refused, the failover try reaches `live`
+        assert (await get(server)).pod == live.name
+    for _ in range(2):
+        # pinned to `dead`, no change-on-failure: all 3 tries refused, then 502
+        assert (await get(server, cookie="key=" + first.value("key"))).status == 502
+    families = await scrape(server)
+
+    refused = values(families["sticky_proxy_upstream_errors"], "_total", "reason")["connect"]
+    failovers = refused - 2 * 3
+    assert failovers > 0  # each new session's first try lands on `dead` with odds 1/2
+    assert outcomes(families) == {"new": 1 + 20 - failovers, "failover": failovers,
+                                  "sticky": 2, "repicked": 0, "draining": 0}  # fmt: skip
+    assert sum(outcomes(families).values()) == 23  # one per request
+    endpoint = {dead.endpoint.label: "dead", live.endpoint.label: "live"}
+    requests = values(families["sticky_proxy_endpoint_requests"], "_total", "endpoint")
+    assert {endpoint[k]: v for k, v in requests.items()} == {"dead": 1 + refused, "live": 20}
+    new_sessions = values(families["sticky_proxy_endpoint_new_sessions"], "_total", "endpoint")
+    # the cookies of refused tries never reached a client
+    assert {endpoint[k]: v for k, v in new_sessions.items()} == {"dead": 1, "live": 20}
+    active = values(families["sticky_proxy_endpoint_active_sessions"], by="endpoint")
+    assert active[dead.endpoint.label] == 1  # the one session it answered
+
+
+async def test_a_request_whose_client_left_counts_its_decision(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    server, ups, first = await first_session(upstreams, proxy)  # new
+    dead = next(u for u in ups if u.name == first.pod)
+    await dead.stop()
+    others = [u for u in ups if u is not dead]
+    for upstream in others:
+        upstream.slow_seconds = 30.0
+    assert server.address is not None
+    _, writer = await asyncio.open_connection(server.address.host, server.address.port)
+    writer.write(b"GET /slow HTTP/1.1\r\nHost: app.test\r\nCookie: key=%s\r\n\r\n"
+                 % first.value("key").encode())  # fmt: skip
+    # the sticky try is refused; the failover try waits on a slow upstream; the client leaves
+    await until(lambda: sum(u.requests for u in others) == 1, "the failover try")
+    writer.close()
+    await until(lambda: left(server) == 1, "the proxy counting the request as 499")
+    assert outcomes(await scrape(server)) == {"new": 1, "failover": 1, "sticky": 0,
+                                              "repicked": 0, "draining": 0}  # fmt: skip
+
+
+async def test_a_session_counts_when_its_answer_starts_even_after_a_sync(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    (up,) = await upstreams(1)
+    up.slow_seconds = 0.5
+    server = await proxy([up.endpoint], Affinity(cookie=CookieSettings(name="key")))
+    answer = asyncio.create_task(get(server, "/slow"))
+    await until(lambda: up.requests == 1, "the try reaching the upstream")
+    families = await scrape(server)  # syncs between the try and its answer
+    assert values(families["sticky_proxy_endpoint_requests"], "_total") == {"": 1}
+    assert values(families["sticky_proxy_endpoint_new_sessions"], "_total") == {"": 0}
+    assert (await answer).status == 200
+    families = await scrape(server)
+    assert values(families["sticky_proxy_endpoint_requests"], "_total") == {"": 1}
+    assert values(families["sticky_proxy_endpoint_new_sessions"], "_total") == {"": 1}
+    assert values(families["sticky_proxy_endpoint_active_sessions"]) == {"": 1}
+    assert outcomes(families)["new"] == 1
+
+
+async def test_an_answer_from_an_endpoint_that_left_the_table_brings_no_series_back(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    ups = await upstreams(2)
+    for upstream in ups:
+        upstream.slow_seconds = 0.5
+    affinity = Affinity(cookie=CookieSettings(name="key"))
+    server = await proxy([u.endpoint for u in ups], affinity)
+    answer = asyncio.create_task(get(server, "/slow"))
+    await until(lambda: sum(u.requests for u in ups) == 1, "the try reaching an upstream")
+    (staying,) = [u for u in ups if not u.requests]
+    publish(server, [staying.endpoint], affinity)
+    series = "sticky_proxy_endpoint_new_sessions"
+    assert set(values((await scrape(server))[series], "_total", "endpoint")) == {
+        staying.endpoint.label
+    }
+    assert (await answer).status == 200  # from the upstream that left, with a new cookie
+    assert set(values((await scrape(server))[series], "_total", "endpoint")) == {
+        staying.endpoint.label
+    }
+
+
+def left(server: ProxyServer) -> float:
+    """Requests counted as 499: the client closed the connection before the answer."""
+    labels = {"namespace": "", "ingress": "", "service": "", "host": "*", "path": "/",
+              "method": "GET", "status": "499"}  # fmt: skip
+    return server.metrics.registry.get_sample_value("sticky_proxy_requests_total", labels) or 0
 
 
 async def test_endpoints_that_leave_the_table_take_their_series_along(
