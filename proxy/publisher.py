@@ -50,8 +50,9 @@ class Publisher:
             if warning not in already_said:
                 log.warning("%s", warning)
         clusters = snapshot.clusters
-        log.info("routing updated: %d routes, %d clusters, %d endpoints", len(snapshot.routes),
-                 len(clusters), snapshot.endpoint_count)  # fmt: skip
+        log.info("routing updated: %d routes, %d clusters, %d endpoints (%d draining)",
+                 len(snapshot.routes), len(clusters), snapshot.endpoint_count,
+                 snapshot.draining)  # fmt: skip
         return True
 
     def _warm(self, snapshot: Snapshot) -> None:

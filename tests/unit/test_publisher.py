@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import weakref
 
+import pytest
+
+from proxy.core.model import Affinity, Endpoint, UpstreamPolicy
 from proxy.core.routing import Snapshot
 from proxy.heap import collect_everything, freeze_live_objects
 from proxy.metrics import Metrics
 from proxy.publisher import Publisher, warm_rings
+from proxy.sources.static import static_snapshot
 from tests.tables import affinity_table
 
 
@@ -83,6 +88,15 @@ def test_a_published_table_is_out_of_the_cycle_collectors_sight() -> None:
     # Frozen, yet freed by reference counting once replaced: a table holds no reference cycle
     # (one that did would stay frozen, and leak, with every rebuild).
     assert replaced() is None
+
+
+def test_the_reload_line_counts_the_draining_endpoints(caplog: pytest.LogCaptureFixture) -> None:
+    endpoints = [Endpoint(f"10.9.0.{i}", 80, draining=i > 3) for i in range(1, 6)]
+    with caplog.at_level(logging.INFO, "sticky_proxy.publisher"):
+        Publisher(Metrics()).publish(static_snapshot(endpoints, Affinity(), UpstreamPolicy()))
+    assert [r.getMessage() for r in caplog.records] == [
+        "routing updated: 1 routes, 1 clusters, 5 endpoints (2 draining)"
+    ]
 
 
 class _Node:
