@@ -442,7 +442,7 @@ class Exchange:
             return
         if self.response_started:
             # Part of the answer is already with the client: all that is left is to cut it short.
-            self.ctx.metrics.count_upstream_error(error.reason)
+            self._try_failed(error)
             self.fail(error)
             return
         self._attempt_failed(error, sent=True, stale=stale)
@@ -458,7 +458,7 @@ class Exchange:
             # endpoint's fault, so try it again on a fresh connection without spending a try.
             self._connect(self.endpoint)
             return
-        self.ctx.metrics.count_upstream_error(error.reason)
+        self._try_failed(error)
         self.last_error = error
         policy = route.upstream
         kind = "timeout" if isinstance(error, UpstreamTimeout) else "error"
@@ -473,6 +473,12 @@ class Exchange:
             self.try_next(previous_failed=True)
         else:
             self.fail(error)
+
+    def _try_failed(self, error: UpstreamError) -> None:
+        """Count the failed try, and log it (at most a line per endpoint per second)."""
+        assert self.route is not None and self.endpoint is not None
+        self.ctx.metrics.count_upstream_error(error.reason)
+        self.ctx.failure_log.failed(self.route.cluster.name, self.endpoint, error)
 
     def fail(self, error: ProxyError) -> None:
         """Answer with the error's status, unless an answer has already begun."""

@@ -30,6 +30,7 @@ from proxy.core.errors import (
 from proxy.core.model import Route
 from proxy.core.routing import Snapshot
 from proxy.exchange import Exchange
+from proxy.failure_log import FailureLog
 from proxy.metrics import Metrics
 from proxy.upstream import Pools
 
@@ -48,7 +49,8 @@ class NotReady(NoEndpoint):
 
 
 class ServerContext:
-    """What every connection shares: the current snapshot, upstream pools, metrics, settings."""
+    """What every connection shares: the current snapshot, upstream pools, metrics, the log of
+    upstream failures, settings."""
 
     def __init__(
         self,
@@ -67,6 +69,7 @@ class ServerContext:
         self.loop = loop
         self.snapshot = snapshot
         self.metrics = metrics
+        self.failure_log = FailureLog(loop.time)
         self.pools = Pools(loop)
         self.client_header_timeout = client_header_timeout
         self.client_body_timeout = client_body_timeout

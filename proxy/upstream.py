@@ -265,9 +265,10 @@ class Pool:
                     self.endpoint.port,
                 )
         except TimeoutError:
-            done(None, UpstreamTimeout(f"connect to {self.endpoint.node} timed out"))
+            done(None, UpstreamTimeout("connect timed out"))
         except OSError as exc:
-            done(None, UpstreamError("connect", f"connect to {self.endpoint.node}: {exc}"))
+            # "Connection refused": the log line around it names the endpoint
+            done(None, UpstreamError("connect", exc.strerror or str(exc)))
         else:
             done(conn, None)
 
