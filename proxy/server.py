@@ -167,7 +167,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self._head_size = 0
         self._head_raw = 0  # bytes of a head that arrived after the read it began in
         self._head_reads: list[bytes] = []  # those reads, and the one it began in
-        self._read = b""  # the latest read
+        self._read = b""  # the latest read, while a head in it is incomplete
         self._in_head = False
         self._head_started = 0.0
         self._idle_since = 0.0
@@ -257,6 +257,8 @@ class DownstreamProtocol(asyncio.Protocol):
                     _check_head_size(self._url, self._headers)
                 except HeadTooLarge as error:
                     self._reject(error)
+        if not self._head_size:
+            self._read = b""  # its heads are complete: an idle connection holds no read buffer
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
