@@ -42,7 +42,8 @@ def listening_socket(address: Address, *, reuse_port: bool = False) -> socket.so
 
 class Listener:
     """Accepts on one bound socket and runs `protocol_factory()` on each connection (with TLS
-    when `ssl_context` is given). `close()` stops accepting; accepted connections live on."""
+    when `ssl_context` is given), from `start_accepting()` on: until then connections wait in
+    the kernel's queue. `close()` stops accepting; accepted connections live on."""
 
     def __init__(
         self,
@@ -58,10 +59,10 @@ class Listener:
         self._handshake_timeout = ssl_handshake_timeout if ssl_context is not None else None
         self._adopting: set[asyncio.Task[object]] = set()
         self._retry: asyncio.TimerHandle | None = None
+        self._accepting = False
         host, port = sock.getsockname()[:2]
         self.address = Address(host, port)
         sock.setblocking(False)
-        self._loop.add_reader(sock.fileno(), self._accept)
 
     @classmethod
     def bind(
@@ -76,12 +77,18 @@ class Listener:
         sock = listening_socket(address, reuse_port=reuse_port)
         return cls(sock, protocol_factory, ssl_context, ssl_handshake_timeout)
 
+    def start_accepting(self) -> None:
+        if self._accepting or self._sock.fileno() == -1:
+            return
+        self._accepting = True
+        self._loop.add_reader(self._sock.fileno(), self._accept)
+
     def close(self) -> None:
         if self._sock.fileno() == -1:
             return
         if self._retry is not None:
             self._retry.cancel()
-        else:
+        elif self._accepting:
             self._loop.remove_reader(self._sock.fileno())
         self._sock.close()
 

@@ -29,9 +29,15 @@ def warm_rings(snapshot: Snapshot, wanted: Callable[[Snapshot], bool]) -> None:
 
 
 class Publisher:
-    def __init__(self, metrics: Metrics) -> None:
+    """`on_new_table` is told of each table swapped in, after the swap: the runtime opens its
+    listeners on the first one."""
+
+    def __init__(
+        self, metrics: Metrics, on_new_table: Callable[[Snapshot], None] | None = None
+    ) -> None:
         self.current: Snapshot | None = None
         self._metrics = metrics
+        self._on_new_table = on_new_table
         self._stopping = False  # set by `stop_warming`: no ring is worth building any more
 
     def publish(self, snapshot: Snapshot) -> bool:
@@ -53,6 +59,8 @@ class Publisher:
         log.info("routing updated: %d routes, %d clusters, %d endpoints (%d draining)",
                  len(snapshot.routes), len(clusters), snapshot.endpoint_count,
                  snapshot.draining)  # fmt: skip
+        if self._on_new_table is not None:
+            self._on_new_table(snapshot)
         return True
 
     def _warm(self, snapshot: Snapshot) -> None:

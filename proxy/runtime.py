@@ -39,7 +39,12 @@ GIL_SWITCH_INTERVAL = 0.0002
 
 class ProxyServer:
     """A running proxy: `start()` binds both listeners and runs the source, `stop()` drains and
-    closes them. A `snapshot` given here is published at once (a source that never changes)."""
+    closes them. A `snapshot` given here is published at once (a source that never changes).
+
+    The data-plane listeners are bound and listening from `start()` on (a taken port fails at
+    once), but accept only once the first table is in place: a client that comes earlier waits
+    in the kernel's queue for its answer instead of getting a 503. /readyz answers meanwhile.
+    """
 
     def __init__(
         self,
@@ -49,8 +54,6 @@ class ProxyServer:
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.publisher = Publisher(self.metrics)
-        self.metrics.follow(self.publisher.get)
         self.access_log: AccessLog | None = None
         if settings.access_log != "off":
             self.access_log = AccessLog(settings.access_log)
@@ -58,8 +61,6 @@ class ProxyServer:
         self._sync_timer: asyncio.TimerHandle | None = None
         self._collect_timer: asyncio.TimerHandle | None = None
         self._adding_series = False  # an _add_series chain is running
-        if snapshot is not None:
-            self.publisher.publish(snapshot)
         self.ctx: ServerContext | None = None
         self.address: Address | None = None
         self.metrics_address: Address | None = None
@@ -69,6 +70,10 @@ class ProxyServer:
         self._tls_listener: Listener | None = None
         self.tls_address: Address | None = None
         self._admin: web.AppRunner | None = None
+        self.publisher = Publisher(self.metrics, on_new_table=self._table_in_place)
+        self.metrics.follow(self.publisher.get)
+        if snapshot is not None:
+            self.publisher.publish(snapshot)
 
     def ready(self) -> bool:
         return self.publisher.ready and self.ctx is not None and not self.ctx.closing
@@ -111,11 +116,20 @@ class ProxyServer:
             self.metrics_address = Address(*sock.getsockname()[:2])
         log.info("proxy listening on http://%s, metrics on http://%s",
                  self.address, self.metrics_address)  # fmt: skip
+        if self.publisher.current is not None:
+            self._table_in_place(self.publisher.current)
         self._sync_timer = loop.call_later(SYNC_INTERVAL, self._sync)
         self._collect_timer = loop.call_later(FULL_COLLECTION_INTERVAL, self._collect)
         if source is not None:
             # Listeners first: /readyz must answer 503 while a slow source gathers its first state.
             self.feeding = asyncio.ensure_future(source.run(self.publisher))
+
+    def _table_in_place(self, snapshot: Snapshot) -> None:
+        """Each table the publisher swaps in (on the loop's thread); from the first one on, the
+        listeners take connections."""
+        for listener in (self._listener, self._tls_listener):
+            if listener is not None:
+                listener.start_accepting()
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish within `grace`, then close the rest."""

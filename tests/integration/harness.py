@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from proxy.core.model import Endpoint
+from proxy.core.routing import Snapshot
 from proxy.runtime import ProxyServer
+from proxy.sources.source import SnapshotSink
 
 
 @dataclass
@@ -268,3 +270,17 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         body += (await reader.readexactly(size + 2))[:-2]
     await reader.readuntil(b"\r\n")  # the empty trailer section
     return body
+
+
+class GatedSource:
+    """A source that publishes its snapshot once `gate` is set, then has nothing more to say,
+    like a Kubernetes source waiting for its first lists."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.gate = asyncio.Event()
+
+    async def run(self, sink: SnapshotSink) -> None:
+        await self.gate.wait()
+        sink.publish(self.snapshot)
+        await asyncio.Event().wait()  # until cancelled

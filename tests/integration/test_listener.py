@@ -44,6 +44,7 @@ def descriptors_up_to(highest: int) -> Iterator[None]:
 async def test_a_burst_is_accepted_in_a_few_loop_turns_not_one_per_turn() -> None:
     made: list[asyncio.BaseTransport] = []
     listener = Listener.bind(Address("127.0.0.1", 0), lambda: Recorder(made))
+    listener.start_accepting()
     clients = queue_clients(listener.address, QUEUED)
     try:
         # uvloop's own server needs a loop turn per queued connection: 100 turns, not 5.
@@ -65,6 +66,7 @@ async def test_out_of_descriptors_pauses_accepting_then_takes_the_rest(
 ) -> None:
     made: list[asyncio.BaseTransport] = []
     listener = Listener.bind(Address("127.0.0.1", 0), lambda: Recorder(made))
+    listener.start_accepting()
     clients = queue_clients(listener.address, 10)
     spare = socket.socket()  # the lowest free descriptor: the limit lets one more open after it
     try:

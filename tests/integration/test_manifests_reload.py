@@ -12,12 +12,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from proxy.core.routing import Snapshot
 from proxy.core.translate import TranslateOptions
 from proxy.runtime import ProxyServer, serve
 from proxy.settings import Address, ServeSettings
 from proxy.sources.manifests import POLL_INTERVAL, ManifestSource
-from proxy.sources.source import SnapshotSink, SourceError
+from proxy.sources.source import SourceError
 from proxy.sources.static import static_snapshot
 from tests.integration.cluster import (
     Pods,
@@ -31,6 +30,7 @@ from tests.integration.cluster import (
     write_manifest,
 )
 from tests.integration.conftest import StartManifestProxy
+from tests.integration.harness import GatedSource
 
 LOCAL = ServeSettings(listen=Address("127.0.0.1", 0), metrics_listen=Address("127.0.0.1", 0))
 
@@ -207,20 +207,6 @@ async def test_a_first_load_that_fails_gives_up_with_the_file_named(tmp_path: Pa
         await server.stop(grace=0)
 
 
-class GatedSource:
-    """A source that publishes its snapshot once `gate` is set, then has nothing more to say,
-    like a Kubernetes source waiting for its first lists."""
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
-        self.gate = asyncio.Event()
-
-    async def run(self, sink: SnapshotSink) -> None:
-        await self.gate.wait()
-        sink.publish(self.snapshot)
-        await asyncio.Event().wait()  # until cancelled
-
-
 async def test_readyz_follows_the_first_snapshot_and_shutdown(pods: Pods) -> None:
     (pod,) = await pods.start(1)
     pod.slow_seconds = 1.0
@@ -233,15 +219,18 @@ async def test_readyz_follows_the_first_snapshot_and_shutdown(pods: Pods) -> Non
         _, metrics = await admin_get(server, "/metrics")
         assert 'sticky_proxy_config_reloads_total{result="success"} 0.0' in metrics
         assert 'sticky_proxy_config_reloads_total{result="failure"} 0.0' in metrics
-        assert (await get(server)).status == 503
+        early = asyncio.ensure_future(get(server))  # waits in the listening queue, no 503
+        await asyncio.sleep(0.1)
+        assert not early.done()
 
         source.gate.set()
         await until(server.ready, "ready after the first snapshot")
         assert (await admin_get(server, "/readyz"))[0] == 200
+        assert (await early).status == 200
         assert reloads(server, "success") == 1
 
         in_flight = asyncio.ensure_future(get(server, "/slow"))
-        await until(lambda: pod.requests == 1, "the slow request reaching the pod")
+        await until(lambda: pod.requests == 2, "the slow request reaching the pod")
         stopping = asyncio.ensure_future(server.stop(grace=5))
         await until(lambda: server.ctx is not None and server.ctx.closing, "shutdown begun")
         assert (await admin_get(server, "/readyz"))[0] == 503
