@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO, TypeVar, get_args
+from typing import TYPE_CHECKING, Literal, NoReturn, TextIO, TypeVar, get_args
 
 import uvloop
 
@@ -64,6 +64,7 @@ PROG = "sticky-proxy"
 T = TypeVar("T")
 
 _DEFAULT = "(default: %(default)s)"
+DEFAULT_TLS_LISTEN = Address("0.0.0.0", 8443)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,15 +288,18 @@ def _add_listen_flags(parser: argparse.ArgumentParser, host: str) -> None:
 def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "TLS",
-        "HTTPS on its own listener, opened when there can be certificates: --tls-cert, or "
-        "Ingress spec.tls with kubernetes.io/tls Secrets (chosen by SNI)",
+        "HTTPS on its own listener, for --tls-cert and for Ingress spec.tls with "
+        "kubernetes.io/tls Secrets (chosen by SNI). With --manifests or --kubernetes, a "
+        "--tls-listen given or a --tls-cert binds it at start; without either, "
+        f"{DEFAULT_TLS_LISTEN} is bound only once the first Ingress certificate loads (if that "
+        "port is taken then: one error line, and plain HTTP goes on). With --backend: bound at "
+        "start with --tls-cert, else no TLS.",
     )
     group.add_argument(
         "--tls-listen",
         type=_value(_host_port_or_off),
-        default="0.0.0.0:8443",
         metavar="HOST:PORT|off",
-        help=_DEFAULT,
+        help=f"(default: {DEFAULT_TLS_LISTEN}, bound as said above)",
     )
     group.add_argument("--tls-cert", metavar="PATH", help="default certificate chain (PEM)")
     group.add_argument("--tls-key", metavar="PATH", help="its private key (PEM)")
@@ -308,15 +312,22 @@ def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _host_port_or_off(text: str) -> Address | None:
-    return None if text == "off" else parse_host_port(text)
+def _host_port_or_off(text: str) -> Address | Literal["off"]:
+    return "off" if text == "off" else parse_host_port(text)
 
 
-def _tls_settings(
-    parser: argparse.ArgumentParser, args: argparse.Namespace
-) -> tuple[Address | None, TlsCertificate | None]:
-    """The TLS listener and default certificate; with --backend alone, no listener unless a
-    certificate is given (there is nowhere else certificates could come from)."""
+@dataclass(frozen=True, slots=True)
+class _Tls:
+    listen: Address | None
+    on_demand: bool  # bind `listen` only once a certificate loads
+    default: TlsCertificate | None
+
+
+def _tls_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Tls:
+    """The TLS listener and default certificate. With --backend alone, no listener unless a
+    certificate is given (there is nowhere else certificates could come from); with manifests
+    or the API and neither --tls-listen nor --tls-cert, the default port waits for a first
+    Ingress certificate, so that a port nobody asked for is not taken from another program."""
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
     default = None
@@ -325,9 +336,11 @@ def _tls_settings(
             default = load_default_certificate(args.tls_cert, args.tls_key)
         except ValueError as error:
             parser.error(f"--tls-cert: {error}")
-    if default is None and args.backends:
-        return None, None
-    return args.tls_listen, default
+    if args.tls_listen == "off" or (default is None and args.backends):
+        return _Tls(None, False, None)
+    if args.tls_listen is not None:
+        return _Tls(args.tls_listen, False, default)
+    return _Tls(DEFAULT_TLS_LISTEN, default is None, default)
 
 
 def _add_affinity_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -507,12 +520,13 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
         endpoints = static_backends(args.backends)
     except ValueError as error:
         parser.error(f"--backend: {error}")
-    tls_listen, tls_default = _tls_settings(parser, args)
+    tls = _tls_settings(parser, args)
     settings = ServeSettings(
         listen=args.listen,
         metrics_listen=args.metrics_listen,
-        tls_listen=tls_listen,
-        tls_default=tls_default,
+        tls_listen=tls.listen,
+        tls_on_demand=tls.on_demand,
+        tls_default=tls.default,
         https_port=args.https_port,
         workers=args.workers,
         log_level=args.log_level,

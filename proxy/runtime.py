@@ -68,6 +68,7 @@ class ProxyServer:
         self.feeding: asyncio.Task[None] | None = None
         self._listener: Listener | None = None
         self._tls_listener: Listener | None = None
+        self._tls_waits = False  # an on-demand TLS port, not bound until a certificate loads
         self.tls_address: Address | None = None
         self._admin: web.AppRunner | None = None
         self.publisher = Publisher(self.metrics, on_new_table=self._table_in_place)
@@ -96,17 +97,11 @@ class ProxyServer:
             settings.listen, lambda: DownstreamProtocol(ctx), reuse_port=settings.reuse_port
         )
         self.address = self._listener.address
-        if settings.tls_listen is not None:
-            contexts = TlsContexts(self.publisher.get, settings.tls_default)
-            self._tls_listener = Listener.bind(
-                settings.tls_listen,
-                lambda: DownstreamProtocol(ctx),
-                reuse_port=settings.reuse_port,
-                ssl_context=contexts.listening,
-                ssl_handshake_timeout=settings.client_header_timeout,
-            )
-            self.tls_address = self._tls_listener.address
-            log.info("TLS on https://%s", self.tls_address)
+        if settings.tls_listen is not None and not settings.tls_on_demand:
+            self._bind_tls(settings.tls_listen, ctx)
+        elif settings.tls_listen is not None:
+            self._tls_waits = True
+            log.info("TLS listener %s: bound when the first certificate loads", settings.tls_listen)
         if settings.metrics_listen is not None:
             sock = listening_socket(settings.metrics_listen, reuse_port=settings.reuse_port)
             app = admin_app(self.metrics, self.ready, self.publisher.get)
@@ -124,12 +119,41 @@ class ProxyServer:
             # Listeners first: /readyz must answer 503 while a slow source gathers its first state.
             self.feeding = asyncio.ensure_future(source.run(self.publisher))
 
+    def _bind_tls(self, address: Address, ctx: ServerContext) -> None:
+        settings = self.settings
+        contexts = TlsContexts(self.publisher.get, settings.tls_default)
+        self._tls_listener = Listener.bind(
+            address,
+            lambda: DownstreamProtocol(ctx),
+            reuse_port=settings.reuse_port,
+            ssl_context=contexts.listening,
+            ssl_handshake_timeout=settings.client_header_timeout,
+        )
+        self.tls_address = self._tls_listener.address
+        log.info("TLS on https://%s", self.tls_address)
+
     def _table_in_place(self, snapshot: Snapshot) -> None:
         """Each table the publisher swaps in (on the loop's thread); from the first one on, the
-        listeners take connections."""
+        listeners take connections, and an on-demand TLS port is bound with the first
+        certificate."""
+        if self._tls_waits and snapshot.certificates:
+            self._bind_tls_on_demand()
         for listener in (self._listener, self._tls_listener):
             if listener is not None:
                 listener.start_accepting()
+
+    def _bind_tls_on_demand(self) -> None:
+        """Once: a port that is taken stays so for all we know; trying again at every reload
+        would only repeat the error."""
+        self._tls_waits = False
+        address, ctx = self.settings.tls_listen, self.ctx
+        if address is None or ctx is None or ctx.closing:
+            return
+        try:
+            self._bind_tls(address, ctx)
+        except OSError as error:
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            log.error("TLS on %s not opened: %s; plain HTTP only", address, reason)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish within `grace`, then close the rest."""

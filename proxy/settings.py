@@ -38,6 +38,9 @@ class ServeSettings:
     # TLS termination: None, no TLS listener (the CLI opens one on 0.0.0.0:8443 when there can
     # be certificates: a default one, or Ingress TLS from manifests or the API).
     tls_listen: Address | None = None
+    # True: tls_listen is bound only once a published table holds a certificate, not at start
+    # (the CLI's default port when no --tls-cert is given: a port nobody asked for stays free).
+    tls_on_demand: bool = False
     tls_default: TlsCertificate | None = None  # --tls-cert/--tls-key, loaded and checked
     https_port: int = 443  # where ssl-redirect sends plain-HTTP clients
     workers: int = 1

@@ -58,13 +58,17 @@ BAD_INPUT = 2  # the exit code of `serve` for bad flags or manifests
 def run_workers(command: ServeCommand) -> int:
     """Run `command.settings.workers` workers until SIGINT/SIGTERM; the exit code."""
     settings = command.settings
+    # An on-demand TLS port stays free until a worker has a certificate to serve on it; the
+    # workers then bind it themselves (SO_REUSEPORT), each with its first certificate.
+    reserved_tls = None if settings.tls_on_demand else settings.tls_listen
     with ExitStack() as stack:
         listen, metrics, tls = (
             stack.enter_context(_reserved(address)) if address is not None else None
-            for address in (settings.listen, settings.metrics_listen, settings.tls_listen)
+            for address in (settings.listen, settings.metrics_listen, reserved_tls)
         )
         assert listen is not None
         directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="sticky-proxy-"))
+        tls = tls or settings.tls_listen
         shared = replace(settings, listen=listen, metrics_listen=metrics, tls_listen=tls,
                          workers=1, reuse_port=True)  # fmt: skip
         environment = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -21,6 +22,7 @@ from tests.integration.conftest import StartUpstreams
 from tests.integration.harness import Upstream, raw_request
 
 StartTls = Callable[..., Awaitable[ProxyServer]]
+ANY_LOOPBACK_PORT = Address("127.0.0.1", 0)
 
 
 @pytest.fixture
@@ -28,12 +30,17 @@ async def tls_proxy() -> AsyncIterator[StartTls]:
     started: list[ProxyServer] = []
 
     async def start(
-        snapshot: Snapshot, default: TlsCertificate | None = None, https_port: int = 443
+        snapshot: Snapshot,
+        default: TlsCertificate | None = None,
+        https_port: int = 443,
+        tls_listen: Address = ANY_LOOPBACK_PORT,
+        tls_on_demand: bool = False,
     ) -> ProxyServer:
         settings = ServeSettings(
             listen=Address("127.0.0.1", 0),
             metrics_listen=None,
-            tls_listen=Address("127.0.0.1", 0),
+            tls_listen=tls_listen,
+            tls_on_demand=tls_on_demand,
             tls_default=default,
             https_port=https_port,
         )
@@ -172,3 +179,49 @@ async def test_ssl_redirect_sends_plain_http_to_https(
     assert up.requests == 0
     assert (await https_get(server, "a.test", a)).startswith(b"HTTP/1.1 200 ")  # no loop
     assert up.requests == 1
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_an_on_demand_tls_port_is_bound_when_the_first_certificate_loads(
+    upstreams: StartUpstreams, tls_proxy: StartTls
+) -> None:
+    (up,) = await upstreams(1)
+    port = free_port()
+    server = await tls_proxy(
+        snapshot(up), tls_listen=Address("127.0.0.1", port), tls_on_demand=True
+    )
+    plain = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+    assert (await raw_request(server, plain)).startswith(b"HTTP/1.1 200 ")
+    assert server.tls_address is None
+    with pytest.raises(ConnectionRefusedError):  # nothing to serve yet: the port stays free
+        socket.create_connection(("127.0.0.1", port)).close()
+    a = tls_certificate("Secret shop/a", "a.test")
+    server.publisher.publish(snapshot(up, a))
+    assert server.tls_address == Address("127.0.0.1", port)
+    assert (await https_get(server, "a.test", a)).startswith(b"HTTP/1.1 200 ")
+
+
+async def test_an_on_demand_tls_port_that_is_taken_is_one_error_and_http_goes_on(
+    upstreams: StartUpstreams, tls_proxy: StartTls, caplog: pytest.LogCaptureFixture
+) -> None:
+    (up,) = await upstreams(1)
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # another program's port
+        port = taken.getsockname()[1]
+        server = await tls_proxy(
+            snapshot(up), tls_listen=Address("127.0.0.1", port), tls_on_demand=True
+        )
+        with caplog.at_level(logging.INFO, logger="sticky_proxy"):
+            server.publisher.publish(snapshot(up, tls_certificate("Secret shop/a", "a.test")))
+            server.publisher.publish(snapshot(up, tls_certificate("Secret shop/a", "a.test")))
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert errors == [
+            f"TLS on 127.0.0.1:{port} not opened: Address already in use; plain HTTP only"
+        ]
+        assert server.tls_address is None
+        plain = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+        assert (await raw_request(server, plain)).startswith(b"HTTP/1.1 200 ")

@@ -9,6 +9,7 @@ import pytest
 from proxy.cli import DemoCommand, RoutesCommand, ServeCommand, parse_command
 from proxy.core.model import Affinity, AffinityMode, CookieSettings, Endpoint, UpstreamPolicy
 from proxy.settings import Address, ServeSettings
+from tests.certs import self_signed
 
 
 def serve(*flags: str) -> ServeCommand:
@@ -109,6 +110,39 @@ def test_manifests_selection_defaults() -> None:
         "sticky",
         "endpointslices",
     )
+
+
+ANY_8443 = Address("0.0.0.0", 8443)
+
+
+@pytest.mark.parametrize(
+    ("flags", "tls_listen", "on_demand"),
+    [
+        # No certificate yet: the default port is bound only once an Ingress's Secret loads.
+        (("--manifests", "k8s"), ANY_8443, True),
+        (("--kubernetes",), ANY_8443, True),
+        # Asked for on the command line, or a certificate to serve: bound at start.
+        (("--manifests", "k8s", "--tls-listen", "0.0.0.0:8443"), ANY_8443, False),
+        (("--kubernetes", "--tls-listen", "127.0.0.1:9443"), Address("127.0.0.1", 9443), False),
+        (("--manifests", "k8s", "CERT"), ANY_8443, False),
+        (("--backend", "http://127.0.0.1:8001", "CERT"), ANY_8443, False),
+        # Nothing to serve, ever, or TLS turned off: no listener.
+        (("--backend", "http://127.0.0.1:8001"), None, False),
+        (("--manifests", "k8s", "--tls-listen", "off"), None, False),
+    ],
+)
+def test_the_tls_port_is_bound_at_start_only_when_asked_for_or_with_a_certificate(
+    flags: tuple[str, ...], tls_listen: Address | None, on_demand: bool, tmp_path: Path
+) -> None:
+    chain, key = self_signed("default.test")
+    (tmp_path / "tls.crt").write_bytes(chain)
+    (tmp_path / "tls.key").write_bytes(key)
+    certificate = ("--tls-cert", str(tmp_path / "tls.crt"), "--tls-key", str(tmp_path / "tls.key"))
+    argv = [arg for flag in flags for arg in (certificate if flag == "CERT" else (flag,))]
+    command = parse_command(["serve", *argv])
+    assert isinstance(command, ServeCommand)
+    assert command.settings.tls_listen == tls_listen
+    assert command.settings.tls_on_demand is on_demand
 
 
 def test_routes_takes_manifests_and_the_selection_flags() -> None:
