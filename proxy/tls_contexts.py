@@ -8,11 +8,10 @@ it finds. An SSLContext is built once per certificate and kept while its certifi
 from __future__ import annotations
 
 import logging
-import os
 import ssl
-import tempfile
 from collections.abc import Callable
 
+from proxy.cert_chain import load_cert_chain
 from proxy.core.model import TlsCertificate
 from proxy.core.routing import Snapshot
 from proxy.core.tls import certificate_for
@@ -32,24 +31,16 @@ def load_default_certificate(cert_path: str, key_path: str) -> TlsCertificate:
     except ssl.SSLError as error:
         problem = f"not a certificate and its key ({error})"
         raise ValueError(f"{cert_path}, {key_path}: {problem}") from None
+    except OSError as error:
+        raise ValueError(f"{cert_path}, {key_path}: cannot be loaded ({error})") from None
     return certificate
 
 
 def new_context(certificate: TlsCertificate) -> ssl.SSLContext:
-    """A server context for one certificate; ssl.SSLError if the PEM does not load.
-
-    The ssl module loads certificates only from files, so the PEM passes through a private
-    temporary directory that is gone before this returns.
-    """
+    """A server context for one certificate; ssl.SSLError if the PEM does not load, another
+    OSError if it could not be handed to OpenSSL (see `proxy.cert_chain`)."""
     context = _server_context()
-    with tempfile.TemporaryDirectory(prefix="sticky-proxy-tls-") as directory:
-        chain = os.path.join(directory, "tls.crt")
-        key = os.path.join(directory, "tls.key")
-        for path, data in ((chain, certificate.chain), (key, certificate.key)):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-        context.load_cert_chain(chain, key)
+    load_cert_chain(context, certificate.chain, certificate.key)
     return context
 
 
@@ -95,7 +86,7 @@ class TlsContexts:
         if context is None and certificate not in self._broken:
             try:
                 context = self._contexts[certificate] = new_context(certificate)
-            except ssl.SSLError as error:
+            except OSError as error:  # ssl.SSLError mostly: a Secret whose PEM does not load
                 self._broken.add(certificate)
                 log.error("TLS certificate of %s does not load (%s); its hosts get no TLS",
                           certificate.source, error)  # fmt: skip

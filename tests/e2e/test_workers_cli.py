@@ -10,26 +10,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
-
-from tests.e2e.test_manifests_cli import start_backends
 
 REPO = Path(__file__).resolve().parents[2]
 REQUESTS = 48
 SESSIONS = 4
-
-
-@pytest.fixture
-def backend() -> Iterator[str]:
-    ((process, port),) = start_backends(1)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=10)
 
 
 def fetch(url: str, cookie: str | None = None) -> tuple[str, str | None]:

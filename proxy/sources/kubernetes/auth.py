@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from proxy.sources.kubernetes.config import ClusterAccess, KubeConfigError, Pem
+from proxy.cert_chain import load_cert_chain
+from proxy.sources.kubernetes.config import ClusterAccess, KubeConfigError
 from proxy.sources.kubernetes.exec_plugin import (
     CredentialError,
     ExecCredential,
@@ -49,22 +49,6 @@ def trust_context(access: ClusterAccess) -> ssl.SSLContext:
     return context
 
 
-def load_client_certificate(context: ssl.SSLContext, cert: Pem, key: Pem) -> None:
-    """Python's ssl loads certificates from files only: PEM data goes through a private
-    temporary file (mode 0600) that is gone again once loaded."""
-    with tempfile.TemporaryDirectory(prefix="sticky-proxy-") as directory:
-        paths = []
-        for name, pem in (("cert.pem", cert), ("key.pem", key)):
-            if isinstance(pem, Path):
-                paths.append(pem)
-                continue
-            path = Path(directory) / name
-            path.touch(mode=0o600)
-            path.write_bytes(pem)
-            paths.append(path)
-        context.load_cert_chain(paths[0], paths[1])
-
-
 class Credentials:
     def __init__(
         self,
@@ -93,7 +77,7 @@ class Credentials:
         user = self._access.user
         if user.client_cert is not None and user.client_key is not None:
             try:
-                load_client_certificate(context, user.client_cert, user.client_key)
+                load_cert_chain(context, user.client_cert, user.client_key)
             except (OSError, ssl.SSLError) as error:
                 origin = self._access.origin
                 raise KubeConfigError(f"{origin}: client certificate: {error}") from None
@@ -137,8 +121,8 @@ class Credentials:
             if self._exec.client_cert is not None and self._exec.client_key is not None:
                 context = trust_context(self._access)
                 try:
-                    load_client_certificate(context, self._exec.client_cert, self._exec.client_key)
-                except ssl.SSLError as error:
+                    load_cert_chain(context, self._exec.client_cert, self._exec.client_key)
+                except OSError as error:  # ssl.SSLError mostly: PEM that does not load
                     raise CredentialError(f"exec plugin: its certificate: {error}") from None
         self._generation += 1
         headers = {"Authorization": f"Bearer {token}"} if token else {}
