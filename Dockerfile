@@ -3,6 +3,9 @@
 #   docker run -p 8080:8080 -p 10254:10254 sticky-proxy:dev serve --backend http://HOST:PORT
 #   docker run --entrypoint sticky-backend -p 8080:8080 \
 #       -e HEALTHCHECK_URL=http://127.0.0.1:8080/healthz sticky-proxy:dev
+# It runs as well with `docker run --read-only` and no --tmpfs: one proxy process writes no file
+# (TLS certificates load through memory), and --workers N keeps the files its processes share in
+# /dev/shm, which Docker mounts writable (64 MB unless --shm-size), or in --state-dir PATH.
 # The build stage's RUN lines are run as written, in a fresh venv, by tests/e2e/test_image_steps.py.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm

@@ -135,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="proxy processes sharing the ports, auto = one per CPU " + _DEFAULT,
     )
     serve.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="PATH",
+        help="with --workers: the directory in which they share metrics and session counts, "
+        "in files of their own removed at exit (default: $TMPDIR, /tmp or /var/tmp, whichever "
+        "is writable, else /dev/shm)",
+    )
+    serve.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info", help=_DEFAULT
     )
     serve.add_argument(
@@ -521,6 +529,8 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
     except ValueError as error:
         parser.error(f"--backend: {error}")
     tls = _tls_settings(parser, args)
+    if args.state_dir is not None and not _writable_directory(args.state_dir):
+        parser.error(f"--state-dir: {args.state_dir}: not a writable directory")
     settings = ServeSettings(
         listen=args.listen,
         metrics_listen=args.metrics_listen,
@@ -529,6 +539,7 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
         tls_default=tls.default,
         https_port=args.https_port,
         workers=args.workers,
+        state_dir=args.state_dir,
         log_level=args.log_level,
         access_log=args.access_log,
         client_header_timeout=args.client_header_timeout,
@@ -552,6 +563,10 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
         kubernetes=kubernetes,
     )
     return ServeCommand(settings, endpoints)
+
+
+def _writable_directory(path: Path) -> bool:
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)  # EROFS counts as not writable
 
 
 def _refuse_flags_of_the_other_source(

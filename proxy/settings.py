@@ -44,6 +44,9 @@ class ServeSettings:
     tls_default: TlsCertificate | None = None  # --tls-cert/--tls-key, loaded and checked
     https_port: int = 443  # where ssl-redirect sends plain-HTTP clients
     workers: int = 1
+    # Where the workers make the directory they share files in (None: a temporary directory,
+    # else /dev/shm: see workers.py).
+    state_dir: Path | None = None
     # One of several worker processes sharing the listening ports (SO_REUSEPORT): see workers.py
     reuse_port: bool = False
     log_level: str = "info"

@@ -5,12 +5,13 @@ port 0 resolves once and no other program takes the port), then starts N workers
 same ports with SO_REUSEPORT; the kernel spreads connections over them. Each worker is a whole
 `serve` (its own source and snapshot: routing is deterministic, so they agree on every cookie).
 
-Metrics: a fresh PROMETHEUS_MULTIPROC_DIR per run, in every worker's environment from its start,
-so prometheus-client keeps each worker's values in files there and whichever worker answers a
-scrape returns the sum. When a worker exits, its live gauges and session sketch are removed
-(`mark_process_dead`), its counters stay in the sum; the directory goes when the parent exits, so
-a restart starts from clean files. All workers get one PYTHONHASHSEED: session sketches made with
-the same hash merge into one distinct count.
+Metrics: a fresh PROMETHEUS_MULTIPROC_DIR per run (in --state-dir, else a temporary directory,
+else /dev/shm), in every worker's environment from its start, so prometheus-client keeps each
+worker's values in files there and whichever worker answers a scrape returns the sum. When a
+worker exits, its live gauges and session sketch are removed (`mark_process_dead`), its counters
+stay in the sum; the directory goes when the parent exits, so a restart starts from clean files.
+All workers get one PYTHONHASHSEED: session sketches made with the same hash merge into one
+distinct count.
 
 A worker that dies is replaced, as a Deployment replaces a pod; its connections were its own,
 the others keep serving. Two cases stop everything instead: a worker that exits with code 2 (a
@@ -53,6 +54,11 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 RESTART_LIMIT = 5
 RESTART_WINDOW = 60.0
 BAD_INPUT = 2  # the exit code of `serve` for bad flags or manifests
+# Where the workers' shared files go when no temporary directory is writable: Docker mounts
+# /dev/shm writable (a tmpfs, 64 MB unless --shm-size) even with --read-only and no --tmpfs.
+# Memory suits these files anyway: they are mmapped, rewritten every second and worthless once
+# the proxy exits.
+LAST_RESORT = "/dev/shm"
 
 
 def run_workers(command: ServeCommand) -> int:
@@ -67,7 +73,8 @@ def run_workers(command: ServeCommand) -> int:
             for address in (settings.listen, settings.metrics_listen, reserved_tls)
         )
         assert listen is not None
-        directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="sticky-proxy-"))
+        directory = stack.enter_context(_state_directory(settings.state_dir))
+        log.info("workers share their files in %s", directory)
         tls = tls or settings.tls_listen
         shared = replace(settings, listen=listen, metrics_listen=metrics, tls_listen=tls,
                          workers=1, reuse_port=True)  # fmt: skip
@@ -135,6 +142,29 @@ def _supervise(command: bytes, count: int, environment: dict[str, str], director
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return exit_code
+
+
+def _state_directory(chosen: Path | None) -> tempfile.TemporaryDirectory[str]:
+    """A new directory for the files the workers share, removed at exit: in `chosen`
+    (--state-dir), else in the first temporary directory that takes one, else in LAST_RESORT.
+    OSError with one line when there is none."""
+    places = [str(chosen)] if chosen is not None else [*_temporary_directories(), LAST_RESORT]
+    for place in places:
+        try:
+            return tempfile.TemporaryDirectory(prefix="sticky-proxy-", dir=place)
+        except OSError:
+            continue
+    raise OSError(
+        f"--workers: no writable directory for the files the workers share "
+        f"(tried {', '.join(places)}); give one with --state-dir PATH"
+    )
+
+
+def _temporary_directories() -> list[str]:
+    """Where Python's tempfile looks, less its last resort, the working directory: state
+    files have no business among the user's own."""
+    named = [os.environ[name] for name in ("TMPDIR", "TEMP", "TMP") if os.environ.get(name)]
+    return [*named, "/tmp", "/var/tmp", "/usr/tmp"]
 
 
 @contextmanager

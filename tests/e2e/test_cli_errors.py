@@ -35,6 +35,11 @@ BACKEND = ("--backend", "http://127.0.0.1:8001")
         ((*BACKEND, "--tls-cert", "/nonexistent.pem", "--tls-key", "/x.pem"), "/nonexistent.pem"),
         ((*BACKEND, "--tls-listen", "8443"), "--tls-listen"),
         ((*BACKEND, "--https-port", "0"), "--https-port"),
+        (
+            (*BACKEND, "--workers", "2", "--state-dir", "/nonexistent"),
+            "--state-dir: /nonexistent: not a writable directory",
+        ),
+        ((*BACKEND, "--state-dir", "README.md"), "--state-dir: README.md: not a writable"),
     ],
 )
 def test_bad_serve_flag(flags: tuple[str, ...], named: str) -> None:

@@ -276,13 +276,18 @@ def test_pods_run_hardened_as_the_image_user(name: str) -> None:
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    # Writable space only where the code writes: TLS contexts load through temporary files.
+    # Writable space only where the code writes: nowhere for one proxy process (certificates
+    # load through memory); with --workers, the --state-dir their shared files go in.
     mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", ())}
     volumes = {v["name"]: v for v in pod.get("volumes", ())}
     for volume in mounts.values():
         assert "emptyDir" in volumes[volume]
     if name == "sticky-proxy":
-        assert "/tmp" in mounts
+        command = parse_command(proxy_args(deployment))
+        assert isinstance(command, ServeCommand)
+        settings = command.settings
+        wanted = {str(settings.state_dir)} if settings.workers > 1 else set()
+        assert set(mounts) == wanted
 
 
 def test_demo_is_the_walkthrough_app_from_this_image() -> None:

@@ -1,5 +1,6 @@
 """`serve` on a read-only root filesystem, as `docker run --read-only` runs it (no tmpfs on /tmp;
-/dev/shm, a separate tmpfs, stays writable): TLS certificates load.
+/dev/shm, a separate tmpfs, stays writable): TLS certificates load, and `--workers` finds a
+place for its shared files, or says in one line that there is none.
 
 Each proxy runs in a mount namespace of its own (`unshare --mount`) where `/` is remounted
 read-only; the network is the test's, so the test talks to it on loopback as usual.
@@ -91,6 +92,68 @@ def test_a_tls_certificate_loads_without_a_writable_filesystem(
             assert answer.status == 200
             assert b"uuid" in answer.read()
         assert "Traceback" not in stop(proxy)
+    finally:
+        if proxy.poll() is None:
+            proxy.kill()
+            proxy.wait()
+
+
+def test_workers_keep_their_shared_files_in_dev_shm_when_nothing_else_is_writable(
+    backend: str,
+) -> None:
+    command = on_read_only_root(
+        "--workers", "2", "--backend", backend, *LOCAL, "--tls-listen", "off"
+    )
+    proxy = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    log: list[str] = []
+    try:
+        said = listening(proxy, log, "workers share their files in ")
+        (directory,) = re.findall(r"in (/dev/shm/\S+)", said)
+        url = re.findall(r"http://[\d.:]+", listening(proxy, log))[0]
+        listening(proxy, log)  # both workers
+        for _ in range(4):
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                assert answer.status == 200
+        assert Path(directory).is_dir()  # /dev/shm is the host's: the test sees it too
+        stop(proxy)
+        assert not Path(directory).exists()
+    finally:
+        if proxy.poll() is None:
+            proxy.kill()
+            proxy.wait()
+
+
+def test_workers_with_nowhere_to_write_say_so_in_one_line(backend: str) -> None:
+    command = on_read_only_root(
+        "--workers", "2", "--backend", backend, *LOCAL, "--tls-listen", "off", shm=False
+    )
+    result = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("sticky-proxy: error: --workers: no writable directory")
+    assert "/dev/shm" in lines[0] and "--state-dir" in lines[0]
+
+
+def test_workers_take_the_state_dir_they_are_given(backend: str, tmp_path: Path) -> None:
+    state = tmp_path / "state"  # in the proxy's namespace, a tmpfs: the only writable place
+    state.mkdir()
+    command = on_read_only_root(
+        "--workers", "2", "--state-dir", str(state), "--backend", backend, *LOCAL,
+        "--tls-listen", "off", shm=False, tmpfs=state,
+    )  # fmt: skip
+    proxy = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    log: list[str] = []
+    try:
+        said = listening(proxy, log, "workers share their files in ")
+        assert f"workers share their files in {state}/sticky-proxy-" in said
+        url = re.findall(r"http://[\d.:]+", listening(proxy, log))[0]
+        listening(proxy, log)  # both workers
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            assert answer.status == 200
+        stop(proxy)
     finally:
         if proxy.poll() is None:
             proxy.kill()

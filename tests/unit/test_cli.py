@@ -154,6 +154,11 @@ def test_routes_takes_manifests_and_the_selection_flags() -> None:
     ) == RoutesCommand((Path("a"),), "x", "endpoints")
 
 
+def test_state_dir_reaches_the_settings(tmp_path: Path) -> None:
+    assert serve("--workers", "2", "--state-dir", str(tmp_path)).settings.state_dir == tmp_path
+    assert serve("--workers", "2").settings.state_dir is None
+
+
 def test_workers_auto_is_one_per_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.cpu_count", lambda: 1)
     assert serve("--workers", "auto").settings.workers == 1
