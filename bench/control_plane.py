@@ -25,13 +25,13 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: the repository root is not on sys.path yet
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from proxy.app.runtime import GIL_SWITCH_INTERVAL
+from proxy.control.publisher import warm_rings
+from proxy.control.translate import TranslateOptions, translate
 from proxy.core.affinity import build_cluster
 from proxy.core.model import Affinity, Endpoint
 from proxy.core.routing import Snapshot
-from proxy.core.translate import TranslateOptions, translate
-from proxy.heap import freeze_live_objects
-from proxy.publisher import warm_rings
-from proxy.runtime import GIL_SWITCH_INTERVAL
+from proxy.system.heap import freeze_live_objects
 
 Obj = dict[str, Any]
 

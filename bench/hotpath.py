@@ -25,11 +25,11 @@ import uvloop
 if __package__ in (None, ""):  # run as a script: the repository root is not on sys.path yet
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from proxy.control.sources.static import static_snapshot
 from proxy.core.model import Affinity, CookieSettings, Endpoint, UpstreamPolicy
-from proxy.metrics import Metrics
-from proxy.server import DownstreamProtocol, ServerContext
-from proxy.sources.static import static_snapshot
-from proxy.upstream import UpstreamConnection
+from proxy.dataplane.downstream import DownstreamProtocol, ServerContext
+from proxy.dataplane.upstream import UpstreamConnection
+from proxy.observability.metrics import Metrics
 
 COOKIE = b"key=1795765304.4169.20098.91221|44323fc27e2ab28b68735f281c5d85c6"
 BROWSER_HEADERS = (

@@ -1,3 +1,3 @@
-from proxy.cli import main
+from proxy.app.cli import main
 
 main()

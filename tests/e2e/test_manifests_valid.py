@@ -22,8 +22,8 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from proxy.cli import RoutesCommand, ServeCommand, parse_command, show_routes
-from proxy.sources.kubernetes.resources import ALL_RESOURCES, INGRESSES
+from proxy.app.cli import RoutesCommand, ServeCommand, parse_command, show_routes
+from proxy.control.sources.kubernetes.resources import ALL_RESOURCES, INGRESSES
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from proxy.runtime import ProxyServer
+from proxy.app.runtime import ProxyServer
 from tests.integration.harness import Upstream, start_upstream, url
 
 Obj = dict[str, Any]

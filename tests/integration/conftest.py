@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from proxy.app.runtime import ProxyServer
+from proxy.app.settings import Address, ServeSettings
+from proxy.control.sources.manifests import ManifestSource
+from proxy.control.sources.static import static_snapshot
+from proxy.control.translate import TranslateOptions
 from proxy.core.model import Affinity, Endpoint, UpstreamPolicy
-from proxy.core.translate import TranslateOptions
-from proxy.runtime import ProxyServer
-from proxy.settings import Address, ServeSettings
-from proxy.sources.manifests import ManifestSource
-from proxy.sources.static import static_snapshot
 from tests.integration.cluster import Pods, until
 from tests.integration.harness import Upstream, start_upstream
 

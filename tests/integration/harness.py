@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from proxy.app.runtime import ProxyServer
+from proxy.control.sources.source import SnapshotSink
 from proxy.core.model import Endpoint
 from proxy.core.routing import Snapshot
-from proxy.runtime import ProxyServer
-from proxy.sources.source import SnapshotSink
 
 
 @dataclass

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from proxy.app.runtime import ProxyServer
+from proxy.app.settings import Address, ServeSettings
+from proxy.control.sources.static import static_snapshot
 from proxy.core.model import Affinity, UpstreamPolicy
-from proxy.runtime import ProxyServer
-from proxy.settings import Address, ServeSettings
-from proxy.sources.static import static_snapshot
 from tests.certs import tls_certificate
 from tests.integration.conftest import StartUpstreams
 from tests.integration.harness import GatedSource

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from proxy.listener import RETRY_AFTER, Listener
-from proxy.settings import Address
+from proxy.app.settings import Address
+from proxy.dataplane.listener import RETRY_AFTER, Listener
 
 QUEUED = 100
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from proxy.core.translate import TranslateOptions
-from proxy.runtime import ProxyServer, serve
-from proxy.settings import Address, ServeSettings
-from proxy.sources.manifests import POLL_INTERVAL, ManifestSource
-from proxy.sources.source import SourceError
-from proxy.sources.static import static_snapshot
+from proxy.app.runtime import ProxyServer, serve
+from proxy.app.settings import Address, ServeSettings
+from proxy.control.sources.manifests import POLL_INTERVAL, ManifestSource
+from proxy.control.sources.source import SourceError
+from proxy.control.sources.static import static_snapshot
+from proxy.control.translate import TranslateOptions
 from tests.integration.cluster import (
     Pods,
     get,

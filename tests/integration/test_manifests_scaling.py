@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.runtime import ProxyServer
+from proxy.app.runtime import ProxyServer
 from tests.integration.cluster import (
     Answer,
     Pods,

@@ -10,6 +10,8 @@ import aiohttp
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy.app.runtime import ProxyServer
+from proxy.control.sources.static import static_snapshot
 from proxy.core.model import (
     Affinity,
     AffinityMode,
@@ -17,9 +19,7 @@ from proxy.core.model import (
     Endpoint,
     UpstreamPolicy,
 )
-from proxy.metrics import BYTES, SECONDS, Metrics
-from proxy.runtime import ProxyServer
-from proxy.sources.static import static_snapshot
+from proxy.observability.metrics import BYTES, SECONDS, Metrics
 from tests.integration.cluster import Answer, get, until
 from tests.integration.conftest import StartProxy, StartUpstreams
 from tests.integration.harness import Upstream

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from proxy.runtime import ProxyServer
+from proxy.app.runtime import ProxyServer
 from tests.integration.conftest import StartProxy, StartUpstreams
 from tests.integration.harness import Upstream, connect
 

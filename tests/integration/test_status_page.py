@@ -11,10 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from proxy.app.runtime import ProxyServer
+from proxy.control.sources.static import static_snapshot
 from proxy.core.model import Affinity, CookieSettings, Endpoint, UpstreamPolicy
-from proxy.runtime import ProxyServer
-from proxy.sources.static import static_snapshot
-from proxy.status_page import PAGE
+from proxy.observability.status_page import PAGE
 from tests.integration.browser import chromium, open_page
 from tests.integration.cluster import get
 from tests.integration.conftest import StartProxy, StartUpstreams

@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
+from proxy.control.translate import TranslateOptions, translate
 from proxy.core.routing import Snapshot
-from proxy.core.translate import TranslateOptions, translate
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "translate"
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from proxy.active_sessions import BUCKETS, SessionSketch, estimate, merge
+from proxy.observability.active_sessions import BUCKETS, SessionSketch, estimate, merge
 
 
 def keys(count: int, seed: int) -> list[str]:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.cert_chain import load_cert_chain
-from proxy.tls_contexts import load_default_certificate
+from proxy.dataplane.tls_contexts import load_default_certificate
+from proxy.system.cert_chain import load_cert_chain
 from tests.certs import self_signed
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="memfd_create is Linux's")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from proxy.cli import DemoCommand, RoutesCommand, ServeCommand, parse_command
+from proxy.app.cli import DemoCommand, RoutesCommand, ServeCommand, parse_command
+from proxy.app.settings import Address, ServeSettings
 from proxy.core.model import Affinity, AffinityMode, CookieSettings, Endpoint, UpstreamPolicy
-from proxy.settings import Address, ServeSettings
 from tests.certs import self_signed
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from proxy.core.describe import describe
+from proxy.control.describe import describe
+from proxy.control.translate import TranslateOptions, translate
 from proxy.core.model import UpstreamPolicy
 from proxy.core.routing import Snapshot
-from proxy.core.translate import TranslateOptions, translate
 from tests.unit.kube_fixtures import load, snapshot_of
 
 

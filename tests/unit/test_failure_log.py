@@ -8,7 +8,7 @@ import pytest
 
 from proxy.core.errors import UpstreamError, UpstreamTimeout
 from proxy.core.model import Endpoint
-from proxy.failure_log import FailureLog, RateLimit
+from proxy.observability.failure_log import FailureLog, RateLimit
 
 
 class Clock:

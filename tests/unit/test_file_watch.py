@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.sources.file_watch import ManifestWatch
-from proxy.sources.manifest_files import ManifestFileError
+from proxy.control.sources.file_watch import ManifestWatch
+from proxy.control.sources.manifest_files import ManifestFileError
 
 
 def texts(contents: object) -> dict[str, str]:

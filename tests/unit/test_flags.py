@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from proxy.flags import (
+from proxy.app.settings import Address
+from proxy.core.values import (
     NEXT_UPSTREAM_CONDITIONS,
     parse_bool,
     parse_cookie_domain,
@@ -25,7 +26,6 @@ from proxy.flags import (
     parse_timeout,
     parse_workers,
 )
-from proxy.settings import Address
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from proxy.sources.kubernetes.backoff import RETRY_AFTER_LIMIT, Backoff
-from proxy.sources.kubernetes.source import rebuild_pause
+from proxy.control.sources.kubernetes.backoff import RETRY_AFTER_LIMIT, Backoff
+from proxy.control.sources.kubernetes.source import rebuild_pause
 
 
 def test_delays_double_within_their_jitter_up_to_the_cap() -> None:

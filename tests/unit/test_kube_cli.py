@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.cli import RoutesCommand, ServeCommand, parse_command
-from proxy.settings import KubernetesSettings
+from proxy.app.cli import RoutesCommand, ServeCommand, parse_command
+from proxy.app.settings import KubernetesSettings
 
 
 def test_kubernetes_flags_reach_the_settings() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from proxy.sources.kubernetes.config import (
+from proxy.control.sources.kubernetes.config import (
     ClusterAccess,
     ExecConfig,
     KubeConfigError,

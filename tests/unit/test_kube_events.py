@@ -7,7 +7,12 @@ import random
 
 import pytest
 
-from proxy.sources.kubernetes.events import LineSplitter, StreamError, WatchEvent, decode_event
+from proxy.control.sources.kubernetes.events import (
+    LineSplitter,
+    StreamError,
+    WatchEvent,
+    decode_event,
+)
 
 
 def event_line(kind: str, name: str, version: str, **extra: object) -> bytes:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from proxy.sources.kubernetes.config import ClusterAccess, ExecConfig
-from proxy.sources.kubernetes.exec_plugin import (
+from proxy.control.sources.kubernetes.config import ClusterAccess, ExecConfig
+from proxy.control.sources.kubernetes.exec_plugin import (
     CredentialError,
     ExecCredential,
     exec_info,

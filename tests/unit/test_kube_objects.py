@@ -7,10 +7,14 @@ from typing import Any
 
 import pytest
 
-from proxy.core.translate import ManifestError, TranslateOptions
-from proxy.sources.kubernetes.reflector import same_meaning
-from proxy.sources.kubernetes.source import translate_cluster
-from proxy.sources.kubernetes.status import current_addresses, served_ingresses, service_addresses
+from proxy.control.sources.kubernetes.reflector import same_meaning
+from proxy.control.sources.kubernetes.source import translate_cluster
+from proxy.control.sources.kubernetes.status import (
+    current_addresses,
+    served_ingresses,
+    service_addresses,
+)
+from proxy.control.translate import ManifestError, TranslateOptions
 from tests.unit.kube_fixtures import load
 
 SLICE: dict[str, Any] = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.sources.manifest_files import (
+from proxy.control.sources.manifest_files import (
     ManifestFileError,
     Origin,
     manifest_files,

@@ -9,12 +9,12 @@ import weakref
 
 import pytest
 
+from proxy.control.publisher import Publisher, warm_rings
+from proxy.control.sources.static import static_snapshot
 from proxy.core.model import Affinity, Endpoint, UpstreamPolicy
 from proxy.core.routing import Snapshot
-from proxy.heap import collect_everything, freeze_live_objects
-from proxy.metrics import Metrics
-from proxy.publisher import Publisher, warm_rings
-from proxy.sources.static import static_snapshot
+from proxy.observability.metrics import Metrics
+from proxy.system.heap import collect_everything, freeze_live_objects
 from tests.tables import affinity_table
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.control.sources.static import STATIC_CLUSTER, static_backends, static_snapshot
 from proxy.core.model import (
     Affinity,
     AffinityMode,
@@ -12,7 +13,6 @@ from proxy.core.model import (
     PathType,
     UpstreamPolicy,
 )
-from proxy.sources.static import STATIC_CLUSTER, static_backends, static_snapshot
 
 
 @pytest.mark.parametrize(

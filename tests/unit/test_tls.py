@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.core.describe import describe
+from proxy.control.describe import describe
+from proxy.control.translate import ManifestError, TranslateOptions, translate
 from proxy.core.model import TlsCertificate
-from proxy.core.tls import certificate_for, covers
-from proxy.core.translate import ManifestError, TranslateOptions, translate
+from proxy.core.sni import certificate_for, covers
 from tests.unit.kube_fixtures import snapshot_of
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from proxy.core.annotations import PREFIX
+from proxy.control.annotations import PREFIX
+from proxy.control.translate import ManifestError, TranslateOptions, object_ref, translate
 from proxy.core.model import AffinityMode, CookieSettings, PathType, Route, UpstreamPolicy
 from proxy.core.routing import Snapshot
-from proxy.core.translate import ManifestError, TranslateOptions, object_ref, translate
 from tests.unit.kube_fixtures import load, snapshot_of
 
 

@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 
-from proxy.core.translate import TranslateOptions
-from proxy.runtime import ProxyServer
-from proxy.settings import Address, ServeSettings
-from proxy.sources.kubernetes.auth import Credentials
-from proxy.sources.kubernetes.client import KubeClient
-from proxy.sources.kubernetes.config import ClusterAccess, UserAuth
-from proxy.sources.kubernetes.reflector import Reflector, WatchTuning
-from proxy.sources.kubernetes.resources import ENDPOINT_SLICES, Resource
-from proxy.sources.kubernetes.source import KubernetesSource
+from proxy.app.runtime import ProxyServer
+from proxy.app.settings import Address, ServeSettings
+from proxy.control.sources.kubernetes.auth import Credentials
+from proxy.control.sources.kubernetes.client import KubeClient
+from proxy.control.sources.kubernetes.config import ClusterAccess, UserAuth
+from proxy.control.sources.kubernetes.reflector import Reflector, WatchTuning
+from proxy.control.sources.kubernetes.resources import ENDPOINT_SLICES, Resource
+from proxy.control.sources.kubernetes.source import KubernetesSource
+from proxy.control.translate import TranslateOptions
 from tests.integration.cluster import until
 from tests.kube_fake.server import FakeApiServer
 from tests.kube_fake.tls import Pki, make_pki

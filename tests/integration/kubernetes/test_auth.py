@@ -14,16 +14,16 @@ from typing import Any
 
 import pytest
 
-from proxy.sources.kubernetes.auth import Credentials
-from proxy.sources.kubernetes.client import ApiError, Disconnected, KubeClient
-from proxy.sources.kubernetes.config import (
+from proxy.control.sources.kubernetes.auth import Credentials
+from proxy.control.sources.kubernetes.client import ApiError, Disconnected, KubeClient
+from proxy.control.sources.kubernetes.config import (
     ClusterAccess,
     ExecConfig,
     UserAuth,
     find_access,
 )
-from proxy.sources.kubernetes.exec_plugin import CredentialError
-from proxy.sources.kubernetes.resources import SERVICES
+from proxy.control.sources.kubernetes.exec_plugin import CredentialError
+from proxy.control.sources.kubernetes.resources import SERVICES
 from tests.integration.kubernetes.conftest import TOKEN
 from tests.kube_fake import exec_plugin, kubeconfig
 from tests.kube_fake.server import FakeApiServer

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from proxy.sources.kubernetes.reflector import WatchTuning
-from proxy.sources.kubernetes.resources import ENDPOINT_SLICES, SERVICES
+from proxy.control.sources.kubernetes.reflector import WatchTuning
+from proxy.control.sources.kubernetes.resources import ENDPOINT_SLICES, SERVICES
 from tests.integration.cluster import until
 from tests.integration.kubernetes.conftest import (
     FAST,

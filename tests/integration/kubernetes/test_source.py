@@ -13,8 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from proxy.core.translate import TranslateOptions
-from proxy.runtime import ProxyServer
+from proxy.app.runtime import ProxyServer
+from proxy.control.translate import TranslateOptions
 from tests.certs import self_signed
 from tests.integration.cluster import (
     Pods,

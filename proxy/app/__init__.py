@@ -1,0 +1,2 @@
+"""The application shell: the command line, the commands, settings, the assembled runtime,
+worker processes and the demo."""

@@ -1,0 +1,715 @@
+"""The `sticky-proxy` command line (DESIGN §3): flags in, settings and a source out, then run.
+
+Every bad flag or value ends the same way: one line on stderr naming the flag, exit code 2, before
+anything starts listening. Manifests that do not load are the same kind of mistake: exit code 2
+from `serve`, as `nginx -t`; `routes`, the tool for checking them, says so with exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, NoReturn, TextIO, TypeVar, get_args
+
+import uvloop
+
+from proxy.app.demo import run_demo
+from proxy.app.settings import Address, EndpointsApi, KubernetesSettings, ServeSettings
+from proxy.control.describe import describe
+from proxy.control.sources.manifest_files import ManifestFileError
+from proxy.control.sources.manifests import ManifestSource, load_snapshot
+from proxy.control.sources.source import Source, SourceError
+from proxy.control.sources.static import StaticSource, static_backends, static_snapshot
+from proxy.control.translate import ManifestError, TranslateOptions
+from proxy.core.model import (
+    Affinity,
+    AffinityMode,
+    CookieSettings,
+    Endpoint,
+    TlsCertificate,
+    UpstreamPolicy,
+)
+from proxy.core.routing import Snapshot
+from proxy.core.values import (
+    parse_bool,
+    parse_cookie_domain,
+    parse_cookie_name,
+    parse_cookie_path,
+    parse_count,
+    parse_host_port,
+    parse_namespace,
+    parse_namespaced_name,
+    parse_next_upstream,
+    parse_object_name,
+    parse_port,
+    parse_positive,
+    parse_seconds,
+    parse_size,
+    parse_timeout,
+    parse_workers,
+)
+from proxy.dataplane.tls_contexts import load_default_certificate
+
+if TYPE_CHECKING:  # imported when needed: a bad flag is reported without loading them
+    from proxy.control.sources.kubernetes.config import ClusterAccess
+    from proxy.observability.metrics import Metrics
+
+PROG = "sticky-proxy"
+
+T = TypeVar("T")
+
+_DEFAULT = "(default: %(default)s)"
+DEFAULT_TLS_LISTEN = Address("0.0.0.0", 8443)
+
+
+@dataclass(frozen=True, slots=True)
+class ServeCommand:
+    settings: ServeSettings
+    endpoints: tuple[Endpoint, ...]  # the --backend source; empty with --manifests
+
+
+@dataclass(frozen=True, slots=True)
+class RoutesCommand:
+    manifests: tuple[Path, ...]
+    ingress_class: str
+    endpoints_api: EndpointsApi
+    kubernetes: KubernetesSettings | None = None  # instead of manifests
+
+
+@dataclass(frozen=True, slots=True)
+class DemoCommand:
+    settings: ServeSettings  # `backends` stays empty: the demo learns their URLs as they start
+    replicas: int
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, program then flag first: argparse would also dump the usage and prefix the
+        # subcommand ("sticky-proxy serve: error: argument --x: ...").
+        message = message.removeprefix("argument ").replace("with argument ", "with ")
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
+def _value(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """Adapts a `proxy.core.values` parser to argparse, which then names the flag in the message."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
+
+
+def _workers(text: str) -> int:
+    return parse_workers(text, os.cpu_count() or 1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog=PROG,
+        description="Cookie-based sticky sessions for Kubernetes workloads, as ingress-nginx.",
+        allow_abbrev=False,  # abbreviations would break as soon as a longer flag is added
+    )
+    commands = parser.add_subparsers(dest="command", metavar="command")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the proxy",
+        description="Run the proxy on the routes of one source: --backend, --manifests or "
+        "--kubernetes.",
+        allow_abbrev=False,
+    )
+    _add_listen_flags(serve, "0.0.0.0")
+    serve.add_argument(
+        "--workers",
+        type=_value(_workers),
+        default="1",
+        metavar="N|auto",
+        help="proxy processes sharing the ports, auto = one per CPU " + _DEFAULT,
+    )
+    serve.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="PATH",
+        help="with --workers: the directory in which they share metrics and session counts, "
+        "in files of their own removed at exit (default: $TMPDIR, /tmp or /var/tmp, whichever "
+        "is writable, else /dev/shm)",
+    )
+    serve.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info", help=_DEFAULT
+    )
+    serve.add_argument(
+        "--access-log",
+        choices=("off", "json", "combined"),
+        default="off",
+        help="one line per request " + _DEFAULT,
+    )
+    sources = serve.add_mutually_exclusive_group()
+    sources.add_argument(
+        "--backend",
+        dest="backends",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="URL",
+        help="http://host[:port] of an upstream; one cluster for every host and path",
+    )
+    _add_manifests_flag(sources)
+    _add_kubernetes_flag(sources)
+    serve.set_defaults(
+        # Each source's own flags, for telling a user who gives them to the other source.
+        manifests_only=_flags_of(_add_selection_flags(serve)),
+        backend_only=_flags_of(_add_affinity_flags(serve)),
+        kubernetes_only=_flags_of(_add_kubernetes_flags(serve, publish=True)),
+    )
+    _add_proxy_flags(serve)
+    _add_tls_flags(serve)
+
+    routes = commands.add_parser(
+        "routes",
+        help="print the routes Kubernetes objects make, and every ignored annotation",
+        description="Print the routing table the objects resolve to (host, path, cluster, "
+        "endpoints, affinity) and every ignored or invalid annotation; exit 1 on invalid input.",
+        allow_abbrev=False,
+    )
+    objects = routes.add_mutually_exclusive_group(required=True)
+    _add_manifests_flag(objects)
+    _add_kubernetes_flag(objects)
+    _add_selection_flags(routes)
+    routes.set_defaults(kubernetes_only=_flags_of(_add_kubernetes_flags(routes, publish=False)))
+
+    demo = commands.add_parser(
+        "demo",
+        help="start demo backends and the proxy in front of them",
+        description="Start demo backends and the proxy; print the URL and a curl line to try.",
+        allow_abbrev=False,
+    )
+    demo.add_argument(
+        "--replicas",
+        type=_value(parse_positive),
+        default="3",
+        help="demo backends to start " + _DEFAULT,
+    )
+    _add_listen_flags(demo, "127.0.0.1")
+    _add_affinity_flags(demo)
+    return parser
+
+
+def _add_manifests_flag(parser: argparse._ActionsContainer) -> None:
+    parser.add_argument(
+        "--manifests",
+        action="extend",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="YAML/JSON files or directories of Kubernetes objects (Ingress, Service, "
+        "EndpointSlice, Endpoints, IngressClass); re-read when they change",
+    )
+
+
+def _add_kubernetes_flag(parser: argparse._ActionsContainer) -> None:
+    parser.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="the cluster's Ingresses, Services and EndpointSlices, listed and watched from the "
+        "API server (kubeconfig, or the pod's service account)",
+    )
+
+
+def _add_kubernetes_flags(
+    parser: argparse.ArgumentParser, publish: bool
+) -> argparse._ArgumentGroup:
+    group = parser.add_argument_group("Kubernetes API", "with --kubernetes")
+    group.add_argument(
+        "--kubeconfig",
+        type=Path,
+        metavar="PATH",
+        help="kubeconfig file (default: $KUBECONFIG, in a pod its service account, "
+        "else ~/.kube/config)",
+    )
+    group.add_argument("--context", metavar="NAME", help="kubeconfig context (default: current)")
+    group.add_argument(
+        "--namespace",
+        type=_value(parse_namespace),
+        metavar="NS",
+        help="watch this namespace only (default: every namespace)",
+    )
+    if publish:
+        group.add_argument(
+            "--publish-service",
+            type=_value(parse_namespaced_name),
+            metavar="NAMESPACE/NAME",
+            help="write this Service's address into the status of the Ingresses served",
+        )
+    else:
+        parser.set_defaults(publish_service=None)
+    return group
+
+
+def _flags_of(group: argparse._ArgumentGroup) -> tuple[str, ...]:
+    return tuple(flag for action in group._group_actions for flag in action.option_strings)
+
+
+def _add_selection_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    group = parser.add_argument_group("Kubernetes objects", "with --manifests or --kubernetes")
+    group.add_argument(
+        "--ingress-class",
+        type=_value(parse_object_name),
+        default="sticky",
+        metavar="NAME",
+        help="serve Ingresses of this class, and those with no class " + _DEFAULT,
+    )
+    group.add_argument(
+        "--endpoints-api",
+        choices=get_args(EndpointsApi),
+        default="endpointslices",
+        help="where endpoints come from: EndpointSlices, or legacy Endpoints " + _DEFAULT,
+    )
+    return group
+
+
+def _add_listen_flags(parser: argparse.ArgumentParser, host: str) -> None:
+    parser.add_argument(
+        "--listen",
+        type=_value(parse_host_port),
+        default=f"{host}:8080",
+        metavar="HOST:PORT",
+        help="proxy address; port 0 picks a free one " + _DEFAULT,
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        type=_value(parse_host_port),
+        default=f"{host}:10254",
+        metavar="HOST:PORT",
+        help="/metrics, /healthz and /readyz " + _DEFAULT,
+    )
+
+
+def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "TLS",
+        "HTTPS on its own listener, for --tls-cert and for Ingress spec.tls with "
+        "kubernetes.io/tls Secrets (chosen by SNI). With --manifests or --kubernetes, a "
+        "--tls-listen given or a --tls-cert binds it at start; without either, "
+        f"{DEFAULT_TLS_LISTEN} is bound only once the first Ingress certificate loads (if that "
+        "port is taken then: one error line, and plain HTTP goes on). With --backend: bound at "
+        "start with --tls-cert, else no TLS.",
+    )
+    group.add_argument(
+        "--tls-listen",
+        type=_value(_host_port_or_off),
+        metavar="HOST:PORT|off",
+        help=f"(default: {DEFAULT_TLS_LISTEN}, bound as said above)",
+    )
+    group.add_argument("--tls-cert", metavar="PATH", help="default certificate chain (PEM)")
+    group.add_argument("--tls-key", metavar="PATH", help="its private key (PEM)")
+    group.add_argument(
+        "--https-port",
+        type=_value(lambda text: parse_port(text, allow_zero=False)),
+        default="443",
+        metavar="PORT",
+        help="where ssl-redirect sends plain-HTTP clients " + _DEFAULT,
+    )
+
+
+def _host_port_or_off(text: str) -> Address | Literal["off"]:
+    return "off" if text == "off" else parse_host_port(text)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tls:
+    listen: Address | None
+    on_demand: bool  # bind `listen` only once a certificate loads
+    default: TlsCertificate | None
+
+
+def _tls_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Tls:
+    """The TLS listener and default certificate. With --backend alone, no listener unless a
+    certificate is given (there is nowhere else certificates could come from); with manifests
+    or the API and neither --tls-listen nor --tls-cert, the default port waits for a first
+    Ingress certificate, so that a port nobody asked for is not taken from another program."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    default = None
+    if args.tls_cert is not None:
+        try:
+            default = load_default_certificate(args.tls_cert, args.tls_key)
+        except ValueError as error:
+            parser.error(f"--tls-cert: {error}")
+    if args.tls_listen == "off" or (default is None and args.backends):
+        return _Tls(None, False, None)
+    if args.tls_listen is not None:
+        return _Tls(args.tls_listen, False, default)
+    return _Tls(DEFAULT_TLS_LISTEN, default is None, default)
+
+
+def _add_affinity_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    group = parser.add_argument_group(
+        "affinity",
+        "named after the ingress-nginx annotations, with the same defaults; with --manifests "
+        "or --kubernetes the annotations of each Ingress say this",
+    )
+    group.add_argument("--affinity", choices=("cookie", "none"), default="cookie", help=_DEFAULT)
+    group.add_argument(
+        "--affinity-mode",
+        choices=[mode.value for mode in AffinityMode],
+        default=AffinityMode.BALANCED.value,
+        help="balanced: consistent hashing; persistent: sessions never move " + _DEFAULT,
+    )
+    group.add_argument(
+        "--session-cookie-name",
+        type=_value(parse_cookie_name),
+        default="INGRESSCOOKIE",
+        metavar="NAME",
+        help=_DEFAULT,
+    )
+    group.add_argument(
+        "--session-cookie-path",
+        type=_value(parse_cookie_path),
+        metavar="PATH",
+        help="cookie Path (default: the route path, /)",
+    )
+    group.add_argument(
+        "--session-cookie-domain",
+        type=_value(parse_cookie_domain),
+        metavar="DOMAIN",
+        help="cookie Domain (default: none)",
+    )
+    group.add_argument(
+        "--session-cookie-samesite",
+        choices=("None", "Lax", "Strict"),
+        help="cookie SameSite (default: none)",
+    )
+    group.add_argument(
+        "--session-cookie-conditional-samesite-none",
+        action="store_true",
+        help="drop SameSite=None for user agents that mishandle it",
+    )
+    group.add_argument(
+        "--session-cookie-secure",
+        type=_value(parse_bool),
+        default="false",
+        metavar="true|false",
+        help="cookie Secure attribute " + _DEFAULT,
+    )
+    group.add_argument(
+        "--session-cookie-max-age",
+        type=_value(parse_count),
+        metavar="S",
+        help="cookie Max-Age in seconds (default: a session cookie)",
+    )
+    group.add_argument(
+        "--session-cookie-expires",
+        type=_value(parse_count),
+        metavar="S",
+        help="cookie Expires, seconds from now (default: a session cookie)",
+    )
+    group.add_argument(
+        "--session-cookie-change-on-failure",
+        type=_value(parse_bool),
+        default="false",
+        metavar="true|false",
+        help="on a failed try, move the session instead of retrying its endpoint " + _DEFAULT,
+    )
+    return group
+
+
+def _add_proxy_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "proxy defaults", "as the proxy-* annotations; timeouts in seconds"
+    )
+    for name, default in (("connect", "5"), ("read", "60"), ("send", "60")):
+        group.add_argument(
+            f"--proxy-{name}-timeout",
+            type=_value(parse_timeout),
+            default=default,
+            metavar="S",
+            help=_DEFAULT,
+        )
+    group.add_argument(
+        "--proxy-body-size",
+        type=_value(parse_size),
+        default="1m",
+        metavar="SIZE",
+        help="largest request body (bytes, or k/m/g; 0 = unlimited) " + _DEFAULT,
+    )
+    group.add_argument(
+        "--proxy-next-upstream",
+        type=_value(parse_next_upstream),
+        default="error timeout",
+        metavar="CONDITIONS",
+        help="when to try another endpoint (nginx proxy_next_upstream tokens, or off) " + _DEFAULT,
+    )
+    group.add_argument(
+        "--proxy-next-upstream-tries",
+        type=_value(parse_count),
+        default="3",
+        metavar="N",
+        help="tries per request, 0 = unlimited " + _DEFAULT,
+    )
+    group.add_argument(
+        "--client-header-timeout",
+        type=_value(parse_timeout),
+        default="60",
+        metavar="S",
+        help="time allowed for a whole request head " + _DEFAULT,
+    )
+    group.add_argument(
+        "--client-body-timeout",
+        type=_value(parse_timeout),
+        default="60",
+        metavar="S",
+        help="longest pause between two reads of a request body, as nginx's " + _DEFAULT,
+    )
+    group.add_argument(
+        "--enable-underscores-in-headers",
+        action="store_true",
+        help="forward request headers whose names contain underscores (dropped by default, as "
+        "ingress-nginx does)",
+    )
+    group.add_argument(
+        "--max-connections",
+        type=_value(parse_positive),
+        default="16384",
+        metavar="N",
+        help="client connections at once; beyond, a 503 and a close " + _DEFAULT,
+    )
+    group.add_argument(
+        "--shutdown-grace",
+        type=_value(parse_seconds),
+        default="30",
+        metavar="S",
+        help="time in-flight requests get to finish after SIGTERM " + _DEFAULT,
+    )
+
+
+Command = ServeCommand | RoutesCommand | DemoCommand
+
+
+def parse_command(argv: Sequence[str] | None = None) -> Command:
+    """The command `argv` asks for; a usage error exits with status 2 and one stderr line."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error("a command is needed: serve, routes or demo (see --help)")
+    if args.command == "routes":
+        return RoutesCommand(
+            tuple(args.manifests),
+            args.ingress_class,
+            args.endpoints_api,
+            _kubernetes(parser, argv, args),
+        )
+    affinity = _affinity(args)
+    if args.command == "demo":
+        settings = ServeSettings(
+            listen=args.listen,
+            metrics_listen=args.metrics_listen,
+            log_level="warning",  # the demo prints its own summary; info logs would repeat it
+            affinity=affinity,
+        )
+        return DemoCommand(settings, args.replicas)
+    if not args.backends and not args.manifests and not args.kubernetes:
+        parser.error(
+            "serve needs a source: --backend URL [URL ...], --manifests PATH [PATH ...] "
+            "or --kubernetes"
+        )
+    _refuse_flags_of_the_other_source(parser, argv, args)
+    kubernetes = _kubernetes(parser, argv, args)
+    try:
+        endpoints = static_backends(args.backends)
+    except ValueError as error:
+        parser.error(f"--backend: {error}")
+    tls = _tls_settings(parser, args)
+    if args.state_dir is not None and not _writable_directory(args.state_dir):
+        parser.error(f"--state-dir: {args.state_dir}: not a writable directory")
+    settings = ServeSettings(
+        listen=args.listen,
+        metrics_listen=args.metrics_listen,
+        tls_listen=tls.listen,
+        tls_on_demand=tls.on_demand,
+        tls_default=tls.default,
+        https_port=args.https_port,
+        workers=args.workers,
+        state_dir=args.state_dir,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        client_header_timeout=args.client_header_timeout,
+        client_body_timeout=args.client_body_timeout,
+        max_connections=args.max_connections,
+        underscores_in_headers=args.enable_underscores_in_headers,
+        shutdown_grace=args.shutdown_grace,
+        upstream=UpstreamPolicy(
+            connect_timeout=args.proxy_connect_timeout,
+            read_timeout=args.proxy_read_timeout,
+            send_timeout=args.proxy_send_timeout,
+            body_size=args.proxy_body_size,
+            next_upstream=args.proxy_next_upstream,
+            next_upstream_tries=args.proxy_next_upstream_tries,
+        ),
+        backends=tuple(args.backends),
+        affinity=affinity,
+        manifests=tuple(args.manifests),
+        ingress_class=args.ingress_class,
+        endpoints_api=args.endpoints_api,
+        kubernetes=kubernetes,
+    )
+    return ServeCommand(settings, endpoints)
+
+
+def _writable_directory(path: Path) -> bool:
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)  # EROFS counts as not writable
+
+
+def _refuse_flags_of_the_other_source(
+    parser: argparse.ArgumentParser, argv: Sequence[str], args: argparse.Namespace
+) -> None:
+    """Affinity flags configure the --backend cluster; Ingress annotations do that for manifests.
+    A flag that would be silently ignored is a mistake worth one line."""
+    given = _given(argv)
+    if args.manifests or args.kubernetes:
+        misplaced, source, instead = args.backend_only, "--backend", ": use Ingress annotations"
+    else:
+        misplaced, source, instead = args.manifests_only, "--manifests or --kubernetes", ""
+    for flag in misplaced:
+        if flag in given:
+            parser.error(f"{flag}: only with {source}{instead}")
+
+
+def _given(argv: Sequence[str]) -> set[str]:
+    return {arg.partition("=")[0] for arg in argv if arg.startswith("--")}
+
+
+def _kubernetes(
+    parser: argparse.ArgumentParser, argv: Sequence[str], args: argparse.Namespace
+) -> KubernetesSettings | None:
+    if not args.kubernetes:
+        for flag in args.kubernetes_only:
+            if flag in _given(argv):
+                parser.error(f"{flag}: only with --kubernetes")
+        return None
+    return KubernetesSettings(
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        namespace=args.namespace,
+        publish_service=args.publish_service,
+    )
+
+
+def _affinity(args: argparse.Namespace) -> Affinity | None:
+    if args.affinity == "none":
+        return None  # as ingress-nginx: the session-cookie-* values are then ignored
+    cookie = CookieSettings(
+        name=args.session_cookie_name,
+        path=args.session_cookie_path,
+        domain=args.session_cookie_domain,
+        samesite=args.session_cookie_samesite,
+        conditional_samesite_none=args.session_cookie_conditional_samesite_none,
+        secure=args.session_cookie_secure,
+        max_age=args.session_cookie_max_age,
+        expires=args.session_cookie_expires,
+        change_on_failure=args.session_cookie_change_on_failure,
+    )
+    return Affinity(mode=AffinityMode(args.affinity_mode), cookie=cookie)
+
+
+def run(command: Command) -> int:
+    """Runs `command` (serve and demo: until SIGINT/SIGTERM); the process exit code."""
+    if isinstance(command, RoutesCommand):
+        return show_routes(command)
+    # Imported only now so a bad flag is reported without loading the data plane.
+    from proxy.app import runtime  # noqa: PLC0415
+    from proxy.observability.metrics import Metrics  # noqa: PLC0415
+
+    logging.basicConfig(
+        level=command.settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if isinstance(command, DemoCommand):
+            return uvloop.run(run_demo(command.settings, command.replicas, runtime.serve))
+        if command.settings.workers > 1:
+            from proxy.app.workers import run_workers  # noqa: PLC0415
+
+            return run_workers(command)
+        metrics = Metrics()  # the Kubernetes source counts its watch restarts there too
+        uvloop.run(runtime.serve(command.settings, _source(command, metrics), metrics=metrics))
+    except KeyboardInterrupt:  # Ctrl-C before the runtime took over SIGINT: a normal stop
+        return 0
+    except SourceError as error:  # manifests that do not load: a bad input, as a bad flag
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the environment refused, e.g. the listen address is taken
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _source(command: ServeCommand, metrics: Metrics) -> Source:
+    settings = command.settings
+    options = TranslateOptions(settings.ingress_class, settings.endpoints_api, settings.upstream)
+    if settings.kubernetes is not None:
+        from proxy.control.sources.kubernetes.source import KubernetesSource  # noqa: PLC0415
+
+        kube = settings.kubernetes
+        return KubernetesSource(
+            _cluster_access(kube),
+            options,
+            metrics,
+            namespace=kube.namespace,
+            publish_service=kube.publish_service,
+            tls=settings.tls_listen is not None,
+        )
+    if settings.manifests:
+        return ManifestSource(settings.manifests, options)
+    return StaticSource(static_snapshot(command.endpoints, settings.affinity, settings.upstream))
+
+
+def show_routes(command: RoutesCommand, out: TextIO = sys.stdout) -> int:
+    """`sticky-proxy routes`: the table on `out`, exit 0; invalid input: one line, exit 1."""
+    options = TranslateOptions(command.ingress_class, command.endpoints_api)
+    try:
+        if command.kubernetes is not None:
+            snapshot = _list_cluster(command.kubernetes, options)
+        else:
+            snapshot = load_snapshot(command.manifests, options)
+    except (ManifestFileError, ManifestError, SourceError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    print(describe(snapshot), file=out)
+    return 0
+
+
+def _cluster_access(kube: KubernetesSettings) -> ClusterAccess:
+    """Which cluster and credentials; KubeConfigError (a SourceError) names what is wrong."""
+    from proxy.control.sources.kubernetes.config import find_access  # noqa: PLC0415
+
+    return find_access(kube.kubeconfig, kube.context, os.environ, Path.home())
+
+
+def _list_cluster(kube: KubernetesSettings, options: TranslateOptions) -> Snapshot:
+    """The cluster's routes from one list of each resource; SourceError when it cannot be had."""
+    from proxy.control.sources.kubernetes.client import KubeError  # noqa: PLC0415
+    from proxy.control.sources.kubernetes.exec_plugin import CredentialError  # noqa: PLC0415
+    from proxy.control.sources.kubernetes.source import list_snapshot  # noqa: PLC0415
+
+    access = _cluster_access(kube)
+    try:
+        return uvloop.run(list_snapshot(access, options, kube.namespace))
+    except (KubeError, CredentialError) as error:
+        raise SourceError(f"{access.server}: {error}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    exit_code = run(parse_command(argv))
+    if exit_code:
+        sys.exit(exit_code)

@@ -1,0 +1,261 @@
+"""One Ingress's `nginx.ingress.kubernetes.io/*` annotations: text in, settings and warnings out.
+
+Names, defaults and validation follow ingress-nginx's annotation parsers (sessionaffinity, proxy,
+rewrite, alias): an invalid value is ignored with a warning and the default applies, as there.
+Where ingress-nginx's validation is looser than what it then emits correctly (`Max-Age=abc5`, inner
+spaces in cookie names) the value is refused here instead. Pure: no I/O, no logging.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from proxy.core.model import AffinityMode, CookieSettings, UpstreamPolicy
+from proxy.core.values import parse_count, parse_next_upstream, parse_positive, parse_size
+
+PREFIX = "nginx.ingress.kubernetes.io/"
+
+_COOKIE_ANNOTATIONS = (
+    "session-cookie-name",
+    "session-cookie-path",
+    "session-cookie-domain",
+    "session-cookie-samesite",
+    "session-cookie-conditional-samesite-none",
+    "session-cookie-secure",
+    "session-cookie-max-age",
+    "session-cookie-expires",
+    "session-cookie-change-on-failure",
+)
+_HONOURED = frozenset(
+    {
+        "affinity",
+        "affinity-mode",
+        *_COOKIE_ANNOTATIONS,
+        "use-regex",
+        "server-alias",
+        "proxy-connect-timeout",
+        "proxy-read-timeout",
+        "proxy-send-timeout",
+        "proxy-body-size",
+        "proxy-next-upstream",
+        "proxy-next-upstream-tries",
+        "ssl-redirect",
+        "force-ssl-redirect",
+    }
+)
+
+# ingress-nginx's BasicCharsRegex and URLIsValidRegex (annotations/parser/validators.go): a value
+# it accepts must give the same cookie here, or migrated sessions would not find their cookie.
+_BASIC_CHARS = re.compile(r"[-._~a-zA-Z0-9/:]+")
+_URL_CHARS = re.compile(r"[-._~a-zA-Z0-9/:,?&=]+")
+_SECONDS = re.compile(r"-?[0-9]+")  # ingress-nginx passes 0 and negative numbers through
+# Go's strconv.ParseBool, which ingress-nginx's boolean annotations use.
+_GO_BOOLS = {
+    **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+    **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
+}
+# Any case passes; the cookie writer then emits only the exact spellings Strict, Lax and None.
+_SAMESITE = frozenset({"none", "lax", "strict"})
+SAMESITE_SPELLINGS = frozenset({"Strict", "Lax", "None"})  # as core/cookies.py emits them
+# An Ingress host: an RFC 1123 subdomain, optionally behind one leading `*.` label.
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_SERVER_NAME = re.compile(rf"(?:\*\.)?{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class IngressSettings:
+    """What one Ingress's annotations ask for. `warnings` are lines without the Ingress's name."""
+
+    affinity: bool  # `affinity: cookie`
+    mode: AffinityMode | None  # None when unset or invalid: a shared backend takes the first set
+    cookie: CookieSettings  # the defaults unless `affinity` is on
+    use_regex: bool
+    aliases: tuple[str, ...]  # server-alias host names, sorted and lower-case
+    upstream: UpstreamPolicy
+    ssl_redirect: bool  # default true: hosts with TLS redirect plain HTTP
+    force_ssl_redirect: bool  # redirect even without TLS configured here (TLS ends elsewhere)
+    warnings: tuple[str, ...]
+
+
+def parse_server_name(text: str) -> str:
+    """An Ingress host or server alias, lower-cased: `shop.example.com` or `*.example.com`."""
+    name = text.lower()
+    if len(name) > 253 or not _SERVER_NAME.fullmatch(name):
+        raise ValueError(f"{text!r} is not a host name or a *.domain wildcard")
+    return name
+
+
+def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) -> IngressSettings:
+    """The settings `annotations` (one Ingress's, values already text) ask for over `defaults`."""
+    reader = _Reader(annotations)
+    affinity = reader.value("affinity", _affinity_type) or False
+    if affinity:
+        cookie = _cookie_settings(reader)
+    else:
+        cookie = CookieSettings()
+        for name in _COOKIE_ANNOTATIONS:
+            reader.ignored_without_affinity(name)
+    # ingress-nginx reads the mode even without affinity: a backend shared with an affinity
+    # Ingress takes the mode of the first Ingress that sets one, whichever that is.
+    mode = reader.value("affinity-mode", _affinity_mode)
+    use_regex = reader.value("use-regex", _go_bool) or False
+    aliases = reader.value("server-alias", _server_aliases) or ()
+    upstream = _upstream_policy(reader, defaults)
+    ssl_redirect = reader.value("ssl-redirect", _go_bool)
+    force_ssl_redirect = reader.value("force-ssl-redirect", _go_bool) or False
+    reader.unsupported()
+    return IngressSettings(
+        affinity=affinity,
+        mode=mode,
+        cookie=cookie,
+        use_regex=use_regex,
+        aliases=aliases,
+        upstream=upstream,
+        ssl_redirect=_or(ssl_redirect, True),
+        force_ssl_redirect=force_ssl_redirect,
+        warnings=tuple(reader.warnings),
+    )
+
+
+def _cookie_settings(reader: _Reader) -> CookieSettings:
+    samesite = reader.value("session-cookie-samesite", _samesite)
+    if samesite is not None and samesite not in SAMESITE_SPELLINGS:
+        # ingress-nginx accepts the value, then silently sends no SameSite at all (compat §8.3)
+        reader.warnings.append(
+            f"{PREFIX}session-cookie-samesite: {samesite!r} is sent as no SameSite at all, as by"
+            f" ingress-nginx; write {samesite.capitalize()}"
+        )
+    return CookieSettings(
+        name=_or(reader.value("session-cookie-name", _cookie_name), CookieSettings().name),
+        path=reader.value("session-cookie-path", _cookie_path),
+        domain=reader.value("session-cookie-domain", _cookie_domain),
+        samesite=samesite,
+        conditional_samesite_none=bool(
+            reader.value("session-cookie-conditional-samesite-none", _go_bool)
+        ),
+        secure=bool(reader.value("session-cookie-secure", _go_bool)),
+        max_age=reader.value("session-cookie-max-age", _cookie_seconds),
+        expires=reader.value("session-cookie-expires", _cookie_seconds),
+        change_on_failure=bool(reader.value("session-cookie-change-on-failure", _go_bool)),
+    )
+
+
+def _upstream_policy(reader: _Reader, defaults: UpstreamPolicy) -> UpstreamPolicy:
+    policy = UpstreamPolicy(
+        connect_timeout=_or(
+            reader.value("proxy-connect-timeout", _whole_seconds), defaults.connect_timeout
+        ),
+        read_timeout=_or(reader.value("proxy-read-timeout", _whole_seconds), defaults.read_timeout),
+        send_timeout=_or(reader.value("proxy-send-timeout", _whole_seconds), defaults.send_timeout),
+        body_size=_or(reader.value("proxy-body-size", parse_size), defaults.body_size),
+        next_upstream=_or(
+            reader.value("proxy-next-upstream", parse_next_upstream), defaults.next_upstream
+        ),
+        next_upstream_tries=_or(
+            reader.value("proxy-next-upstream-tries", parse_count), defaults.next_upstream_tries
+        ),
+    )
+    return defaults if policy == defaults else policy  # shared, so snapshots compare cheaply
+
+
+def _or(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
+class _Reader:
+    """Reads annotation values by short name and keeps one warning per refused annotation."""
+
+    def __init__(self, annotations: Mapping[str, str]) -> None:
+        self._values = {
+            key.removeprefix(PREFIX): value
+            for key, value in annotations.items()
+            if key.startswith(PREFIX)
+        }
+        self.warnings: list[str] = []
+
+    def value(self, name: str, parse: Callable[[str], T]) -> T | None:
+        """The parsed value of annotation `name`; None when absent, empty or invalid."""
+        raw = self._values.get(name)
+        if raw is None:
+            return None
+        text = raw.strip()  # ingress-nginx trims string annotations
+        if not text:
+            self.warnings.append(f"{PREFIX}{name} is empty; ignored")
+            return None
+        try:
+            return parse(text)
+        except ValueError as error:
+            self.warnings.append(f"{PREFIX}{name}: {error}; ignored")
+            return None
+
+    def ignored_without_affinity(self, name: str) -> None:
+        if name in self._values:
+            self.warnings.append(f"{PREFIX}{name} is ignored without {PREFIX}affinity: cookie")
+
+    def unsupported(self) -> None:
+        for name in sorted(self._values.keys() - _HONOURED):
+            self.warnings.append(f"{PREFIX}{name} is not supported; ignored")
+
+
+def _affinity_type(text: str) -> bool:
+    if text != "cookie":
+        raise ValueError(f"{text!r} is not cookie, the only affinity type")
+    return True
+
+
+def _affinity_mode(text: str) -> AffinityMode:
+    try:
+        return AffinityMode(text)  # case-sensitive, as in ingress-nginx
+    except ValueError:
+        raise ValueError(f"{text!r} is not balanced or persistent") from None
+
+
+def _go_bool(text: str) -> bool:
+    value = _GO_BOOLS.get(text)
+    if value is None:
+        raise ValueError(f"{text!r} is not a boolean (true or false)")
+    return value
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    """A parser accepting the texts `pattern` matches whole; `what` names them in the error."""
+
+    def parse(text: str) -> str:
+        if not pattern.fullmatch(text):
+            raise ValueError(f"{text!r} is not {what}")
+        return text
+
+    return parse
+
+
+_cookie_name = _matching(_BASIC_CHARS, "a cookie name (letters, digits and -._~/:)")
+_cookie_path = _matching(_URL_CHARS, "a cookie path (letters, digits and -._~/:,?&=)")
+_cookie_domain = _matching(_BASIC_CHARS, "a cookie domain (letters, digits and -._~/:)")
+
+
+def _samesite(text: str) -> str:
+    if text.lower() not in _SAMESITE:
+        raise ValueError(f"{text!r} is not None, Lax or Strict")
+    return text
+
+
+def _cookie_seconds(text: str) -> int:
+    if not _SECONDS.fullmatch(text):
+        raise ValueError(f"{text!r} is not a number of seconds")
+    return int(text)
+
+
+def _whole_seconds(text: str) -> float:
+    """ingress-nginx's proxy timeouts are whole seconds (`30`, not `30s` or `0.5`)."""
+    return float(parse_positive(text))
+
+
+def _server_aliases(text: str) -> tuple[str, ...]:
+    """Comma-separated host names; like ingress-nginx, one bad name refuses the annotation."""
+    names = {parse_server_name(name.strip()) for name in text.split(",") if name.strip()}
+    return tuple(sorted(names))

@@ -1,0 +1,167 @@
+"""The text `sticky-proxy routes` prints: the resolved routing table, then every warning.
+
+One table per host (named hosts first, then the rules without host, then the default backend),
+then each cluster's affinity and endpoints, then the warnings. Plain text in a stable order, so
+two runs over the same objects print the same thing and diff cleanly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from proxy.control.annotations import SAMESITE_SPELLINGS
+from proxy.core.model import Affinity, Cluster, Route, UpstreamPolicy
+from proxy.core.routing import Snapshot
+
+_DEFAULTS = UpstreamPolicy()  # the built-in defaults: a route shows what differs from them
+_UNITS = ((1024**3, "g"), (1024**2, "m"), (1024, "k"))
+
+
+def describe(snapshot: Snapshot) -> str:
+    sections = [_host_section(host, routes) for host, routes in _by_host(snapshot.routes)]
+    if snapshot.default_route is not None:
+        sections.append(_table("default backend (when no route matches)", [snapshot.default_route]))
+    if not sections:
+        sections.append("no routes")
+    sections.extend(_cluster_section(cluster) for cluster in snapshot.clusters)
+    if snapshot.certificates:
+        lines = ["TLS certificates (chosen by SNI)"]
+        lines.extend(
+            f"  {', '.join(c.hosts) or 'default'}: {c.source}" for c in snapshot.certificates
+        )
+        sections.append("\n".join(lines))
+    if snapshot.warnings:
+        lines = [f"warnings ({len(snapshot.warnings)})"]
+        lines.extend(f"  {warning}" for warning in snapshot.warnings)
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections)
+
+
+def _by_host(routes: Iterable[Route]) -> list[tuple[str | None, list[Route]]]:
+    hosts: dict[str | None, list[Route]] = {}
+    for route in routes:
+        hosts.setdefault(route.host, []).append(route)
+    return sorted(hosts.items(), key=lambda item: (item[0] is None, item[0] or ""))
+
+
+def _host_section(host: str | None, routes: list[Route]) -> str:
+    title = f"host {host}" if host is not None else "every other host (rules without host)"
+    return _table(title, routes)
+
+
+def _table(title: str, routes: Sequence[Route]) -> str:
+    rows = [("PATH", "TYPE", "CLUSTER", "AFFINITY", "INGRESS")]
+    notes: dict[int, str] = {}
+    for route in routes:
+        rows.append(
+            (
+                route.path,
+                route.path_type.value,
+                route.cluster.name,
+                _route_affinity(route),
+                f"{route.namespace}/{route.ingress}" if route.ingress else "-",
+            )
+        )
+        upstream = _upstream_differences(route.upstream)
+        note = "; ".join(
+            part
+            for part in (
+                "plain HTTP redirects to https (308)" if route.ssl_redirect else "",
+                f"proxy: {upstream}" if upstream else "",
+            )
+            if part
+        )
+        if note:
+            notes[len(rows) - 1] = note
+    lines = [title]
+    for index, line in enumerate(_aligned(rows)):
+        lines.append(line)
+        if index in notes:
+            lines.append(f"    {notes[index]}")
+    return "\n".join(lines)
+
+
+def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:
+    """`rows` as indented lines with their columns lined up."""
+    widths = (
+        [max(len(row[column]) for row in rows) for column in range(len(rows[0]))] if rows else []
+    )
+    return [
+        "  "
+        + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def _route_affinity(route: Route) -> str:
+    affinity = route.cluster.affinity
+    if affinity is None:
+        return "none"
+    cookie = affinity.cookie.name
+    if route.sets_cookie:
+        return f"{affinity.mode.value}, sets {cookie} (Path={route.cookie_path})"
+    # compat §8.1: the cookie still picks the endpoint here, but only affinity locations set it
+    return f"{affinity.mode.value}, reads {cookie}, never sets it"
+
+
+def _cluster_section(cluster: Cluster) -> str:
+    lines = [f"cluster {cluster.name}: {_cluster_affinity(cluster.affinity)}"]
+    if not cluster.endpoints:
+        lines.append("  no endpoints: requests answer 503")
+    rows = [
+        (e.node, "draining" if e.draining else "ready", e.pod or "-") for e in cluster.endpoints
+    ]
+    lines.extend(_aligned(rows))
+    return "\n".join(lines)
+
+
+def _cluster_affinity(affinity: Affinity | None) -> str:
+    if affinity is None:
+        return "no affinity (uniform random over ready endpoints)"
+    cookie = affinity.cookie
+    attributes = []
+    if cookie.expires is not None:
+        attributes.append(f"Expires=now+{cookie.expires}s")
+    if cookie.max_age is not None:
+        attributes.append(f"Max-Age={cookie.max_age}")
+    if cookie.domain:
+        attributes.append(f"Domain={cookie.domain}")
+    if cookie.path:
+        attributes.append(f"Path={cookie.path}")
+    attributes.append("Secure" if cookie.secure else "Secure on TLS")
+    attributes.append("HttpOnly")
+    if cookie.samesite in SAMESITE_SPELLINGS:
+        conditional = " (not for UAs that mishandle it)" if cookie.conditional_samesite_none else ""
+        attributes.append(f"SameSite={cookie.samesite}{conditional}")
+    if cookie.change_on_failure:
+        attributes.append("change-on-failure")
+    return f"affinity {affinity.mode.value}, cookie {cookie.name}: {'; '.join(attributes)}"
+
+
+def _upstream_differences(policy: UpstreamPolicy) -> str:
+    differences = []
+    for name, value, default in (
+        ("connect-timeout", policy.connect_timeout, _DEFAULTS.connect_timeout),
+        ("read-timeout", policy.read_timeout, _DEFAULTS.read_timeout),
+        ("send-timeout", policy.send_timeout, _DEFAULTS.send_timeout),
+    ):
+        if value != default:
+            differences.append(f"{name} {value:g}s")
+    if policy.body_size != _DEFAULTS.body_size:
+        differences.append(f"body-size {_size(policy.body_size)}")
+    if policy.next_upstream != _DEFAULTS.next_upstream:
+        conditions = " ".join(sorted(policy.next_upstream)) or "off"
+        differences.append(f"next-upstream {conditions}")
+    if policy.next_upstream_tries != _DEFAULTS.next_upstream_tries:
+        tries = policy.next_upstream_tries
+        differences.append(f"next-upstream-tries {tries or 'unlimited'}")
+    return ", ".join(differences)
+
+
+def _size(size: int) -> str:
+    if size == 0:
+        return "unlimited"
+    for unit, suffix in _UNITS:
+        if size % unit == 0:
+            return f"{size // unit}{suffix}"
+    return str(size)

@@ -1,0 +1,284 @@
+"""One resource's objects, kept current: list, then watch, and start again whatever happens.
+
+The loop (kopf's and client-go's): a paged list gives every object and the resourceVersion of that
+moment; a watch from there gives each change after it. A watch ends all the time (the server's
+timeout, a dropped connection, a restart) and is resumed from the last resourceVersion seen,
+bookmarks included. When that version is too old (410 Gone) nothing short of a new list can say
+what changed: the list replaces the objects, so whatever was deleted meanwhile is gone too.
+
+Never a hot loop: the next attempt waits a jittered, doubling delay (at least what the server
+asked with Retry-After) unless the last one made progress, i.e. received an event, or was a
+watch the server ended cleanly after a while. A 403 keeps the resource unsynced (so the proxy
+unready, if it never listed) and is logged once per streak, naming the verb and the resource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from proxy.control.sources.kubernetes.backoff import Backoff
+from proxy.control.sources.kubernetes.client import (
+    ApiError,
+    Disconnected,
+    KubeClient,
+    KubeError,
+    Stalled,
+)
+from proxy.control.sources.kubernetes.events import WatchEvent
+from proxy.control.sources.kubernetes.exec_plugin import CredentialError
+from proxy.control.sources.kubernetes.resources import Resource
+
+log = logging.getLogger("sticky_proxy.kubernetes")
+
+Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
+Obj = dict[str, Any]
+
+# Metadata that changes without changing what the object means for routing.
+_NOISE_METADATA = ("resourceVersion", "managedFields", "generation")
+_NOISE_ANNOTATIONS = ("endpoints.kubernetes.io/last-change-trigger-time",)
+# A watch that the server ended cleanly after this long, even without an event, was healthy:
+# resuming at once is fine.
+HEALTHY_WATCH_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class WatchTuning:
+    page_size: int = 500  # client-go's reflector default
+    # The server ends each watch after timeoutSeconds, drawn from this range so that many
+    # proxies do not all come back at once (kube-apiserver's own default is 30-60 min).
+    watch_timeout: tuple[int, int] = (300, 600)
+    # More than the ~60 s between the server's bookmarks: silence beyond it is a dead connection.
+    inactivity: float = 70.0
+    backoff_base: float = 0.25
+    backoff_cap: float = 30.0
+
+
+async def list_all(
+    client: KubeClient, resource: Resource, namespace: str | None, page_size: int
+) -> tuple[list[Obj], str]:
+    """Every object, page by page, and the resourceVersion the list is a snapshot of.
+
+    A continue token that expired (410: the list took longer than the server keeps a snapshot)
+    starts the list over; the server's offer of an inconsistent remainder is declined.
+    """
+    path = resource.collection(namespace)
+    restarts = 0
+    while True:
+        try:
+            return await _list_pages(client, path, resource, page_size)
+        except ApiError as error:
+            if not error.expired or restarts == 2:
+                raise
+            restarts += 1
+            log.info("%s: the list's continue token expired; listing again", resource.qualified)
+
+
+async def _list_pages(
+    client: KubeClient, path: str, resource: Resource, page_size: int
+) -> tuple[list[Obj], str]:
+    items: list[Obj] = []
+    selection = {"fieldSelector": resource.field_selector} if resource.field_selector else {}
+    params = {"limit": str(page_size), **selection}
+    while True:
+        page = await client.get(path, params)
+        items.extend(_with_type(item, resource) for item in page.get("items") or ())
+        metadata = page.get("metadata") or {}
+        token = metadata.get("continue")
+        if not token:
+            return items, str(metadata.get("resourceVersion") or "")
+        params = {"limit": str(page_size), "continue": token, **selection}
+
+
+def _with_type(obj: Obj, resource: Resource) -> Obj:
+    """List items come without kind and apiVersion; translation (and logs) need both."""
+    if obj.get("kind") != resource.kind or obj.get("apiVersion") != resource.api_version:
+        obj = {"kind": resource.kind, "apiVersion": resource.api_version, **obj}
+    return obj
+
+
+def object_key(obj: Obj) -> Key:
+    metadata = obj.get("metadata") or {}
+    return (str(metadata.get("namespace") or ""), str(metadata.get("name") or ""))
+
+
+def same_meaning(old: Obj | None, new: Obj | None) -> bool:
+    """Whether two versions of an object differ only in bookkeeping (resourceVersion,
+    managedFields, an endpoints trigger time): such a MODIFIED need not rebuild the routes."""
+    if old is None or new is None:
+        return old is new
+    return _meaning(old) == _meaning(new)
+
+
+def _meaning(obj: Obj) -> Obj:
+    metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _NOISE_METADATA}
+    annotations = metadata.pop("annotations", None)
+    if isinstance(annotations, dict):
+        annotations = {k: v for k, v in annotations.items() if k not in _NOISE_ANNOTATIONS}
+    if annotations:  # none left is the same as none at all
+        metadata["annotations"] = annotations
+    return {**obj, "metadata": metadata}
+
+
+class Reflector:
+    """`objects` mirror the server's for one resource (in one namespace, or all); listeners are
+    called whenever they change in a way that matters; `synced` is set by the first list."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        resource: Resource,
+        namespace: str | None,
+        *,
+        count_restart: Callable[[str, str], None],
+        tuning: WatchTuning,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.resource = resource
+        self.namespace = namespace
+        self.objects: dict[Key, Obj] = {}
+        self.synced = asyncio.Event()
+        self._client = client
+        self._listeners: list[Callable[[], None]] = []
+        self._count_restart = count_restart
+        self._tuning = tuning
+        self._rng = rng or random.Random()
+        self._version = ""  # where the next watch resumes
+        self._events = 0  # events received by the current watch
+        self._refused: set[str] = set()  # verbs whose 403 was logged in this streak
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    @property
+    def name(self) -> str:
+        where = f" in {self.namespace}" if self.namespace and self.resource.namespaced else ""
+        return f"{self.resource.qualified}{where}"
+
+    async def run(self) -> NoReturn:
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(self._tuning.backoff_base, self._tuning.backoff_cap, self._rng)
+        relist = True
+        while True:
+            started, self._events = loop.time(), 0
+            verb = "list" if relist else "watch"
+            retry_after: float | None = None
+            try:
+                if relist:
+                    await self._relist()
+                    relist, verb = False, "watch"
+                await self._watch()
+                reason = "closed"
+            except (KubeError, CredentialError) as error:
+                reason, relist_needed, retry_after = self._judge(error, verb)
+                relist = relist or relist_needed
+            # Progress: events arrived, or the server kept an accepted watch open a while. A list
+            # alone is none: list, watch, 410, list... must back off like any other failure.
+            lasted = loop.time() - started >= HEALTHY_WATCH_SECONDS
+            healthy = self._events > 0 or (reason == "closed" and lasted)
+            if healthy:
+                backoff.reset()
+                self._allowed_again()
+            self._count_restart(self.resource.plural, reason)
+            if not (healthy and reason in ("closed", "expired")):
+                await asyncio.sleep(backoff.next_delay(retry_after))
+
+    async def _relist(self) -> None:
+        items, version = await list_all(
+            self._client, self.resource, self.namespace, self._tuning.page_size
+        )
+        listed = {object_key(obj): obj for obj in items}
+        changed = listed.keys() != self.objects.keys() or any(
+            not same_meaning(self.objects[key], obj) for key, obj in listed.items()
+        )
+        vanished = self.objects.keys() - listed.keys()
+        if vanished and self.synced.is_set():
+            log.info("%s: %d deleted while not watching", self.name, len(vanished))
+        self.objects = listed
+        self._version = version
+        self._allowed_again()
+        first = not self.synced.is_set()
+        self.synced.set()
+        if changed or first:
+            self._changed()
+
+    def _allowed_again(self) -> None:
+        if self._refused:
+            log.warning("%s: %s allowed again", self.name, " and ".join(sorted(self._refused)))
+            self._refused.clear()
+
+    async def _watch(self) -> None:
+        low, high = self._tuning.watch_timeout
+        params = {
+            "allowWatchBookmarks": "true",
+            "resourceVersion": self._version,
+            "timeoutSeconds": str(self._rng.randint(low, high)),
+        }
+        if self.resource.field_selector:
+            params["fieldSelector"] = self.resource.field_selector
+        events = self._client.watch(
+            self.resource.collection(self.namespace), params, self._tuning.inactivity
+        )
+        async with aclosing(events):
+            async for event in events:
+                self._events += 1
+                self._apply(event)
+
+    def _apply(self, event: WatchEvent) -> None:
+        version = event.resource_version
+        if event.type != "BOOKMARK":
+            obj = _with_type(event.object, self.resource)
+            key = object_key(obj)
+            old = self.objects.get(key)
+            if event.type == "DELETED":
+                self.objects.pop(key, None)
+                new = None
+            else:
+                self.objects[key] = new = obj
+            if not same_meaning(old, new):
+                self._changed()
+        if version:  # a bookmark's version counts as well: it may be far ahead of any object's
+            self._version = version
+
+    def _judge(self, error: Exception, verb: str) -> tuple[str, bool, float | None]:
+        """(restart reason, whether a relist is needed, the server's Retry-After)."""
+        if isinstance(error, Stalled):
+            log.info("%s: %s; reconnecting", self.name, error)
+            return "stalled", False, None
+        if isinstance(error, Disconnected):
+            log.info("%s: %s", self.name, error)
+            return "dropped", False, None
+        if isinstance(error, CredentialError):
+            log.warning("%s: no credentials: %s", self.name, error)
+            return "unauthorized", False, None
+        assert isinstance(error, ApiError)
+        if error.expired:
+            log.info("%s: resourceVersion expired (%s); relisting", self.name, error.message)
+            return "expired", True, None
+        if error.code == 403:
+            if verb not in self._refused:
+                self._refused.add(verb)
+                log.error(
+                    "%s: %s refused (403 Forbidden): %s; retrying with backoff%s",
+                    self.name,
+                    verb,
+                    error.message,
+                    "" if self.synced.is_set() else ", not ready until it is allowed",
+                )
+            return "forbidden", False, error.retry_after
+        too_large = "ResourceVersionTooLarge" in error.causes  # a lagging server: list afresh
+        log.warning("%s: %s failed: %s", self.name, verb, error)
+        if error.code == 401:
+            return "unauthorized", False, error.retry_after
+        if error.code == 429:
+            return "throttled", False, error.retry_after
+        return "error", too_large, error.retry_after

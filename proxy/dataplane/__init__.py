@@ -1,0 +1,1 @@
+"""The data plane: client connections, their requests and the upstream connections."""

@@ -1,0 +1,542 @@
+"""One request's trip through the proxy: choose an endpoint, forward, relay the answer, retry.
+
+An `Exchange` is driven by callbacks only: the downstream connection feeds it the request body,
+the upstream connection feeds it the response (it is the upstream's `ResponseSink`), and a pool's
+connect task reports a new connection. No coroutine runs per request when a pooled connection is
+free. Retries follow DESIGN §4: a failed try picks again (change-on-failure) or retries the
+cookie's endpoint, never more than proxy-next-upstream-tries, and never once the upstream may
+have acted on a non-idempotent request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from functools import partial
+from time import perf_counter
+from typing import TYPE_CHECKING
+
+from proxy.core import headers as h
+from proxy.core.cookies import parse_cookie
+from proxy.core.errors import (
+    BodyTooLarge,
+    NoEndpoint,
+    NoRoute,
+    ProxyError,
+    UpstreamError,
+    UpstreamTimeout,
+    error_response,
+    redirect_response,
+)
+from proxy.core.model import Endpoint, Route
+
+if TYPE_CHECKING:
+    from proxy.core.affinity import Outcome
+    from proxy.dataplane.downstream import DownstreamProtocol, ServerContext
+    from proxy.dataplane.upstream import UpstreamConnection
+    from proxy.observability.metrics import ClusterView
+
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
+# Request bodies up to this size are kept until the response starts, so a failed try can replay
+# them; a larger body streams through once and its request is not retried after sending.
+REPLAY_LIMIT = 64 * 1024
+# Body bytes buffered while no upstream connection is ready, before reading from the client stops.
+BUFFER_LIMIT = 256 * 1024
+
+
+class Exchange:
+    __slots__ = (
+        "awaiting_upstream",
+        "body_received",
+        "body_sent",
+        "conn",
+        "connecting",
+        "cookie_value",
+        "ctx",
+        "endpoint",
+        "finished",
+        "framing",
+        "keep_alive",
+        "last_error",
+        "last_read",
+        "new_cookie",
+        "outcome",
+        "pending",
+        "pending_size",
+        "replay",
+        "replay_size",
+        "request",
+        "request_done",
+        "request_id",
+        "response_started",
+        "route",
+        "send_timer",
+        "sent_body",
+        "sent_done",
+        "sent_head",
+        "set_cookie",
+        "started",
+        "started_at",
+        "status",
+        "tried",
+        "tried_view",
+        "tries",
+        "tunnel",
+        "tunnel_pending",
+        "upstream",
+        "upstream_head_bytes",
+        "upstream_started_at",
+    )
+
+    def __init__(self, conn: DownstreamProtocol, request: h.Request, keep_alive: bool) -> None:
+        self.conn = conn
+        self.ctx: ServerContext = conn.ctx
+        self.request = request
+        self.keep_alive = keep_alive
+        self.route: Route | None = None
+        self.status = 0
+        self.started = False  # begin() called: this exchange owns the downstream writes
+        self.finished = False
+        self.request_done = False  # the whole request body has arrived from the client
+        self.sent_done = False  # ... and has been passed to the current upstream
+        self.body_received = 0
+        self.pending: list[bytes] = []  # request body that arrived before an upstream was ready
+        self.pending_size = 0
+        self.replay: list[bytes] | None = [] if request.has_body else None
+        self.replay_size = 0
+        self.body_sent = False  # any request body byte written to an upstream
+        self.tried: list[Endpoint] = []
+        self.tries = 0
+        self.last_error: UpstreamError | None = None
+        self.cookie_value: str | None = None
+        self.new_cookie: str | None = None  # the affinity cookie value `set_cookie` carries
+        self.set_cookie: bytes | None = None
+        self.endpoint: Endpoint | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.connecting: asyncio.Task[None] | None = None
+        self.framing = h.Framing.NONE
+        self.response_started = False
+        self.last_read = 0.0
+        self.awaiting_upstream = False  # request sent: proxy-read-timeout runs between reads
+        self.send_timer: asyncio.TimerHandle | None = None
+        self.tunnel = False
+        self.tunnel_pending: list[bytes] = []  # the new protocol's first bytes, until a 101
+        self.request_id = request.request_id or self.ctx.new_request_id()
+        if request.upgrade is not None:
+            # After an Upgrade the connection is a tunnel or, if refused, finished.
+            self.keep_alive = False
+        self.upstream_head_bytes = b""
+        # for metrics and the access log
+        self.started_at = perf_counter()
+        self.upstream_started_at = 0.0
+        self.outcome: Outcome | None = None  # of the last try's endpoint choice
+        self.tried_view: ClusterView | None = None  # the metrics' view of the last try's cluster
+        self.sent_head = 0
+        self.sent_body = 0
+
+    # -- from the downstream connection ---------------------------------------------------------
+
+    def begin(self) -> None:
+        """Route the request and start the first try. Runs once this exchange is at the front."""
+        self.started = True
+        request = self.request
+        target = request.target
+        query = target.find(b"?")
+        path = (target if query < 0 else target[:query]).decode("latin-1")
+        try:
+            route = self.ctx.route(request.host, path)
+        except ProxyError as error:
+            self.fail(error)
+            return
+        if route is None:
+            self.fail(NoRoute())
+            return
+        self.route = route
+        if route.ssl_redirect and not self.conn.tls:
+            self._redirect_to_https()
+            return
+        limit = route.upstream.body_size
+        declared = request.content_length or 0
+        if limit and max(declared, self.body_received) > limit:
+            # (body_received: a pipelined request's body may have arrived while it queued)
+            self.fail(BodyTooLarge())
+            return
+        cluster = route.cluster
+        if cluster.affinity is not None and request.cookie is not None:
+            self.cookie_value = parse_cookie(request.cookie, cluster.affinity.cookie.name)
+        self.upstream_head_bytes = h.upstream_head(request, self.conn.via, self.request_id)
+        self.upstream_started_at = perf_counter()
+        self.try_next(previous_failed=False)
+
+    def body(self, data: bytes) -> None:
+        if self.finished:
+            return
+        self.body_received += len(data)
+        limit = self.route.upstream.body_size if self.route is not None else 0
+        if limit and self.body_received > limit:
+            self.fail(BodyTooLarge())
+            return
+        framed = h.chunk(data) if self.request.chunked else data
+        if self.replay is not None:
+            self.replay_size += len(framed)
+            if self.replay_size <= REPLAY_LIMIT:
+                self.replay.append(framed)
+            else:
+                self.replay = None
+        if self.upstream is not None and not self.tunnel:
+            self.body_sent = True
+            self.upstream.send(framed)
+        else:
+            self.pending.append(framed)
+            self.pending_size += len(framed)
+            if self.pending_size > BUFFER_LIMIT:
+                self.conn.pause(self.conn.WAIT_UPSTREAM)
+
+    def body_done(self) -> None:
+        self.request_done = True
+        if self.upstream is not None and not self.tunnel:
+            self._request_sent()
+
+    def tunnel_data(self, data: bytes) -> None:
+        """Raw bytes after an Upgrade request (and its body): for the upstream once it agrees."""
+        if self.upstream is not None and self.tunnel:
+            self.upstream.send(data)
+        elif not self.finished:
+            self.tunnel_pending.append(data)
+            self.pending_size += len(data)
+            if self.pending_size > BUFFER_LIMIT:
+                self.conn.pause(self.conn.WAIT_UPSTREAM)
+
+    def downstream_paused(self, paused: bool) -> None:
+        if self.upstream is not None:
+            self.upstream.pause_reading(paused)
+
+    def abort(self) -> None:
+        """The client went away: drop the upstream side without reusing it."""
+        self.finished = True
+        self._stop_timers()
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        if self.upstream is not None:
+            self.upstream.close()
+            self.upstream = None
+
+    # -- choosing and connecting ----------------------------------------------------------------
+
+    def try_next(self, previous_failed: bool) -> None:
+        route = self.route
+        assert route is not None
+        cluster = route.cluster
+        affinity = cluster.affinity
+        ctx = self.ctx
+        now = ctx.now()
+        decision = cluster.balancer.choose(
+            self.cookie_value,
+            self.tried,
+            previous_failed,
+            affinity is not None and affinity.cookie.change_on_failure,
+            ctx.rng,
+            now,
+            ctx.pid,
+        )
+        if decision is None:
+            self.fail(self.last_error or NoEndpoint())
+            return
+        new_cookie = None
+        if decision.new_key is not None and route.set_cookie is not None:
+            new_cookie = f"{decision.new_key}|{cluster.balancer.backend_key}"
+            self.set_cookie = route.set_cookie.format(
+                new_cookie, now, self.conn.tls, self.request.user_agent
+            ).encode("latin-1")
+        endpoint = decision.endpoint
+        self.outcome = decision.outcome
+        self.new_cookie = new_cookie
+        self.tried_view = ctx.metrics.count_try(cluster, endpoint)
+        self.endpoint = endpoint
+        self.tried.append(endpoint)
+        self.tries += 1
+        self._connect(endpoint)
+
+    def _connect(self, endpoint: Endpoint) -> None:
+        pool = self.ctx.pools.get(endpoint)
+        conn = pool.take_idle()
+        if conn is not None:
+            self._connected(conn)
+        else:
+            assert self.route is not None
+            self.connecting = pool.connect(self.route.upstream.connect_timeout, self._on_connect)
+
+    def _on_connect(self, conn: UpstreamConnection | None, error: UpstreamError | None) -> None:
+        self.connecting = None
+        if self.finished:
+            if conn is not None:
+                conn.release()  # fresh and unused: worth keeping for the next request
+            return
+        if conn is None:
+            assert error is not None
+            self._attempt_failed(error, sent=False)
+        else:
+            self._connected(conn)
+
+    def _connected(self, conn: UpstreamConnection) -> None:
+        self.upstream = conn
+        self.sent_done = False
+        conn.start(self, self.upstream_head_bytes, self.request.method == b"HEAD")
+        if self.conn.write_paused:  # the client is not keeping up: read from this one later
+            conn.pause_reading(True)
+        if self.body_sent and self.replay is not None:
+            # A retry: replay what the failed try already sent, then what arrived since.
+            for data in self.replay:
+                conn.send(data)
+        else:
+            for data in self.pending:
+                conn.send(data)
+        if self.pending:
+            self.body_sent = True
+            self.pending = []
+            self.pending_size = 0
+            if not self.tunnel_pending:  # (those wait for a 101: nothing more is needed till then)
+                self.conn.resume(self.conn.WAIT_UPSTREAM)
+        if self.request_done:
+            self._request_sent()
+
+    def _request_sent(self) -> None:
+        if self.sent_done:
+            return
+        self.sent_done = True
+        if self.request.chunked:
+            assert self.upstream is not None
+            self.upstream.send(h.LAST_CHUNK)
+        self._start_read_timer()
+
+    # -- timers ---------------------------------------------------------------------------------
+
+    def _start_read_timer(self) -> None:
+        # No timer of its own: reads stamp `last_read` and the connection's one timer checks
+        # `read_time_left` (a timer per request cost more than the rest of the bookkeeping).
+        assert self.route is not None
+        now = self.last_read = self.ctx.loop.time()
+        self.awaiting_upstream = True
+        self.conn.timer_within(self.route.upstream.read_timeout, now)
+
+    def read_time_left(self, now: float) -> float:
+        assert self.route is not None
+        return self.last_read + self.route.upstream.read_timeout - now
+
+    def read_timed_out(self) -> None:
+        self._upstream_broke(UpstreamTimeout("upstream read timed out"))
+
+    def _stop_timers(self) -> None:
+        self.awaiting_upstream = False
+        if self.send_timer is not None:
+            self.send_timer.cancel()
+            self.send_timer = None
+
+    # -- ResponseSink: from the upstream connection ---------------------------------------------
+
+    def upstream_head(
+        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], upgrade: bool
+    ) -> None:
+        self.last_read = self.ctx.loop.time()
+        conn = self.conn
+        request = self.request
+        client_http11 = request.http11
+        head_request = request.method == b"HEAD"
+        if status < 200 and not upgrade:
+            # Interim answers (100 Continue) go to HTTP/1.1 clients as they are; HTTP/1.0 has
+            # none (RFC 9110 §15.2).
+            if client_http11:
+                interim, _ = h.response_head(status, reason, headers, False, True, True, None)
+                conn.write(interim)
+            return
+        extra = b""
+        if upgrade:
+            extra = b"Connection: upgrade\r\n"
+            if request.upgrade is not None:
+                extra += b"Upgrade: %s\r\n" % request.upgrade
+        self.response_started = True
+        self.status = status
+        if self.outcome is not None:
+            self.ctx.metrics.answer_started(self)
+        # An unread request body cannot be skipped: the connection closes after this answer.
+        keep_alive = self.keep_alive and self.request_done and not self.ctx.closing
+        head, framing = h.response_head(
+            status, reason, headers, head_request, client_http11, keep_alive or upgrade,
+            self.set_cookie, extra,
+        )  # fmt: skip
+        self.framing = framing
+        if framing == h.Framing.CLOSE or not self.request_done:
+            self.keep_alive = False  # without a length, the body ends at close
+        conn.write(head)
+        self.sent_head = len(head)
+        if upgrade:
+            self._start_tunnel()
+
+    def upstream_body(self, data: bytes) -> None:
+        self.last_read = self.ctx.loop.time()
+        self.sent_body += len(data)
+        if self.framing == h.Framing.CHUNKED:
+            self.conn.write(h.chunk(data))
+        else:
+            self.conn.write(data)
+
+    def upstream_done(self, upstream: UpstreamConnection, keep_alive: bool) -> None:
+        self.upstream = None
+        if keep_alive and self.sent_done and not self.tunnel:
+            upstream.release()
+        else:
+            # Reused, a connection whose request was not sent whole would read the next
+            # request's bytes as the rest of this one's body: never.
+            upstream.close()
+        if self.framing == h.Framing.CHUNKED:
+            self.conn.write(h.LAST_CHUNK)
+        if self.tunnel:
+            self.keep_alive = False
+        self._finish()
+
+    def upstream_failed(self, error: UpstreamError, response_started: bool) -> None:
+        upstream = self.upstream
+        # A reused keep-alive connection that dies before answering was most likely closed by
+        # the upstream while idle.
+        stale = (
+            upstream is not None
+            and upstream.reused
+            and not response_started
+            and error.reason == "reset"
+        )
+        self._upstream_broke(error, stale)
+
+    def cork(self) -> None:
+        self.conn.cork()
+
+    def uncork(self) -> None:
+        self.conn.uncork()
+
+    def upstream_paused(self, paused: bool) -> None:
+        """The upstream cannot take request body bytes as fast as the client sends them."""
+        if paused:
+            self.conn.pause(self.conn.WAIT_UPSTREAM_WRITE)
+            assert self.route is not None
+            self.send_timer = self.ctx.loop.call_later(
+                self.route.upstream.send_timeout, self._send_deadline
+            )
+        else:
+            self.conn.resume(self.conn.WAIT_UPSTREAM_WRITE)
+            if self.send_timer is not None:
+                self.send_timer.cancel()
+                self.send_timer = None
+
+    def _send_deadline(self) -> None:
+        self.send_timer = None
+        self._upstream_broke(UpstreamTimeout("upstream send timed out"))
+
+    # -- failures and retries -------------------------------------------------------------------
+
+    def _upstream_broke(self, error: UpstreamError, stale: bool = False) -> None:
+        conn = self.upstream
+        self.upstream = None
+        if conn is not None:
+            conn.close()
+        if self.finished:
+            return
+        if self.response_started:
+            # Part of the answer is already with the client: all that is left is to cut it short.
+            self._try_failed(error)
+            self.fail(error)
+            return
+        self._attempt_failed(error, sent=True, stale=stale)
+
+    def _attempt_failed(self, error: UpstreamError, sent: bool, stale: bool = False) -> None:
+        self._stop_timers()
+        route = self.route
+        assert route is not None and self.endpoint is not None
+        replayable = not self.body_sent or self.replay is not None
+        idempotent = self.request.method in IDEMPOTENT
+        if stale and replayable and idempotent:
+            # The upstream closed an idle keep-alive connection as we reused it: not the
+            # endpoint's fault, so try it again on a fresh connection without spending a try.
+            self._connect(self.endpoint)
+            return
+        self._try_failed(error)
+        self.last_error = error
+        policy = route.upstream
+        kind = "timeout" if isinstance(error, UpstreamTimeout) else "error"
+        may_retry = (
+            kind in policy.next_upstream
+            and (policy.next_upstream_tries == 0 or self.tries < policy.next_upstream_tries)
+            and replayable
+            and (not sent or idempotent or "non_idempotent" in policy.next_upstream)
+            and self.request.upgrade is None
+        )
+        if may_retry:
+            self.try_next(previous_failed=True)
+        else:
+            self.fail(error)
+
+    def _try_failed(self, error: UpstreamError) -> None:
+        """Count the failed try, and log it (at most a line per endpoint per second)."""
+        assert self.route is not None and self.endpoint is not None
+        self.ctx.metrics.count_upstream_error(error.reason)
+        self.ctx.failure_log.failed(self.route.cluster.name, self.endpoint, error)
+
+    def fail(self, error: ProxyError) -> None:
+        """Answer with the error's status, unless an answer has already begun."""
+        if self.finished:
+            return
+        self._stop_timers()
+        if self.upstream is not None:
+            self.upstream.close()
+            self.upstream = None
+        if self.response_started:
+            self.keep_alive = False
+            self.conn.close_now()
+            self._finish()
+            return
+        self._reply(error.status, partial(error_response, error.status))
+
+    def _redirect_to_https(self) -> None:
+        request = self.request
+        location = b"https://%s%s%s" % (
+            request.host.encode("latin-1") or self.conn.via.local.rsplit(b":", 1)[0],
+            self.ctx.https_suffix,
+            request.target,
+        )
+        self._reply(308, partial(redirect_response, location))
+
+    def _reply(self, status: int, render: Callable[[bool], bytes]) -> None:
+        """An answer of the proxy's own, rendered for whether the connection then closes: it
+        does unless the request was read whole (an unread body cannot be skipped)."""
+        self.status = status
+        if not self.request_done or self.request.upgrade is not None:
+            self.keep_alive = False
+        self.conn.write(render(not self.keep_alive or self.ctx.closing))
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self._stop_timers()
+        self.ctx.metrics.finished(self)
+        self.conn.exchange_finished(self)
+
+    # -- WebSocket and other upgrades -----------------------------------------------------------
+
+    def _start_tunnel(self) -> None:
+        self._stop_timers()
+        self.tunnel = True
+        upstream = self.upstream
+        assert upstream is not None
+        for data in self.tunnel_pending:
+            upstream.send(data)
+        self.tunnel_pending = []
+        self.pending_size = 0
+        self.conn.resume(self.conn.WAIT_UPSTREAM)
+        self.conn.start_tunnel(self)
+
+    def tunnel_closed(self) -> None:
+        """The client side of a tunnel closed: close the upstream side too."""
+        if self.upstream is not None:
+            self.upstream.close()
+            self.upstream = None
