@@ -20,7 +20,8 @@ KEEPALIVE_REQUESTS = 10_000
 # descriptors stays under 20,000, a common hard limit (containers), which HAProxy must not exceed.
 MAX_CONNECTIONS = 8_000
 # The nginx proxy's upstream keep-alive cache: the same bound as sticky-proxy's idle pool per
-# endpoint (proxy/dataplane/upstream.py MAX_IDLE_PER_ENDPOINT); every sticky request goes to one endpoint.
+# endpoint (proxy/dataplane/upstream.py MAX_IDLE_PER_ENDPOINT); every sticky request goes to one
+# endpoint.
 UPSTREAM_KEEPALIVE = 128
 ONE_MB_PATH = "/1mb"
 ONE_MB = 1 << 20  # the body served there

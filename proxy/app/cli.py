@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal, NoReturn, TextIO, TypeVar, get_args
 import uvloop
 
 from proxy.app.demo import run_demo
-from proxy.app.settings import Address, EndpointsApi, KubernetesSettings, ServeSettings
+from proxy.app.settings import EndpointsApi, KubernetesSettings, ServeSettings
 from proxy.control.describe import describe
 from proxy.control.sources.manifest_files import ManifestFileError
 from proxy.control.sources.manifests import ManifestSource, load_snapshot
@@ -36,6 +36,7 @@ from proxy.core.model import (
 )
 from proxy.core.routing import Snapshot
 from proxy.core.values import (
+    Address,
     parse_bool,
     parse_cookie_domain,
     parse_cookie_name,

@@ -15,10 +15,11 @@ from contextlib import suppress
 from dataclasses import replace
 from typing import Any, TextIO, TypeVar
 
-from proxy.app.settings import Address, ServeSettings
+from proxy.app.settings import ServeSettings
 from proxy.control.sources.source import Source
 from proxy.control.sources.static import StaticSource, static_backends, static_snapshot
 from proxy.core.model import Affinity
+from proxy.core.values import Address
 
 BACKEND_START_TIMEOUT = 10.0
 BACKEND_STOP_TIMEOUT = 5.0

@@ -13,10 +13,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from proxy.app.settings import Address, ServeSettings
+from proxy.app.settings import ServeSettings
 from proxy.control.publisher import Publisher
 from proxy.control.sources.source import Source
 from proxy.core.routing import Snapshot
+from proxy.core.values import Address
 from proxy.dataplane.downstream import IDLE_DRAIN_TIME, DownstreamProtocol, ServerContext
 from proxy.dataplane.listener import Listener, listening_socket
 from proxy.dataplane.tls_contexts import TlsContexts

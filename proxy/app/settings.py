@@ -7,17 +7,9 @@ from pathlib import Path
 from typing import Literal
 
 from proxy.core.model import Affinity, TlsCertificate, UpstreamPolicy
+from proxy.core.values import Address
 
 EndpointsApi = Literal["endpointslices", "endpoints"]  # --endpoints-api
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.multiprocess import mark_process_dead
 
 from proxy.app.demo import exit_with_parent
-from proxy.app.settings import Address
+from proxy.core.values import Address
 from proxy.observability.metrics import MULTIPROC_DIR
 from proxy.observability.session_share import forget_worker
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-
-from proxy.app.settings import Address
+from dataclasses import dataclass
 
 NEXT_UPSTREAM_CONDITIONS = frozenset(
     {
@@ -26,6 +25,18 @@ NEXT_UPSTREAM_CONDITIONS = frozenset(
         "non_idempotent",
     }
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A host (an IP literal for listeners) and a port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")

@@ -17,7 +17,7 @@ import socket
 import ssl
 from collections.abc import Callable
 
-from proxy.app.settings import Address
+from proxy.core.values import Address
 
 log = logging.getLogger("sticky_proxy")
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from proxy.app.runtime import ProxyServer
-from proxy.app.settings import Address, ServeSettings
+from proxy.app.settings import ServeSettings
 from proxy.control.sources.manifests import ManifestSource
 from proxy.control.sources.static import static_snapshot
 from proxy.control.translate import TranslateOptions
 from proxy.core.model import Affinity, Endpoint, UpstreamPolicy
+from proxy.core.values import Address
 from tests.integration.cluster import Pods, until
 from tests.integration.harness import Upstream, start_upstream
 

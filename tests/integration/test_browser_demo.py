@@ -22,8 +22,8 @@ from aiohttp import web
 
 from backend.app import create_app
 from proxy.app.runtime import ProxyServer
-from proxy.app.settings import Address
 from proxy.core.model import Affinity, CookieSettings, Endpoint
+from proxy.core.values import Address
 from proxy.dataplane.tls_contexts import load_default_certificate
 from tests.certs import self_signed
 from tests.integration.browser import Page, chromium, open_page

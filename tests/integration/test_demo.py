@@ -14,10 +14,11 @@ import pytest
 
 from proxy.app import demo
 from proxy.app.demo import COOKIE_JAR, run_demo
-from proxy.app.settings import Address, ServeSettings
+from proxy.app.settings import ServeSettings
 from proxy.control.sources.source import Source
 from proxy.control.sources.static import StaticSource
 from proxy.core.model import Affinity, CookieSettings
+from proxy.core.values import Address
 
 Ready = Callable[[Address], None] | None
 SETTINGS = ServeSettings(listen=Address("127.0.0.1", 0), metrics_listen=Address("0.0.0.0", 10254))

@@ -12,9 +12,10 @@ import aiohttp
 import pytest
 
 from proxy.app.runtime import ProxyServer
-from proxy.app.settings import Address, ServeSettings
+from proxy.app.settings import ServeSettings
 from proxy.control.sources.static import static_snapshot
 from proxy.core.model import Affinity, UpstreamPolicy
+from proxy.core.values import Address
 from tests.certs import tls_certificate
 from tests.integration.conftest import StartUpstreams
 from tests.integration.harness import GatedSource

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from proxy.app.settings import Address
+from proxy.core.values import Address
 from proxy.dataplane.listener import RETRY_AFTER, Listener
 
 QUEUED = 100

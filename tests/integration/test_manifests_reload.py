@@ -13,11 +13,12 @@ import aiohttp
 import pytest
 
 from proxy.app.runtime import ProxyServer, serve
-from proxy.app.settings import Address, ServeSettings
+from proxy.app.settings import ServeSettings
 from proxy.control.sources.manifests import POLL_INTERVAL, ManifestSource
 from proxy.control.sources.source import SourceError
 from proxy.control.sources.static import static_snapshot
 from proxy.control.translate import TranslateOptions
+from proxy.core.values import Address
 from tests.integration.cluster import (
     Pods,
     get,

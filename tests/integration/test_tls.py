@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from proxy.app.runtime import ProxyServer
-from proxy.app.settings import Address, ServeSettings
+from proxy.app.settings import ServeSettings
 from proxy.core.affinity import build_cluster
 from proxy.core.model import Affinity, PathType, Route, TlsCertificate
 from proxy.core.routing import Snapshot
+from proxy.core.values import Address
 from tests.certs import tls_certificate
 from tests.integration.conftest import StartUpstreams
 from tests.integration.harness import Upstream, raw_request

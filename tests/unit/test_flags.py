@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from proxy.app.settings import Address
 from proxy.core.values import (
     NEXT_UPSTREAM_CONDITIONS,
+    Address,
     parse_bool,
     parse_cookie_domain,
     parse_cookie_name,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from proxy.app.runtime import ProxyServer
-from proxy.app.settings import Address, ServeSettings
+from proxy.app.settings import ServeSettings
 from proxy.control.sources.kubernetes.auth import Credentials
 from proxy.control.sources.kubernetes.client import KubeClient
 from proxy.control.sources.kubernetes.config import ClusterAccess, UserAuth
@@ -24,6 +24,7 @@ from proxy.control.sources.kubernetes.reflector import Reflector, WatchTuning
 from proxy.control.sources.kubernetes.resources import ENDPOINT_SLICES, Resource
 from proxy.control.sources.kubernetes.source import KubernetesSource
 from proxy.control.translate import TranslateOptions
+from proxy.core.values import Address
 from tests.integration.cluster import until
 from tests.kube_fake.server import FakeApiServer
 from tests.kube_fake.tls import Pki, make_pki
