@@ -72,7 +72,7 @@ class ProxyServer:
         self._tls_waits = False  # an on-demand TLS port, not bound until a certificate loads
         self.tls_address: Address | None = None
         self._admin: web.AppRunner | None = None
-        self.publisher = Publisher(self.metrics, on_new_table=self._table_in_place)
+        self.publisher = Publisher(self.metrics.count_reload, on_new_table=self._table_in_place)
         self.metrics.follow(self.publisher.get)
         if snapshot is not None:
             self.publisher.publish(snapshot)

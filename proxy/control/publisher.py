@@ -13,7 +13,6 @@ import logging
 from collections.abc import Callable
 
 from proxy.core.routing import Snapshot
-from proxy.observability.metrics import Metrics
 from proxy.system.heap import freeze_live_objects
 
 log = logging.getLogger("sticky_proxy.publisher")
@@ -28,21 +27,28 @@ def warm_rings(snapshot: Snapshot, wanted: Callable[[Snapshot], bool]) -> None:
         cluster.balancer.warm()
 
 
+def _not_counted(accepted: bool) -> None:
+    """No metrics to count reloads in (tests, tools)."""
+
+
 class Publisher:
-    """`on_new_table` is told of each table swapped in, after the swap: the runtime opens its
-    listeners on the first one."""
+    """`count_reload` is told of every update a source delivers, accepted or refused (the
+    metrics' counter); `on_new_table` of each table swapped in, after the swap (the runtime
+    opens its listeners on the first one)."""
 
     def __init__(
-        self, metrics: Metrics, on_new_table: Callable[[Snapshot], None] | None = None
+        self,
+        count_reload: Callable[[bool], None] = _not_counted,
+        on_new_table: Callable[[Snapshot], None] | None = None,
     ) -> None:
         self.current: Snapshot | None = None
-        self._metrics = metrics
+        self._count_reload = count_reload
         self._on_new_table = on_new_table
         self._stopping = False  # set by `stop_warming`: no ring is worth building any more
 
     def publish(self, snapshot: Snapshot) -> bool:
         """Swap in `snapshot`; False when it routes exactly like the current one."""
-        self._metrics.count_reload(accepted=True)
+        self._count_reload(True)
         previous = self.current
         if snapshot == previous:
             return False
@@ -83,7 +89,7 @@ class Publisher:
         self._stopping = True
 
     def reject(self, problem: str) -> None:
-        self._metrics.count_reload(accepted=False)
+        self._count_reload(False)
         log.error("routing update refused, keeping the last good routes: %s", problem)
 
     def get(self) -> Snapshot | None:

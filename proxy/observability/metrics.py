@@ -31,7 +31,6 @@ from prometheus_client import (
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from proxy.control.sources.kubernetes.resources import ALL_RESOURCES, RESTART_REASONS
 from proxy.core.affinity import Outcome
 from proxy.core.errors import UPSTREAM_ERROR_REASONS
 from proxy.core.model import AffinityMode, Cluster, Endpoint, Route
@@ -226,12 +225,7 @@ class Metrics:
         self._states = {state: self.endpoints.labels(state) for state in ENDPOINT_STATES}
         self._outcome_children = _children(self.affinity_decisions, [o.value for o in Outcome])
         self._upstream_errors = _children(self.upstream_errors, UPSTREAM_ERROR_REASONS)
-        restarts = self.kubernetes_watch_restarts
-        self._watch_restarts = {
-            (resource.plural, reason): restarts.labels(resource.plural, reason)
-            for resource in ALL_RESOURCES
-            for reason in RESTART_REASONS
-        }
+        self._watch_restarts: dict[tuple[str, str], Counter] = {}
         # What the data path bumps, moved into the metrics above by `sync`:
         self._routes: dict[tuple[str, ...], _RouteStats] = {}
         self._outcomes = dict.fromkeys(Outcome, 0)
@@ -355,8 +349,21 @@ class Metrics:
     def count_upstream_error(self, reason: str) -> None:
         self._upstream_errors[reason].inc()
 
+    def count_watch_restarts_from_zero(self, labels: Iterable[tuple[str, str]]) -> None:
+        """Export these (resource, reason) series at 0: the source that watches knows the fixed
+        set it counts, and each series is there before its first restart."""
+        for resource, reason in labels:
+            self._watch_restart(resource, reason)
+
     def count_watch_restart(self, resource: str, reason: str) -> None:
-        self._watch_restarts[resource, reason].inc()
+        self._watch_restart(resource, reason).inc()
+
+    def _watch_restart(self, resource: str, reason: str) -> Counter:
+        child = self._watch_restarts.get((resource, reason))
+        if child is None:
+            child = self.kubernetes_watch_restarts.labels(resource, reason)
+            self._watch_restarts[resource, reason] = child
+        return child
 
     def count_reload(self, accepted: bool) -> None:
         self._reloads["success" if accepted else "failure"].inc()

@@ -13,7 +13,6 @@ from proxy.control.publisher import Publisher, warm_rings
 from proxy.control.sources.static import static_snapshot
 from proxy.core.model import Affinity, Endpoint, UpstreamPolicy
 from proxy.core.routing import Snapshot
-from proxy.observability.metrics import Metrics
 from proxy.system.heap import collect_everything, freeze_live_objects
 from tests.tables import affinity_table
 
@@ -47,7 +46,7 @@ def test_warm_rings_stops_once_the_table_is_replaced() -> None:
 
 def test_publishing_in_a_running_loop_warms_the_new_table() -> None:
     async def publish_and_wait() -> list[str]:
-        publisher = Publisher(Metrics())
+        publisher = Publisher()
         snapshot = table("live-a", "live-b")
         assert publisher.publish(snapshot)
         for _ in range(200):  # bounded: 2 s
@@ -61,14 +60,14 @@ def test_publishing_in_a_running_loop_warms_the_new_table() -> None:
 
 def test_publishing_without_a_loop_leaves_rings_to_their_first_use() -> None:
     snapshot = table("lazy-a")
-    Publisher(Metrics()).publish(snapshot)
+    Publisher().publish(snapshot)
     assert cold(snapshot) == ["lazy-a"]
     assert snapshot.routes[0].cluster.balancer.ring is not None
     assert cold(snapshot) == []
 
 
 def test_a_stopping_publisher_warms_no_more_rings() -> None:
-    publisher = Publisher(Metrics())
+    publisher = Publisher()
     snapshot = table("stopping-a", "stopping-b")
     publisher.publish(snapshot)  # no loop: nothing warms yet
     publisher.stop_warming()
@@ -78,7 +77,7 @@ def test_a_stopping_publisher_warms_no_more_rings() -> None:
 
 def test_a_published_table_is_out_of_the_cycle_collectors_sight() -> None:
     first, second = table("seen-a"), table("seen-b")
-    publisher = Publisher(Metrics())
+    publisher = Publisher()
     for snapshot in (first, second):
         publisher.publish(snapshot)
         # frozen: no full collection walks a table that may hold millions of objects
@@ -93,7 +92,7 @@ def test_a_published_table_is_out_of_the_cycle_collectors_sight() -> None:
 def test_the_reload_line_counts_the_draining_endpoints(caplog: pytest.LogCaptureFixture) -> None:
     endpoints = [Endpoint(f"10.9.0.{i}", 80, draining=i > 3) for i in range(1, 6)]
     with caplog.at_level(logging.INFO, "sticky_proxy.publisher"):
-        Publisher(Metrics()).publish(static_snapshot(endpoints, Affinity(), UpstreamPolicy()))
+        Publisher().publish(static_snapshot(endpoints, Affinity(), UpstreamPolicy()))
     assert [r.getMessage() for r in caplog.records] == [
         "routing updated: 1 routes, 1 clusters, 5 endpoints (2 draining)"
     ]

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from proxy.control.sources.kubernetes.auth import Credentials
 from proxy.control.sources.kubernetes.backoff import Backoff
@@ -22,10 +23,12 @@ from proxy.control.sources.kubernetes.client import KubeClient
 from proxy.control.sources.kubernetes.config import ClusterAccess
 from proxy.control.sources.kubernetes.reflector import Key, Reflector, WatchTuning, list_all
 from proxy.control.sources.kubernetes.resources import (
+    ALL_RESOURCES,
     ENDPOINT_SLICES,
     ENDPOINTS,
     INGRESS_CLASSES,
     INGRESSES,
+    RESTART_REASONS,
     SERVICES,
     TLS_SECRETS,
     Resource,
@@ -40,7 +43,6 @@ from proxy.control.translate import (
     translate,
 )
 from proxy.core.routing import Snapshot
-from proxy.observability.metrics import Metrics
 
 log = logging.getLogger("sticky_proxy.kubernetes")
 
@@ -103,17 +105,30 @@ async def list_snapshot(
     return await asyncio.to_thread(translate_cluster, objects, options)
 
 
+class RestartCounts(Protocol):
+    """Where the source counts its watches' restarts (the proxy's metrics)."""
+
+    def count_watch_restarts_from_zero(self, labels: Iterable[tuple[str, str]]) -> None: ...
+    def count_watch_restart(self, resource: str, reason: str) -> None: ...
+
+
 @dataclass
 class KubernetesSource:
     access: ClusterAccess
     options: TranslateOptions
-    metrics: Metrics
+    restarts: RestartCounts
     namespace: str | None = None  # None: every namespace
     publish_service: Key | None = None  # (namespace, name) of the Service in front of the proxy
     tls: bool = False  # watch kubernetes.io/tls Secrets for the TLS listener
     tuning: WatchTuning = field(default_factory=WatchTuning)
     coalesce: float = COALESCE
     rng: random.Random = field(default_factory=random.Random)
+
+    def __post_init__(self) -> None:
+        # every resource the source may watch, by every reason, from 0: a fixed set of series
+        self.restarts.count_watch_restarts_from_zero(
+            (resource.plural, reason) for resource in ALL_RESOURCES for reason in RESTART_REASONS
+        )
 
     async def run(self, sink: SnapshotSink) -> None:
         credentials = Credentials(self.access)
@@ -149,7 +164,7 @@ class KubernetesSource:
             client,
             resource,
             namespace,
-            count_restart=self.metrics.count_watch_restart,
+            count_restart=self.restarts.count_watch_restart,
             tuning=self.tuning,
             rng=self.rng,
         )
