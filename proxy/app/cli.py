@@ -1,4 +1,4 @@
-"""The `sticky-proxy` command line (DESIGN §3): flags in, settings and a source out, then run.
+"""The `sticky-proxy` command line (DESIGN §3): flags in, a command with its settings out.
 
 Every bad flag or value ends the same way: one line on stderr naming the flag, exit code 2, before
 anything starts listening. Manifests that do not load are the same kind of mistake: exit code 2
@@ -8,33 +8,31 @@ from `serve`, as `nginx -t`; `routes`, the tool for checking them, says so with 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NoReturn, TextIO, TypeVar, get_args
+from typing import TYPE_CHECKING, Literal, NoReturn, TypeVar, get_args
 
-import uvloop
-
-from proxy.app.demo import run_demo
-from proxy.app.settings import EndpointsApi, KubernetesSettings, ServeSettings
-from proxy.control.describe import describe
-from proxy.control.sources.manifest_files import ManifestFileError
-from proxy.control.sources.manifests import ManifestSource, load_snapshot
-from proxy.control.sources.source import Source, SourceError
-from proxy.control.sources.static import StaticSource, static_backends, static_snapshot
-from proxy.control.translate import ManifestError, TranslateOptions
+from proxy.app.commands import PROG, run
+from proxy.app.settings import (
+    Command,
+    DemoCommand,
+    EndpointsApi,
+    KubernetesSettings,
+    RoutesCommand,
+    ServeCommand,
+    ServeSettings,
+)
+from proxy.control.sources.static import static_backends
 from proxy.core.model import (
     Affinity,
     AffinityMode,
     CookieSettings,
-    Endpoint,
     TlsCertificate,
     UpstreamPolicy,
 )
-from proxy.core.routing import Snapshot
 from proxy.core.values import (
     Address,
     parse_bool,
@@ -57,35 +55,12 @@ from proxy.core.values import (
 from proxy.dataplane.tls_contexts import load_default_certificate
 
 if TYPE_CHECKING:  # imported when needed: a bad flag is reported without loading them
-    from proxy.control.sources.kubernetes.config import ClusterAccess
-    from proxy.observability.metrics import Metrics
-
-PROG = "sticky-proxy"
+    pass
 
 T = TypeVar("T")
 
 _DEFAULT = "(default: %(default)s)"
 DEFAULT_TLS_LISTEN = Address("0.0.0.0", 8443)
-
-
-@dataclass(frozen=True, slots=True)
-class ServeCommand:
-    settings: ServeSettings
-    endpoints: tuple[Endpoint, ...]  # the --backend source; empty with --manifests
-
-
-@dataclass(frozen=True, slots=True)
-class RoutesCommand:
-    manifests: tuple[Path, ...]
-    ingress_class: str
-    endpoints_api: EndpointsApi
-    kubernetes: KubernetesSettings | None = None  # instead of manifests
-
-
-@dataclass(frozen=True, slots=True)
-class DemoCommand:
-    settings: ServeSettings  # `backends` stays empty: the demo learns their URLs as they start
-    replicas: int
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -492,9 +467,6 @@ def _add_proxy_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-Command = ServeCommand | RoutesCommand | DemoCommand
-
-
 def parse_command(argv: Sequence[str] | None = None) -> Command:
     """The command `argv` asks for; a usage error exits with status 2 and one stderr line."""
     parser = build_parser()
@@ -622,95 +594,8 @@ def _affinity(args: argparse.Namespace) -> Affinity | None:
     return Affinity(mode=AffinityMode(args.affinity_mode), cookie=cookie)
 
 
-def run(command: Command) -> int:
-    """Runs `command` (serve and demo: until SIGINT/SIGTERM); the process exit code."""
-    if isinstance(command, RoutesCommand):
-        return show_routes(command)
-    # Imported only now so a bad flag is reported without loading the data plane.
-    from proxy.app import runtime  # noqa: PLC0415
-    from proxy.observability.metrics import Metrics  # noqa: PLC0415
-
-    logging.basicConfig(
-        level=command.settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        if isinstance(command, DemoCommand):
-            return uvloop.run(run_demo(command.settings, command.replicas, runtime.serve))
-        if command.settings.workers > 1:
-            from proxy.app.workers import run_workers  # noqa: PLC0415
-
-            return run_workers(command)
-        metrics = Metrics()  # the Kubernetes source counts its watch restarts there too
-        uvloop.run(runtime.serve(command.settings, _source(command, metrics), metrics=metrics))
-    except KeyboardInterrupt:  # Ctrl-C before the runtime took over SIGINT: a normal stop
-        return 0
-    except SourceError as error:  # manifests that do not load: a bad input, as a bad flag
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # the environment refused, e.g. the listen address is taken
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _source(command: ServeCommand, metrics: Metrics) -> Source:
-    settings = command.settings
-    options = TranslateOptions(settings.ingress_class, settings.endpoints_api, settings.upstream)
-    if settings.kubernetes is not None:
-        from proxy.control.sources.kubernetes.source import KubernetesSource  # noqa: PLC0415
-
-        kube = settings.kubernetes
-        return KubernetesSource(
-            _cluster_access(kube),
-            options,
-            metrics,
-            namespace=kube.namespace,
-            publish_service=kube.publish_service,
-            tls=settings.tls_listen is not None,
-        )
-    if settings.manifests:
-        return ManifestSource(settings.manifests, options)
-    return StaticSource(static_snapshot(command.endpoints, settings.affinity, settings.upstream))
-
-
-def show_routes(command: RoutesCommand, out: TextIO = sys.stdout) -> int:
-    """`sticky-proxy routes`: the table on `out`, exit 0; invalid input: one line, exit 1."""
-    options = TranslateOptions(command.ingress_class, command.endpoints_api)
-    try:
-        if command.kubernetes is not None:
-            snapshot = _list_cluster(command.kubernetes, options)
-        else:
-            snapshot = load_snapshot(command.manifests, options)
-    except (ManifestFileError, ManifestError, SourceError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 1
-    print(describe(snapshot), file=out)
-    return 0
-
-
-def _cluster_access(kube: KubernetesSettings) -> ClusterAccess:
-    """Which cluster and credentials; KubeConfigError (a SourceError) names what is wrong."""
-    from proxy.control.sources.kubernetes.config import find_access  # noqa: PLC0415
-
-    return find_access(kube.kubeconfig, kube.context, os.environ, Path.home())
-
-
-def _list_cluster(kube: KubernetesSettings, options: TranslateOptions) -> Snapshot:
-    """The cluster's routes from one list of each resource; SourceError when it cannot be had."""
-    from proxy.control.sources.kubernetes.client import KubeError  # noqa: PLC0415
-    from proxy.control.sources.kubernetes.exec_plugin import CredentialError  # noqa: PLC0415
-    from proxy.control.sources.kubernetes.source import list_snapshot  # noqa: PLC0415
-
-    access = _cluster_access(kube)
-    try:
-        return uvloop.run(list_snapshot(access, options, kube.namespace))
-    except (KubeError, CredentialError) as error:
-        raise SourceError(f"{access.server}: {error}") from None
-
-
 def main(argv: list[str] | None = None) -> None:
+    """The `sticky-proxy` entry point."""
     exit_code = run(parse_command(argv))
     if exit_code:
         sys.exit(exit_code)

@@ -7,7 +7,6 @@ stops them itself: otherwise they would die with the proxy still running and loo
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -20,6 +19,7 @@ from proxy.control.sources.source import Source
 from proxy.control.sources.static import StaticSource, static_backends, static_snapshot
 from proxy.core.model import Affinity
 from proxy.core.values import Address
+from proxy.system.children import exit_with_parent
 
 BACKEND_START_TIMEOUT = 10.0
 BACKEND_STOP_TIMEOUT = 5.0
@@ -28,7 +28,6 @@ BACKEND_STOP_TIMEOUT = 5.0
 DEMO_SHUTDOWN_GRACE = 2.0
 COOKIE_JAR = "/tmp/sticky-proxy-demo.cookies"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 Ready = Callable[[Address], None]
 Serve = Callable[[ServeSettings, Source, Ready | None], Coroutine[Any, Any, None]]
@@ -78,13 +77,6 @@ async def _start_backends(count: int, started: list[Process]) -> list[str]:
             # An interrupt can land after the fork: keep the child either way, so it is stopped.
             started.append(await spawning)
     return [await _announced_url(process) for process in started]
-
-
-def exit_with_parent() -> None:
-    """Runs in a child (a backend, a worker) between fork and exec: the kernel will SIGTERM it
-    when its parent dies, even by SIGKILL, so no orphan keeps a port or the terminal's pipes
-    open."""
-    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 async def _announced_url(process: Process) -> str:

@@ -1,4 +1,5 @@
-"""Process-wide settings, parsed from the command line once and then immutable."""
+"""Process-wide settings and the command they belong to: parsed from the command line once,
+then immutable."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from proxy.core.model import Affinity, TlsCertificate, UpstreamPolicy
+from proxy.core.model import Affinity, Endpoint, TlsCertificate, UpstreamPolicy
 from proxy.core.values import Address
 
 EndpointsApi = Literal["endpointslices", "endpoints"]  # --endpoints-api
@@ -61,3 +62,26 @@ class ServeSettings:
     endpoints_api: EndpointsApi = "endpointslices"
     # --kubernetes source (takes ingress_class and endpoints_api too).
     kubernetes: KubernetesSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServeCommand:
+    settings: ServeSettings
+    endpoints: tuple[Endpoint, ...]  # the --backend source; empty with --manifests
+
+
+@dataclass(frozen=True, slots=True)
+class RoutesCommand:
+    manifests: tuple[Path, ...]
+    ingress_class: str
+    endpoints_api: EndpointsApi
+    kubernetes: KubernetesSettings | None = None  # instead of manifests
+
+
+@dataclass(frozen=True, slots=True)
+class DemoCommand:
+    settings: ServeSettings  # `backends` stays empty: the demo learns their URLs as they start
+    replicas: int
+
+
+Command = ServeCommand | RoutesCommand | DemoCommand

@@ -40,13 +40,13 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.multiprocess import mark_process_dead
 
-from proxy.app.demo import exit_with_parent
 from proxy.core.values import Address
 from proxy.observability.metrics import MULTIPROC_DIR
 from proxy.observability.session_share import forget_worker
+from proxy.system.children import exit_with_parent
 
 if TYPE_CHECKING:
-    from proxy.app.cli import ServeCommand
+    from proxy.app.settings import ServeCommand
 
 log = logging.getLogger("sticky_proxy.workers")
 
@@ -99,7 +99,7 @@ def _supervise(command: bytes, count: int, environment: dict[str, str], director
 
     def start() -> None:
         process = subprocess.Popen(
-            [sys.executable, "-m", "proxy.app.workers"],
+            [sys.executable, "-m", "proxy.app.worker"],
             stdin=subprocess.PIPE,
             env=environment,
             # (no threads run in the parent, so preexec_fn is safe here)
@@ -176,15 +176,3 @@ def _reserved(address: Address) -> Iterator[Address]:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((address.host, address.port))
         yield replace(address, port=sock.getsockname()[1])
-
-
-def _worker() -> int:
-    """A worker: the command from the parent on stdin, then an ordinary `serve`."""
-    from proxy.app.cli import run  # noqa: PLC0415 - the cli imports this module when it runs
-
-    command = pickle.load(sys.stdin.buffer)
-    return run(command)
-
-
-if __name__ == "__main__":
-    sys.exit(_worker())

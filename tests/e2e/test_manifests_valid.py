@@ -22,7 +22,9 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from proxy.app.cli import RoutesCommand, ServeCommand, parse_command, show_routes
+from proxy.app.cli import parse_command
+from proxy.app.commands import show_routes
+from proxy.app.settings import RoutesCommand, ServeCommand
 from proxy.control.sources.kubernetes.resources import ALL_RESOURCES, INGRESSES
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.app.cli import DemoCommand, RoutesCommand, ServeCommand, parse_command
-from proxy.app.settings import ServeSettings
+from proxy.app.cli import parse_command
+from proxy.app.settings import DemoCommand, RoutesCommand, ServeCommand, ServeSettings
 from proxy.core.model import Affinity, AffinityMode, CookieSettings, Endpoint, UpstreamPolicy
 from proxy.core.values import Address
 from tests.certs import self_signed

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.app.cli import RoutesCommand, ServeCommand, parse_command
-from proxy.app.settings import KubernetesSettings
+from proxy.app.cli import parse_command
+from proxy.app.settings import KubernetesSettings, RoutesCommand, ServeCommand
 
 
 def test_kubernetes_flags_reach_the_settings() -> None:
