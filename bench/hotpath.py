@@ -26,7 +26,8 @@ if __package__ in (None, ""):  # run as a script: the repository root is not on 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from proxy.control.sources.static import static_snapshot
-from proxy.core.model import Affinity, CookieSettings, Endpoint, UpstreamPolicy
+from proxy.core.cookies import CookieSettings
+from proxy.core.model import Affinity, Endpoint, UpstreamPolicy
 from proxy.dataplane.downstream import DownstreamProtocol, ServerContext
 from proxy.dataplane.upstream import UpstreamConnection
 from proxy.observability.metrics import Metrics

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from proxy.core.affinity import build_cluster
-from proxy.core.model import Affinity, Endpoint, PathType, Route, UpstreamPolicy
-from proxy.core.routing import Snapshot
+from proxy.core.model import Affinity, Endpoint, PathType, UpstreamPolicy
+from proxy.core.routing import Route, Snapshot
 
 
 def affinity_table(names: Sequence[str], endpoints: int, subnet: int = 8) -> Snapshot:

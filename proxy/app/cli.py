@@ -26,13 +26,8 @@ from proxy.app.settings import (
     ServeSettings,
 )
 from proxy.control.sources.static import static_backends
-from proxy.core.model import (
-    Affinity,
-    AffinityMode,
-    CookieSettings,
-    TlsCertificate,
-    UpstreamPolicy,
-)
+from proxy.core.cookies import CookieSettings
+from proxy.core.model import Affinity, AffinityMode, TlsCertificate, UpstreamPolicy
 from proxy.core.values import (
     Address,
     parse_bool,

@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from proxy.core.model import AffinityMode, CookieSettings, UpstreamPolicy
+from proxy.core.cookies import CookieSettings
+from proxy.core.model import AffinityMode, UpstreamPolicy
 from proxy.core.values import parse_count, parse_next_upstream, parse_positive, parse_size
 
 PREFIX = "nginx.ingress.kubernetes.io/"

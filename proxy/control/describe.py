@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from proxy.control.annotations import SAMESITE_SPELLINGS
-from proxy.core.model import Affinity, Cluster, Route, UpstreamPolicy
-from proxy.core.routing import Snapshot
+from proxy.core.affinity import Cluster
+from proxy.core.model import Affinity, UpstreamPolicy
+from proxy.core.routing import Route, Snapshot
 
 _DEFAULTS = UpstreamPolicy()  # the built-in defaults: a route shows what differs from them
 _UNITS = ((1024**3, "g"), (1024**2, "m"), (1024, "k"))

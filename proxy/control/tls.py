@@ -7,7 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from proxy.control.annotations import IngressSettings
-from proxy.core.model import Route, TlsCertificate
+from proxy.core.model import TlsCertificate
+from proxy.core.routing import Route
 from proxy.core.sni import covers
 
 

@@ -24,17 +24,9 @@ from typing import Any, Literal
 
 from proxy.control.annotations import IngressSettings, parse_annotations, parse_server_name
 from proxy.control.tls import IngressTls, TlsEntry, TlsSecret, certificates, with_redirects
-from proxy.core.affinity import build_cluster
-from proxy.core.model import (
-    Affinity,
-    AffinityMode,
-    Cluster,
-    Endpoint,
-    PathType,
-    Route,
-    UpstreamPolicy,
-)
-from proxy.core.routing import Snapshot
+from proxy.core.affinity import Cluster, build_cluster
+from proxy.core.model import Affinity, AffinityMode, Endpoint, PathType, UpstreamPolicy
+from proxy.core.routing import Route, Snapshot
 
 KubeObject = Mapping[str, Any]
 

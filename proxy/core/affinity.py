@@ -8,6 +8,9 @@ precomputed `Decision`. Randomness, the clock and the pid come from the caller.
 A ring is built when first needed, not with its snapshot: 50,000 endpoints are 8 million CRC-32
 points, seconds of work that would hold back the whole table. The publisher warms the rings in a
 thread right after the swap, so requests rarely find one cold (a 50-pod ring takes a few ms).
+
+A `Cluster` (one Service port, ingress-nginx's backend) is its endpoints, its affinity settings
+and the `Balancer` built for them by `build_cluster`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from proxy.core.cookies import backend_key, new_balanced_key, upstream_key
-from proxy.core.model import Affinity, AffinityMode, Cluster, Endpoint
+from proxy.core.model import Affinity, AffinityMode, Endpoint
 from proxy.core.ring import HashRing
 
 NEW_KEY_ATTEMPTS = 20  # ingress-nginx's MAX_UPSTREAM_CHECKS_COUNT (sticky_balanced.lua)
@@ -293,3 +296,30 @@ def _pinned(endpoint: Endpoint) -> Decision:
 def _persistent_key(backend_name: str, endpoint: Endpoint) -> str:
     """md5hex(backend name + node), the persistent-mode cookie key (§6.1)."""
     return hashlib.md5((backend_name + endpoint.node).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Cluster:
+    """A Service port (ingress-nginx backend) and its endpoints.
+
+    `affinity` is None when no Ingress enabled cookie affinity for this backend; then requests are
+    spread uniformly at random over ready endpoints. The balancer (ring or persistent map) is built
+    once, when the snapshot is built, never per request.
+    """
+
+    name: str
+    endpoints: tuple[Endpoint, ...]
+    affinity: Affinity | None
+    balancer: Balancer
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Cluster):
+            return NotImplemented
+        return (self.name, self.endpoints, self.affinity) == (
+            other.name,
+            other.endpoints,
+            other.affinity,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.endpoints, self.affinity))

@@ -14,11 +14,8 @@ import hashlib
 import random
 import re
 import time
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the model builds each route's SetCookieFormatter, so no runtime import back
-    from proxy.core.model import CookieSettings
 
 # --- reading -----------------------------------------------------------------------------------
 
@@ -123,6 +120,21 @@ def samesite_none_incompatible(user_agent: str | None) -> bool:
 
 
 _SAMESITE_SPELLINGS = frozenset({"Strict", "Lax", "None"})  # lua-resty-cookie drops any other
+
+
+@dataclass(frozen=True, slots=True)
+class CookieSettings:
+    """The `session-cookie-*` annotations, already validated."""
+
+    name: str = "INGRESSCOOKIE"
+    path: str | None = None  # None: the matched Ingress path
+    domain: str | None = None
+    samesite: str | None = None  # emitted only when exactly Strict, Lax or None
+    conditional_samesite_none: bool = False
+    secure: bool = False
+    max_age: int | None = None
+    expires: int | None = None  # seconds from now
+    change_on_failure: bool = False
 
 
 class SetCookieFormatter:

@@ -3,6 +3,7 @@
 Like nginx's server blocks: a request whose host has rules of its own (exactly, or through a
 one-label `*.` wildcard) is matched only against those, and is 404 when none matches; hosts
 without rules fall to the rules that name no host, then to the default route, else 404.
+A `Route` is one Ingress path and the cluster it sends to; a `Snapshot` is the whole table.
 """
 
 from __future__ import annotations
@@ -11,7 +12,46 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from proxy.core.model import Cluster, PathType, Route, TlsCertificate
+from proxy.core.affinity import Cluster
+from proxy.core.cookies import SetCookieFormatter
+from proxy.core.model import PathType, TlsCertificate, UpstreamPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One Ingress path: where it matches, which cluster serves it, and whether it sets cookies.
+
+    `sets_cookie` is the ingress-nginx "affinity location" test: a route whose own Ingress did not
+    enable affinity still follows a cookie into a shared affinity cluster, but never issues one.
+    """
+
+    host: str | None  # None: every host; "*.example.com": one label wildcard
+    path: str  # the path as written in the Ingress ("/" for an empty one)
+    path_type: PathType
+    cluster: Cluster
+    sets_cookie: bool
+    cookie_path: str  # session-cookie-path, else `path`
+    upstream: UpstreamPolicy = field(default_factory=UpstreamPolicy)
+    namespace: str = ""
+    ingress: str = ""
+    service: str = ""
+    ssl_redirect: bool = False  # plain-HTTP requests get a 308 to https (ssl-redirect annotations)
+    # Computed once per snapshot so requests only read them:
+    # (namespace, ingress, service, host, path), the metric labels
+    labels: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    # the Set-Cookie writer of this path; None when the route issues no cookies
+    set_cookie: SetCookieFormatter | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        labels = (self.namespace, self.ingress, self.service, self.host or "*", self.path)
+        object.__setattr__(self, "labels", labels)
+        affinity = self.cluster.affinity
+        formatter = (
+            SetCookieFormatter(affinity.cookie, self.cookie_path)
+            if self.sets_cookie and affinity is not None
+            else None
+        )
+        object.__setattr__(self, "set_cookie", formatter)
 
 
 class RouteTable:

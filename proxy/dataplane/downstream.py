@@ -27,8 +27,7 @@ from proxy.core.errors import (
     RequestTimeout,
     error_response,
 )
-from proxy.core.model import Route
-from proxy.core.routing import Snapshot
+from proxy.core.routing import Route, Snapshot
 from proxy.dataplane.exchange import Exchange
 from proxy.dataplane.upstream import Pools
 from proxy.observability.failure_log import FailureLog

@@ -28,7 +28,8 @@ from proxy.core.errors import (
     error_response,
     redirect_response,
 )
-from proxy.core.model import Endpoint, Route
+from proxy.core.model import Endpoint
+from proxy.core.routing import Route
 
 if TYPE_CHECKING:
     from proxy.core.affinity import Outcome

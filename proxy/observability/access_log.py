@@ -14,7 +14,8 @@ from functools import lru_cache
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, TextIO
 
-from proxy.core.model import Endpoint, Route
+from proxy.core.model import Endpoint
+from proxy.core.routing import Route
 
 if TYPE_CHECKING:
     from proxy.dataplane.exchange import Exchange

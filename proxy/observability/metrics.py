@@ -31,10 +31,10 @@ from prometheus_client import (
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from proxy.core.affinity import Outcome
+from proxy.core.affinity import Cluster, Outcome
 from proxy.core.errors import UPSTREAM_ERROR_REASONS
-from proxy.core.model import AffinityMode, Cluster, Endpoint, Route
-from proxy.core.routing import Snapshot
+from proxy.core.model import AffinityMode, Endpoint
+from proxy.core.routing import Route, Snapshot
 from proxy.observability.active_sessions import SessionSketch
 from proxy.observability.session_share import SessionShare
 

@@ -9,7 +9,8 @@ from datetime import datetime
 import aiohttp
 import pytest
 
-from proxy.core.model import Affinity, CookieSettings
+from proxy.core.cookies import CookieSettings
+from proxy.core.model import Affinity
 from tests.integration.cluster import get
 from tests.integration.conftest import StartProxy, StartUpstreams
 from tests.integration.harness import url

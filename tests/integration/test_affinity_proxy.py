@@ -14,8 +14,8 @@ import pytest
 from proxy.app.runtime import ProxyServer
 from proxy.control.sources.static import STATIC_CLUSTER
 from proxy.core.affinity import Balancer
-from proxy.core.cookies import parse_cookie
-from proxy.core.model import Affinity, AffinityMode, CookieSettings, Endpoint, UpstreamPolicy
+from proxy.core.cookies import CookieSettings, parse_cookie
+from proxy.core.model import Affinity, AffinityMode, Endpoint, UpstreamPolicy
 from proxy.core.ring import HashRing
 from tests.integration.conftest import StartProxy, StartUpstreams
 from tests.integration.harness import Upstream, connect, raw_request, start_raw_upstream, url

@@ -22,7 +22,8 @@ from aiohttp import web
 
 from backend.app import create_app
 from proxy.app.runtime import ProxyServer
-from proxy.core.model import Affinity, CookieSettings, Endpoint
+from proxy.core.cookies import CookieSettings
+from proxy.core.model import Affinity, Endpoint
 from proxy.core.values import Address
 from proxy.dataplane.tls_contexts import load_default_certificate
 from tests.certs import self_signed

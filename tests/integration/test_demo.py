@@ -17,7 +17,8 @@ from proxy.app.demo import COOKIE_JAR, run_demo
 from proxy.app.settings import ServeSettings
 from proxy.control.sources.source import Source
 from proxy.control.sources.static import StaticSource
-from proxy.core.model import Affinity, CookieSettings
+from proxy.core.cookies import CookieSettings
+from proxy.core.model import Affinity
 from proxy.core.values import Address
 
 Ready = Callable[[Address], None] | None

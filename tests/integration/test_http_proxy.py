@@ -14,8 +14,8 @@ from proxy.app.runtime import ProxyServer
 from proxy.app.settings import ServeSettings
 from proxy.control.sources.static import static_snapshot
 from proxy.core.affinity import build_cluster
-from proxy.core.model import Affinity, Endpoint, PathType, Route, UpstreamPolicy
-from proxy.core.routing import Snapshot
+from proxy.core.model import Affinity, Endpoint, PathType, UpstreamPolicy
+from proxy.core.routing import Route, Snapshot
 from proxy.core.values import Address
 from tests.integration.conftest import StartProxy, StartUpstreams
 from tests.integration.harness import connect, raw_request, url

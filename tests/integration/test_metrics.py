@@ -12,13 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.app.runtime import ProxyServer
 from proxy.control.sources.static import static_snapshot
-from proxy.core.model import (
-    Affinity,
-    AffinityMode,
-    CookieSettings,
-    Endpoint,
-    UpstreamPolicy,
-)
+from proxy.core.cookies import CookieSettings
+from proxy.core.model import Affinity, AffinityMode, Endpoint, UpstreamPolicy
 from proxy.observability.metrics import BYTES, SECONDS, Metrics
 from tests.integration.cluster import Answer, get, until
 from tests.integration.conftest import StartProxy, StartUpstreams

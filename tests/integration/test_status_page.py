@@ -13,7 +13,8 @@ import pytest
 
 from proxy.app.runtime import ProxyServer
 from proxy.control.sources.static import static_snapshot
-from proxy.core.model import Affinity, CookieSettings, Endpoint, UpstreamPolicy
+from proxy.core.cookies import CookieSettings
+from proxy.core.model import Affinity, Endpoint, UpstreamPolicy
 from proxy.observability.status_page import PAGE
 from tests.integration.browser import chromium, open_page
 from tests.integration.cluster import get

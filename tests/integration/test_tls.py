@@ -15,8 +15,8 @@ import pytest
 from proxy.app.runtime import ProxyServer
 from proxy.app.settings import ServeSettings
 from proxy.core.affinity import build_cluster
-from proxy.core.model import Affinity, PathType, Route, TlsCertificate
-from proxy.core.routing import Snapshot
+from proxy.core.model import Affinity, PathType, TlsCertificate
+from proxy.core.routing import Route, Snapshot
 from proxy.core.values import Address
 from tests.certs import tls_certificate
 from tests.integration.conftest import StartUpstreams

@@ -19,13 +19,14 @@ import pytest
 from proxy.core.affinity import (
     PINNED_CACHE_SIZE,
     Balancer,
+    Cluster,
     Decision,
     Outcome,
     _persistent_key,
     build_cluster,
 )
 from proxy.core.cookies import backend_key
-from proxy.core.model import Affinity, AffinityMode, Cluster, Endpoint
+from proxy.core.model import Affinity, AffinityMode, Endpoint
 from proxy.core.ring import HashRing
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"

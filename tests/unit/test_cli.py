@@ -8,7 +8,8 @@ import pytest
 
 from proxy.app.cli import parse_command
 from proxy.app.settings import DemoCommand, RoutesCommand, ServeCommand, ServeSettings
-from proxy.core.model import Affinity, AffinityMode, CookieSettings, Endpoint, UpstreamPolicy
+from proxy.core.cookies import CookieSettings
+from proxy.core.model import Affinity, AffinityMode, Endpoint, UpstreamPolicy
 from proxy.core.values import Address
 from tests.certs import self_signed
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from proxy.core.cookies import (
+    CookieSettings,
     SetCookieFormatter,
     backend_key,
     cookie_date,
@@ -21,7 +22,6 @@ from proxy.core.cookies import (
     split_value,
     upstream_key,
 )
-from proxy.core.model import CookieSettings
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 PERSISTENT: dict[str, Any] = json.loads((FIXTURES / "persistent_vectors.json").read_text())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from proxy.core.affinity import build_cluster
-from proxy.core.model import PathType, Route
-from proxy.core.routing import Snapshot
+from proxy.core.model import PathType
+from proxy.core.routing import Route, Snapshot
 
 CLUSTER = build_cluster("default-web-80", [], None)
 

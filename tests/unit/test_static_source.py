@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 
 from proxy.control.sources.static import STATIC_CLUSTER, static_backends, static_snapshot
-from proxy.core.model import (
-    Affinity,
-    AffinityMode,
-    CookieSettings,
-    Endpoint,
-    PathType,
-    UpstreamPolicy,
-)
+from proxy.core.cookies import CookieSettings
+from proxy.core.model import Affinity, AffinityMode, Endpoint, PathType, UpstreamPolicy
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,9 @@ import pytest
 
 from proxy.control.annotations import PREFIX
 from proxy.control.translate import ManifestError, TranslateOptions, object_ref, translate
-from proxy.core.model import AffinityMode, CookieSettings, PathType, Route, UpstreamPolicy
-from proxy.core.routing import Snapshot
+from proxy.core.cookies import CookieSettings
+from proxy.core.model import AffinityMode, PathType, UpstreamPolicy
+from proxy.core.routing import Route, Snapshot
 from tests.unit.kube_fixtures import load, snapshot_of
 
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from proxy.control.sources.source import SnapshotSink
 from proxy.core.affinity import build_cluster
-from proxy.core.model import Affinity, Endpoint, PathType, Route, UpstreamPolicy
-from proxy.core.routing import Snapshot
+from proxy.core.model import Affinity, Endpoint, PathType, UpstreamPolicy
+from proxy.core.routing import Route, Snapshot
 from proxy.core.values import parse_host, parse_port
 
 STATIC_CLUSTER = "static"  # DESIGN §4: the cluster name affinity hashes with for --backend
