@@ -13,10 +13,11 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NoReturn, TypeVar, get_args
+from typing import Literal, NoReturn, TypeVar, get_args
 
 from proxy.app.commands import PROG, run
 from proxy.app.settings import (
+    DEFAULT_TLS_LISTEN,
     Command,
     DemoCommand,
     EndpointsApi,
@@ -30,6 +31,10 @@ from proxy.core.cookies import CookieSettings
 from proxy.core.model import Affinity, AffinityMode, TlsCertificate, UpstreamPolicy
 from proxy.core.values import (
     Address,
+    format_bool,
+    format_next_upstream,
+    format_seconds,
+    format_size,
     parse_bool,
     parse_cookie_domain,
     parse_cookie_name,
@@ -49,13 +54,13 @@ from proxy.core.values import (
 )
 from proxy.dataplane.tls_contexts import load_default_certificate
 
-if TYPE_CHECKING:  # imported when needed: a bad flag is reported without loading them
-    pass
-
 T = TypeVar("T")
 
 _DEFAULT = "(default: %(default)s)"
-DEFAULT_TLS_LISTEN = Address("0.0.0.0", 8443)
+# Every default comes from the settings dataclasses, shown in --help as the flags spell them.
+SERVE = ServeSettings()
+UPSTREAM = SERVE.upstream
+AFFINITY = Affinity()
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -101,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers",
         type=_value(_workers),
-        default="1",
+        default=str(SERVE.workers),
         metavar="N|auto",
         help="proxy processes sharing the ports, auto = one per CPU " + _DEFAULT,
     )
@@ -114,12 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
         "is writable, else /dev/shm)",
     )
     serve.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"), default="info", help=_DEFAULT
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=SERVE.log_level,
+        help=_DEFAULT,
     )
     serve.add_argument(
         "--access-log",
         choices=("off", "json", "combined"),
-        default="off",
+        default=SERVE.access_log,
         help="one line per request " + _DEFAULT,
     )
     sources = serve.add_mutually_exclusive_group()
@@ -234,14 +242,14 @@ def _add_selection_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentG
     group.add_argument(
         "--ingress-class",
         type=_value(parse_object_name),
-        default="sticky",
+        default=SERVE.ingress_class,
         metavar="NAME",
         help="serve Ingresses of this class, and those with no class " + _DEFAULT,
     )
     group.add_argument(
         "--endpoints-api",
         choices=get_args(EndpointsApi),
-        default="endpointslices",
+        default=SERVE.endpoints_api,
         help="where endpoints come from: EndpointSlices, or legacy Endpoints " + _DEFAULT,
     )
     return group
@@ -251,14 +259,14 @@ def _add_listen_flags(parser: argparse.ArgumentParser, host: str) -> None:
     parser.add_argument(
         "--listen",
         type=_value(parse_host_port),
-        default=f"{host}:8080",
+        default=f"{host}:{SERVE.listen.port}",
         metavar="HOST:PORT",
         help="proxy address; port 0 picks a free one " + _DEFAULT,
     )
     parser.add_argument(
         "--metrics-listen",
         type=_value(parse_host_port),
-        default=f"{host}:10254",
+        default=f"{host}:{SERVE.metrics_listen.port if SERVE.metrics_listen else 0}",
         metavar="HOST:PORT",
         help="/metrics, /healthz and /readyz " + _DEFAULT,
     )
@@ -285,7 +293,7 @@ def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--https-port",
         type=_value(lambda text: parse_port(text, allow_zero=False)),
-        default="443",
+        default=str(SERVE.https_port),
         metavar="PORT",
         help="where ssl-redirect sends plain-HTTP clients " + _DEFAULT,
     )
@@ -332,13 +340,13 @@ def _add_affinity_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
     group.add_argument(
         "--affinity-mode",
         choices=[mode.value for mode in AffinityMode],
-        default=AffinityMode.BALANCED.value,
+        default=AFFINITY.mode.value,
         help="balanced: consistent hashing; persistent: sessions never move " + _DEFAULT,
     )
     group.add_argument(
         "--session-cookie-name",
         type=_value(parse_cookie_name),
-        default="INGRESSCOOKIE",
+        default=AFFINITY.cookie.name,
         metavar="NAME",
         help=_DEFAULT,
     )
@@ -367,7 +375,7 @@ def _add_affinity_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
     group.add_argument(
         "--session-cookie-secure",
         type=_value(parse_bool),
-        default="false",
+        default=format_bool(AFFINITY.cookie.secure),
         metavar="true|false",
         help="cookie Secure attribute " + _DEFAULT,
     )
@@ -386,7 +394,7 @@ def _add_affinity_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
     group.add_argument(
         "--session-cookie-change-on-failure",
         type=_value(parse_bool),
-        default="false",
+        default=format_bool(AFFINITY.cookie.change_on_failure),
         metavar="true|false",
         help="on a failed try, move the session instead of retrying its endpoint " + _DEFAULT,
     )
@@ -397,46 +405,47 @@ def _add_proxy_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "proxy defaults", "as the proxy-* annotations; timeouts in seconds"
     )
-    for name, default in (("connect", "5"), ("read", "60"), ("send", "60")):
+    timeouts = (UPSTREAM.connect_timeout, UPSTREAM.read_timeout, UPSTREAM.send_timeout)
+    for name, seconds in zip(("connect", "read", "send"), timeouts, strict=True):
         group.add_argument(
             f"--proxy-{name}-timeout",
             type=_value(parse_timeout),
-            default=default,
+            default=format_seconds(seconds),
             metavar="S",
             help=_DEFAULT,
         )
     group.add_argument(
         "--proxy-body-size",
         type=_value(parse_size),
-        default="1m",
+        default=format_size(UPSTREAM.body_size),
         metavar="SIZE",
         help="largest request body (bytes, or k/m/g; 0 = unlimited) " + _DEFAULT,
     )
     group.add_argument(
         "--proxy-next-upstream",
         type=_value(parse_next_upstream),
-        default="error timeout",
+        default=format_next_upstream(UPSTREAM.next_upstream),
         metavar="CONDITIONS",
         help="when to try another endpoint (nginx proxy_next_upstream tokens, or off) " + _DEFAULT,
     )
     group.add_argument(
         "--proxy-next-upstream-tries",
         type=_value(parse_count),
-        default="3",
+        default=str(UPSTREAM.next_upstream_tries),
         metavar="N",
         help="tries per request, 0 = unlimited " + _DEFAULT,
     )
     group.add_argument(
         "--client-header-timeout",
         type=_value(parse_timeout),
-        default="60",
+        default=format_seconds(SERVE.client_header_timeout),
         metavar="S",
         help="time allowed for a whole request head " + _DEFAULT,
     )
     group.add_argument(
         "--client-body-timeout",
         type=_value(parse_timeout),
-        default="60",
+        default=format_seconds(SERVE.client_body_timeout),
         metavar="S",
         help="longest pause between two reads of a request body, as nginx's " + _DEFAULT,
     )
@@ -449,14 +458,14 @@ def _add_proxy_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--max-connections",
         type=_value(parse_positive),
-        default="16384",
+        default=str(SERVE.max_connections),
         metavar="N",
         help="client connections at once; beyond, a 503 and a close " + _DEFAULT,
     )
     group.add_argument(
         "--shutdown-grace",
         type=_value(parse_seconds),
-        default="30",
+        default=format_seconds(SERVE.shutdown_grace),
         metavar="S",
         help="time in-flight requests get to finish after SIGTERM " + _DEFAULT,
     )

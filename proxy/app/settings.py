@@ -11,6 +11,9 @@ from proxy.core.model import Affinity, Endpoint, TlsCertificate, UpstreamPolicy
 from proxy.core.values import Address
 
 EndpointsApi = Literal["endpointslices", "endpoints"]  # --endpoints-api
+# The TLS listener of --manifests and --kubernetes when --tls-listen is not given (bound only once
+# a certificate loads: see ServeSettings.tls_on_demand).
+DEFAULT_TLS_LISTEN = Address("0.0.0.0", 8443)
 
 
 @dataclass(frozen=True, slots=True)

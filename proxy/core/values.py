@@ -99,11 +99,24 @@ def parse_size(text: str) -> int:
     return int(number) * _SIZE_UNITS[unit.lower()]
 
 
+def format_size(size: int) -> str:
+    """`size` as parse_size reads it, in the largest unit that divides it: 1048576 is "1m"."""
+    for unit in ("g", "m", "k"):
+        if size and size % _SIZE_UNITS[unit] == 0:
+            return f"{size // _SIZE_UNITS[unit]}{unit}"
+    return str(size)
+
+
 def parse_seconds(text: str) -> float:
     """A non-negative number of seconds, as the ingress-nginx timeout annotations take them."""
     if not _SECONDS.fullmatch(text):
         raise ValueError(f"{text!r} is not a number of seconds (examples: 5, 0.5)")
     return float(text)
+
+
+def format_seconds(seconds: float) -> str:
+    """`seconds` as parse_seconds reads it: 60.0 is "60", 0.5 is "0.5"."""
+    return f"{seconds:g}"
 
 
 def parse_timeout(text: str) -> float:
@@ -141,6 +154,15 @@ def parse_bool(text: str) -> bool:
     if lowered not in ("true", "false"):
         raise ValueError(f"{text!r} is not a boolean (true or false)")
     return lowered == "true"
+
+
+def format_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def format_next_upstream(conditions: frozenset[str]) -> str:
+    """`conditions` as parse_next_upstream reads them, sorted; "off" for none."""
+    return " ".join(sorted(conditions)) or "off"
 
 
 def parse_next_upstream(text: str) -> frozenset[str]:

@@ -10,6 +10,10 @@ import pytest
 from proxy.core.values import (
     NEXT_UPSTREAM_CONDITIONS,
     Address,
+    format_bool,
+    format_next_upstream,
+    format_seconds,
+    format_size,
     parse_bool,
     parse_cookie_domain,
     parse_cookie_name,
@@ -256,3 +260,29 @@ def test_object_name_accepts(text: str) -> None:
 def test_object_name_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="is not a Kubernetes name"):
         parse_object_name(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "text", "parse", "format_"),
+    [
+        (1024 * 1024, "1m", parse_size, format_size),
+        (3 * 1024**3, "3g", parse_size, format_size),
+        (8 * 1024, "8k", parse_size, format_size),
+        (1000, "1000", parse_size, format_size),
+        (0, "0", parse_size, format_size),
+        (60.0, "60", parse_seconds, format_seconds),
+        (0.5, "0.5", parse_seconds, format_seconds),
+        (False, "false", parse_bool, format_bool),
+        (True, "true", parse_bool, format_bool),
+        (frozenset({"timeout", "error"}), "error timeout", parse_next_upstream,
+         format_next_upstream),
+        (frozenset(), "off", parse_next_upstream, format_next_upstream),
+    ],
+)  # fmt: skip
+def test_defaults_are_shown_as_the_flags_spell_them(
+    value: object, text: str, parse: Callable[[str], Any], format_: Callable[[Any], str]
+) -> None:
+    """The CLI shows each default from the settings dataclasses with these: what it shows must
+    read back as the very default."""
+    assert format_(value) == text
+    assert parse(text) == value
