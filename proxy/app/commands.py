@@ -23,12 +23,12 @@ from proxy.app.settings import (
     RoutesCommand,
     ServeCommand,
 )
-from proxy.control.describe import describe
 from proxy.control.sources.manifest_files import ManifestFileError
 from proxy.control.sources.manifests import ManifestSource, load_snapshot
 from proxy.control.sources.source import Source, SourceError
 from proxy.control.sources.static import StaticSource, static_snapshot
 from proxy.control.translate import ManifestError, TranslateOptions
+from proxy.control.translate.describe import describe
 from proxy.core.routing import Snapshot
 
 if TYPE_CHECKING:  # imported when needed: a bad flag is reported without loading them

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from proxy.control.describe import describe
 from proxy.control.translate import TranslateOptions, translate
+from proxy.control.translate.describe import describe
 from proxy.core.model import UpstreamPolicy
 from proxy.core.routing import Snapshot
 from tests.unit.kube_fixtures import load, snapshot_of

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.control.describe import describe
 from proxy.control.translate import ManifestError, TranslateOptions, translate
+from proxy.control.translate.describe import describe
 from proxy.core.model import TlsCertificate
 from proxy.core.sni import certificate_for, covers
 from tests.unit.kube_fixtures import snapshot_of

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from proxy.control.annotations import PREFIX
 from proxy.control.translate import ManifestError, TranslateOptions, object_ref, translate
+from proxy.control.translate.annotations import PREFIX
 from proxy.core.cookies import CookieSettings
 from proxy.core.model import AffinityMode, PathType, UpstreamPolicy
 from proxy.core.routing import Route, Snapshot

@@ -8,7 +8,7 @@ The steps: read and type-check the objects (`_read_world`), pick the Ingresses o
 ingress-nginx's processing order, merge the affinity settings of every Ingress sharing a backend
 (compat §2), resolve each backend's endpoints, then lay out the routes per host the way
 ingress-nginx lays out its nginx servers and locations. TLS (certificates for SNI, redirects)
-is in `proxy.control.tls`.
+is in `proxy.control.translate.tls`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from proxy.control.annotations import IngressSettings, parse_annotations, parse_server_name
-from proxy.control.tls import IngressTls, TlsEntry, TlsSecret, certificates, with_redirects
+from proxy.control.translate.annotations import (
+    IngressSettings,
+    parse_annotations,
+    parse_server_name,
+)
+from proxy.control.translate.tls import (
+    IngressTls,
+    TlsEntry,
+    TlsSecret,
+    certificates,
+    with_redirects,
+)
 from proxy.core.affinity import Cluster, build_cluster
 from proxy.core.model import Affinity, AffinityMode, Endpoint, PathType, UpstreamPolicy
 from proxy.core.routing import Route, Snapshot

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from proxy.control.annotations import SAMESITE_SPELLINGS
+from proxy.control.translate.annotations import SAMESITE_SPELLINGS
 from proxy.core.affinity import Cluster
 from proxy.core.model import Affinity, UpstreamPolicy
 from proxy.core.routing import Route, Snapshot

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from proxy.control.annotations import IngressSettings
+from proxy.control.translate.annotations import IngressSettings
 from proxy.core.model import TlsCertificate
 from proxy.core.routing import Route
 from proxy.core.sni import covers
