@@ -1,0 +1,136 @@
+"""Every object at once, read by kind into a `World`: the Ingresses, TLS Secrets, Services and
+endpoint sources that the later steps look up. Kinds routing does not depend on are passed over;
+an unsupported apiVersion or an object given twice is a warning."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.control.translate.fields import Fields, show_value
+from proxy.control.translate.ingresses import Ingress, read_ingress
+from proxy.control.translate.objects import (
+    API_VERSIONS,
+    DEFAULT_NAMESPACE,
+    KubeObject,
+    ManifestError,
+    object_ref,
+)
+from proxy.control.translate.options import TranslateOptions
+from proxy.control.translate.services import (
+    EndpointSource,
+    Group,
+    Service,
+    read_endpoints,
+    read_service,
+    read_slice,
+)
+from proxy.control.translate.tls import TlsSecret
+
+
+@dataclass
+class World:
+    ingresses: dict[str, Ingress] = field(default_factory=dict)  # by ref
+    secrets: dict[tuple[str, str], TlsSecret] = field(default_factory=dict)  # TLS ones only
+    services: dict[tuple[str, str], Service] = field(default_factory=dict)
+    sources: dict[str, EndpointSource] = field(default_factory=dict)  # by ref
+    by_service: dict[tuple[str, str], list[tuple[str, EndpointSource]]] = field(
+        default_factory=dict
+    )  # (ref, source), filled once every object is read
+
+    def index_sources(self) -> None:
+        for ref, source in self.sources.items():
+            self.by_service.setdefault(source.service, []).append((ref, source))
+
+    def groups(self, service: tuple[str, str]) -> list[Group]:
+        return [group for _, source in self.by_service.get(service, ()) for group in source.groups]
+
+    def fqdn_slices(self, service: tuple[str, str]) -> list[str]:
+        return [ref for ref, source in self.by_service.get(service, ()) if source.fqdn]
+
+
+def read_world(
+    objects: Iterable[KubeObject], options: TranslateOptions, warnings: list[str]
+) -> World:
+    world = World()
+    seen: set[str] = set()
+    for number, obj in enumerate(_flatten(objects), start=1):
+        fields, metadata, kind, key = _identify(obj, number)
+        api_version = API_VERSIONS.get(kind)
+        if api_version is None:
+            continue  # not an object routing depends on
+        ref = object_ref(obj)
+        if obj["apiVersion"] != api_version:
+            warnings.append(f"{ref}: apiVersion {obj['apiVersion']} is not supported; ignored")
+            continue
+        if ref in seen:
+            warnings.append(f"{ref}: given more than once; the last one is used")
+        seen.add(ref)
+        if kind == "Ingress":
+            world.ingresses[ref] = read_ingress(fields, metadata, ref, key, warnings)
+        elif kind == "Service":
+            world.services[key] = read_service(fields, ref)
+        elif kind == "EndpointSlice" and options.endpoints_api == "endpointslices":
+            source = read_slice(fields, metadata, key[0])
+            if source is not None:
+                world.sources[ref] = source
+        elif kind == "Endpoints" and options.endpoints_api == "endpoints":
+            world.sources[ref] = EndpointSource(key, read_endpoints(fields))
+        elif kind == "Secret":
+            secret = _read_tls_secret(fields)
+            if secret is not None:
+                world.secrets[key] = secret
+        # IngressClass objects are accepted and not needed: --ingress-class selects by name;
+        # the endpoints kind not asked for is not read at all.
+    world.index_sources()
+    return world
+
+
+def _flatten(objects: Iterable[KubeObject]) -> Iterator[Any]:
+    for obj in objects:
+        if isinstance(obj, Mapping) and obj.get("kind") == "List":
+            items = obj.get("items")
+            if not isinstance(items, list):
+                raise ManifestError(f"{object_ref(obj)}: items: {show_value(items)} is not a list")
+            yield from _flatten(items)
+        else:
+            yield obj
+
+
+def _identify(obj: Any, number: int) -> tuple[Fields, Fields, str, tuple[str, str]]:
+    """(fields, metadata, kind, (namespace, name)) of object `number`; ManifestError if it is
+    not a Kubernetes object at all."""
+    if not isinstance(obj, Mapping):
+        raise ManifestError(f"object {number}: {show_value(obj)} is not a Kubernetes object")
+    fields = Fields(object_ref(obj), "", obj)
+    kind = fields.required_text("kind")
+    fields.required_text("apiVersion")
+    metadata = fields.child("metadata")
+    if metadata is None:
+        raise fields.error("metadata", "missing")
+    name = metadata.required_text("name")
+    return fields, metadata, kind, (metadata.text("namespace") or DEFAULT_NAMESPACE, name)
+
+
+def _read_tls_secret(fields: Fields) -> TlsSecret | None:
+    """The chain and key of a `kubernetes.io/tls` Secret (base64 `data`, or `stringData` as
+    written by hand); None for other Secret types, which routing never needs."""
+    if fields.text("type") != "kubernetes.io/tls":
+        return None
+    plain = fields.string_map("stringData")
+    encoded = fields.string_map("data")
+    values: dict[str, bytes] = {}
+    for name in ("tls.crt", "tls.key"):
+        if name in plain:
+            values[name] = plain[name].encode()
+        elif name in encoded:
+            try:
+                values[name] = base64.b64decode(encoded[name], validate=True)
+            except binascii.Error:
+                raise fields.error(f"data.{name}", "is not base64") from None
+        else:
+            raise fields.error(f"data.{name}", "missing (a kubernetes.io/tls Secret needs it)")
+    return TlsSecret(values["tls.crt"], values["tls.key"])
