@@ -17,12 +17,12 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from proxy.control.translate.annotations import IngressSettings, parse_annotations
 from proxy.control.translate.ingresses import ROOT, Backend, Ingress
 from proxy.control.translate.objects import KubeObject, ManifestError, object_ref
 from proxy.control.translate.options import TranslateOptions
+from proxy.control.translate.selection import processing_order, selected
 from proxy.control.translate.services import Group, Service, ServicePort
 from proxy.control.translate.tls import certificates, with_redirects
 from proxy.control.translate.world import World, read_world
@@ -32,7 +32,6 @@ from proxy.core.routing import Route, Snapshot
 
 __all__ = ["KubeObject", "ManifestError", "TranslateOptions", "object_ref", "translate"]
 
-_GO_ZERO_TIME = datetime.min.replace(tzinfo=UTC)  # an object without creationTimestamp
 # Characters that make a path a regex to nginx; `.` is left out, it is common in plain paths.
 _REGEX_CHARS = re.compile(r"[\\^$|?*+()\[\]{}]")
 
@@ -41,8 +40,8 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     """The routing snapshot for `objects` (the whole world); ManifestError for unusable ones."""
     warnings: list[str] = []
     world = read_world(objects, options, warnings)
-    ingresses = _processing_order(
-        ingress for ingress in world.ingresses.values() if _selected(ingress, options.ingress_class)
+    ingresses = processing_order(
+        ingress for ingress in world.ingresses.values() if selected(ingress, options.ingress_class)
     )
     settings: dict[str, IngressSettings] = {}
     for ingress in ingresses:
@@ -67,30 +66,6 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
         warnings=tuple(sorted(set(warnings))),
         certificates=certs,
     )
-
-
-# --- which Ingresses, in which order -----------------------------------------------------------
-
-
-def _selected(ingress: Ingress, ingress_class: str) -> bool:
-    """Ours: of our class by `spec.ingressClassName`, else by the legacy annotation, or of none.
-
-    The class name wins over the annotation when both are set, as in ingress-nginx's store.
-    """
-    if ingress.class_name is not None:
-        return ingress.class_name == ingress_class
-    if ingress.legacy_class is not None:
-        return ingress.legacy_class == ingress_class
-    return True
-
-
-def _processing_order(ingresses: Iterable[Ingress]) -> list[Ingress]:
-    """ingress-nginx's order (store.sortIngressSlice), which "first" and "last" mean in compat §2:
-    oldest `creationTimestamp` first; equal ones, and objects without one (manifest files), by
-    "namespace/name" *descending*. Followed exactly: it decides which Ingress's cookie name a
-    shared backend uses, and so whether migrated sessions keep their pod."""
-    by_name = sorted(ingresses, key=lambda i: f"{i.namespace}/{i.name}", reverse=True)
-    return sorted(by_name, key=lambda i: i.created or _GO_ZERO_TIME)  # stable: ties keep by_name
 
 
 # --- Ingress paths and the backends they share --------------------------------------------------
