@@ -14,11 +14,11 @@ is in `proxy.control.translate.tls`.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from proxy.control.translate.annotations import IngressSettings, parse_annotations
+from proxy.control.translate.backends import BackendPlan, PathEntry, merge_backends, path_entries
 from proxy.control.translate.ingresses import ROOT, Backend, Ingress
 from proxy.control.translate.objects import KubeObject, ManifestError, object_ref
 from proxy.control.translate.options import TranslateOptions
@@ -27,13 +27,10 @@ from proxy.control.translate.services import Group, Service, ServicePort
 from proxy.control.translate.tls import certificates, with_redirects
 from proxy.control.translate.world import World, read_world
 from proxy.core.affinity import Cluster, build_cluster
-from proxy.core.model import Affinity, AffinityMode, Endpoint, PathType
+from proxy.core.model import Endpoint, PathType
 from proxy.core.routing import Route, Snapshot
 
 __all__ = ["KubeObject", "ManifestError", "TranslateOptions", "object_ref", "translate"]
-
-# Characters that make a path a regex to nginx; `.` is left out, it is common in plain paths.
-_REGEX_CHARS = re.compile(r"[\\^$|?*+()\[\]{}]")
 
 
 def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snapshot:
@@ -47,8 +44,8 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     for ingress in ingresses:
         settings[ingress.ref] = parse_annotations(ingress.annotations, options.upstream)
         warnings.extend(f"{ingress.ref}: {line}" for line in settings[ingress.ref].warnings)
-    entries = _entries(ingresses, settings, warnings)
-    backends = _merge_backends(ingresses, entries, settings, warnings)
+    entries = path_entries(ingresses, settings, warnings)
+    backends = merge_backends(ingresses, entries, settings, warnings)
     clusters = {name: _build_cluster(plan, world, warnings) for name, plan in backends.items()}
     layout = _Layout(clusters, settings, warnings)
     default_route = layout.add_default_backends(ingresses)
@@ -68,138 +65,17 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     )
 
 
-# --- Ingress paths and the backends they share --------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """One Ingress path with its final path type."""
-
-    ingress: Ingress
-    host: str | None
-    path: str
-    path_type: PathType
-    backend: Backend
-
-
-def _entries(
-    ingresses: list[Ingress], settings: Mapping[str, IngressSettings], warnings: list[str]
-) -> list[_Entry]:
-    # use-regex is per Ingress here (DESIGN §5); in ingress-nginx it turns every path of the host
-    # into a regex, so a path on such a host that looks like a regex but is not one is flagged.
-    regex_hosts: dict[str | None, str] = {}
-    for ingress in ingresses:
-        if settings[ingress.ref].use_regex:
-            for host in ingress.hosts:
-                regex_hosts.setdefault(host, ingress.ref)
-    entries = []
-    for ingress in ingresses:
-        use_regex = settings[ingress.ref].use_regex
-        for path in ingress.paths:
-            where = f"{ingress.ref}: path {path.path!r}"
-            if path.backend is None:
-                warnings.append(f"{where}: resource backends are not supported; path skipped")
-                continue
-            path_type = _path_type(path.path_type, use_regex)
-            if path_type is PathType.REGEX:
-                try:
-                    re.compile(path.path, re.IGNORECASE)
-                except re.error as error:
-                    warnings.append(f"{where} is not a valid regular expression ({error}); skipped")
-                    continue
-            elif path.host in regex_hosts and _REGEX_CHARS.search(path.path):
-                warnings.append(
-                    f"{where} is matched as {path_type.value} here, but ingress-nginx reads it as"
-                    f" a regex: {regex_hosts[path.host]} sets use-regex on the same host"
-                )
-            entries.append(_Entry(ingress, path.host, path.path, path_type, path.backend))
-    return entries
-
-
-def _path_type(written: str, use_regex: bool) -> PathType:
-    if written == "Exact":
-        return PathType.EXACT
-    if written == "ImplementationSpecific" and use_regex:
-        return PathType.REGEX
-    return PathType.PREFIX  # Prefix, and ImplementationSpecific as ingress-nginx reads it
-
-
-@dataclass
-class _BackendPlan:
-    """Everything the Ingresses say about one backend (cluster), in processing order."""
-
-    backend: Backend
-    users: list[Ingress] = field(default_factory=list)
-    # compat §8.1: host (None: rules without host) -> the paths of affinity Ingresses there
-    locations: dict[str | None, set[str]] = field(default_factory=dict)
-    affinity: Affinity | None = None
-
-
-def _merge_backends(
-    ingresses: list[Ingress],
-    entries: list[_Entry],
-    settings: Mapping[str, IngressSettings],
-    warnings: list[str],
-) -> dict[str, _BackendPlan]:
-    """One plan per backend name, with ingress-nginx's affinity merge (compat §2): affinity is on
-    if any Ingress path to it has `affinity: cookie`; the mode is the first one set; the cookie
-    settings are the last affinity Ingress's; the affinity locations collect all of them."""
-    plans: dict[str, _BackendPlan] = {}
-    for ingress in ingresses:
-        if ingress.default_backend is not None:
-            backend = ingress.default_backend
-            plans.setdefault(backend.cluster_name, _BackendPlan(backend))
-    for entry in entries:
-        plan = plans.setdefault(entry.backend.cluster_name, _BackendPlan(entry.backend))
-        if not plan.users or plan.users[-1] is not entry.ingress:  # entries come per Ingress
-            plan.users.append(entry.ingress)
-        if settings[entry.ingress.ref].affinity:
-            plan.locations.setdefault(entry.host, set()).add(entry.path)
-    for plan in plans.values():
-        _merge_affinity(plan, settings, warnings)
-    return plans
-
-
-def _merge_affinity(
-    plan: _BackendPlan, settings: Mapping[str, IngressSettings], warnings: list[str]
-) -> None:
-    with_affinity = [ingress for ingress in plan.users if settings[ingress.ref].affinity]
-    if not with_affinity:
-        return
-    name = plan.backend.cluster_name
-    order = "ingress-nginx's order: oldest first, then by namespace/name descending"
-    # ingress-nginx takes the mode from any Ingress of the backend, with affinity or not.
-    modes = [(ingress, settings[ingress.ref].mode) for ingress in plan.users]
-    set_modes = [(ingress, mode) for ingress, mode in modes if mode is not None]
-    mode = set_modes[0][1] if set_modes else AffinityMode.BALANCED
-    for ingress, own in set_modes:
-        if own is not mode:
-            warnings.append(
-                f"{ingress.ref}: affinity-mode {own} does not apply to backend {name}:"
-                f" {set_modes[0][0].ref} sets {mode} first ({order})"
-            )
-    cookie_setter = with_affinity[-1]
-    cookie = settings[cookie_setter.ref].cookie
-    plan.affinity = Affinity(mode=mode, cookie=cookie)
-    for ingress in with_affinity:
-        if settings[ingress.ref].cookie != cookie:
-            warnings.append(
-                f"{ingress.ref}: its session-cookie-* settings do not apply to backend {name}:"
-                f" those of {cookie_setter.ref}, processed last, do ({order})"
-            )
-
-
 # --- endpoints ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class _BuiltCluster:
     cluster: Cluster
-    locations: Mapping[str | None, set[str]]  # see _BackendPlan
+    locations: Mapping[str | None, set[str]]  # see BackendPlan
     problem: str | None  # why the cluster has no endpoints at all, if it is a setup problem
 
 
-def _build_cluster(plan: _BackendPlan, world: World, warnings: list[str]) -> _BuiltCluster:
+def _build_cluster(plan: BackendPlan, world: World, warnings: list[str]) -> _BuiltCluster:
     endpoints, problem = _endpoints(plan.backend, world, warnings)
     cluster = build_cluster(plan.backend.cluster_name, endpoints, plan.affinity)
     return _BuiltCluster(cluster, plan.locations, problem)
@@ -306,7 +182,7 @@ class _Layout:
             self._claimed[(None, ROOT, PathType.PREFIX)] = ingress.ref
         return default
 
-    def add_paths(self, entries: list[_Entry]) -> None:
+    def add_paths(self, entries: list[PathEntry]) -> None:
         for entry in entries:
             key = (entry.host, entry.path, entry.path_type)
             owner = self._claimed.get(key)

@@ -1,0 +1,134 @@
+"""Ingress paths and the backends they share: each path with its final path type (use-regex),
+then one plan per backend with the affinity settings merged across every Ingress that uses it,
+the way ingress-nginx merges them (compat §2)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from proxy.control.translate.annotations import IngressSettings
+from proxy.control.translate.ingresses import Backend, Ingress
+from proxy.core.model import Affinity, AffinityMode, PathType
+
+# Characters that make a path a regex to nginx; `.` is left out, it is common in plain paths.
+_REGEX_CHARS = re.compile(r"[\\^$|?*+()\[\]{}]")
+
+
+@dataclass(frozen=True, slots=True)
+class PathEntry:
+    """One Ingress path with its final path type."""
+
+    ingress: Ingress
+    host: str | None
+    path: str
+    path_type: PathType
+    backend: Backend
+
+
+def path_entries(
+    ingresses: list[Ingress], settings: Mapping[str, IngressSettings], warnings: list[str]
+) -> list[PathEntry]:
+    # use-regex is per Ingress here (DESIGN §5); in ingress-nginx it turns every path of the host
+    # into a regex, so a path on such a host that looks like a regex but is not one is flagged.
+    regex_hosts: dict[str | None, str] = {}
+    for ingress in ingresses:
+        if settings[ingress.ref].use_regex:
+            for host in ingress.hosts:
+                regex_hosts.setdefault(host, ingress.ref)
+    entries = []
+    for ingress in ingresses:
+        use_regex = settings[ingress.ref].use_regex
+        for path in ingress.paths:
+            where = f"{ingress.ref}: path {path.path!r}"
+            if path.backend is None:
+                warnings.append(f"{where}: resource backends are not supported; path skipped")
+                continue
+            path_type = _path_type(path.path_type, use_regex)
+            if path_type is PathType.REGEX:
+                try:
+                    re.compile(path.path, re.IGNORECASE)
+                except re.error as error:
+                    warnings.append(f"{where} is not a valid regular expression ({error}); skipped")
+                    continue
+            elif path.host in regex_hosts and _REGEX_CHARS.search(path.path):
+                warnings.append(
+                    f"{where} is matched as {path_type.value} here, but ingress-nginx reads it as"
+                    f" a regex: {regex_hosts[path.host]} sets use-regex on the same host"
+                )
+            entries.append(PathEntry(ingress, path.host, path.path, path_type, path.backend))
+    return entries
+
+
+def _path_type(written: str, use_regex: bool) -> PathType:
+    if written == "Exact":
+        return PathType.EXACT
+    if written == "ImplementationSpecific" and use_regex:
+        return PathType.REGEX
+    return PathType.PREFIX  # Prefix, and ImplementationSpecific as ingress-nginx reads it
+
+
+@dataclass
+class BackendPlan:
+    """Everything the Ingresses say about one backend (cluster), in processing order."""
+
+    backend: Backend
+    users: list[Ingress] = field(default_factory=list)
+    # compat §8.1: host (None: rules without host) -> the paths of affinity Ingresses there
+    locations: dict[str | None, set[str]] = field(default_factory=dict)
+    affinity: Affinity | None = None
+
+
+def merge_backends(
+    ingresses: list[Ingress],
+    entries: list[PathEntry],
+    settings: Mapping[str, IngressSettings],
+    warnings: list[str],
+) -> dict[str, BackendPlan]:
+    """One plan per backend name, with ingress-nginx's affinity merge (compat §2): affinity is on
+    if any Ingress path to it has `affinity: cookie`; the mode is the first one set; the cookie
+    settings are the last affinity Ingress's; the affinity locations collect all of them."""
+    plans: dict[str, BackendPlan] = {}
+    for ingress in ingresses:
+        if ingress.default_backend is not None:
+            backend = ingress.default_backend
+            plans.setdefault(backend.cluster_name, BackendPlan(backend))
+    for entry in entries:
+        plan = plans.setdefault(entry.backend.cluster_name, BackendPlan(entry.backend))
+        if not plan.users or plan.users[-1] is not entry.ingress:  # entries come per Ingress
+            plan.users.append(entry.ingress)
+        if settings[entry.ingress.ref].affinity:
+            plan.locations.setdefault(entry.host, set()).add(entry.path)
+    for plan in plans.values():
+        _merge_affinity(plan, settings, warnings)
+    return plans
+
+
+def _merge_affinity(
+    plan: BackendPlan, settings: Mapping[str, IngressSettings], warnings: list[str]
+) -> None:
+    with_affinity = [ingress for ingress in plan.users if settings[ingress.ref].affinity]
+    if not with_affinity:
+        return
+    name = plan.backend.cluster_name
+    order = "ingress-nginx's order: oldest first, then by namespace/name descending"
+    # ingress-nginx takes the mode from any Ingress of the backend, with affinity or not.
+    modes = [(ingress, settings[ingress.ref].mode) for ingress in plan.users]
+    set_modes = [(ingress, mode) for ingress, mode in modes if mode is not None]
+    mode = set_modes[0][1] if set_modes else AffinityMode.BALANCED
+    for ingress, own in set_modes:
+        if own is not mode:
+            warnings.append(
+                f"{ingress.ref}: affinity-mode {own} does not apply to backend {name}:"
+                f" {set_modes[0][0].ref} sets {mode} first ({order})"
+            )
+    cookie_setter = with_affinity[-1]
+    cookie = settings[cookie_setter.ref].cookie
+    plan.affinity = Affinity(mode=mode, cookie=cookie)
+    for ingress in with_affinity:
+        if settings[ingress.ref].cookie != cookie:
+            warnings.append(
+                f"{ingress.ref}: its session-cookie-* settings do not apply to backend {name}:"
+                f" those of {cookie_setter.ref}, processed last, do ({order})"
+            )
