@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from proxy.control.translate.annotations import IngressSettings, parse_annotations
-from proxy.control.translate.backends import BackendPlan, PathEntry, merge_backends, path_entries
+from proxy.control.translate.backends import PathEntry, merge_backends, path_entries
+from proxy.control.translate.endpoints import BuiltCluster, build_backend_cluster
 from proxy.control.translate.ingresses import ROOT, Backend, Ingress
 from proxy.control.translate.objects import KubeObject, ManifestError, object_ref
 from proxy.control.translate.options import TranslateOptions
 from proxy.control.translate.selection import processing_order, selected
-from proxy.control.translate.services import Group, Service, ServicePort
 from proxy.control.translate.tls import certificates, with_redirects
-from proxy.control.translate.world import World, read_world
-from proxy.core.affinity import Cluster, build_cluster
-from proxy.core.model import Endpoint, PathType
+from proxy.control.translate.world import read_world
+from proxy.core.model import PathType
 from proxy.core.routing import Route, Snapshot
 
 __all__ = ["KubeObject", "ManifestError", "TranslateOptions", "object_ref", "translate"]
@@ -46,7 +44,9 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
         warnings.extend(f"{ingress.ref}: {line}" for line in settings[ingress.ref].warnings)
     entries = path_entries(ingresses, settings, warnings)
     backends = merge_backends(ingresses, entries, settings, warnings)
-    clusters = {name: _build_cluster(plan, world, warnings) for name, plan in backends.items()}
+    clusters = {
+        name: build_backend_cluster(plan, world, warnings) for name, plan in backends.items()
+    }
     layout = _Layout(clusters, settings, warnings)
     default_route = layout.add_default_backends(ingresses)
     layout.add_paths(entries)
@@ -65,83 +65,6 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     )
 
 
-# --- endpoints ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _BuiltCluster:
-    cluster: Cluster
-    locations: Mapping[str | None, set[str]]  # see BackendPlan
-    problem: str | None  # why the cluster has no endpoints at all, if it is a setup problem
-
-
-def _build_cluster(plan: BackendPlan, world: World, warnings: list[str]) -> _BuiltCluster:
-    endpoints, problem = _endpoints(plan.backend, world, warnings)
-    cluster = build_cluster(plan.backend.cluster_name, endpoints, plan.affinity)
-    return _BuiltCluster(cluster, plan.locations, problem)
-
-
-def _endpoints(
-    backend: Backend, world: World, warnings: list[str]
-) -> tuple[list[Endpoint], str | None]:
-    """The endpoints of a backend, sorted; or none and the reason (the data plane answers 503)."""
-    key = (backend.namespace, backend.service)
-    name = f"service {backend.namespace}/{backend.service}"
-    service = world.services.get(key)
-    if service is None:
-        return [], f"{name} not found"
-    if service.external_name:
-        return [], f"{name} is of type ExternalName, which is not supported"
-    port = _service_port(service, backend.port)
-    if port is None:
-        return [], f"{name} has no port {backend.port!r}"
-    for ref in world.fqdn_slices(key):
-        warnings.append(f"{ref}: addressType FQDN is not supported; its endpoints are skipped")
-    found = {
-        Endpoint(member.address, dial_port, member.pod, member.draining)
-        for group in world.groups(key)
-        for dial_port in _dial_ports(group, port)
-        for member in group.members
-    }
-    # Ready before draining for the same address: the cluster keeps the first copy of a node.
-    return sorted(found, key=lambda e: (e.address, e.port, e.draining, e.pod or "")), None
-
-
-def _service_port(service: Service, backend_port: int | str) -> ServicePort | None:
-    """The first Service port whose number, targetPort or name is the Ingress's port.
-
-    ingress-nginx's loose match (controller.serviceEndpoints), kept so the same Ingress finds
-    the same endpoints: port 8080 also finds `{port: 80, targetPort: 8080}`.
-    """
-    wanted = str(backend_port)
-    for port in service.ports:
-        if wanted in (str(port.port), str(port.target_port), port.name):
-            return port
-    return None
-
-
-def _dial_ports(group: Group, service_port: ServicePort) -> set[int]:
-    """The port numbers to dial for `service_port` in one slice or subset (k8s-api b.6).
-
-    As ingress-nginx (controller/endpointslices.go, endpoints.go): TCP ports only; the one named
-    like the Service port, or every one for an unnamed Service port. Slices also fall back to a
-    numeric targetPort when no name matches or they list no ports (ingress-nginx#7390).
-    """
-    target = service_port.target_port
-    fallback = target if group.trusts_target_port and isinstance(target, int) else None
-    if not group.ports:
-        return {fallback} if fallback else set()
-    ports = set()
-    for port in group.ports:
-        if port.protocol != "TCP" or port.port is None:
-            continue
-        if not service_port.name or port.name == service_port.name:
-            ports.add(port.port)
-        elif fallback:
-            ports.add(fallback)
-    return ports
-
-
 # --- routes ------------------------------------------------------------------------------------
 
 _RouteKey = tuple[str | None, str, PathType]
@@ -153,7 +76,7 @@ class _Layout:
 
     def __init__(
         self,
-        clusters: Mapping[str, _BuiltCluster],
+        clusters: Mapping[str, BuiltCluster],
         settings: Mapping[str, IngressSettings],
         warnings: list[str],
     ) -> None:
@@ -302,7 +225,7 @@ def _location(key: _RouteKey) -> str:
 def _check_routes(
     routes: tuple[Route, ...],
     default_route: Route | None,
-    clusters: Mapping[str, _BuiltCluster],
+    clusters: Mapping[str, BuiltCluster],
     warnings: list[str],
 ) -> None:
     """Warnings about what routes will do: answer 503, or set cookies with a regex Path."""
