@@ -1,0 +1,195 @@
+"""The routes, laid out per host the way ingress-nginx lays out its nginx servers and locations:
+default backends, Ingress paths, each host's root, server aliases; then the warnings about what
+the finished routes will do (answer 503, or set cookies with a regex Path)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from proxy.control.translate.annotations import IngressSettings
+from proxy.control.translate.backends import PathEntry
+from proxy.control.translate.endpoints import BuiltCluster
+from proxy.control.translate.ingresses import ROOT, Backend, Ingress
+from proxy.core.model import PathType
+from proxy.core.routing import Route
+
+_RouteKey = tuple[str | None, str, PathType]
+
+
+class Layout:
+    """Routes laid out as ingress-nginx lays out nginx servers (hosts) and locations (paths):
+    the first Ingress to claim a (host, path, type) has it; later ones are warned about."""
+
+    def __init__(
+        self,
+        clusters: Mapping[str, BuiltCluster],
+        settings: Mapping[str, IngressSettings],
+        warnings: list[str],
+    ) -> None:
+        self._clusters = clusters
+        self._settings = settings
+        self._warnings = warnings
+        self._routes: dict[_RouteKey, Route] = {}
+        self._claimed: dict[_RouteKey, str] = {}  # which Ingress has each location
+
+    def add_default_backends(self, ingresses: list[Ingress]) -> Route | None:
+        """The catch-all default route: the first Ingress with a defaultBackend and no rules.
+
+        Like ingress-nginx's `_` server root, it takes "/" of rule-less hosts before any path.
+        """
+        default: Route | None = None
+        for ingress in ingresses:
+            if ingress.default_backend is None or ingress.hosts:
+                continue
+            if default is not None:
+                self._warnings.append(
+                    f"{ingress.ref}: defaultBackend ignored: Ingress {default.namespace}/"
+                    f"{default.ingress} already gives the catch-all default backend"
+                )
+                continue
+            default = self._route(ingress, None, ROOT, PathType.PREFIX, ingress.default_backend)
+            self._claimed[(None, ROOT, PathType.PREFIX)] = ingress.ref
+        return default
+
+    def add_paths(self, entries: list[PathEntry]) -> None:
+        for entry in entries:
+            key = (entry.host, entry.path, entry.path_type)
+            owner = self._claimed.get(key)
+            if owner is not None:
+                self._warnings.append(
+                    f"{entry.ingress.ref}: {_location(key)} is already routed by {owner}; ignored"
+                )
+                continue
+            self._claimed[key] = entry.ingress.ref
+            route = self._route(entry.ingress, *key, entry.backend)
+            self._routes[key] = route
+
+    def add_server_roots(self, ingresses: list[Ingress]) -> None:
+        """A host's "/" goes to the defaultBackend of the first Ingress with a rule for it,
+        unless a path has "/" (ingress-nginx: the server's root location)."""
+        first: dict[str, Ingress] = {}
+        for ingress in ingresses:
+            for host in ingress.hosts:
+                if host is not None:
+                    first.setdefault(host, ingress)
+        for host, ingress in first.items():
+            key = (host, ROOT, PathType.PREFIX)
+            if ingress.default_backend is not None and key not in self._claimed:
+                self._claimed[key] = ingress.ref
+                self._routes[key] = self._route(ingress, *key, ingress.default_backend)
+
+    def add_aliases(self, ingresses: list[Ingress]) -> None:
+        """server-alias: the first Ingress to set aliases for a host has them; an alias that is a
+        host of its own is dropped. An alias serves every path of its host (compat §8.1)."""
+        hosts = {host for ingress in ingresses for host in ingress.hosts if host is not None}
+        setters: dict[str, Ingress] = {}
+        for ingress in ingresses:
+            if not self._settings[ingress.ref].aliases:
+                continue
+            for host in dict.fromkeys(ingress.hosts):
+                if host is None:
+                    self._warnings.append(
+                        f"{ingress.ref}: server-alias has no effect on a rule without host"
+                    )
+                    continue
+                setter = setters.setdefault(host, ingress)
+                if setter is not ingress:
+                    self._warnings.append(
+                        f"{ingress.ref}: server-alias for {host} ignored: {setter.ref} set it"
+                    )
+        alias_hosts: dict[str, str] = {}
+        for host, setter in sorted(setters.items()):
+            for alias in self._settings[setter.ref].aliases:
+                other = alias_hosts.get(alias)
+                if alias in hosts:
+                    if alias != host:
+                        self._warnings.append(
+                            f"{setter.ref}: server-alias {alias} ignored: it is a host of its own"
+                        )
+                elif other is not None:
+                    self._warnings.append(
+                        f"{setter.ref}: server-alias {alias} for {host} ignored:"
+                        f" it is an alias of {other} already"
+                    )
+                else:
+                    alias_hosts[alias] = host
+        for (host, path, path_type), route in list(self._routes.items()):
+            for alias, aliased in alias_hosts.items():
+                if aliased == host:
+                    self._routes[(alias, path, path_type)] = dataclasses.replace(route, host=alias)
+
+    def routes(self) -> tuple[Route, ...]:
+        return tuple(
+            sorted(
+                self._routes.values(),
+                key=lambda r: (r.host is None, r.host or "", r.path, r.path_type.value),
+            )
+        )
+
+    def _route(
+        self,
+        ingress: Ingress,
+        host: str | None,
+        path: str,
+        path_type: PathType,
+        backend: Backend,
+    ) -> Route:
+        built = self._clusters[backend.cluster_name]
+        affinity = built.cluster.affinity
+        cookie_path = affinity.cookie.path if affinity is not None else None
+        return Route(
+            host=host,
+            path=path,
+            path_type=path_type,
+            cluster=built.cluster,
+            sets_cookie=_is_affinity_location(built.locations, host, path),
+            cookie_path=cookie_path or path,
+            upstream=self._settings[ingress.ref].upstream,
+            namespace=ingress.namespace,
+            ingress=ingress.name,
+            service=backend.service,
+        )
+
+
+def _is_affinity_location(
+    locations: Mapping[str | None, set[str]], host: str | None, path: str
+) -> bool:
+    """compat §8.1: the paths of the request's host; only for a host with no entries at all, those
+    of the `*.` wildcard of its parent domain. A route's host stands for the request's: an exact
+    host, a wildcard (its own entry, as no exact server took the request), or None (`_`)."""
+    paths = locations.get(host)
+    if paths is None and host is not None and "." in host and not host.startswith("*."):
+        paths = locations.get("*." + host.split(".", 1)[1])
+    return paths is not None and path in paths
+
+
+def _location(key: _RouteKey) -> str:
+    host, path, path_type = key
+    return f"{path_type.value} path {path!r} of {host or 'every host'}"
+
+
+def check_routes(
+    routes: tuple[Route, ...],
+    default_route: Route | None,
+    clusters: Mapping[str, BuiltCluster],
+    warnings: list[str],
+) -> None:
+    """Warnings about what routes will do: answer 503, or set cookies with a regex Path."""
+    for route in (*routes, *([default_route] if default_route else [])):
+        ref = f"Ingress {route.namespace}/{route.ingress}"
+        problem = clusters[route.cluster.name].problem
+        if problem is not None:
+            what = "the default backend" if route is default_route else f"path {route.path}"
+            warnings.append(f"{ref}: {problem}; {what} answers 503")
+        affinity = route.cluster.affinity
+        if (
+            route.path_type is PathType.REGEX
+            and route.sets_cookie
+            and affinity is not None
+            and affinity.cookie.path is None
+        ):
+            warnings.append(
+                f"{ref}: path {route.path!r} uses use-regex without session-cookie-path;"
+                f" cookies get Path={route.path}"
+            )
