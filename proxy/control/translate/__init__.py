@@ -4,60 +4,20 @@ Pure: plain dicts (parsed YAML/JSON, or API objects) in, an immutable snapshot o
 that cannot be used at all raises `ManifestError`; anything else ignored or questionable becomes
 one line in `Snapshot.warnings`. The same objects always give an equal snapshot, in any order.
 
-The steps: read and type-check the objects (`read_world`), pick the Ingresses of our class in
-ingress-nginx's processing order, merge the affinity settings of every Ingress sharing a backend
-(compat §2), resolve each backend's endpoints, then lay out the routes per host the way
-ingress-nginx lays out its nginx servers and locations. TLS (certificates for SNI, redirects)
-is in `proxy.control.translate.tls`.
+The steps, which `pipeline.translate` runs in order: read and type-check the objects (`world`,
+reading through `objects`, `fields`, `ingresses` and `services`), parse each Ingress's
+annotations (`annotations`), pick the Ingresses of our class in ingress-nginx's processing order
+(`selection`), merge the affinity settings of every Ingress sharing a backend (compat §2;
+`backends`), resolve each backend's endpoints (`endpoints`), then lay out the routes per host the
+way ingress-nginx lays out its nginx servers and locations (`routes`). TLS (certificates for SNI,
+redirects) is in `tls`. `describe` renders a snapshot as the text of `sticky-proxy routes`.
+
+The entry points below are imported from this package; everything else from the module that
+defines it. The modules inside import one another, never this package, so none is in a cycle.
 """
 
-from __future__ import annotations
-
-from collections.abc import Iterable
-
-from proxy.control.translate.annotations import IngressSettings, parse_annotations
-from proxy.control.translate.backends import merge_backends, path_entries
-from proxy.control.translate.endpoints import build_backend_cluster
 from proxy.control.translate.objects import KubeObject, ManifestError, object_ref
 from proxy.control.translate.options import TranslateOptions
-from proxy.control.translate.routes import Layout, check_routes
-from proxy.control.translate.selection import processing_order, selected
-from proxy.control.translate.tls import certificates, with_redirects
-from proxy.control.translate.world import read_world
-from proxy.core.routing import Snapshot
+from proxy.control.translate.pipeline import translate
 
 __all__ = ["KubeObject", "ManifestError", "TranslateOptions", "object_ref", "translate"]
-
-
-def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snapshot:
-    """The routing snapshot for `objects` (the whole world); ManifestError for unusable ones."""
-    warnings: list[str] = []
-    world = read_world(objects, options, warnings)
-    ingresses = processing_order(
-        ingress for ingress in world.ingresses.values() if selected(ingress, options.ingress_class)
-    )
-    settings: dict[str, IngressSettings] = {}
-    for ingress in ingresses:
-        settings[ingress.ref] = parse_annotations(ingress.annotations, options.upstream)
-        warnings.extend(f"{ingress.ref}: {line}" for line in settings[ingress.ref].warnings)
-    entries = path_entries(ingresses, settings, warnings)
-    backends = merge_backends(ingresses, entries, settings, warnings)
-    clusters = {
-        name: build_backend_cluster(plan, world, warnings) for name, plan in backends.items()
-    }
-    layout = Layout(clusters, settings, warnings)
-    default_route = layout.add_default_backends(ingresses)
-    layout.add_paths(entries)
-    layout.add_server_roots(ingresses)
-    layout.add_aliases(ingresses)
-    routes = layout.routes()
-    check_routes(routes, default_route, clusters, warnings)
-    certs, tls_hosts = certificates((i.tls for i in ingresses), world.secrets, warnings)
-    if default_route is not None:
-        default_route = with_redirects(default_route, settings, tls_hosts)
-    return Snapshot(
-        routes=tuple(with_redirects(route, settings, tls_hosts) for route in routes),
-        default_route=default_route,
-        warnings=tuple(sorted(set(warnings))),
-        certificates=certs,
-    )

@@ -1,0 +1,51 @@
+"""`translate`: Kubernetes objects to a routing `Snapshot`, every step in order. What each step
+does, and where it lives, is in the package docstring (`proxy.control.translate`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from proxy.control.translate.annotations import IngressSettings, parse_annotations
+from proxy.control.translate.backends import merge_backends, path_entries
+from proxy.control.translate.endpoints import build_backend_cluster
+from proxy.control.translate.objects import KubeObject
+from proxy.control.translate.options import TranslateOptions
+from proxy.control.translate.routes import Layout, check_routes
+from proxy.control.translate.selection import processing_order, selected
+from proxy.control.translate.tls import certificates, with_redirects
+from proxy.control.translate.world import read_world
+from proxy.core.routing import Snapshot
+
+
+def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snapshot:
+    """The routing snapshot for `objects` (the whole world); ManifestError for unusable ones."""
+    warnings: list[str] = []
+    world = read_world(objects, options, warnings)
+    ingresses = processing_order(
+        ingress for ingress in world.ingresses.values() if selected(ingress, options.ingress_class)
+    )
+    settings: dict[str, IngressSettings] = {}
+    for ingress in ingresses:
+        settings[ingress.ref] = parse_annotations(ingress.annotations, options.upstream)
+        warnings.extend(f"{ingress.ref}: {line}" for line in settings[ingress.ref].warnings)
+    entries = path_entries(ingresses, settings, warnings)
+    backends = merge_backends(ingresses, entries, settings, warnings)
+    clusters = {
+        name: build_backend_cluster(plan, world, warnings) for name, plan in backends.items()
+    }
+    layout = Layout(clusters, settings, warnings)
+    default_route = layout.add_default_backends(ingresses)
+    layout.add_paths(entries)
+    layout.add_server_roots(ingresses)
+    layout.add_aliases(ingresses)
+    routes = layout.routes()
+    check_routes(routes, default_route, clusters, warnings)
+    certs, tls_hosts = certificates((i.tls for i in ingresses), world.secrets, warnings)
+    if default_route is not None:
+        default_route = with_redirects(default_route, settings, tls_hosts)
+    return Snapshot(
+        routes=tuple(with_redirects(route, settings, tls_hosts) for route in routes),
+        default_route=default_route,
+        warnings=tuple(sorted(set(warnings))),
+        certificates=certs,
+    )
