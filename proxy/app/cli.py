@@ -20,13 +20,13 @@ from proxy.app.settings import (
     DEFAULT_TLS_LISTEN,
     Command,
     DemoCommand,
-    EndpointsApi,
     KubernetesSettings,
     RoutesCommand,
     ServeCommand,
     ServeSettings,
 )
 from proxy.control.sources.static import static_backends
+from proxy.control.translate.options import EndpointsApi
 from proxy.core.cookies import CookieSettings
 from proxy.core.model import Affinity, AffinityMode, TlsCertificate, UpstreamPolicy
 from proxy.core.values import (

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
+from proxy.control.translate.options import DEFAULT_INGRESS_CLASS, EndpointsApi
 from proxy.core.model import Affinity, Endpoint, TlsCertificate, UpstreamPolicy
 from proxy.core.values import Address
 
-EndpointsApi = Literal["endpointslices", "endpoints"]  # --endpoints-api
 # The TLS listener of --manifests and --kubernetes when --tls-listen is not given (bound only once
 # a certificate loads: see ServeSettings.tls_on_demand).
 DEFAULT_TLS_LISTEN = Address("0.0.0.0", 8443)
@@ -61,7 +60,7 @@ class ServeSettings:
     affinity: Affinity | None = field(default_factory=Affinity)
     # --manifests source: Kubernetes objects in files, and which of them to take.
     manifests: tuple[Path, ...] = ()
-    ingress_class: str = "sticky"
+    ingress_class: str = DEFAULT_INGRESS_CLASS
     endpoints_api: EndpointsApi = "endpointslices"
     # --kubernetes source (takes ingress_class and endpoints_api too).
     kubernetes: KubernetesSettings | None = None

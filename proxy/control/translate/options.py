@@ -4,17 +4,21 @@ read, and the upstream defaults that each Ingress's annotations may override."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from proxy.core.model import UpstreamPolicy
+
+# Where endpoints come from: EndpointSlices, or the legacy Endpoints API (--endpoints-api).
+EndpointsApi = Literal["endpointslices", "endpoints"]
+DEFAULT_INGRESS_CLASS = "sticky"
 
 
 @dataclass(frozen=True, slots=True)
 class TranslateOptions:
-    ingress_class: str = "sticky"
-    endpoints_api: Literal["endpointslices", "endpoints"] = "endpointslices"
+    ingress_class: str = DEFAULT_INGRESS_CLASS
+    endpoints_api: EndpointsApi = "endpointslices"
     upstream: UpstreamPolicy = field(default_factory=UpstreamPolicy)  # overridden per Ingress
 
     def __post_init__(self) -> None:
-        if self.endpoints_api not in ("endpointslices", "endpoints"):
+        if self.endpoints_api not in get_args(EndpointsApi):
             raise ValueError(f"endpoints_api {self.endpoints_api!r}: endpointslices or endpoints")
