@@ -28,7 +28,8 @@ if __package__ in (None, ""):  # run as a script: the repository root is not on 
 from proxy.control.sources.static import static_snapshot
 from proxy.core.cookies import CookieSettings
 from proxy.core.model import Affinity, Endpoint, UpstreamPolicy
-from proxy.dataplane.downstream import DownstreamProtocol, ServerContext
+from proxy.dataplane.context import ServerContext
+from proxy.dataplane.downstream import DownstreamProtocol
 from proxy.dataplane.upstream import UpstreamConnection
 from proxy.observability.metrics import Metrics
 

@@ -18,7 +18,8 @@ from proxy.control.publisher import Publisher
 from proxy.control.sources.source import Source
 from proxy.core.routing import Snapshot
 from proxy.core.values import Address
-from proxy.dataplane.downstream import IDLE_DRAIN_TIME, DownstreamProtocol, ServerContext
+from proxy.dataplane.context import IDLE_DRAIN_TIME, ServerContext
+from proxy.dataplane.downstream import DownstreamProtocol
 from proxy.dataplane.listener import Listener, listening_socket
 from proxy.dataplane.tls_contexts import TlsContexts
 from proxy.observability.access_log import AccessLog

@@ -33,7 +33,8 @@ from proxy.core.routing import Route
 
 if TYPE_CHECKING:
     from proxy.core.affinity import Outcome
-    from proxy.dataplane.downstream import DownstreamProtocol, ServerContext
+    from proxy.dataplane.context import ServerContext
+    from proxy.dataplane.downstream import DownstreamProtocol
     from proxy.dataplane.upstream import UpstreamConnection
     from proxy.observability.metrics import ClusterView
 
