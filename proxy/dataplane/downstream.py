@@ -64,9 +64,8 @@ class DownstreamProtocol(asyncio.Protocol):
         "write_paused",
     )
 
-    # reasons to stop reading from the client; reading resumes when none is left
-    WAIT_UPSTREAM = 1  # body buffered while the upstream connection is not ready
-    WAIT_UPSTREAM_WRITE = 2  # the upstream is not taking the body as fast as it comes
+    # Reasons to stop reading from the client, as bits; reading resumes when none is left. An
+    # exchange holds reading for reasons of its own (exchange.WAIT_UPSTREAM...); this one is ours:
     PIPELINE = 4  # requests queued behind the one being answered
 
     def __init__(self, ctx: ServerContext) -> None:
@@ -240,7 +239,7 @@ class DownstreamProtocol(asyncio.Protocol):
         request = h.scan_request(
             method, self._url, version == "1.1", self._headers, self.ctx.underscores_in_headers
         )
-        exchange = Exchange(self, request, parser.should_keep_alive())
+        exchange = Exchange(self.ctx, self, request, parser.should_keep_alive())
         self._incoming = exchange
         if request.has_body:
             self.timer_within(self.ctx.client_body_timeout, self.ctx.loop.time())
@@ -252,7 +251,7 @@ class DownstreamProtocol(asyncio.Protocol):
             exchange.begin()
         else:
             self._queue.append(exchange)
-            self.pause(self.PIPELINE)
+            self._pause(self.PIPELINE)
 
     def on_body(self, body: bytes) -> None:
         if self._incoming is not None:
@@ -281,7 +280,7 @@ class DownstreamProtocol(asyncio.Protocol):
         if data:
             exchange.tunnel_data(data)
 
-    # -- used by exchanges ---------------------------------------------------------------------
+    # -- Downstream: used by exchanges ---------------------------------------------------------
 
     def write(self, data: bytes) -> None:
         if self._out is not None:
@@ -333,13 +332,19 @@ class DownstreamProtocol(asyncio.Protocol):
             self._timer.cancel()
         self._timer = self.ctx.loop.call_later(LINGERING_TIME, transport.close)
 
-    def pause(self, reason: int) -> None:
+    def hold_reading(self, reason: int, held: bool) -> None:
+        if held:
+            self._pause(reason)
+        else:
+            self._resume(reason)
+
+    def _pause(self, reason: int) -> None:
         was = self._paused
         self._paused |= reason
         if not was and self.transport is not None and not self._closed:
             self.transport.pause_reading()
 
-    def resume(self, reason: int) -> None:
+    def _resume(self, reason: int) -> None:
         if not self._paused & reason:
             return
         self._paused &= ~reason
@@ -353,8 +358,10 @@ class DownstreamProtocol(asyncio.Protocol):
         # A body not yet all here goes on as the tunnel's bytes, as they come.
         self._upgrade_body = 0
         self._incoming = None
-        self._paused = self.PIPELINE  # leave only this flag so resume() really resumes
-        self.resume(self.PIPELINE)
+        # Whatever held reading (a full buffer, a slow upstream, requests behind) is over: leave
+        # only one flag, so that _resume() really resumes.
+        self._paused = self.PIPELINE
+        self._resume(self.PIPELINE)
 
     def exchange_finished(self, exchange: Exchange) -> None:
         if self._active is exchange:
@@ -374,7 +381,7 @@ class DownstreamProtocol(asyncio.Protocol):
             following = self._queue.popleft()
             self._active = following
             if not self._queue:
-                self.resume(self.PIPELINE)
+                self._resume(self.PIPELINE)
             following.begin()
         elif self._fatal is not None:
             self._answer_fatal(self._fatal)
@@ -392,7 +399,7 @@ class DownstreamProtocol(asyncio.Protocol):
     def _reject(self, error: ProxyError) -> None:
         """A request that cannot be parsed: answer it after those before it, then close."""
         self._fatal = error
-        self.pause(self.PIPELINE)
+        self._pause(self.PIPELINE)
         incoming, self._incoming = self._incoming, None
         if incoming is not None:
             if incoming.started:

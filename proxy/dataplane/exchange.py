@@ -6,6 +6,9 @@ connect task reports a new connection. No coroutine runs per request when a pool
 free. Retries follow DESIGN §4: a failed try picks again (change-on-failure) or retries the
 cookie's endpoint, never more than proxy-next-upstream-tries, and never once the upstream may
 have acted on a non-idempotent request.
+
+The exchange answers through `Downstream`, the little it needs of the client connection, as the
+upstream connection answers it through `ResponseSink`: it never knows the downstream's class.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import asyncio
 from collections.abc import Callable
 from functools import partial
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from proxy.core import headers as h
 from proxy.core.cookies import parse_cookie
@@ -34,7 +37,6 @@ from proxy.core.routing import Route
 if TYPE_CHECKING:
     from proxy.core.affinity import Outcome
     from proxy.dataplane.context import ServerContext
-    from proxy.dataplane.downstream import DownstreamProtocol
     from proxy.dataplane.upstream import UpstreamConnection
     from proxy.observability.metrics import ClusterView
 
@@ -45,16 +47,57 @@ REPLAY_LIMIT = 64 * 1024
 # Body bytes buffered while no upstream connection is ready, before reading from the client stops.
 BUFFER_LIMIT = 256 * 1024
 
+# Why an exchange holds its downstream's reading (bits: the downstream reads again once no reason
+# is left, its own reasons included).
+WAIT_UPSTREAM = 1  # body buffered while the upstream connection is not ready
+WAIT_UPSTREAM_WRITE = 2  # the upstream is not taking the body as fast as it comes
+
+
+class Downstream(Protocol):
+    """What an exchange needs of the client connection it answers (the mirror of the upstream's
+    `ResponseSink`)."""
+
+    @property
+    def via(self) -> h.Forwarding: ...
+    @property
+    def tls(self) -> bool: ...
+    @property
+    def write_paused(self) -> bool:
+        """Whether the client is not keeping up with what is written to it."""
+
+    def write(self, data: bytes) -> None: ...
+    def cork(self) -> None:
+        """Collect writes until `uncork`: what one upstream read produces leaves in one send."""
+
+    def uncork(self) -> None: ...
+    def close_now(self) -> None:
+        """End the connection after what is already written: an answer cut short."""
+
+    def hold_reading(self, reason: int, held: bool) -> None:
+        """Stop reading from the client for `reason` (`WAIT_UPSTREAM...`), or no longer for it."""
+
+    def timer_within(self, delay: float, now: float) -> None:
+        """Make sure the connection's timer looks at this exchange (`read_time_left`) within
+        `delay` of `now`, loop time."""
+
+    def start_tunnel(self, exchange: Exchange) -> None:
+        """The upstream accepted an Upgrade: from now on bytes pass through both ways, and
+        reading from the client resumes whatever held it."""
+
+    def exchange_finished(self, exchange: Exchange) -> None:
+        """The answer is complete: the next pipelined request may begin, or the connection
+        closes or idles."""
+
 
 class Exchange:
     __slots__ = (
         "awaiting_upstream",
         "body_received",
         "body_sent",
-        "conn",
         "connecting",
         "cookie_value",
         "ctx",
+        "downstream",
         "endpoint",
         "finished",
         "framing",
@@ -88,11 +131,15 @@ class Exchange:
         "upstream",
         "upstream_head_bytes",
         "upstream_started_at",
+        "via",
     )
 
-    def __init__(self, conn: DownstreamProtocol, request: h.Request, keep_alive: bool) -> None:
-        self.conn = conn
-        self.ctx: ServerContext = conn.ctx
+    def __init__(
+        self, ctx: ServerContext, downstream: Downstream, request: h.Request, keep_alive: bool
+    ) -> None:
+        self.ctx = ctx
+        self.downstream = downstream
+        self.via = downstream.via  # (kept: upstream heads, redirects and the access log read it)
         self.request = request
         self.keep_alive = keep_alive
         self.route: Route | None = None
@@ -154,7 +201,7 @@ class Exchange:
             self.fail(NoRoute())
             return
         self.route = route
-        if route.ssl_redirect and not self.conn.tls:
+        if route.ssl_redirect and not self.downstream.tls:
             self._redirect_to_https()
             return
         limit = route.upstream.body_size
@@ -166,7 +213,7 @@ class Exchange:
         cluster = route.cluster
         if cluster.affinity is not None and request.cookie is not None:
             self.cookie_value = parse_cookie(request.cookie, cluster.affinity.cookie.name)
-        self.upstream_head_bytes = h.upstream_head(request, self.conn.via, self.request_id)
+        self.upstream_head_bytes = h.upstream_head(request, self.via, self.request_id)
         self.upstream_started_at = perf_counter()
         self.try_next(previous_failed=False)
 
@@ -192,7 +239,7 @@ class Exchange:
             self.pending.append(framed)
             self.pending_size += len(framed)
             if self.pending_size > BUFFER_LIMIT:
-                self.conn.pause(self.conn.WAIT_UPSTREAM)
+                self.downstream.hold_reading(WAIT_UPSTREAM, True)
 
     def body_done(self) -> None:
         self.request_done = True
@@ -207,7 +254,7 @@ class Exchange:
             self.tunnel_pending.append(data)
             self.pending_size += len(data)
             if self.pending_size > BUFFER_LIMIT:
-                self.conn.pause(self.conn.WAIT_UPSTREAM)
+                self.downstream.hold_reading(WAIT_UPSTREAM, True)
 
     def downstream_paused(self, paused: bool) -> None:
         if self.upstream is not None:
@@ -249,7 +296,7 @@ class Exchange:
         if decision.new_key is not None and route.set_cookie is not None:
             new_cookie = f"{decision.new_key}|{cluster.balancer.backend_key}"
             self.set_cookie = route.set_cookie.format(
-                new_cookie, now, self.conn.tls, self.request.user_agent
+                new_cookie, now, self.downstream.tls, self.request.user_agent
             ).encode("latin-1")
         endpoint = decision.endpoint
         self.outcome = decision.outcome
@@ -285,7 +332,7 @@ class Exchange:
         self.upstream = conn
         self.sent_done = False
         conn.start(self, self.upstream_head_bytes, self.request.method == b"HEAD")
-        if self.conn.write_paused:  # the client is not keeping up: read from this one later
+        if self.downstream.write_paused:  # the client is not keeping up: read from this one later
             conn.pause_reading(True)
         if self.body_sent and self.replay is not None:
             # A retry: replay what the failed try already sent, then what arrived since.
@@ -299,7 +346,7 @@ class Exchange:
             self.pending = []
             self.pending_size = 0
             if not self.tunnel_pending:  # (those wait for a 101: nothing more is needed till then)
-                self.conn.resume(self.conn.WAIT_UPSTREAM)
+                self.downstream.hold_reading(WAIT_UPSTREAM, False)
         if self.request_done:
             self._request_sent()
 
@@ -320,7 +367,7 @@ class Exchange:
         assert self.route is not None
         now = self.last_read = self.ctx.loop.time()
         self.awaiting_upstream = True
-        self.conn.timer_within(self.route.upstream.read_timeout, now)
+        self.downstream.timer_within(self.route.upstream.read_timeout, now)
 
     def read_time_left(self, now: float) -> float:
         assert self.route is not None
@@ -341,7 +388,7 @@ class Exchange:
         self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], upgrade: bool
     ) -> None:
         self.last_read = self.ctx.loop.time()
-        conn = self.conn
+        downstream = self.downstream
         request = self.request
         client_http11 = request.http11
         head_request = request.method == b"HEAD"
@@ -350,7 +397,7 @@ class Exchange:
             # none (RFC 9110 §15.2).
             if client_http11:
                 interim, _ = h.response_head(status, reason, headers, False, True, True, None)
-                conn.write(interim)
+                downstream.write(interim)
             return
         extra = b""
         if upgrade:
@@ -370,7 +417,7 @@ class Exchange:
         self.framing = framing
         if framing == h.Framing.CLOSE or not self.request_done:
             self.keep_alive = False  # without a length, the body ends at close
-        conn.write(head)
+        downstream.write(head)
         self.sent_head = len(head)
         if upgrade:
             self._start_tunnel()
@@ -379,9 +426,9 @@ class Exchange:
         self.last_read = self.ctx.loop.time()
         self.sent_body += len(data)
         if self.framing == h.Framing.CHUNKED:
-            self.conn.write(h.chunk(data))
+            self.downstream.write(h.chunk(data))
         else:
-            self.conn.write(data)
+            self.downstream.write(data)
 
     def upstream_done(self, upstream: UpstreamConnection, keep_alive: bool) -> None:
         self.upstream = None
@@ -392,7 +439,7 @@ class Exchange:
             # request's bytes as the rest of this one's body: never.
             upstream.close()
         if self.framing == h.Framing.CHUNKED:
-            self.conn.write(h.LAST_CHUNK)
+            self.downstream.write(h.LAST_CHUNK)
         if self.tunnel:
             self.keep_alive = False
         self._finish()
@@ -410,21 +457,21 @@ class Exchange:
         self._upstream_broke(error, stale)
 
     def cork(self) -> None:
-        self.conn.cork()
+        self.downstream.cork()
 
     def uncork(self) -> None:
-        self.conn.uncork()
+        self.downstream.uncork()
 
     def upstream_paused(self, paused: bool) -> None:
         """The upstream cannot take request body bytes as fast as the client sends them."""
         if paused:
-            self.conn.pause(self.conn.WAIT_UPSTREAM_WRITE)
+            self.downstream.hold_reading(WAIT_UPSTREAM_WRITE, True)
             assert self.route is not None
             self.send_timer = self.ctx.loop.call_later(
                 self.route.upstream.send_timeout, self._send_deadline
             )
         else:
-            self.conn.resume(self.conn.WAIT_UPSTREAM_WRITE)
+            self.downstream.hold_reading(WAIT_UPSTREAM_WRITE, False)
             if self.send_timer is not None:
                 self.send_timer.cancel()
                 self.send_timer = None
@@ -492,7 +539,7 @@ class Exchange:
             self.upstream = None
         if self.response_started:
             self.keep_alive = False
-            self.conn.close_now()
+            self.downstream.close_now()
             self._finish()
             return
         self._reply(error.status, partial(error_response, error.status))
@@ -500,7 +547,7 @@ class Exchange:
     def _redirect_to_https(self) -> None:
         request = self.request
         location = b"https://%s%s%s" % (
-            request.host.encode("latin-1") or self.conn.via.local.rsplit(b":", 1)[0],
+            request.host.encode("latin-1") or self.via.local.rsplit(b":", 1)[0],
             self.ctx.https_suffix,
             request.target,
         )
@@ -512,7 +559,7 @@ class Exchange:
         self.status = status
         if not self.request_done or self.request.upgrade is not None:
             self.keep_alive = False
-        self.conn.write(render(not self.keep_alive or self.ctx.closing))
+        self.downstream.write(render(not self.keep_alive or self.ctx.closing))
         self._finish()
 
     def _finish(self) -> None:
@@ -521,7 +568,7 @@ class Exchange:
         self.finished = True
         self._stop_timers()
         self.ctx.metrics.finished(self)
-        self.conn.exchange_finished(self)
+        self.downstream.exchange_finished(self)
 
     # -- WebSocket and other upgrades -----------------------------------------------------------
 
@@ -534,8 +581,7 @@ class Exchange:
             upstream.send(data)
         self.tunnel_pending = []
         self.pending_size = 0
-        self.conn.resume(self.conn.WAIT_UPSTREAM)
-        self.conn.start_tunnel(self)
+        self.downstream.start_tunnel(self)
 
     def tunnel_closed(self) -> None:
         """The client side of a tunnel closed: close the upstream side too."""

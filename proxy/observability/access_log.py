@@ -45,7 +45,7 @@ class AccessLog:
         upstream = exchange.upstream_started_at
         self._entries.append((
             time.time(),
-            exchange.conn.via.client_ip,
+            exchange.via.client_ip,
             request.method,
             request.host,
             request.target,

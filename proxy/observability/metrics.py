@@ -342,7 +342,7 @@ class Metrics:
             stats.new_sessions += 1
         session: str | bytes | None = new_cookie or exchange.cookie_value
         if view.by_client:
-            session = exchange.conn.via.client_ip
+            session = exchange.via.client_ip
         if session is not None:
             stats.sessions.seen.add(session)
 
