@@ -407,7 +407,8 @@ class Exchange:
         self.response_started = True
         self.status = status
         if self.outcome is not None:
-            self.ctx.metrics.answer_started(self)
+            assert self.tried_view is not None  # (set with the outcome, by the same try)
+            self.ctx.metrics.answer_started(self.tried_view, self)
         # An unread request body cannot be skipped: the connection closes after this answer.
         keep_alive = self.keep_alive and self.request_done and not self.ctx.closing
         head, framing = h.response_head(

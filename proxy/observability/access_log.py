@@ -12,13 +12,11 @@ import sys
 import time
 from functools import lru_cache
 from json.encoder import encode_basestring
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from proxy.core.model import Endpoint
 from proxy.core.routing import Route
-
-if TYPE_CHECKING:
-    from proxy.dataplane.exchange import Exchange
+from proxy.observability.proxied_request import ProxiedRequest
 
 FORMATS = ("json", "combined")
 FLUSH_LINES = 4096  # or sooner, so a burst does not pile up for a whole second
@@ -37,7 +35,7 @@ class AccessLog:
         self._out = out
         self._entries: list[Entry] = []
 
-    def record(self, exchange: Exchange, end: float) -> None:
+    def record(self, exchange: ProxiedRequest, end: float) -> None:
         """Called as `exchange` finishes, `end` being its perf_counter() stamp."""
         request = exchange.request
         endpoint = exchange.endpoint

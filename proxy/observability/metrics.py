@@ -18,7 +18,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter, time
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -36,10 +36,8 @@ from proxy.core.errors import UPSTREAM_ERROR_REASONS
 from proxy.core.model import AffinityMode, Endpoint
 from proxy.core.routing import Route, Snapshot
 from proxy.observability.active_sessions import SessionSketch
+from proxy.observability.proxied_request import ProxiedRequest
 from proxy.observability.session_share import SessionShare
-
-if TYPE_CHECKING:
-    from proxy.dataplane.exchange import Exchange
 
 # ingress-nginx exports no `_created` series, and prometheus-client's multiprocess mode cannot:
 # without them one worker and several export the same series.
@@ -249,8 +247,8 @@ class Metrics:
         # What the last prune saw: the table, and the sizes of what it prunes
         self._pruned_table: Snapshot | None = None
         self._pruned_sizes = (0, 0, 0, 0)
-        # Called with each finished exchange and its end time when the access log is on.
-        self.access_log: Callable[[Exchange, float], None] | None = None
+        # Called with each finished request and its end time when the access log is on.
+        self.access_log: Callable[[ProxiedRequest, float], None] | None = None
 
     def follow(self, snapshot: Callable[[], Snapshot | None]) -> None:
         """Where the current routing table comes from: endpoint gauges and series follow it."""
@@ -264,7 +262,7 @@ class Metrics:
         key = (method, status)
         stats.requests[key] = stats.requests.get(key, 0) + 1
 
-    def abandoned(self, exchange: Exchange) -> None:
+    def abandoned(self, exchange: ProxiedRequest) -> None:
         """A request whose client left before its answer was done: nginx's 499, and the affinity
         decision it made, if it made one."""
         self.count_request(exchange.route, exchange.request.method, 499)
@@ -272,7 +270,7 @@ class Metrics:
         if outcome is not None:
             self._outcomes[outcome] += 1
 
-    def finished(self, exchange: Exchange) -> None:
+    def finished(self, exchange: ProxiedRequest) -> None:
         """One answered request: its count, durations and sizes (written out, not in helper
         calls: this runs for every request)."""
         end = perf_counter()
@@ -327,12 +325,11 @@ class Metrics:
         stats.requests += 1
         return view
 
-    def answer_started(self, exchange: Exchange) -> None:
+    def answer_started(self, view: ClusterView, exchange: ProxiedRequest) -> None:
         """The last try's endpoint began its answer to an affinity request: the session now
         lives there, and a new cookie left with the answer's head. Counted here, not per try: a
-        failed try's session never reached its endpoint, nor its new cookie the client."""
-        view = exchange.tried_view
-        assert view is not None
+        failed try's session never reached its endpoint, nor its new cookie the client. `view`
+        is what `count_try` returned for that try."""
         stats = view.endpoints[id(exchange.endpoint)]
         if not stats.touched:  # (a sync may have run since the try)
             stats.touched = True
