@@ -1,9 +1,10 @@
 """Python cost of one proxied request, without sockets or a kernel in the way.
 
-Drives the real DownstreamProtocol and UpstreamConnection with in-memory transports: a client
-request goes in, the upstream's request head comes out, a canned upstream response goes in, the
-client's response comes out. What is left is the data plane's own CPU time per request, which
-socket benchmarks bury under kernel time and noise. `--profile` prints cProfile's top functions.
+Drives the real DownstreamProtocol and UpstreamConnection with in-memory transports (the data
+plane's unit tests use the same, tests/memory_transport.py): a client request goes in, the
+upstream's request head comes out, a canned upstream response goes in, the client's response
+comes out. What is left is the data plane's own CPU time per request, which socket benchmarks
+bury under kernel time and noise. `--profile` prints cProfile's top functions.
 
     python bench/hotpath.py                 # µs per request for each request kind
     python bench/hotpath.py --profile browser
@@ -18,7 +19,6 @@ import pstats
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import uvloop
 
@@ -32,6 +32,7 @@ from proxy.dataplane.context import ServerContext
 from proxy.dataplane.downstream import DownstreamProtocol
 from proxy.dataplane.upstream import UpstreamConnection
 from proxy.observability.metrics import Metrics
+from tests.memory_transport import MemoryTransport
 
 COOKIE = b"key=1795765304.4169.20098.91221|44323fc27e2ab28b68735f281c5d85c6"
 BROWSER_HEADERS = (
@@ -58,31 +59,6 @@ RESPONSE = (
 )
 
 
-class MemoryTransport:
-    """Just enough of a uvloop transport for the protocols: writes are kept, not sent."""
-
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.closing = False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8080)}.get(name)
-
-    def close(self) -> None:
-        self.closing = True
-
-    abort = close
-
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
-
-
 def setup(loop: asyncio.AbstractEventLoop) -> tuple[DownstreamProtocol, list[UpstreamConnection]]:
     endpoints = (Endpoint("127.0.0.1", 28081), Endpoint("127.0.0.1", 28082))
     affinity = Affinity(cookie=CookieSettings(name="key"))
@@ -94,11 +70,11 @@ def setup(loop: asyncio.AbstractEventLoop) -> tuple[DownstreamProtocol, list[Ups
     for endpoint in endpoints:  # one idle keep-alive connection per endpoint
         pool = ctx.pools.get(endpoint)
         conn = UpstreamConnection(pool)
-        conn.connection_made(MemoryTransport())  # type: ignore[arg-type]
+        conn.connection_made(MemoryTransport())
         pool.release(conn)
         upstreams.append(conn)
     client = DownstreamProtocol(ctx)
-    client.connection_made(MemoryTransport())  # type: ignore[arg-type]
+    client.connection_made(MemoryTransport())
     return client, upstreams
 
 
@@ -107,7 +83,9 @@ def run(kind: str, count: int, profile: bool) -> float:
     asyncio.set_event_loop(loop)
     client, upstreams = setup(loop)
     request = REQUESTS[kind]
-    down = client.transport.written  # type: ignore[union-attr]
+    client_side = client.transport
+    assert isinstance(client_side, MemoryTransport)
+    down = client_side.written
 
     def one() -> None:
         client.data_received(request)
@@ -117,8 +95,9 @@ def run(kind: str, count: int, profile: bool) -> float:
 
     for _ in range(1000):  # warm up, and check the answers are real
         one()
-    if not down[-1].endswith(b'{"uuid":"a"}') or b"200 OK" not in down[-1]:
-        raise SystemExit(f"{kind}: unexpected answer {down[-1][:200]!r}")
+    answer = bytes(down[-1])
+    if not answer.endswith(b'{"uuid":"a"}') or b"200 OK" not in answer:
+        raise SystemExit(f"{kind}: unexpected answer {answer[:200]!r}")
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
         profiler.enable()
