@@ -53,10 +53,11 @@ def _imports(name: str) -> Iterator[str]:
         else:
             continue
         for target in targets:
-            while target and target not in MODULES:
-                target = target.rpartition(".")[0]
-            if target and target != name:
-                yield target
+            module = target
+            while module and module not in MODULES:
+                module = module.rpartition(".")[0]
+            if module and module != name:
+                yield module
 
 
 GRAPH = {name: set(_imports(name)) for name in MODULES}
@@ -96,10 +97,10 @@ def _strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
     stack: list[str] = []
     on_stack: set[str] = set()
     components: list[set[str]] = []
-    for root in graph:
+    for root, imported in graph.items():
         if root in index:
             continue
-        work = [(root, iter(sorted(graph[root])))]
+        work = [(root, iter(sorted(imported)))]
         index[root] = low[root] = len(index)
         stack.append(root)
         on_stack.add(root)
