@@ -1,4 +1,4 @@
-"""`python bench/run.py`: sticky-proxy measured side by side with nginx and HAProxy (DESIGN §8, §9).
+"""`python bench/run.py`: sticky-proxy measured beside nginx and HAProxy (bench/README.md).
 
 Not part of the test suite: it prints numbers, it asserts nothing.
 """

@@ -1,6 +1,6 @@
 """Configuration text for the nginx backends and for the nginx and HAProxy sticky proxies.
 
-The proxies are configured to do the work sticky-proxy does on every request (DESIGN §4, §6), so
+The proxies are configured to do the work sticky-proxy does on every request (docs/behaviour.md), so
 the comparison is of implementations, not of feature sets: cookie affinity with a Set-Cookie for
 new clients, pooled keep-alive upstream connections, and the X-Forwarded-* / X-Real-IP /
 X-Request-ID headers ingress-nginx adds.

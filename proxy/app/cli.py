@@ -1,4 +1,4 @@
-"""The `sticky-proxy` command line (DESIGN §3): flags in, a command with its settings out.
+"""The `sticky-proxy` command line (docs/behaviour.md, "Flags"): flags in, a command out.
 
 Every bad flag or value ends the same way: one line on stderr naming the flag, exit code 2, before
 anything starts listening. Manifests that do not load are the same kind of mistake: exit code 2

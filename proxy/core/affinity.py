@@ -1,6 +1,6 @@
 """Which endpoint serves a request: ingress-nginx's sticky-cookie decision, as pure code.
 
-Spec: compat/INGRESS_NGINX_COOKIES.md §5-§7, plus DESIGN §4 "Draining". A `Balancer` is built
+Described in docs/ingress-nginx-compat.md, "The per-request decision". A `Balancer` is built
 once per cluster per snapshot; `choose` runs on every upstream attempt, and for a cookie that
 resolves it does one bisect on the ring (or one dict hit on the persistent map) and hands back a
 precomputed `Decision`. Randomness, the clock and the pid come from the caller.
@@ -39,7 +39,8 @@ PINNED_CACHE_SIZE = 256
 
 
 class Outcome(StrEnum):
-    """Why an endpoint was chosen; the `outcome` label of affinity_decisions_total (DESIGN §7)."""
+    """Why an endpoint was chosen; the `outcome` label of affinity_decisions_total
+    (docs/behaviour.md, "Metrics")."""
 
     STICKY = "sticky"  # the cookie resolved to a ready endpoint
     NEW = "new"  # no usable cookie: a fresh pick
@@ -113,7 +114,8 @@ class Balancer:
     def build(
         cls, backend_name: str, endpoints: Sequence[Endpoint], affinity: Affinity | None
     ) -> Balancer:
-        """Everything a request needs, precomputed. Endpoints are deduplicated by node text (§3).
+        """Everything a request needs, precomputed. Endpoints are deduplicated by node text
+        (docs/ingress-nginx-compat.md, "Node text").
 
         A balancer that a live snapshot already holds for the same name, endpoints and mode is
         reused: a change to one Service must not rebuild the rings of all the others (a 50-pod
@@ -161,7 +163,8 @@ class Balancer:
         now: float,
         pid: int,
     ) -> Decision | None:
-        """The endpoint for one upstream attempt (§7), or None when none can be picked.
+        """The endpoint for one upstream attempt, or None when none can be picked
+        (docs/ingress-nginx-compat.md, "The per-request decision").
 
         `cookie_value` is the raw affinity cookie value (None: no cookie). `tried` holds the
         endpoints this request already tried, as returned in earlier decisions. None means the
@@ -219,7 +222,8 @@ class Balancer:
         now: float,
         pid: int,
     ) -> Decision | None:
-        """Draw keys until one lands on a ready, untried endpoint (§5.5; draining: DESIGN §4)."""
+        """Draw keys until one lands on a ready, untried endpoint
+        (docs/ingress-nginx-compat.md, "New keys")."""
         if not self._has_candidate(tried):
             return None  # doomed draws would only burn time
         ring, by_rank = ring_lookup
@@ -239,7 +243,8 @@ class Balancer:
     def _pick_persistent(
         self, tried: Collection[Endpoint], outcome: Outcome, rng: random.Random
     ) -> Decision | None:
-        """Uniform over ready, untried endpoints; the cookie key is the pick's map key (§6.3)."""
+        """Uniform over ready, untried endpoints; the cookie key is the pick's map key
+        (docs/ingress-nginx-compat.md, "Persistent mode")."""
         if not tried:
             if not self.ready:
                 return None
@@ -294,7 +299,7 @@ def _pinned(endpoint: Endpoint) -> Decision:
 
 
 def _persistent_key(backend_name: str, endpoint: Endpoint) -> str:
-    """md5hex(backend name + node), the persistent-mode cookie key (§6.1)."""
+    """md5hex(backend name + node): docs/ingress-nginx-compat.md, "Persistent mode"."""
     return hashlib.md5((backend_name + endpoint.node).encode()).hexdigest()
 
 

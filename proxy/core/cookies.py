@@ -1,6 +1,6 @@
 """Affinity cookie text: reading the Cookie header, splitting the value, writing Set-Cookie.
 
-Byte-for-byte ingress-nginx (compat/INGRESS_NGINX_COOKIES.md §4, §5.5, §8, §9), which means
+Byte-for-byte ingress-nginx (docs/ingress-nginx-compat.md, "Reading the cookie"), which means
 lua-resty-cookie's parser rather than RFC 6265 or `http.cookies`: raw values, the last occurrence
 wins, and some odd inputs parse oddly on purpose.
 
@@ -19,7 +19,8 @@ from functools import lru_cache
 
 # --- reading -----------------------------------------------------------------------------------
 
-# One lua-resty-cookie token (§4.2): skip spaces/tabs; the name runs to the first `=` (it may hold
+# One lua-resty-cookie token (docs/ingress-nginx-compat.md, "Cookie header parsing"): skip
+# spaces/tabs; the name runs to the first `=` (it may hold
 # `;` and spaces); the value runs to the first `;`, space or tab, and that one character is
 # consumed. Possessive quantifiers make the tokenisation unique, so no backtracking inside a token.
 _TOKEN = r"[ \t]*+[^=]*+=[^; \t]*+[; \t]?+"
@@ -50,7 +51,8 @@ def parse_cookie(header: str, name: str) -> str | None:
 
 
 def split_value(value: str) -> tuple[str, str | None] | None:
-    """(upstream key, backend key or None) of a cookie value; None if it holds no key (§4.3).
+    """(upstream key, backend key or None) of a cookie value; None if it holds no key
+    (docs/ingress-nginx-compat.md, "Splitting the value").
 
     Splits on `|` and drops empty pieces, as ingress-nginx's `split_string` does with `[^|]+`.
     """
@@ -62,7 +64,8 @@ def split_value(value: str) -> tuple[str, str | None] | None:
 
 def upstream_key(value: str) -> str | None:
     """The first piece of `split_value(value)` without building the rest: the only part that
-    picks the endpoint (§4.4: the backend key is never checked), so this is the hot-path form."""
+    picks the endpoint (docs/ingress-nginx-compat.md, "The backend key": never checked), so
+    this is the hot-path form."""
     bar = value.find("|")
     if bar < 0:
         return value or None
@@ -73,7 +76,8 @@ def upstream_key(value: str) -> str | None:
 
 
 def backend_key(backend_name: str) -> str:
-    """md5hex(md5hex(name) + name): the cookie's second part, this backend's fingerprint (§4.4)."""
+    """md5hex(md5hex(name) + name): the cookie's second part, this backend's fingerprint
+    (docs/ingress-nginx-compat.md, "The backend key")."""
     inner = hashlib.md5(backend_name.encode()).hexdigest()
     return hashlib.md5((inner + backend_name).encode()).hexdigest()
 
@@ -87,7 +91,7 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 def cookie_date(epoch_seconds: int) -> str:
     """nginx's `ngx_http_cookie_time`: `Wdy, DD-Mon-YY HH:MM:SS GMT`, dashes, and the year in two
-    digits up to 2037 but in full from 2038 (nginx's own y2038 rule) (§8.5)."""
+    digits up to 2037 but in full from 2038 (docs/ingress-nginx-compat.md, "Expires date")."""
     t = time.gmtime(epoch_seconds)  # a pure conversion of the given instant, no clock read
     year = t.tm_year if t.tm_year > 2037 else t.tm_year % 100
     return (
@@ -97,7 +101,8 @@ def cookie_date(epoch_seconds: int) -> str:
 
 
 def samesite_none_incompatible(user_agent: str | None) -> bool:
-    """Whether this UA mishandles `SameSite=None` (§9, ingress-nginx's `same_site.lua`).
+    """Whether this UA mishandles `SameSite=None` (ingress-nginx's `same_site.lua`;
+    docs/ingress-nginx-compat.md, "SameSite and old user agents").
 
     Plain case-sensitive substring tests, copied as they are: `Chrome/4` also matches
     `HeadlessChrome/4x` and would match Chrome 400. No User-Agent counts as compatible.
@@ -140,8 +145,9 @@ class CookieSettings:
 class SetCookieFormatter:
     """Builds the affinity Set-Cookie value for one route; everything constant is joined once.
 
-    Layout (§8.4): `<name>=<value>[; Expires=][; Max-Age=][; Domain=]; Path=[; Secure]; HttpOnly
-    [; SameSite=]`. Only Expires (the clock), Secure (the connection's TLS) and SameSite (the UA,
+    Layout (docs/ingress-nginx-compat.md, "Set-Cookie layout"):
+    `<name>=<value>[; Expires=][; Max-Age=][; Domain=]; Path=[; Secure]; HttpOnly[; SameSite=]`.
+    Only Expires (the clock), Secure (the connection's TLS) and SameSite (the UA,
     under the conditional rule) vary per request, so the tails are precomputed for each case.
     """
 
@@ -160,7 +166,8 @@ class SetCookieFormatter:
         middle += f"; Path={path}"
         samesite = settings.samesite if settings.samesite in _SAMESITE_SPELLINGS else None
         same_site_part = f"; SameSite={samesite}" if samesite else ""
-        # The conditional rule only ever removes exactly `None` (§8.3).
+        # The conditional rule only ever removes exactly `None`
+        # (docs/ingress-nginx-compat.md, "Attributes").
         self._conditional = settings.conditional_samesite_none and samesite == "None"
         # Indexed by [secure][keep SameSite]. `secure` is the annotation OR the request's own TLS;
         # an annotation of false cannot switch Secure off on HTTPS (ingress-nginx sends it unset).
@@ -187,7 +194,8 @@ class SetCookieFormatter:
 
 
 def new_balanced_key(now: float, attempt: int, pid: int, rng: random.Random) -> str:
-    """A fresh balanced-mode upstream key, `<T>.<PID>.<R>` as ingress-nginx makes them (§5.5).
+    """A fresh balanced-mode upstream key, `<T>.<PID>.<R>` as ingress-nginx makes them
+    (docs/ingress-nginx-compat.md, "New keys").
 
     T = now + attempt printed like LuaJIT's `tostring` (`%.14g`: 14 significant digits, trailing
     zeros and point dropped), R uniform in 1..999999. Only the format is advice; any key works,

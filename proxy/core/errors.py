@@ -1,4 +1,7 @@
-"""The proxy's own failures and the one place they become HTTP statuses (DESIGN §6)."""
+"""The proxy's own failures and the one place they become HTTP statuses.
+
+Which status answers what, and when: docs/behaviour.md, "Error statuses".
+"""
 
 from __future__ import annotations
 

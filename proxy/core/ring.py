@@ -1,6 +1,6 @@
 """The consistent-hash ring of balanced-mode affinity (lua-resty-balancer's `resty.chash`).
 
-Spec: compat/INGRESS_NGINX_COOKIES.md §5.1-5.4. Every node owns a chain of CRC-32 points; a key
+See docs/ingress-nginx-compat.md, "Balanced mode". Every node owns a chain of CRC-32 points; a key
 belongs to the first point at or above its own CRC-32, wrapping to the first point of the ring.
 Everything is computed once, at build time; a lookup is one CRC-32 and one bisect.
 """
@@ -24,7 +24,8 @@ SORT_CHUNK = 8192
 
 @lru_cache(maxsize=4096)  # pods outlive snapshots: a rebuilt ring reuses its chains (~0.7 KB each)
 def node_points(node: str, count: int = POINTS_PER_WEIGHT) -> array[int]:
-    """The first `count` points of `node`'s chain, in generation order (§5.2).
+    """The first `count` points of `node`'s chain, in generation order
+    (docs/ingress-nginx-compat.md, "Building the ring").
 
     The library carries the CRC register over from the node text into 4 little-endian bytes of
     the previous point (zero for the first), so each point is CRC-32(node ‖ LE32(previous)).
@@ -68,8 +69,9 @@ def key_bytes(key: str) -> bytes:
 class HashRing:
     """A sorted ring of CRC-32 points, each owned by a node (`address:port` text).
 
-    Ties between points of different nodes are broken by ascending node text (§5.4: ingress-nginx
-    itself is not reproducible there, so any fixed rule will do; this is the reference one).
+    Ties between points of different nodes are broken by ascending node text: ingress-nginx
+    itself is not reproducible there, so any fixed rule will do; this is the reference one
+    (docs/ingress-nginx-compat.md, "Ties").
 
     Stored as one sorted array of unsigned 64-bit ints, each a point shifted left with its node's
     rank in the low bits: a lookup bisects it directly (the first packed value >= CRC << shift is
@@ -81,8 +83,9 @@ class HashRing:
     __slots__ = ("_mask", "_packed", "_shift", "nodes")
 
     def __init__(self, nodes: Iterable[str], weights: Mapping[str, int] | None = None) -> None:
-        """Build from node texts (duplicates merge, §3); `weights` (default 1 each) only exists
-        to reproduce lua-resty-balancer's own self-check, ingress-nginx never sets one."""
+        """Build from node texts, duplicates merging (docs/ingress-nginx-compat.md, "Node text");
+        `weights` (default 1 each) only exists to reproduce lua-resty-balancer's own self-check,
+        ingress-nginx never sets one."""
         # Sorted: a node's index is its rank in ascending text order, the tie rule (code-point
         # order of str is the byte order of its UTF-8 encoding).
         distinct = sorted(set(nodes))
@@ -105,7 +108,8 @@ class HashRing:
         return len(self._packed)
 
     def lookup_index(self, key: str) -> int:
-        """Ring index of the first point >= CRC-32(key), wrapping to 0 past the last (§5.3)."""
+        """Ring index of the first point >= CRC-32(key), wrapping to 0 past the last
+        (docs/ingress-nginx-compat.md, "Looking up a key")."""
         packed = self._packed
         index = bisect_left(packed, zlib.crc32(key_bytes(key)) << self._shift)
         return index if index < len(packed) else 0

@@ -1,4 +1,4 @@
-"""Route matching (DESIGN §5): host first, then the longest matching path within that host.
+"""Route matching (docs/behaviour.md, "Route precedence"): host first, then the longest path.
 
 Like nginx's server blocks: a request whose host has rules of its own (exactly, or through a
 one-label `*.` wildcard) is matched only against those, and is 404 when none matches; hosts

@@ -3,7 +3,7 @@
 An `Exchange` is driven by callbacks only: the downstream connection feeds it the request body,
 the upstream connection feeds it the response (it is the upstream's `ResponseSink`), and a pool's
 connect task reports a new connection. No coroutine runs per request when a pooled connection is
-free. Retries follow DESIGN §4: a failed try picks again (change-on-failure) or retries the
+free. Retries (docs/behaviour.md, "Retries"): a failed try picks anew or retries the
 cookie's endpoint, never more than proxy-next-upstream-tries, and never once the upstream may
 have acted on a non-idempotent request.
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics (DESIGN §7): cheap counting on the data path, prometheus-client at scrape.
+"""Prometheus metrics (docs/behaviour.md, "Metrics"): cheap counting, prometheus-client at scrape.
 
 A prometheus-client update costs 0.5-1.5 µs (a lock; an mmap write with several workers) and a
 histogram observation 1-3 µs, as much as the rest of a proxied request. So requests only bump

@@ -1,4 +1,5 @@
-"""Requests and upstream answers a trustworthy proxy must handle (DESIGN §6, issue 5)."""
+"""Requests and upstream answers a trustworthy proxy must handle (issue 5;
+docs/behaviour.md, "Error statuses")."""
 
 from __future__ import annotations
 

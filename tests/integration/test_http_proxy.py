@@ -1,4 +1,4 @@
-"""HTTP behaviour of the data plane over real sockets (DESIGN §6)."""
+"""HTTP behaviour of the data plane over real sockets (docs/behaviour.md, "HTTP handling")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Cut-over from ingress-nginx: cookies it issued for Service `web` port 80 in `default` (its
 backend `default-web-80`) keep their sessions behind sticky-proxy, with no new Set-Cookie.
 
-What is verified, honestly: the vector sets (tests/fixtures, copies of shared/compat, produced by
+What is verified, honestly: the vector sets (tests/fixtures/*_vectors.json, produced by
 the real ingress-nginx Lua) use pod addresses such as 10.244.0.5:8080 that a test cannot listen
 on. So each test first checks that the rule it applies (the CRC-32 ring, the md5 key) reproduces
 the vectors on their own nodes, then applies the same rule to pods on 127.0.0.x and checks over

@@ -1,5 +1,5 @@
-"""/metrics after real traffic (DESIGN §7), read as Prometheus reads it: names, types, labels and
-the counts of what each test did."""
+"""/metrics after real traffic (docs/behaviour.md, "Metrics"), read as Prometheus reads it:
+names, types, labels and the counts of what each test did."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """The fake API server: an aiohttp app on 127.0.0.1 port 0, over TLS, holding objects in memory.
 
-It speaks shared/k8s-api/README.md (b) as written there: lists with a resourceVersion and continue
+It speaks the API server's wire format: lists with a resourceVersion and continue
 tokens (items without kind/apiVersion), chunked watch streams of one JSON event per line,
 BOOKMARK events, ERROR events, and Status bodies for HTTP errors. Every change bumps one global
 resourceVersion, so each resource sees gaps, as in a real cluster.
 
-The edge cases of README (c) are produced on demand: `compact()` ages out history (watches from
+Edge cases are produced on demand: `compact()` ages out history (watches from
 before it get ERROR 410), `end_watches()` ends the open streams in any of the ways a real
 server or network does (ERROR 410/500/504, HTTP-level close, an abrupt cut mid-line, a silent
 freeze), `fail()` answers the next requests with 410/429/500/503 and Retry-After, `forbid()`

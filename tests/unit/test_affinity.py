@@ -1,4 +1,5 @@
-"""The per-request decision (§5-§7, DESIGN §4): vectors through the Balancer, the decision table,
+"""The per-request decision (docs/ingress-nginx-compat.md, "The per-request decision"):
+vectors through the Balancer, the decision table,
 draining, bad cookies, rebalancing and the spread of new sessions."""
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ A = Endpoint("10.244.0.5", 8080)
 B = Endpoint("10.244.1.7", 8080)
 C = Endpoint("10.244.2.9", 8080)
 THREE = (A, B, C)
-# Known landings on the ring of A, B and C (spec §5.3 and chash_vectors.json set n3).
+# Known landings on the ring of A, B and C (chash_vectors.json set n3, and the example in
+# docs/ingress-nginx-compat.md, "Looking up a key").
 KEY_ON_A = "1700000001.123.4242.777"
 PERSISTENT_KEY = {  # md5hex("default-web-80" + node), persistent_vectors.json set n3
     A: "a4218db18517898613a5b988c1d68087",
@@ -168,7 +170,7 @@ def test_persistent_lookups_through_balancer(vector_set: dict[str, Any]) -> None
             assert_fresh_pick(balancer, decision, AffinityMode.PERSISTENT)
 
 
-# --- the decision table (§7) -------------------------------------------------------------------
+# --- the decision table (docs/ingress-nginx-compat.md, "The per-request decision") -------------
 
 
 @dataclass(frozen=True)
@@ -417,7 +419,8 @@ def test_failover_picks_every_other_endpoint_over_time() -> None:
 
 
 def test_balanced_key_is_ingress_nginx_format() -> None:
-    """§5.5: attempt 1 uses `now + 1`, the pid and R; §8.4's first key comes out of the balancer."""
+    """Draw 1 uses `now + 1`, the pid and R (docs/ingress-nginx-compat.md, "New keys"): the
+    first key of the Set-Cookie layout examples comes out of the balancer."""
     balancer = Balancer.build(BACKEND, THREE, BALANCED)
     decision = balancer.choose(None, (), False, False, FixedRandom(698852), NOW, PID)
     assert decision is not None and decision.new_key == "1700000001.123.4242.698852"
@@ -432,7 +435,8 @@ def landings(balancer: Balancer, r: int) -> list[str]:
 
 def test_balanced_redraws_past_draining_endpoints_without_spending_the_twenty() -> None:
     """One ready endpoint among ten: draws go on while keys land on draining ones, T = now + i
-    (§5.5, DESIGN §4), beyond ingress-nginx's 20, so new sessions are not turned away."""
+    (docs/ingress-nginx-compat.md, "New keys"), beyond ingress-nginx's 20, so new sessions are
+    not turned away."""
     endpoints = [Endpoint(f"10.244.7.{i}", 8080, draining=i > 0) for i in range(10)]
     balancer = Balancer.build(BACKEND, endpoints, BALANCED)
     ready = endpoints[0].node
@@ -586,7 +590,7 @@ def test_sticky_decisions_are_prebuilt() -> None:
         assert choose(balancer, cookie) is choose(balancer, cookie)
 
 
-# --- rebalancing (§5.6, §6.4) ------------------------------------------------------------------
+# --- rebalancing (docs/ingress-nginx-compat.md, "Scaling") -------------------------------------
 
 
 def cluster_endpoints(count: int) -> list[Endpoint]:
@@ -642,7 +646,7 @@ def test_persistent_scale_up_moves_nothing() -> None:
     assert resolve_all(big, cookies) == resolve_all(small, cookies)
 
 
-# --- spread of new sessions (§5.5, §6.3) -------------------------------------------------------
+# --- spread of new sessions (docs/ingress-nginx-compat.md, "New keys"; "Persistent mode") ------
 
 PICKS = 2_000
 # Four endpoints whose ring shares are far from equal (0.233, 0.315, 0.200, 0.253), so a balancer

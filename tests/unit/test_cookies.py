@@ -1,5 +1,5 @@
-"""Cookie text: lua-resty-cookie parsing (§4.2), value split (§4.3), backend key (§4.4), new keys
-(§5.5), Set-Cookie layout (§8) and the SameSite user-agent rules (§9)."""
+"""Cookie text: lua-resty-cookie parsing, value split, backend key, new keys, Set-Cookie layout
+and the SameSite user-agent rules, as docs/ingress-nginx-compat.md describes them."""
 
 from __future__ import annotations
 
@@ -72,26 +72,27 @@ PARSE_CASES = [
     ("other=1", "route", None),
     ("Route=K", "route", None),  # names are case-sensitive
     ("xroute=K", "route", None),
-    # §4.2 step 1: a name runs to the next `=`, even across `;` and spaces.
+    # The rules of docs/ingress-nginx-compat.md, "Cookie header parsing". Rule 1: a name runs
+    # to the next `=`, even across `;` and spaces.
     ("flag; route=K", "route", None),
     ("flag; route=K", "flag; route", "K"),
     ("a=1;;route=K", "route", None),
     ("a=1;;route=K", ";route", "K"),
-    # §4.2 step 2: `=` inside a value belongs to it.
+    # Rule 2: `=` inside a value belongs to it.
     ("a=b=c", "a", "b=c"),
     ("route=a=b; c=d", "route", "a=b"),
-    # §4.2 step 3: the separator is consumed only when it ended the value.
+    # Rule 3: the separator is consumed only when it ended the value.
     ("a=1 ;b=2", "a", "1"),
     ("a=1 ;b=2", "b", None),
     ("a=1 ;b=2", ";b", "2"),
-    # §4.2 step 4: the last occurrence wins, even an empty one.
+    # Rule 4: the last occurrence wins, even an empty one.
     ("route=A; route=B", "route", "B"),
     ("route=A|x; other=1; route=B|y; z=2", "route", "B|y"),
     ("route=A; route=", "route", ""),
-    # §4.2 step 5: raw values, quotes and percent signs kept.
+    # Rule 5: raw values, quotes and percent signs kept.
     ('route="abc"', "route", '"abc"'),
     ("route=a%7Cb", "route", "a%7Cb"),
-    # §4.2 step 6: a trailing `name=` is empty; a trailing fragment without `=` is ignored.
+    # Rule 6: a trailing `name=` is empty; a trailing fragment without `=` is ignored.
     ("a=1; route=", "route", ""),
     ("a=1; route", "route", None),
     ("route", "route", None),
@@ -185,8 +186,8 @@ def test_backend_key_spec_example() -> None:
 @pytest.mark.parametrize(
     ("epoch", "expected"),
     [
-        (1700003600, "Tue, 14-Nov-23 23:13:20 GMT"),  # §8.4's example
-        (2300000000, "Wed, 19-Nov-2042 08:53:20 GMT"),  # §8.5's example
+        (1700003600, "Tue, 14-Nov-23 23:13:20 GMT"),  # the Set-Cookie layout example
+        (2300000000, "Wed, 19-Nov-2042 08:53:20 GMT"),  # the Expires date example
         (0, "Thu, 01-Jan-70 00:00:00 GMT"),
         (946684799, "Fri, 31-Dec-99 23:59:59 GMT"),
         (946684800, "Sat, 01-Jan-00 00:00:00 GMT"),
@@ -200,7 +201,7 @@ def test_cookie_date(epoch: int, expected: str) -> None:
     assert cookie_date(epoch) == expected
 
 
-# --- SameSite user agents (§9) -----------------------------------------------------------------
+# --- SameSite user agents (docs/ingress-nginx-compat.md, "SameSite and old user agents") -------
 
 MAC_SAFARI_12 = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_14_6) AppleWebKit/605.1.15 "
@@ -238,13 +239,13 @@ def test_samesite_none_incompatible(user_agent: str | None, incompatible: bool) 
     assert samesite_none_incompatible(user_agent) is incompatible
 
 
-# --- Set-Cookie (§8) ---------------------------------------------------------------------------
+# --- Set-Cookie (docs/ingress-nginx-compat.md, "Issuing the cookie") ---------------------------
 
-NOW = 1700000000.123  # §8.4's clock: 1700000000 with ms .123
+NOW = 1700000000.123  # the clock of the Set-Cookie layout examples: 1700000000 with ms .123
 
 
 SPEC_LINES = [
-    # §8.4's four lines from the real code, clock 1700000000.123, pid 4242, default-web-80
+    # four lines the real code printed, clock 1700000000.123, pid 4242, default-web-80
     (
         "spec-line-1",
         CookieSettings(name="route"),
@@ -370,7 +371,7 @@ def test_formatter_uses_its_path_argument_not_the_settings_path() -> None:
     assert text == "INGRESSCOOKIE=K|B; Path=/effective; HttpOnly"
 
 
-# --- new_balanced_key (§5.5) -------------------------------------------------------------------
+# --- new_balanced_key (docs/ingress-nginx-compat.md, "New keys") -------------------------------
 
 
 class FixedRandom(random.Random):
@@ -388,7 +389,7 @@ class FixedRandom(random.Random):
 @pytest.mark.parametrize(
     ("now", "attempt", "pid", "r", "expected"),
     [
-        (1700000000.123, 1, 4242, 698852, "1700000001.123.4242.698852"),  # §8.4's first line
+        (1700000000.123, 1, 4242, 698852, "1700000001.123.4242.698852"),  # first layout example
         (1700000000.12, 1, 4242, 1, "1700000001.12.4242.1"),  # ms = 120: trailing zero dropped
         (1700000000.0, 1, 4242, 999999, "1700000001.4242.999999"),  # ms = 0: no decimal point
         (1700000000.5, 20, 7, 42, "1700000020.5.7.42"),

@@ -1,4 +1,5 @@
-"""The consistent-hash ring against compat/chash_vectors.json (spec §5), every case of every set."""
+"""The consistent-hash ring against tests/fixtures/chash_vectors.json, every case of every set
+(docs/ingress-nginx-compat.md, "Verification vectors")."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def test_all_vector_sets_are_present() -> None:
 
 @by_label(SETS)
 def test_node_text_matches_ingress_nginx(vector_set: dict[str, Any]) -> None:
-    """model.Endpoint.node is the text that gets hashed, IPv6 brackets included (§3)."""
+    """model.Endpoint.node is the text that gets hashed, IPv6 brackets included
+    (docs/ingress-nginx-compat.md, "Node text")."""
     for endpoint in vector_set["endpoints"]:
         assert Endpoint(endpoint["address"], int(endpoint["port"])).node == endpoint["node"]
 
@@ -91,7 +93,7 @@ def test_every_case_lands_on_its_index_and_endpoint(vector_set: dict[str, Any]) 
 
 @by_label(SETS)
 def test_endpoint_order_and_duplicates_do_not_matter(vector_set: dict[str, Any]) -> None:
-    """§3: the set of distinct node strings is what counts."""
+    """Only the set of distinct node strings counts (docs/ingress-nginx-compat.md, "Node text")."""
     nodes = [endpoint["node"] for endpoint in vector_set["endpoints"]]
     shuffled = nodes * 2
     random.Random(7).shuffle(shuffled)
@@ -121,7 +123,7 @@ def test_library_self_check_foo() -> None:
 
 
 def test_spec_example_lookup() -> None:
-    """§5.3's worked example."""
+    """The example of docs/ingress-nginx-compat.md, "Looking up a key"."""
     ring = HashRing(["10.244.0.5:8080", "10.244.1.7:8080", "10.244.2.9:8080"])
     key = "1700000001.123.4242.777"
     assert zlib.crc32(key.encode()) == 2964581286
@@ -129,7 +131,8 @@ def test_spec_example_lookup() -> None:
 
 
 def test_spec_example_chain() -> None:
-    """§5.2's worked example, including point 1 spelled out as CRC-32(node ‖ LE32(point 0))."""
+    """The example of docs/ingress-nginx-compat.md, "Building the ring", with point 1 spelled
+    out as CRC-32(node ‖ LE32(point 0))."""
     node = "10.244.0.5:8080"
     assert list(node_points(node, 3)) == [2911519628, 299030018, 1463371242]
     assert zlib.crc32(node.encode() + bytes([0x8C, 0x43, 0x8A, 0xAD])) == 299030018
@@ -144,7 +147,8 @@ TIE_KEY = "tie-942"
 
 @pytest.mark.parametrize("order", [TIE_NODES, TIE_NODES[::-1]], ids=["sorted", "reversed"])
 def test_ties_go_to_the_lower_node_text(order: tuple[str, str]) -> None:
-    """§5.4: ingress-nginx's tie order is not reproducible; ours is ascending node text."""
+    """ingress-nginx's tie order is not reproducible; ours is ascending node text
+    (docs/ingress-nginx-compat.md, "Ties")."""
     assert all(TIE_POINT in node_points(node) for node in TIE_NODES)
     ring = HashRing(order)
     index = ring.lookup_index(TIE_KEY)

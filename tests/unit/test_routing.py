@@ -1,4 +1,4 @@
-"""Route matching (DESIGN §5) over a hand-built table: hosts, path types, precedence, fallback."""
+"""Route matching (docs/behaviour.md, "Route precedence"): hosts, path types, fallback."""
 
 from __future__ import annotations
 

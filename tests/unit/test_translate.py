@@ -1,4 +1,4 @@
-"""Kubernetes objects → Snapshot (DESIGN §5, compat §2 and §8.1), one YAML fixture per case."""
+"""Kubernetes objects → Snapshot (docs/behaviour.md, "Ingress translation"), one YAML per case."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from proxy.core.model import Affinity, Endpoint, PathType, UpstreamPolicy
 from proxy.core.routing import Route, Snapshot
 from proxy.core.values import parse_host, parse_port
 
-STATIC_CLUSTER = "static"  # DESIGN §4: the cluster name affinity hashes with for --backend
+STATIC_CLUSTER = "static"  # --backend's backend name: docs/ingress-nginx-compat.md, "Backend names"
 
 
 def static_backends(urls: Sequence[str]) -> tuple[Endpoint, ...]:

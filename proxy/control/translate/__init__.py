@@ -1,4 +1,4 @@
-"""Kubernetes objects → `Snapshot`: DESIGN §5, with ingress-nginx's rules where it is silent.
+"""Kubernetes objects → `Snapshot`, as docs/behaviour.md, "Ingress translation" describes.
 
 Pure: plain dicts (parsed YAML/JSON, or API objects) in, an immutable snapshot out. An object
 that cannot be used at all raises `ManifestError`; anything else ignored or questionable becomes
@@ -7,8 +7,9 @@ one line in `Snapshot.warnings`. The same objects always give an equal snapshot,
 The steps, which `pipeline.translate` runs in order: read and type-check the objects (`world`,
 reading through `objects`, `fields`, `ingresses` and `services`), parse each Ingress's
 annotations (`annotations`), pick the Ingresses of our class in ingress-nginx's processing order
-(`selection`), merge the affinity settings of every Ingress sharing a backend (compat §2;
-`backends`), resolve each backend's endpoints (`endpoints`), then lay out the routes per host the
+(`selection`), merge the affinity settings of every Ingress sharing a backend (`backends`;
+docs/ingress-nginx-compat.md, "Backend names"), resolve each backend's endpoints (`endpoints`),
+then lay out the routes per host the
 way ingress-nginx lays out its nginx servers and locations (`routes`). TLS (certificates for SNI,
 redirects) is in `tls`. `describe` renders a snapshot as the text of `sticky-proxy routes`.
 

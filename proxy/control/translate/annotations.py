@@ -126,7 +126,8 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
 def _cookie_settings(reader: _Reader) -> CookieSettings:
     samesite = reader.value("session-cookie-samesite", _samesite)
     if samesite is not None and samesite not in SAMESITE_SPELLINGS:
-        # ingress-nginx accepts the value, then silently sends no SameSite at all (compat §8.3)
+        # ingress-nginx accepts the value, then silently sends no SameSite at all
+        # (docs/ingress-nginx-compat.md, "Attributes")
         reader.warnings.append(
             f"{PREFIX}session-cookie-samesite: {samesite!r} is sent as no SameSite at all, as by"
             f" ingress-nginx; write {samesite.capitalize()}"

@@ -1,6 +1,6 @@
 """Ingress paths and the backends they share: each path with its final path type (use-regex),
 then one plan per backend with the affinity settings merged across every Ingress that uses it,
-the way ingress-nginx merges them (compat §2)."""
+the way ingress-nginx merges them (docs/ingress-nginx-compat.md, "Backend names")."""
 
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ class PathEntry:
 def path_entries(
     ingresses: list[Ingress], settings: Mapping[str, IngressSettings], warnings: list[str]
 ) -> list[PathEntry]:
-    # use-regex is per Ingress here (DESIGN §5); in ingress-nginx it turns every path of the host
-    # into a regex, so a path on such a host that looks like a regex but is not one is flagged.
+    # use-regex is per Ingress here (docs/behaviour.md, "Annotations"); in ingress-nginx it
+    # turns every path of the host into a regex, so a path on such a host that looks like a
+    # regex but is not one is flagged.
     regex_hosts: dict[str | None, str] = {}
     for ingress in ingresses:
         if settings[ingress.ref].use_regex:
@@ -75,7 +76,8 @@ class BackendPlan:
 
     backend: Backend
     users: list[Ingress] = field(default_factory=list)
-    # compat §8.1: host (None: rules without host) -> the paths of affinity Ingresses there
+    # host (None: rules without host) -> the paths of affinity Ingresses there
+    # (docs/ingress-nginx-compat.md, "Affinity locations")
     locations: dict[str | None, set[str]] = field(default_factory=dict)
     affinity: Affinity | None = None
 
@@ -86,7 +88,7 @@ def merge_backends(
     settings: Mapping[str, IngressSettings],
     warnings: list[str],
 ) -> dict[str, BackendPlan]:
-    """One plan per backend name, with ingress-nginx's affinity merge (compat §2): affinity is on
+    """One plan per backend name (docs/ingress-nginx-compat.md, "Backend names"): affinity is on
     if any Ingress path to it has `affinity: cookie`; the mode is the first one set; the cookie
     settings are the last affinity Ingress's; the affinity locations collect all of them."""
     plans: dict[str, BackendPlan] = {}

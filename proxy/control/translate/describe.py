@@ -101,7 +101,8 @@ def _route_affinity(route: Route) -> str:
     cookie = affinity.cookie.name
     if route.sets_cookie:
         return f"{affinity.mode.value}, sets {cookie} (Path={route.cookie_path})"
-    # compat §8.1: the cookie still picks the endpoint here, but only affinity locations set it
+    # The cookie still picks the endpoint here, but only affinity locations set it
+    # (docs/ingress-nginx-compat.md, "Affinity locations").
     return f"{affinity.mode.value}, reads {cookie}, never sets it"
 
 

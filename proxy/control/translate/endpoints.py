@@ -68,7 +68,8 @@ def _service_port(service: Service, backend_port: int | str) -> ServicePort | No
 
 
 def _dial_ports(group: Group, service_port: ServicePort) -> set[int]:
-    """The port numbers to dial for `service_port` in one slice or subset (k8s-api b.6).
+    """The port numbers to dial for `service_port` in one slice or subset
+    (docs/behaviour.md, "Services and endpoints").
 
     As ingress-nginx (controller/endpointslices.go, endpoints.go): TCP ports only; the one named
     like the Service port, or every one for an unnamed Service port. Slices also fall back to a

@@ -26,7 +26,8 @@ class Backend:
 
     @property
     def cluster_name(self) -> str:
-        """ingress-nginx's backend name (compat §2), which the affinity hashes are salted with."""
+        """ingress-nginx's backend name, which the affinity hashes are salted with
+        (docs/ingress-nginx-compat.md, "Backend names")."""
         return f"{self.namespace}-{self.service}-{self.port}"
 
 
@@ -105,7 +106,7 @@ def _tls_host(entry: Fields, text: str) -> str:
 
 
 def _read_path(path: Fields, namespace: str, host: str | None) -> _Path:
-    text = path.text("path") or ROOT  # compat §8.1: an empty path is "/"
+    text = path.text("path") or ROOT  # empty: "/" (docs/behaviour.md, "Hosts and paths")
     if not text.startswith("/"):
         raise path.error("path", f"{text!r} does not start with /")
     path_type = path.text("pathType")

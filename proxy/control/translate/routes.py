@@ -81,7 +81,8 @@ class Layout:
 
     def add_aliases(self, ingresses: list[Ingress]) -> None:
         """server-alias: the first Ingress to set aliases for a host has them; an alias that is a
-        host of its own is dropped. An alias serves every path of its host (compat §8.1)."""
+        host of its own is dropped. An alias serves every path of its host
+        (docs/behaviour.md, "Hosts and paths")."""
         hosts = {host for ingress in ingresses for host in ingress.hosts if host is not None}
         setters: dict[str, Ingress] = {}
         for ingress in ingresses:
@@ -155,9 +156,10 @@ class Layout:
 def _is_affinity_location(
     locations: Mapping[str | None, set[str]], host: str | None, path: str
 ) -> bool:
-    """compat §8.1: the paths of the request's host; only for a host with no entries at all, those
-    of the `*.` wildcard of its parent domain. A route's host stands for the request's: an exact
-    host, a wildcard (its own entry, as no exact server took the request), or None (`_`)."""
+    """The paths of the request's host; only for a host with no entries at all, those of the `*.`
+    wildcard of its parent domain (docs/ingress-nginx-compat.md, "Affinity locations"). A
+    route's host stands for the request's: an exact host, a wildcard (its own entry, as no exact
+    server took the request), or None (`_`)."""
     paths = locations.get(host)
     if paths is None and host is not None and "." in host and not host.startswith("*."):
         paths = locations.get("*." + host.split(".", 1)[1])

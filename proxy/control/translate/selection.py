@@ -24,7 +24,7 @@ def selected(ingress: Ingress, ingress_class: str) -> bool:
 
 
 def processing_order(ingresses: Iterable[Ingress]) -> list[Ingress]:
-    """ingress-nginx's order (store.sortIngressSlice), which "first" and "last" mean in compat §2:
+    """ingress-nginx's order (store.sortIngressSlice; docs/behaviour.md, "Which Ingresses"):
     oldest `creationTimestamp` first; equal ones, and objects without one (manifest files), by
     "namespace/name" *descending*. Followed exactly: it decides which Ingress's cookie name a
     shared backend uses, and so whether migrated sessions keep their pod."""

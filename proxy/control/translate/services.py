@@ -80,7 +80,8 @@ def read_service(fields: Fields, ref: str) -> Service:
 
 
 def read_slice(fields: Fields, metadata: Fields, namespace: str) -> EndpointSource | None:
-    """None for a slice without the Service label: slices join by that label only (k8s-api b.6)."""
+    """None for a slice without the Service label: slices join by that label only
+    (docs/behaviour.md, "Services and endpoints")."""
     members: list[_Member] = []
     for endpoint in fields.children("endpoints"):
         draining = _draining(endpoint.child("conditions"))
@@ -99,7 +100,8 @@ def read_slice(fields: Fields, metadata: Fields, namespace: str) -> EndpointSour
 
 
 def _draining(conditions: Fields | None) -> bool | None:
-    """False: in rotation; True: draining (DESIGN §4); None: excluded. Nil rules: k8s-api b.6."""
+    """False: in rotation; True: draining; None: excluded. The table, and the rules for absent
+    conditions: docs/behaviour.md, "Services and endpoints"."""
     if conditions is None:
         return False
     ready = conditions.flag("ready")
@@ -128,7 +130,8 @@ def _named_port(port: Fields, *, required: bool) -> _NamedPort:
 
 
 def read_endpoints(fields: Fields) -> tuple[Group, ...]:
-    """Legacy Endpoints: `addresses` are ready; `notReadyAddresses` are left out (DESIGN §5)."""
+    """Legacy Endpoints: `addresses` are ready; `notReadyAddresses` are left out
+    (docs/behaviour.md, "Services and endpoints")."""
     groups = []
     for subset in fields.children("subsets"):
         members = []
