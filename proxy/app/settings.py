@@ -9,6 +9,12 @@ from pathlib import Path
 from proxy.control.translate.options import DEFAULT_INGRESS_CLASS, EndpointsApi
 from proxy.core.model import Affinity, Endpoint, TlsCertificate, UpstreamPolicy
 from proxy.core.values import Address
+from proxy.dataplane.context import (
+    CLIENT_BODY_TIMEOUT,
+    CLIENT_HEADER_TIMEOUT,
+    HTTPS_PORT,
+    MAX_CONNECTIONS,
+)
 
 # The TLS listener of --manifests and --kubernetes when --tls-listen is not given (bound only once
 # a certificate loads: see ServeSettings.tls_on_demand).
@@ -37,7 +43,7 @@ class ServeSettings:
     # (the CLI's default port when no --tls-cert is given: a port nobody asked for stays free).
     tls_on_demand: bool = False
     tls_default: TlsCertificate | None = None  # --tls-cert/--tls-key, loaded and checked
-    https_port: int = 443  # where ssl-redirect sends plain-HTTP clients
+    https_port: int = HTTPS_PORT  # where ssl-redirect sends plain-HTTP clients
     workers: int = 1
     # Where the workers make the directory they share files in (None: a temporary directory,
     # else /dev/shm: see workers.py).
@@ -46,9 +52,9 @@ class ServeSettings:
     reuse_port: bool = False
     log_level: str = "info"
     access_log: str = "off"
-    client_header_timeout: float = 60.0
-    client_body_timeout: float = 60.0  # between two reads of a request body
-    max_connections: int = 16384  # client connections at once (ingress-nginx's worker default)
+    client_header_timeout: float = CLIENT_HEADER_TIMEOUT
+    client_body_timeout: float = CLIENT_BODY_TIMEOUT  # between two reads of a request body
+    max_connections: int = MAX_CONNECTIONS  # client connections at once
     # Forward request headers whose names have underscores (ingress-nginx's
     # enable-underscores-in-headers, off by default: they are dropped).
     underscores_in_headers: bool = False

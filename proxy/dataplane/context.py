@@ -20,7 +20,11 @@ from proxy.dataplane.upstream import Pools
 from proxy.observability.failure_log import FailureLog
 from proxy.observability.metrics import Metrics
 
+# Defaults of the flags of the same names (the settings take them from here).
+CLIENT_HEADER_TIMEOUT = 60.0  # nginx's client_header_timeout: a whole request head
+CLIENT_BODY_TIMEOUT = 60.0  # nginx's client_body_timeout: between two reads of a body
 MAX_CONNECTIONS = 16384  # ingress-nginx's max-worker-connections
+HTTPS_PORT = 443  # where ssl-redirect sends plain-HTTP clients: https's own port
 # At shutdown an idle keep-alive connection may already carry the client's next request: for
 # this long it is still answered (with Connection: close) instead of lost with the connection.
 IDLE_DRAIN_TIME = 1.0
@@ -47,10 +51,10 @@ class ServerContext:
         snapshot: Callable[[], Snapshot | None],
         metrics: Metrics,
         *,
-        client_header_timeout: float = 60.0,
-        client_body_timeout: float = 60.0,
+        client_header_timeout: float = CLIENT_HEADER_TIMEOUT,
+        client_body_timeout: float = CLIENT_BODY_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
-        https_port: int = 443,
+        https_port: int = HTTPS_PORT,
         underscores_in_headers: bool = False,
         rng: random.Random | None = None,
         now: Callable[[], float] = time.time,
@@ -63,7 +67,8 @@ class ServerContext:
         self.client_header_timeout = client_header_timeout
         self.client_body_timeout = client_body_timeout
         self.max_connections = max_connections
-        self.https_suffix = b"" if https_port == 443 else b":%d" % https_port
+        # (https's own port goes without saying in a URL)
+        self.https_suffix = b"" if https_port == HTTPS_PORT else b":%d" % https_port
         self.underscores_in_headers = underscores_in_headers
         self.rng = rng or random.Random(os.urandom(16))
         self.now = now
