@@ -21,6 +21,8 @@ within RESTART_WINDOW seconds (a crash loop is better reported than hidden).
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import logging
 import os
 import pickle
@@ -36,7 +38,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client.multiprocess import mark_process_dead
 
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from proxy.app.settings import ServeCommand
 
 log = logging.getLogger("sticky_proxy.workers")
+T = TypeVar("T")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 RESTART_LIMIT = 5
@@ -83,8 +86,29 @@ def run_workers(command: ServeCommand) -> int:
             MULTIPROC_DIR: directory,
             "PYTHONHASHSEED": str(1 + secrets.randbelow(2**32 - 1)),
         }
-        payload = pickle.dumps(replace(command, settings=shared))
+        payload = _pickled(replace(command, settings=shared))
         return _supervise(payload, settings.workers, environment, Path(directory))
+
+
+def _pickled(command: ServeCommand) -> bytes:
+    buffer = io.BytesIO()
+    _Pickler(buffer).dump(command)
+    return buffer.getvalue()
+
+
+class _Pickler(pickle.Pickler):
+    """Frozen dataclasses are pickled as their init fields: compiled by mypyc, they lose the
+    support that dataclass(slots=True) adds, and unpickling by setting attributes fails."""
+
+    def reducer_override(self, obj: object) -> Any:
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            init = [field.name for field in dataclasses.fields(obj) if field.init]
+            return _rebuilt, (type(obj), tuple(getattr(obj, name) for name in init))
+        return NotImplemented
+
+
+def _rebuilt(cls: type[T], values: tuple[object, ...]) -> T:
+    return cls(*values)
 
 
 def _supervise(command: bytes, count: int, environment: dict[str, str], directory: Path) -> int:

@@ -22,6 +22,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mypy_extensions import mypyc_attr
+
 from proxy.core.cookies import backend_key, new_balanced_key, upstream_key
 from proxy.core.model import Affinity, AffinityMode, Endpoint
 from proxy.core.ring import HashRing
@@ -63,6 +65,9 @@ class Decision:
     outcome: Outcome | None
 
 
+# A plain Python class when compiled with mypyc: `_LIVE` holds balancers by weak reference, and
+# mypyc's native classes cannot be weakly referenced.
+@mypyc_attr(native_class=False)
 class Balancer:
     """One cluster's endpoint choice: a CRC-32 ring (balanced), an md5 map (persistent), or a
     plain list (no affinity). Build with `Balancer.build`."""

@@ -6,54 +6,55 @@ Which status answers what, and when: docs/behaviour.md, "Error statuses".
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import ClassVar
 
 
 class ProxyError(Exception):
     """A failure the client is told about with `status` and a short plain-text body."""
 
-    status = 500
+    status: ClassVar[int] = 500
 
 
 class BadRequest(ProxyError):
-    status = 400
+    status: ClassVar[int] = 400
 
 
 class RequestTimeout(ProxyError):
-    status = 408
+    status: ClassVar[int] = 408
 
 
 class BodyTooLarge(ProxyError):
-    status = 413
+    status: ClassVar[int] = 413
 
 
 class HeadTooLarge(ProxyError):
-    status = 431
+    status: ClassVar[int] = 431
 
 
 class UnknownTransferCoding(ProxyError):
     """A request body in a transfer coding other than chunked (RFC 9112 §6.1): 501, as nginx."""
 
-    status = 501
+    status: ClassVar[int] = 501
 
 
 class VersionNotSupported(ProxyError):
     """A request line of another HTTP major version (HTTP/2.0 over HTTP/1 framing): 505."""
 
-    status = 505
+    status: ClassVar[int] = 505
 
 
 class NoRoute(ProxyError):
-    status = 404
+    status: ClassVar[int] = 404
 
 
 class NoEndpoint(ProxyError):
-    status = 503
+    status: ClassVar[int] = 503
 
 
 class UpstreamError(ProxyError):
     """Connecting to or talking with an upstream failed; `reason` is a metrics label."""
 
-    status = 502
+    status: ClassVar[int] = 502
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(detail or reason)
@@ -61,7 +62,7 @@ class UpstreamError(ProxyError):
 
 
 class UpstreamTimeout(UpstreamError):
-    status = 504
+    status: ClassVar[int] = 504
 
     def __init__(self, detail: str = "") -> None:
         super().__init__("timeout", detail)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Final
 
 from proxy.core.errors import BadRequest, UnknownTransferCoding, VersionNotSupported
 
@@ -318,10 +319,10 @@ _UPSTREAM_HEAD = (
 class Framing:
     """How a response body travels downstream."""
 
-    NONE = 0  # HEAD, 1xx, 204, 304: headers only
-    LENGTH = 1  # Content-Length passed through
-    CHUNKED = 2  # re-chunked for an HTTP/1.1 client
-    CLOSE = 3  # HTTP/1.0 client: the body ends when the connection closes
+    NONE: Final = 0  # HEAD, 1xx, 204, 304: headers only
+    LENGTH: Final = 1  # Content-Length passed through
+    CHUNKED: Final = 2  # re-chunked for an HTTP/1.1 client
+    CLOSE: Final = 3  # HTTP/1.0 client: the body ends when the connection closes
 
 
 # What response_head does with a header: forward it, note it, or drop it. Looked up by exact

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from proxy.core.errors import NoEndpoint
 from proxy.core.routing import Route, Snapshot
-from proxy.dataplane.upstream import Pools
+from proxy.dataplane.upstream import Dial, Pools, dial_tcp
 from proxy.observability.failure_log import FailureLog
 from proxy.observability.metrics import Metrics
 
@@ -58,12 +58,13 @@ class ServerContext:
         underscores_in_headers: bool = False,
         rng: random.Random | None = None,
         now: Callable[[], float] = time.time,
+        dial: Dial = dial_tcp,  # how upstream connections open (tests: in memory)
     ) -> None:
         self.loop = loop
         self.snapshot = snapshot
         self.metrics = metrics
         self.failure_log = FailureLog(loop.time)
-        self.pools = Pools(loop)
+        self.pools = Pools(loop, dial)
         self.client_header_timeout = client_header_timeout
         self.client_body_timeout = client_body_timeout
         self.max_connections = max_connections

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import cast
+from typing import Final, cast
 
 import httptools
 
@@ -66,7 +66,7 @@ class DownstreamProtocol(asyncio.Protocol):
 
     # Reasons to stop reading from the client, as bits; reading resumes when none is left. An
     # exchange holds reading for reasons of its own (exchange.WAIT_UPSTREAM...); this one is ours:
-    PIPELINE = 4  # requests queued behind the one being answered
+    PIPELINE: Final = 4  # requests queued behind the one being answered
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
@@ -154,9 +154,7 @@ class DownstreamProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade as upgrade:
             # httptools parses nothing after an Upgrade head: the body it declares, then the
             # new protocol's bytes, held until the upstream agrees.
-            rest = data[upgrade.args[0] :]
-            if rest and self._upgrading is not None:
-                self._upgrade_data(self._upgrading, rest)
+            self._after_upgrade_head(data[upgrade.args[0] :])
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             self._reject(cause if isinstance(cause, ProxyError) else BadRequest(str(exc)))
@@ -172,6 +170,13 @@ class DownstreamProtocol(asyncio.Protocol):
                     self._reject(error)
         if not self._head_size:
             self._read = b""  # its heads are complete: an idle connection holds no read buffer
+
+    def _after_upgrade_head(self, rest: bytes) -> None:
+        # (a method of its own: in data_received, `_upgrading` reads as None, narrowed before the
+        # parser's callbacks set it, and compiled code checks the narrowed type)
+        upgrading = self._upgrading
+        if rest and upgrading is not None:
+            self._upgrade_data(upgrading, rest)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:

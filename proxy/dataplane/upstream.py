@@ -222,13 +222,42 @@ class UpstreamConnection(asyncio.Protocol):
             sink.upstream_failed(error, started)
 
 
+ConnectDone = Callable[[UpstreamConnection | None, UpstreamError | None], None]
+# How a pool opens a connection: (pool, timeout, done) -> the task that does it, and reports to
+# `done` the connection or the error. Over TCP (`dial_tcp`) but for tests that stay in memory.
+Dial = Callable[["Pool", float, ConnectDone], "asyncio.Task[None]"]
+
+
+def dial_tcp(pool: Pool, timeout: float, done: ConnectDone) -> asyncio.Task[None]:
+    return pool.loop.create_task(_connect_tcp(pool, timeout, done))
+
+
+async def _connect_tcp(pool: Pool, timeout: float, done: ConnectDone) -> None:
+    endpoint = pool.endpoint
+    try:
+        async with asyncio.timeout(timeout):
+            _, conn = await pool.loop.create_connection(
+                lambda: UpstreamConnection(pool), endpoint.address, endpoint.port
+            )
+    except TimeoutError:
+        done(None, UpstreamTimeout("connect timed out"))
+    except OSError as exc:
+        # "Connection refused": the log line around it names the endpoint
+        done(None, UpstreamError("connect", exc.strerror or str(exc)))
+    else:
+        done(conn, None)
+
+
 class Pool:
     """Idle keep-alive connections to one endpoint, most recently used first."""
 
-    def __init__(self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop, dial: Dial = dial_tcp
+    ) -> None:
         self.endpoint = endpoint
         self.loop = loop
         self.closed = False  # the endpoint left the routing table
+        self._dial = dial
         self._idle: list[UpstreamConnection] = []
 
     def take_idle(self) -> UpstreamConnection | None:
@@ -244,33 +273,9 @@ class Pool:
                 conn.close()
         return None
 
-    def connect(
-        self,
-        timeout: float,
-        done: Callable[[UpstreamConnection | None, UpstreamError | None], None],
-    ) -> asyncio.Task[None]:
+    def connect(self, timeout: float, done: ConnectDone) -> asyncio.Task[None]:
         """Open a new connection in a task; `done` gets the connection or the error."""
-        return self.loop.create_task(self._connect(timeout, done))
-
-    async def _connect(
-        self,
-        timeout: float,
-        done: Callable[[UpstreamConnection | None, UpstreamError | None], None],
-    ) -> None:
-        try:
-            async with asyncio.timeout(timeout):
-                _, conn = await self.loop.create_connection(
-                    lambda: UpstreamConnection(self),
-                    self.endpoint.address,
-                    self.endpoint.port,
-                )
-        except TimeoutError:
-            done(None, UpstreamTimeout("connect timed out"))
-        except OSError as exc:
-            # "Connection refused": the log line around it names the endpoint
-            done(None, UpstreamError("connect", exc.strerror or str(exc)))
-        else:
-            done(conn, None)
+        return self._dial(self, timeout, done)
 
     def release(self, conn: UpstreamConnection) -> None:
         if self.closed or len(self._idle) >= MAX_IDLE_PER_ENDPOINT:
@@ -293,15 +298,16 @@ class Pool:
 class Pools:
     """Every endpoint's pool, keyed by node text (address:port) so pools survive snapshot swaps."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, dial: Dial = dial_tcp) -> None:
         self.loop = loop
+        self._dial = dial
         self._pools: dict[str, Pool] = {}  # by node text, address:port
 
     def get(self, endpoint: Endpoint) -> Pool:
         key = endpoint.node
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = Pool(endpoint, self.loop)
+            pool = self._pools[key] = Pool(endpoint, self.loop, self._dial)
         return pool
 
     def retain(self, nodes: Collection[str]) -> None:

@@ -20,7 +20,7 @@ from proxy.core.model import Endpoint, UpstreamPolicy
 from proxy.dataplane.context import ServerContext
 from proxy.dataplane.downstream import DownstreamProtocol
 from proxy.dataplane.exchange import BUFFER_LIMIT
-from proxy.dataplane.upstream import Pool, UpstreamConnection
+from proxy.dataplane.upstream import ConnectDone, Pool, UpstreamConnection
 from proxy.observability.metrics import Metrics
 from tests.memory_transport import MemoryTransport
 
@@ -28,8 +28,6 @@ ENDPOINTS = (Endpoint("10.0.0.1", 8080), Endpoint("10.0.0.2", 8080))
 GET = b"GET /page HTTP/1.1\r\nHost: app\r\n\r\n"
 UPGRADE = b"GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
 SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
-
-ConnectDone = Callable[[UpstreamConnection | None, UpstreamError | None], None]
 
 
 def ok(body: bytes) -> bytes:
@@ -76,7 +74,7 @@ class MemoryProxy:
         self.client.connection_made(self.client_side)
 
     def connect(self, pool: Pool, done: ConnectDone) -> asyncio.Task[None]:
-        """Stands in for `Pool.connect`: a connection, or a refusal, a loop turn later."""
+        """The context's way to dial: a connection, or a refusal, a loop turn later."""
         return self.loop.create_task(self._open(pool, done))
 
     async def _open(self, pool: Pool, done: ConnectDone) -> None:
@@ -119,7 +117,7 @@ MakeProxy = Callable[..., MemoryProxy]
 
 
 @pytest.fixture
-def make_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeProxy]:
+def make_proxy() -> Iterator[MakeProxy]:
     loop = ClockLoop()
 
     def make(
@@ -128,6 +126,7 @@ def make_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeProxy]:
         body_timeout: float = 60.0,
     ) -> MemoryProxy:
         snapshot = static_snapshot(ENDPOINTS, None, policy or UpstreamPolicy())
+        proxies: list[MemoryProxy] = []  # the one made below, which upstream connections open in
         ctx = ServerContext(
             loop,
             lambda: snapshot,
@@ -135,10 +134,10 @@ def make_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeProxy]:
             client_header_timeout=header_timeout,
             client_body_timeout=body_timeout,
             rng=random.Random(7),
+            dial=lambda pool, _, done: proxies[0].connect(pool, done),
         )
-        proxy = MemoryProxy(loop, ctx)
-        monkeypatch.setattr(Pool, "connect", lambda pool, _, done: proxy.connect(pool, done))
-        return proxy
+        proxies.append(MemoryProxy(loop, ctx))
+        return proxies[0]
 
     yield make
     loop.close()
