@@ -9,18 +9,21 @@
 # The build stage's RUN lines are run as written, in a fresh venv, by tests/e2e/test_image_steps.py.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The build stage compiles proxy/core and proxy/dataplane with mypyc: the full image has the C
+# compiler the slim one lacks (same Debian, same Python), and none of it reaches the final stage.
+ARG BUILD_IMAGE=python:3.11-bookworm
 
-FROM ${PYTHON_IMAGE} AS build
+FROM ${BUILD_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     WHEELS=/wheels \
     VENV=/opt/sticky-proxy
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY proxy/ proxy/
 COPY backend/ backend/
-# Every dependency comes as a wheel (uvloop, httptools, aiohttp publish manylinux ones), so no
-# compiler is needed; --no-index then proves the wheel directory holds everything.
+# Every dependency comes as a wheel (uvloop, httptools, aiohttp publish manylinux ones); the
+# project's own wheel is compiled (setup.py); --no-index then proves the directory holds all.
 RUN pip wheel --wheel-dir "$WHEELS" .
 # A venv without pip: the runtime stage copies it whole, and nothing in it can install more.
 RUN python -m venv --without-pip "$VENV" \

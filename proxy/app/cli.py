@@ -53,6 +53,7 @@ from proxy.core.values import (
     parse_workers,
 )
 from proxy.dataplane.tls_contexts import load_default_certificate
+from proxy.system import build
 
 T = TypeVar("T")
 
@@ -92,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Cookie-based sticky sessions for Kubernetes workloads, as ingress-nginx.",
         allow_abbrev=False,  # abbreviations would break as soon as a longer flag is added
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"{PROG} {build.describe()}",
+        help="the version, and whether the per-request code runs compiled (mypyc) or interpreted",
     )
     commands = parser.add_subparsers(dest="command", metavar="command")
 

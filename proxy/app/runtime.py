@@ -25,6 +25,7 @@ from proxy.dataplane.tls_contexts import TlsContexts
 from proxy.observability.access_log import AccessLog
 from proxy.observability.admin import admin_app
 from proxy.observability.metrics import Metrics
+from proxy.system import build
 from proxy.system.heap import FULL_COLLECTION_INTERVAL, collect_everything
 
 log = logging.getLogger("sticky_proxy")
@@ -260,6 +261,7 @@ async def serve(
 
     Raises `SourceError` (after closing the listeners) when the source cannot deliver a first state.
     """
+    log.info("sticky-proxy %s", build.describe())
     raise_file_limit()
     keep_freed_memory()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)

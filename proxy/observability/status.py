@@ -9,19 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.core.routing import Snapshot
+from proxy.system import build
 
 Totals = dict[tuple[str, str], dict[str, float]]
 
 
 def status(snapshot: Snapshot | None, totals: Totals) -> dict[str, Any]:
+    running = {"version": build.version(), "compiled": build.compiled()}
     if snapshot is None:
-        return {"ready": False, "routes": [], "clusters": []}
+        return {"ready": False, "build": running, "routes": [], "clusters": []}
     routes = list(snapshot.routes)
     default = snapshot.default_route
     if default is not None and all(route is not default for route in routes):
         routes.append(default)
     return {
         "ready": True,
+        "build": running,
         "routes": [
             {
                 "host": route.host or "*",

@@ -196,6 +196,12 @@ def test_the_venv_holds_the_project_and_no_installer(image: Image) -> None:
     assert found == "None\n"
 
 
+def test_the_image_runs_the_compiled_build(image: Image) -> None:
+    """The build stage has a C compiler (as the machine running this has): core and data plane
+    are mypyc's extension modules."""
+    assert image.run("sticky-proxy", "--version").endswith(", compiled (mypyc)\n")
+
+
 def test_the_entry_points_run_on_the_examples(image: Image) -> None:
     assert "serve" in image.run("sticky-proxy", "--help")
     routes = image.run("sticky-proxy", "routes", "--manifests", str(REPO / "k8s" / "examples"))
