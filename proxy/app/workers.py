@@ -118,8 +118,8 @@ def _supervise(command: bytes, count: int, environment: dict[str, str], director
     def stop(signum: int | None = None, frame: FrameType | None = None) -> None:
         nonlocal stopping
         stopping = True
-        for process in list(workers.values()):
-            process.send_signal(signal.SIGTERM)
+        for pid in list(workers):
+            _terminate(pid)
 
     def start() -> None:
         process = subprocess.Popen(
@@ -134,7 +134,7 @@ def _supervise(command: bytes, count: int, environment: dict[str, str], director
         process.stdin.write(command)
         process.stdin.close()
         if stopping:  # a signal came while starting: this one has not seen it yet
-            process.send_signal(signal.SIGTERM)
+            _terminate(process.pid)
 
     previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     exit_code = 0
@@ -166,6 +166,13 @@ def _supervise(command: bytes, count: int, environment: dict[str, str], director
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return exit_code
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM to a worker. Not Popen.send_signal: it polls first, and a worker that has just
+    exited would be reaped there, behind os.wait's back (which then fails: no child processes).
+    Until os.wait reaps it, an exited worker's pid stays its own, so the signal cannot stray."""
+    os.kill(pid, signal.SIGTERM)
 
 
 def _state_directory(chosen: Path | None) -> tempfile.TemporaryDirectory[str]:
