@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from bench import check, machine, measure, report
+from bench import builds, check, machine, measure, report
 from bench.cpucap import CpuCap, plan_cap
 from bench.load import BUILTIN_LOAD_NAME, LoadGenerator, Wrk, choose_load
 from bench.procs import BenchError, Children, rss_kb
@@ -29,7 +29,8 @@ from bench.targets import (
     HAPROXY,
     NGINX,
     PROXIES,
-    STICKY_PROXY,
+    STICKY_PROXY_BUILDS,
+    STICKY_PROXY_COMPILED,
     Backends,
     ProxyPlan,
     Target,
@@ -117,7 +118,8 @@ def _choices(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
-        description="sticky-proxy side by side with a direct backend, nginx and HAProxy.",
+        description="sticky-proxy, interpreted and compiled, side by side with a direct backend, "
+        "nginx and HAProxy.",
         allow_abbrev=False,
     )
     add = parser.add_argument
@@ -226,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=REPO,
         metavar="DIR",
         help="the checkout whose proxy/ is measured, e.g. a `git worktree` of another "
-        "revision (default: this one)",
+        "revision; each build runs from a copy of it (default: this one)",
     )
     return parser
 
@@ -264,13 +266,20 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         backend_cpus=backend_cpus,
         cpu_quota=args.cpu_quota,
         results_dir=args.results_dir,
-        proxy_source=_proxy_source(parser, args.proxy_source),
+        proxy_source=_proxy_source(parser, args.proxy_source, args.targets),
     )
 
 
-def _proxy_source(parser: argparse.ArgumentParser, path: Path) -> Path:
+def _proxy_source(
+    parser: argparse.ArgumentParser, path: Path, targets: tuple[str, ...] | None
+) -> Path:
     if not (path / "proxy" / "__main__.py").is_file():
         parser.error(f"--proxy-source: {path} has no proxy/__main__.py")
+    if (targets is None or STICKY_PROXY_COMPILED in targets) and not (path / "setup.py").is_file():
+        parser.error(
+            f"--proxy-source: {path} has no setup.py to compile it with; leave "
+            f"{STICKY_PROXY_COMPILED} out of --targets"
+        )
     return path.resolve()
 
 
@@ -345,6 +354,7 @@ def run(options: Options) -> int:
     _require_tools(options)
     _raise_fd_limit()
     started = datetime.datetime.now(datetime.UTC)
+    facts = machine.facts()  # before compiling, whose load would be taken for others' work
     cap = plan_cap(options.cpu_quota)
     with tempfile.TemporaryDirectory(prefix="sticky-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -355,7 +365,7 @@ def run(options: Options) -> int:
         children = Children(tmp)
         try:
             backends, targets = _start_targets(options, children, tmp, cap)
-            setup = _setup_facts(options, cap, load, backends, targets)
+            setup = _setup_facts(options, cap, load, backends, targets, facts=facts)
             _print_setup(setup)
             plan = measure.Plan(
                 scenarios=[SCENARIOS[name] for name in options.scenarios],
@@ -377,13 +387,15 @@ def run(options: Options) -> int:
 def _start_targets(
     options: Options, children: Children, tmp: Path, cap: CpuCap
 ) -> tuple[Backends, list[Target]]:
+    wanted_builds = [
+        build for name, build in STICKY_PROXY_BUILDS.items() if name in options.targets
+    ]
+    trees = builds.prepare(options.proxy_source, tmp, wanted_builds)
     kind = choose_backend_kind(options.backend_server)
     backends = start_backends(
         children, kind=kind, count=options.backends, tmp=tmp, cpus=options.backend_cpus, repo=REPO
     )
-    plan = ProxyPlan(
-        tmp, options.proxy_source, backends, options.cookie_name, options.proxy_cpus, cap
-    )
+    plan = ProxyPlan(tmp, trees, backends, options.cookie_name, options.proxy_cpus, cap)
     targets = [direct_target(backends)] if DIRECT in options.targets else []
     for name in PROXIES:
         if name in options.targets:
@@ -396,7 +408,7 @@ def _start_targets(
             _check_capped(target, cap)
         target.base_rss_kb = rss_kb(target.pids())
     # The direct backend ignores cookies; it gets one anyway so every request has the same size.
-    proxy_cookies = [t.cookie for t in targets if t.name == STICKY_PROXY and t.cookie]
+    proxy_cookies = [t.cookie for t in targets if t.name in STICKY_PROXY_BUILDS and t.cookie]
     for target in targets:
         if not target.is_proxy:
             target.cookie = proxy_cookies[0] if proxy_cookies else "direct"
@@ -411,11 +423,17 @@ def _check_capped(target: Target, cap: CpuCap) -> None:
 
 
 def _setup_facts(
-    options: Options, cap: CpuCap, load: LoadGenerator, backends: Backends, targets: list[Target]
+    options: Options,
+    cap: CpuCap,
+    load: LoadGenerator,
+    backends: Backends,
+    targets: list[Target],
+    *,
+    facts: dict[str, object],
 ) -> dict[str, object]:
     load_version = "wrk " + _wrk_version() if isinstance(load, Wrk) else load.name
     return {
-        "machine": machine.facts(),
+        "machine": facts,
         "pinning": {
             "load": options.load_cpus or "not pinned",
             "proxies": options.proxy_cpus or "not pinned",

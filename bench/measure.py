@@ -189,7 +189,7 @@ def _print_run(index: int, total: int, run: Run) -> None:
     result = run.load
     errors = f", {result.error_count} errors {result.errors}" if result.error_count else ""
     print(
-        f"[{index:>3}/{total}] {run.scenario:<12} {run.target:<13} rep {run.rep + 1}: "
+        f"[{index:>3}/{total}] {run.scenario:<12} {run.target:<21} rep {run.rep + 1}: "
         f"{result.rps:>9,.0f} req/s  p50 {result.latency_ms['p50']:.2f} ms  "
         f"p99 {result.latency_ms['p99']:.2f} ms  {run.cpu_us_per_request:.1f} µs CPU/req"
         f"{errors}",

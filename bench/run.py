@@ -1,5 +1,6 @@
-"""`python bench/run.py [--help]`: sticky-proxy benchmarked against a direct backend, nginx and
-HAProxy in one interleaved run. Not part of the test suite; see bench/README.md."""
+"""`python bench/run.py [--help]`: sticky-proxy, interpreted and compiled, benchmarked against a
+direct backend, nginx and HAProxy in one interleaved run. Not part of the test suite; see
+bench/README.md."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Starting what is measured: the fixed-response backends, and the three sticky proxies in front
-of them (sticky-proxy, nginx, HAProxy), each pinned and optionally capped."""
+"""Starting what is measured: the fixed-response backends, and the sticky proxies in front of them
+(sticky-proxy interpreted and compiled, nginx, HAProxy), each pinned and optionally capped."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import configs
+from bench.builds import COMPILED, INTERPRETED, Tree, running_build
 from bench.check import first_reply
 from bench.cpucap import CpuCap
 from bench.procs import (
@@ -25,8 +26,12 @@ from bench.procs import (
     wait_listening,
 )
 
-DIRECT, STICKY_PROXY, NGINX, HAPROXY = "direct", "sticky-proxy", "nginx", "haproxy"
-PROXIES = (STICKY_PROXY, NGINX, HAPROXY)
+DIRECT, NGINX, HAPROXY = "direct", "nginx", "haproxy"
+# The interpreted build keeps the name it had before the compiled one existed, so its rows read
+# the same as in earlier results.
+STICKY_PROXY, STICKY_PROXY_COMPILED = "sticky-proxy", "sticky-proxy-compiled"
+STICKY_PROXY_BUILDS = {STICKY_PROXY: INTERPRETED, STICKY_PROXY_COMPILED: COMPILED}
+PROXIES = (*STICKY_PROXY_BUILDS, NGINX, HAPROXY)
 
 
 @dataclass
@@ -124,7 +129,7 @@ def direct_target(backends: Backends) -> Target:
 
 
 def available_proxies() -> list[str]:
-    found = [STICKY_PROXY]
+    found = list(STICKY_PROXY_BUILDS)
     if shutil.which("nginx"):
         found.append(NGINX)
     if shutil.which("haproxy"):
@@ -135,7 +140,7 @@ def available_proxies() -> list[str]:
 @dataclass(frozen=True, slots=True)
 class ProxyPlan:
     tmp: Path
-    proxy_source: Path  # the checkout whose proxy/ runs
+    trees: dict[str, Tree]  # by build: the copy of the measured source each sticky-proxy runs from
     backends: Backends
     cookie_name: str
     cpus: str | None
@@ -143,43 +148,53 @@ class ProxyPlan:
 
 
 def start_proxy(children: Children, name: str, plan: ProxyPlan) -> Target:
+    if name in STICKY_PROXY_BUILDS:
+        return _start_sticky_proxy(children, name, plan)
     port = free_port()
-    argv, version, cwd = _proxy_command(name, port, plan)
+    argv, version = _tool_command(name, port, plan)
+    return _started(children, name, plan, argv, port, version=version)
+
+
+def _started(
+    children: Children,
+    name: str,
+    plan: ProxyPlan,
+    argv: list[str],
+    port: int,
+    *,
+    version: str,
+    cwd: Path | None = None,
+) -> Target:
     child = children.start(name, plan.cap.wrap(name, pinned(plan.cpus, argv)), cwd=cwd)
     wait_listening(child, port)
     return Target(name, port, child, version, capped=plan.cap.applied)
 
 
-def _proxy_command(name: str, port: int, plan: ProxyPlan) -> tuple[list[str], str, Path | None]:
+def _start_sticky_proxy(children: Children, name: str, plan: ProxyPlan) -> Target:
+    """One build of sticky-proxy from its copy of the source, refused unless the running process
+    says it is that build."""
+    tree = plan.trees[STICKY_PROXY_BUILDS[name]]
+    port, metrics_port = free_port(), free_port()
+    argv = [sys.executable, "-m", "proxy", "serve", "--listen", f"127.0.0.1:{port}"]
+    argv += ["--metrics-listen", f"127.0.0.1:{metrics_port}", "--log-level", "warning"]
+    argv += ["--session-cookie-name", plan.cookie_name, "--backend", *plan.backends.urls]
+    # `python -m` imports from the working directory first: the proxy/ of this build's copy.
+    target = _started(children, name, plan, argv, port, version=tree.version, cwd=tree.path)
+    running = running_build(metrics_port, name)
+    if running != tree.build:
+        raise BenchError(f"{name} runs {running}, not {tree.build}: refusing to measure it")
+    return target
+
+
+def _tool_command(name: str, port: int, plan: ProxyPlan) -> tuple[list[str], str]:
     ports = plan.backends.ports
-    if name == STICKY_PROXY:
-        argv = [sys.executable, "-m", "proxy", "serve", "--listen", f"127.0.0.1:{port}"]
-        argv += ["--metrics-listen", f"127.0.0.1:{free_port()}", "--log-level", "warning"]
-        argv += ["--session-cookie-name", plan.cookie_name, "--backend", *plan.backends.urls]
-        return argv, _sticky_proxy_version(plan.proxy_source), plan.proxy_source
     if name == NGINX:
         conf = plan.tmp / "nginx-proxy.conf"
         conf.write_text(configs.nginx_proxy_conf(plan.tmp, port, ports, plan.cookie_name))
-        return _nginx_argv(conf, plan.tmp), tool_version(["nginx", "-v"]), None
+        return _nginx_argv(conf, plan.tmp), tool_version(["nginx", "-v"])
     if name == HAPROXY:
         conf = plan.tmp / "haproxy.cfg"
         conf.write_text(configs.haproxy_conf(plan.tmp, port, ports, plan.cookie_name))
         # -db: foreground, no daemon, so the pid we hold is the process that serves.
-        return ["haproxy", "-db", "-f", str(conf)], tool_version(["haproxy", "-v"]), None
+        return ["haproxy", "-db", "-f", str(conf)], tool_version(["haproxy", "-v"])
     raise ValueError(name)
-
-
-def _git(source: Path, *args: str) -> str | None:
-    done = subprocess.run(
-        ["git", "-C", str(source), *args], capture_output=True, text=True, check=False
-    )
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def _sticky_proxy_version(source: Path) -> str:
-    """Which code was measured: the commit, and whether proxy/ had uncommitted changes."""
-    commit = _git(source, "rev-parse", "--short", "HEAD")
-    if commit is None:
-        return f"sticky-proxy from {source} (not a git checkout)"
-    dirty = _git(source, "status", "--porcelain", "--", "proxy")
-    return f"sticky-proxy {commit}{' + uncommitted changes in proxy/' if dirty else ''}"
