@@ -506,10 +506,15 @@ def _finish(
     rows = report.summarise(runs, problems)
     cores = sorted(machine.CpuTimes.now().cores)
     table = report.markdown_table(rows, cores)
+    goals = report.targets_summary(rows, options.connections)
+    proxies = [name for name in options.targets if name in PROXIES]
+    goals_table = report.targets_table(goals, proxies)
     print()
     for name in options.scenarios:
         print(f"{name}: {SCENARIOS[name].what}")
     print("\n" + table + "\n")
+    print("targets summary (÷ nginx in this run; the bar applies to the compiled build):\n")
+    print(goals_table + "\n")
     path = options.results_dir / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     document = {
         "started": started.isoformat(),
@@ -518,7 +523,9 @@ def _finish(
         "problems": {f"{s} {t}": found for (s, t), found in problems.items()},
         "runs": [run.to_json() for run in runs],
         "summary": [asdict(row) for row in rows],
+        "targets_summary": [asdict(goal) for goal in goals],
         "table": table,
+        "targets_table": goals_table,
     }
     report.write_json(path, document)
     print(f"load average at end: {machine.load_average()}; every run: {path}")

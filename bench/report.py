@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -60,6 +60,8 @@ class Row:
     note: str
     ratio_nginx: float | None = None
     ratio_direct: float | None = None
+    added_p50_ms: float | None = None  # c1-latency: the p50 a proxy adds to the direct one's
+    kb_per_idle_client: float | None = None  # idle-2000, proxies: the worst rep's growth
 
 
 def _median(values: Sequence[float]) -> float:
@@ -90,11 +92,14 @@ def summarise(runs: Sequence[Run], problems: dict[tuple[str, str], list[str]]) -
 def _row(key: tuple[str, str], group: list[Run], problems: list[str]) -> Row:
     rps = [run.load.rps for run in group]
     notes = []
+    per_idle_client = None
     if key[0] == "1mb":
         mb_s = _median([run.load.bytes / run.load.duration_s / 1e6 for run in group])
         notes.append(f"{mb_s:,.0f} MB/s")
     if key[0] == "idle-2000" and key[1] != DIRECT:
-        notes.append(_idle_note(group))
+        # The worst rep: later reps can reuse memory an earlier rep's clients left behind.
+        per_idle_client = max(run.extra["kb_per_idle_client"] for run in group)
+        notes.append(_idle_note(group, per_idle_client))
     closes = [run.upstream_closes for run in group if run.upstream_closes is not None]
     if closes and _median(closes) > 0:
         per_request = _median(closes) / _median([run.load.requests for run in group])
@@ -117,12 +122,11 @@ def _row(key: tuple[str, str], group: list[Run], problems: list[str]) -> Row:
             f"{_median([b.get(core, 0.0) for b in busy]):.0f}" for core in sorted(busy[0])
         ),
         note=", ".join(notes),
+        kb_per_idle_client=per_idle_client,
     )
 
 
-def _idle_note(group: list[Run]) -> str:
-    # The worst rep: later reps can reuse memory an earlier rep's clients left behind.
-    per_client = max(run.extra["kb_per_idle_client"] for run in group)
+def _idle_note(group: list[Run], per_client: float) -> str:
     still_open = min(int(run.extra["idle_still_open"]) for run in group)
     clients = int(group[0].extra["idle_clients"])
     before = _median([run.extra["rss_before_kb"] for run in group]) / 1024
@@ -138,9 +142,10 @@ def _add_latency_notes(rows: list[Row]) -> None:
     direct = {r.scenario: r.p50_ms for r in rows if r.target == DIRECT}
     for index, row in enumerate(rows):
         if row.scenario == "c1-latency" and row.target != DIRECT and row.scenario in direct:
-            added = f"p50 +{row.p50_ms - direct[row.scenario]:.3f} ms over direct"
+            added_ms = row.p50_ms - direct[row.scenario]
+            added = f"p50 +{added_ms:.3f} ms over direct"
             note = f"{added}, {row.note}" if row.note else added
-            rows[index] = Row(**{**asdict(row), "note": note})
+            rows[index] = Row(**{**asdict(row), "note": note, "added_p50_ms": added_ms})
 
 
 def _ratio(value: float | None) -> str:
@@ -161,6 +166,110 @@ def markdown_table(rows: Sequence[Row], cores: Sequence[int]) -> str:
             f"| {row.p99_ms:.2f} | {row.cpu_us:.1f} ({row.user_us:.1f}) | {row.rss_mb:.1f} "
             f"| {row.errors}/{row.requests:,} | {row.busy} | {row.note} |"
         )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """One row of the performance issue's targets: a figure of one scenario's row, for each proxy,
+    as it is or divided by nginx's in the same run."""
+
+    label: str
+    scenario: str
+    figure: Callable[[Row], float | None]
+    unit: str  # the figure's
+    per_nginx: bool
+
+
+def _rps(row: Row) -> float:
+    return row.rps[0]
+
+
+def goals(connections: int) -> tuple[Goal, ...]:
+    """The issue's rows; `connections` is the sticky scenario's (--connections, 50 by default)."""
+    return (
+        Goal("sticky req/s ÷ nginx", "sticky", _rps, "req/s", per_nginx=True),
+        Goal("new-clients req/s ÷ nginx", "new-clients", _rps, "req/s", per_nginx=True),
+        Goal("browser req/s ÷ nginx", "browser", _rps, "req/s", per_nginx=True),
+        Goal(
+            "c1 p50 added over direct",
+            "c1-latency",
+            lambda row: row.added_p50_ms,
+            "ms",
+            per_nginx=False,
+        ),
+        Goal(
+            "idle KB per client",
+            "idle-2000",
+            lambda row: row.kb_per_idle_client,
+            "KB",
+            per_nginx=False,
+        ),
+        Goal("1 MB req/s ÷ nginx", "1mb", _rps, "req/s", per_nginx=True),
+        Goal(
+            f"p99 at c={connections} ÷ nginx (sticky)",
+            "sticky",
+            lambda row: row.p99_ms,
+            "ms",
+            per_nginx=True,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GoalResult:
+    label: str
+    scenario: str
+    unit: str
+    per_nginx: bool
+    figures: dict[str, float]  # each proxy's own figure, in `unit`
+    values: dict[str, float]  # what the goal compares: figure ÷ nginx's, or the figure itself
+
+
+def targets_summary(rows: Sequence[Row], connections: int) -> list[GoalResult]:
+    """Each goal for every proxy that ran its scenario (a ratio only where nginx ran it too)."""
+    results = []
+    for goal in goals(connections):
+        figures = {}
+        for row in rows:
+            figure = goal.figure(row) if row.scenario == goal.scenario else None
+            if row.target != DIRECT and figure is not None:
+                figures[row.target] = figure
+        nginx = figures.get(NGINX)
+        if not goal.per_nginx:
+            values = dict(figures)
+        elif nginx:
+            values = {target: figure / nginx for target, figure in figures.items()}
+        else:
+            values = {}
+        results.append(
+            GoalResult(goal.label, goal.scenario, goal.unit, goal.per_nginx, figures, values)
+        )
+    return results
+
+
+def _figure_text(value: float, unit: str) -> str:
+    if unit == "req/s":
+        return f"{value:,.0f} req/s"
+    return f"{value:.3f} ms" if unit == "ms" else f"{value:.1f} {unit}"
+
+
+def targets_table(results: Sequence[GoalResult], proxies: Sequence[str]) -> str:
+    """The goals as rows, the proxies as columns; nginx's own figure beside its 1.00."""
+    lines = ["| target | " + " | ".join(proxies) + " |", "|" + "---|" * (len(proxies) + 1)]
+    for result in results:
+        cells = []
+        for proxy in proxies:
+            value = result.values.get(proxy)
+            if value is None:
+                cells.append("-")
+            elif not result.per_nginx:
+                cells.append(_figure_text(value, result.unit))
+            elif proxy == NGINX:
+                cells.append(f"1.00 ({_figure_text(result.figures[proxy], result.unit)})")
+            else:
+                cells.append(f"{value:.2f}")
+        lines.append(f"| {result.label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
