@@ -1,129 +1,143 @@
-"""Python cost of one proxied request, without sockets or a kernel in the way.
+"""Python cost of one proxied request, without sockets or a kernel in the way: the data plane's own
+CPU time per request, which socket benchmarks bury under kernel time and noise. For the proxy as
+this checkout imports it, for the one in another tree, or for both builds of a source side by side.
+bench/hotpath_drive.py does the driving.
 
-Drives the real DownstreamProtocol and UpstreamConnection with in-memory transports (the data
-plane's unit tests use the same, tests/memory_transport.py): a client request goes in, the
-upstream's request head comes out, a canned upstream response goes in, the client's response
-comes out. What is left is the data plane's own CPU time per request, which socket benchmarks
-bury under kernel time and noise. `--profile` prints cProfile's top functions.
-
-    python bench/hotpath.py                 # µs per request for each request kind
-    python bench/hotpath.py --profile browser
+    python bench/hotpath.py                                  # this checkout, as it imports
+    python bench/hotpath.py --builds interpreted,compiled    # both builds of it, side by side
+    python bench/hotpath.py --source DIR                     # the proxy/ in DIR, as it imports
+    python bench/hotpath.py --profile browser                # cProfile's top functions
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import cProfile
-import pstats
+import json
+import subprocess
 import sys
-import time
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-
-import uvloop
 
 if __package__ in (None, ""):  # run as a script: the repository root is not on sys.path yet
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxy.control.sources.static import static_snapshot
-from proxy.core.cookies import CookieSettings
-from proxy.core.model import Affinity, Endpoint, UpstreamPolicy
-from proxy.dataplane.context import ServerContext
-from proxy.dataplane.downstream import DownstreamProtocol
-from proxy.dataplane.upstream import UpstreamConnection
-from proxy.observability.metrics import Metrics
-from tests.memory_transport import MemoryTransport
+from bench.builds import BUILDS, COMPILED, INTERPRETED, Tree, prepare, source_revision
+from bench.procs import BenchError
 
-COOKIE = b"key=1795765304.4169.20098.91221|44323fc27e2ab28b68735f281c5d85c6"
-BROWSER_HEADERS = (
-    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    b"Chrome/120.0 Safari/537.36\r\n"
-    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
-    b"Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n"
-    b"Upgrade-Insecure-Requests: 1\r\nSec-Fetch-Dest: document\r\nSec-Fetch-Mode: navigate\r\n"
-    b"Sec-Fetch-Site: none\r\nCache-Control: max-age=0\r\nConnection: keep-alive\r\n"
-)
-REQUESTS = {
-    "sticky": b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nCookie: " + COOKIE + b"\r\n\r\n",
-    "new-client": b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
-    "browser": b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nCookie: _ga=GA1.2.3; theme=dark; "
-    + COOKIE
-    + b"; sid=abc\r\n"
-    + BROWSER_HEADERS
-    + b"\r\n",
-}
-RESPONSE = (
-    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Fri, 27 Nov 2026 09:00:00 GMT\r\n"
-    b"Content-Type: application/json\r\nContent-Length: 12\r\nConnection: keep-alive\r\n\r\n"
-    b'{"uuid":"a"}'
-)
+REPO = Path(__file__).resolve().parent.parent
+PROG = "bench/hotpath.py"
+ROUNDS = 3  # the best of these runs of --count requests counts: the others met noise
 
 
-def setup(loop: asyncio.AbstractEventLoop) -> tuple[DownstreamProtocol, list[UpstreamConnection]]:
-    endpoints = (Endpoint("127.0.0.1", 28081), Endpoint("127.0.0.1", 28082))
-    affinity = Affinity(cookie=CookieSettings(name="key"))
-    snapshot = static_snapshot(endpoints, affinity, UpstreamPolicy())
-    metrics = Metrics()
-    metrics.follow(lambda: snapshot)
-    ctx = ServerContext(loop, lambda: snapshot, metrics)
-    upstreams = []
-    for endpoint in endpoints:  # one idle keep-alive connection per endpoint
-        pool = ctx.pools.get(endpoint)
-        conn = UpstreamConnection(pool)
-        conn.connection_made(MemoryTransport())
-        pool.release(conn)
-        upstreams.append(conn)
-    client = DownstreamProtocol(ctx)
-    client.connection_made(MemoryTransport())
-    return client, upstreams
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=50_000, help="requests per run")
+    parser.add_argument("--profile", metavar="KIND", help="cProfile one kind of request")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        metavar="DIR",
+        help="the tree whose proxy/ is measured, as it imports there; with --builds, the source "
+        "the builds are made from (default: this checkout)",
+    )
+    parser.add_argument(
+        "--builds",
+        metavar="LIST",
+        help=f"comma-separated, from {', '.join(BUILDS)}: measure each in its own copy of the "
+        "source (compiling takes about a minute)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the build and the µs as JSON (for --builds)"
+    )
+    return parser
 
 
-def run(kind: str, count: int, profile: bool) -> float:
-    loop = uvloop.new_event_loop()
-    asyncio.set_event_loop(loop)
-    client, upstreams = setup(loop)
-    request = REQUESTS[kind]
-    client_side = client.transport
-    assert isinstance(client_side, MemoryTransport)
-    down = client_side.written
-
-    def one() -> None:
-        client.data_received(request)
-        for upstream in upstreams:
-            if upstream.sink is not None:
-                upstream.data_received(RESPONSE)
-
-    for _ in range(1000):  # warm up, and check the answers are real
-        one()
-    answer = bytes(down[-1])
-    if not answer.endswith(b'{"uuid":"a"}') or b"200 OK" not in answer:
-        raise SystemExit(f"{kind}: unexpected answer {answer[:200]!r}")
-    profiler = cProfile.Profile() if profile else None
-    if profiler is not None:
-        profiler.enable()
-    start = time.process_time()
-    for _ in range(count):
-        one()
-    elapsed = time.process_time() - start
-    if profiler is not None:
-        profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
-    loop.close()
-    return elapsed / count * 1e6
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    source = (args.source or REPO).resolve()
+    if not (source / "proxy" / "__main__.py").is_file():
+        parser.error(f"--source: {source} has no proxy/__main__.py")
+    try:
+        if args.builds is not None:
+            builds = [name.strip() for name in args.builds.split(",") if name.strip()]
+            if not builds or set(builds) - set(BUILDS):
+                parser.error(f"--builds: {args.builds!r}: choose from {', '.join(BUILDS)}")
+            if args.profile or args.json:
+                parser.error("--builds compares builds: --profile and --json take --source DIR")
+            compare_builds(source, list(dict.fromkeys(builds)), args.count)
+        else:
+            measure_here(source, args.count, args.profile, as_json=args.json)
+    except BenchError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=50_000)
-    parser.add_argument("--profile", choices=sorted(REQUESTS))
-    args = parser.parse_args()
-    if args.profile:
-        run(args.profile, args.count, profile=True)
+def measure_here(source: Path, count: int, profile: str | None, *, as_json: bool) -> None:
+    """Measure the proxy `source` holds, in this process."""
+    sys.path.insert(0, str(source))  # before the proxy is imported: its proxy/ comes first
+    import proxy  # noqa: PLC0415 - only now is the measured tree first on sys.path
+    from bench import hotpath_drive  # noqa: PLC0415 - it imports the proxy too
+    from proxy.system import build  # noqa: PLC0415
+
+    loaded_from = str(Path(proxy.__file__ or "").parent)
+    kinds = hotpath_drive.REQUESTS
+    if profile is not None and profile not in kinds:
+        raise BenchError(f"--profile: {profile!r}: choose from {', '.join(kinds)}")
+    if not as_json:
+        print(f"sticky-proxy {build.describe()}, proxy/ from {loaded_from}")
+    if profile is not None:
+        hotpath_drive.run(profile, count, profile=True)
         return
-    for kind in REQUESTS:
-        best = min(run(kind, args.count, profile=False) for _ in range(3))
-        print(f"{kind:<11} {best:6.2f} µs/request")
+    best = {
+        kind: min(hotpath_drive.run(kind, count, profile=False) for _ in range(ROUNDS))
+        for kind in kinds
+    }
+    if as_json:
+        print(json.dumps({"compiled": build.compiled(), "loaded_from": loaded_from, "us": best}))
+        return
+    for kind, us in best.items():
+        print(f"{kind:<11} {us:6.2f} µs/request")
+
+
+def compare_builds(source: Path, builds: list[str], count: int) -> None:
+    """Each build from its own copy of `source`, measured in a process of its own."""
+    with tempfile.TemporaryDirectory(prefix="sticky-hotpath-") as tmp:
+        trees = prepare(source, Path(tmp), builds)
+        measured = {build: _measure_in_child(tree, count) for build, tree in trees.items()}
+    print(
+        f"\nsticky-proxy {source_revision(source)}: the data plane's CPU µs per request "
+        f"(best of {ROUNDS} runs of {count:,})\n"
+    )
+    ratio = INTERPRETED in measured and COMPILED in measured
+    columns = ["request", *builds, *(["compiled ÷ interpreted"] if ratio else [])]
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for kind in measured[builds[0]]:
+        cells = [f"{measured[build][kind]:.2f}" for build in builds]
+        if ratio:
+            cells.append(f"{measured[COMPILED][kind] / measured[INTERPRETED][kind]:.2f}")
+        print(f"| {kind} | " + " | ".join(cells) + " |")
+
+
+def _measure_in_child(tree: Tree, count: int) -> dict[str, float]:
+    """µs per request of each kind, from a process that imports the proxy from `tree` and is
+    refused unless it did, as the build `tree` is."""
+    argv = [sys.executable, __file__, "--source", str(tree.path), "--count", str(count), "--json"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"the {tree.build} run failed: {done.stderr.strip()[-300:]}")
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    runs = COMPILED if found["compiled"] else INTERPRETED
+    if runs != tree.build or not Path(found["loaded_from"]).is_relative_to(tree.path):
+        raise BenchError(
+            f"the {tree.build} run imported a {runs} proxy from {found['loaded_from']}, "
+            f"not the {tree.build} copy {tree.path}: refusing to report it"
+        )
+    us: dict[str, float] = found["us"]
+    return us
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
