@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -51,18 +52,34 @@ class Outcome(StrEnum):
     DRAINING = "draining"  # the cookie resolved to a draining endpoint, which keeps its sessions
 
 
-@dataclass(frozen=True, slots=True)
 class Decision:
     """Where to send one upstream attempt.
 
     `new_key` is set only for a fresh pick in an affinity cluster: the caller then issues the
     cookie `<new_key>|<backend_key>` (if the route sets cookies). `outcome` is None for clusters
-    without affinity.
+    without affinity. A value, immutable (Final, checked by mypy), but a plain class rather than
+    a frozen dataclass: mypyc compiles this __init__, not a dataclass's, and new clients get one
+    each.
     """
 
-    endpoint: Endpoint
-    new_key: str | None
-    outcome: Outcome | None
+    __slots__ = ("endpoint", "new_key", "outcome")
+
+    def __init__(self, endpoint: Endpoint, new_key: str | None, outcome: Outcome | None) -> None:
+        self.endpoint: Final = endpoint
+        self.new_key: Final = new_key
+        self.outcome: Final = outcome
+
+    def _fields(self) -> tuple[Endpoint, str | None, Outcome | None]:
+        return self.endpoint, self.new_key, self.outcome
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Decision) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return "Decision(endpoint={!r}, new_key={!r}, outcome={!r})".format(*self._fields())
 
 
 # A plain Python class when compiled with mypyc: `_LIVE` holds balancers by weak reference, and

@@ -44,8 +44,24 @@ def parse_cookie(header: str, name: str) -> str | None:
     """
     # A name holding `=` or starting with a blank can never be a token name; a name absent from
     # the header cannot match either. The substring test also makes the common miss cheap.
-    if "=" in name or name[:1] in (" ", "\t") or name + "=" not in header:
+    prefix = name + "="
+    if "=" in name or name[:1] in (" ", "\t") or prefix not in header:
         return None
+    if "\t" not in header and header.count(";") == header.count(" ") == header.count("; "):
+        # What browsers send: every `;` followed by a space and every space after a `;`, so the
+        # tokens are exactly the "; "-separated pieces (the regex costs several times more).
+        value = None
+        pieces = header.split("; ")
+        last = len(pieces) - 1
+        for index, piece in enumerate(pieces):
+            if "=" not in piece:
+                if index < last:
+                    break  # a piece without `=` runs into the next one's name: the general rules
+                return value  # a trailing fragment without `=` is ignored
+            if piece.startswith(prefix):
+                value = piece[len(prefix) :]
+        else:
+            return value
     match = _last_cookie_pattern(name).match(header)
     return match.group(1) if match else None
 

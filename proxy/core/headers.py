@@ -45,23 +45,47 @@ _DROP_RESPONSE = HOP_BY_HOP | {b"content-length"}
 Headers = list[tuple[bytes, bytes]]
 
 
-@dataclass(slots=True)
 class Request:
-    """What the proxy needs to know about one downstream request head."""
+    """What the proxy needs to know about one downstream request head.
 
-    method: bytes
-    target: bytes
-    http11: bool
-    forward: Headers  # end-to-end headers, in order, original spelling
-    host: str  # lower case, without port; "" when the request has none
-    host_header: bytes
-    cookie: str | None
-    user_agent: str | None
-    forwarded_for: bytes | None
-    request_id: bytes | None
-    content_length: int | None
-    chunked: bool
-    upgrade: bytes | None
+    A plain class rather than a dataclass: mypyc compiles this __init__, while a dataclass keeps
+    its generated one interpreted, and one is built for every request."""
+
+    __slots__ = (
+        "chunked", "content_length", "cookie", "forward", "forwarded_for", "host", "host_header",
+        "http11", "method", "request_id", "target", "upgrade", "user_agent",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        method: bytes,
+        target: bytes,
+        http11: bool,
+        forward: Headers,
+        host: str,
+        host_header: bytes,
+        cookie: str | None,
+        user_agent: str | None,
+        forwarded_for: bytes | None,
+        request_id: bytes | None,
+        content_length: int | None,
+        chunked: bool,
+        upgrade: bytes | None,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.http11 = http11
+        self.forward = forward  # end-to-end headers, in order, original spelling
+        self.host = host  # lower case, without port; "" when the request has none
+        self.host_header = host_header
+        self.cookie = cookie
+        self.user_agent = user_agent
+        self.forwarded_for = forwarded_for
+        self.request_id = request_id
+        self.content_length = content_length
+        self.chunked = chunked
+        self.upgrade = upgrade
 
     @property
     def has_body(self) -> bool:

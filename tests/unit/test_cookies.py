@@ -133,6 +133,19 @@ def test_parse_cookie_matches_lua_on_random_headers() -> None:
             assert parse_cookie(header, name) == table.get(name), (header, name)
 
 
+def test_parse_cookie_matches_lua_on_random_browser_style_headers() -> None:
+    """Seeded fuzz over "; "-joined pieces, the shape parse_cookie reads without its regex, with
+    the pieces that leave that shape (no `=`, empty, blanks inside) mixed in."""
+    rng = random.Random(20261203)
+    pieces = ["a=1", "b=2", "ab=x|y", "a=", "=v", "a=b=c", "b", "", "a b=1", "\xe9=\xe9", "b;=1"]
+    names = ["a", "b", "ab", "", "a b", "\xe9", "b;"]
+    for _ in range(20_000):
+        header = "; ".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
+        table = lua_cookie_table(header)
+        for name in names:
+            assert parse_cookie(header, name) == table.get(name), (header, name)
+
+
 # --- split_value / upstream_key ----------------------------------------------------------------
 
 SPLIT_CASES = [
