@@ -9,7 +9,7 @@
 # The build stage's RUN lines are run as written, in a fresh venv, by tests/e2e/test_image_steps.py.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-# The build stage compiles proxy/core and proxy/dataplane with mypyc: the full image has the C
+# The build stage compiles the per-request code with mypyc (setup.py): the full image has the C
 # compiler the slim one lacks (same Debian, same Python), and none of it reaches the final stage.
 ARG BUILD_IMAGE=python:3.11-bookworm
 

@@ -1,6 +1,7 @@
-"""Builds sticky-proxy, compiling the per-request code (proxy/core, proxy/dataplane) with mypyc
-where it can, as black and mypy build themselves: same source, same tests, C extensions that
-replace the modules they were compiled from.
+"""Builds sticky-proxy, compiling the per-request code (proxy/core, proxy/dataplane, and the
+request counting of proxy/observability) with mypyc where it can, as black and mypy build
+themselves: same source, same tests, C extensions that replace the modules they were compiled
+from.
 
 - `pip install .` and `pip wheel .` compile when a C compiler and the Python headers are there,
   and build the pure-Python package, with a warning, when not. (With a compiler present, a
@@ -24,7 +25,13 @@ from typing import Any
 
 from setuptools import setup
 
-COMPILED_PACKAGES = ["proxy/core", "proxy/dataplane"]
+# The per-request code: core, the data plane, and what counts each request for the metrics.
+COMPILED_PACKAGES = [
+    "proxy/core",
+    "proxy/dataplane",
+    "proxy/observability/metrics.py",
+    "proxy/observability/active_sessions.py",
+]
 
 
 def _wanted() -> bool:

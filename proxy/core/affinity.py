@@ -29,16 +29,16 @@ from proxy.core.cookies import backend_key, new_balanced_key, upstream_key
 from proxy.core.model import Affinity, AffinityMode, Endpoint
 from proxy.core.ring import HashRing
 
-NEW_KEY_ATTEMPTS = 20  # ingress-nginx's MAX_UPSTREAM_CHECKS_COUNT (sticky_balanced.lua)
+NEW_KEY_ATTEMPTS: Final = 20  # ingress-nginx's MAX_UPSTREAM_CHECKS_COUNT (sticky_balanced.lua)
 # Draws that land on draining endpoints do not use up those 20: with one ready pod among ten,
 # 20 draws would still turn away 12% of new sessions. This caps the redraws instead: with a ready
 # share of 2% or more, fewer than one pick in 20,000 fails.
-MAX_DRAWS = 500
+MAX_DRAWS: Final = 500
 # Cookie values remembered per balancer with the decision they resolve to: a returning client
 # then costs one dict hit instead of splitting its cookie, a CRC-32 and a bisect. Cleared when
 # full, so a flood of made-up cookies costs at most ~40 KB per cluster (a page's requests come
 # in a burst, so even a busy cluster's clients hit it before it clears).
-PINNED_CACHE_SIZE = 256
+PINNED_CACHE_SIZE: Final = 256
 
 
 class Outcome(StrEnum):

@@ -16,6 +16,7 @@ import re
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Final
 
 # --- reading -----------------------------------------------------------------------------------
 
@@ -23,7 +24,7 @@ from functools import lru_cache
 # spaces/tabs; the name runs to the first `=` (it may hold
 # `;` and spaces); the value runs to the first `;`, space or tab, and that one character is
 # consumed. Possessive quantifiers make the tokenisation unique, so no backtracking inside a token.
-_TOKEN = r"[ \t]*+[^=]*+=[^; \t]*+[; \t]?+"
+_TOKEN: Final = r"[ \t]*+[^=]*+=[^; \t]*+[; \t]?+"
 
 
 @lru_cache(maxsize=256)
@@ -101,8 +102,10 @@ def backend_key(backend_name: str) -> str:
 # --- writing -----------------------------------------------------------------------------------
 
 # struct_time.tm_wday counts from Monday; nginx's table from Sunday, the names are what matter.
-_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_WEEKDAYS: Final[tuple[str, ...]] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS: Final[tuple[str, ...]] = (
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+)  # fmt: skip
 
 
 def cookie_date(epoch_seconds: int) -> str:
@@ -140,7 +143,8 @@ def samesite_none_incompatible(user_agent: str | None) -> bool:
     )
 
 
-_SAMESITE_SPELLINGS = frozenset({"Strict", "Lax", "None"})  # lua-resty-cookie drops any other
+# lua-resty-cookie drops any other
+_SAMESITE_SPELLINGS: Final = frozenset({"Strict", "Lax", "None"})
 
 
 @dataclass(frozen=True, slots=True)

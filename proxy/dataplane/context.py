@@ -12,7 +12,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 from proxy.core.errors import NoEndpoint
 from proxy.core.routing import Route, Snapshot
@@ -21,13 +21,13 @@ from proxy.observability.failure_log import FailureLog
 from proxy.observability.metrics import Metrics
 
 # Defaults of the flags of the same names (the settings take them from here).
-CLIENT_HEADER_TIMEOUT = 60.0  # nginx's client_header_timeout: a whole request head
-CLIENT_BODY_TIMEOUT = 60.0  # nginx's client_body_timeout: between two reads of a body
-MAX_CONNECTIONS = 16384  # ingress-nginx's max-worker-connections
-HTTPS_PORT = 443  # where ssl-redirect sends plain-HTTP clients: https's own port
+CLIENT_HEADER_TIMEOUT: Final = 60.0  # nginx's client_header_timeout: a whole request head
+CLIENT_BODY_TIMEOUT: Final = 60.0  # nginx's client_body_timeout: between two reads of a body
+MAX_CONNECTIONS: Final = 16384  # ingress-nginx's max-worker-connections
+HTTPS_PORT: Final = 443  # where ssl-redirect sends plain-HTTP clients: https's own port
 # At shutdown an idle keep-alive connection may already carry the client's next request: for
 # this long it is still answered (with Connection: close) instead of lost with the connection.
-IDLE_DRAIN_TIME = 1.0
+IDLE_DRAIN_TIME: Final = 1.0
 
 
 class NotReady(NoEndpoint):

@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Callable
 from functools import partial
 from time import perf_counter
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from proxy.core import headers as h
 from proxy.core.cookies import parse_cookie
@@ -40,17 +40,17 @@ if TYPE_CHECKING:
     from proxy.dataplane.upstream import UpstreamConnection
     from proxy.observability.metrics import ClusterView
 
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
+IDEMPOTENT: Final = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
 # Request bodies up to this size are kept until the response starts, so a failed try can replay
 # them; a larger body streams through once and its request is not retried after sending.
-REPLAY_LIMIT = 64 * 1024
+REPLAY_LIMIT: Final = 64 * 1024
 # Body bytes buffered while no upstream connection is ready, before reading from the client stops.
-BUFFER_LIMIT = 256 * 1024
+BUFFER_LIMIT: Final = 256 * 1024
 
 # Why an exchange holds its downstream's reading (bits: the downstream reads again once no reason
 # is left, its own reasons included).
-WAIT_UPSTREAM = 1  # body buffered while the upstream connection is not ready
-WAIT_UPSTREAM_WRITE = 2  # the upstream is not taking the body as fast as it comes
+WAIT_UPSTREAM: Final = 1  # body buffered while the upstream connection is not ready
+WAIT_UPSTREAM_WRITE: Final = 2  # the upstream is not taking the body as fast as it comes
 
 
 class Downstream(Protocol):

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Callable, Collection
-from typing import Protocol, cast
+from typing import Final, Protocol, cast
 
 import httptools
 
@@ -21,12 +21,12 @@ from proxy.core.model import Endpoint
 
 # nginx's upstream keepalive_timeout: an idle pooled connection older than this is not reused,
 # because the upstream may be closing it at the same moment.
-IDLE_TIMEOUT = 60.0
+IDLE_TIMEOUT: Final = 60.0
 # Idle connections kept per endpoint: as many as the concurrency one popular pod sees, so steady
 # load reuses them instead of closing and reopening (128, nginx's usual keepalive, closed a
 # quarter of the connections at c=500 against one endpoint); bounded, so a burst cannot pin
 # thousands of sockets.
-MAX_IDLE_PER_ENDPOINT = 1024
+MAX_IDLE_PER_ENDPOINT: Final = 1024
 
 
 class ResponseSink(Protocol):

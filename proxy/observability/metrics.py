@@ -18,7 +18,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter, time
-from typing import Literal
+from typing import Final, Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -43,25 +43,27 @@ from proxy.observability.session_share import SessionShare
 # without them one worker and several export the same series.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
-MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
-ROUTE_LABELS = ("namespace", "ingress", "service", "host", "path")
-REQUEST_LABELS = (*ROUTE_LABELS, "method", "status")
-ENDPOINT_LABELS = ("cluster", "endpoint")
-_NO_ROUTE = ("", "", "", "", "")
-RELOAD_RESULTS = ("success", "failure")
-ENDPOINT_STATES = ("ready", "draining")
+MULTIPROC_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
+ROUTE_LABELS: Final = ("namespace", "ingress", "service", "host", "path")
+REQUEST_LABELS: Final = (*ROUTE_LABELS, "method", "status")
+ENDPOINT_LABELS: Final = ("cluster", "endpoint")
+_NO_ROUTE: Final[tuple[str, ...]] = ("", "", "", "", "")
+RELOAD_RESULTS: Final = ("success", "failure")
+ENDPOINT_STATES: Final = ("ready", "draining")
 # ingress-nginx's defaults: prometheus' DefBuckets for times, --size-buckets for sizes
-SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-BYTES = (10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7)
+# (typed as tuples of any length: compiled, a fixed-length tuple of floats is a C struct that
+# every bisect call would box again, float by float)
+SECONDS: Final[tuple[float, ...]] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BYTES: Final[tuple[float, ...]] = (10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7)
 # Sessions without a cookie lifetime (session cookies) count as active this long after a request.
-DEFAULT_SESSION_WINDOW = 30 * 60.0
-_STATUS_FIELDS = {
+DEFAULT_SESSION_WINDOW: Final = 30 * 60.0
+_STATUS_FIELDS: Final = {
     "sticky_proxy_endpoint_requests_total": "requests",
     "sticky_proxy_endpoint_new_sessions_total": "new_sessions",
     "sticky_proxy_endpoint_active_sessions": "active_sessions",
 }
 # Process metrics as prometheus-client's ProcessCollector names them, and how workers combine.
-_PROCESS_GAUGES: dict[str, Literal["livesum", "livemax", "livemin"]] = {
+_PROCESS_GAUGES: Final[dict[str, Literal["livesum", "livemax", "livemin"]]] = {
     "process_virtual_memory_bytes": "livesum",
     "process_resident_memory_bytes": "livesum",
     "process_open_fds": "livesum",

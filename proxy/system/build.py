@@ -1,5 +1,6 @@
 """Which build is running: the package's version, and whether the per-request code (proxy/core,
-proxy/dataplane) runs compiled by mypyc or interpreted. See README.md, "Compiled or pure Python".
+proxy/dataplane, the request counting) runs compiled by mypyc or interpreted. See README.md,
+"Compiled or pure Python".
 """
 
 from __future__ import annotations

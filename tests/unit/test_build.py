@@ -14,7 +14,8 @@ from proxy.observability.status import status
 from proxy.system import build
 
 COMPILED = ["proxy.core.headers", "proxy.core.affinity", "proxy.dataplane.exchange",
-            "proxy.dataplane.downstream", "proxy.dataplane.upstream"]  # fmt: skip
+            "proxy.dataplane.downstream", "proxy.dataplane.upstream",
+            "proxy.observability.metrics", "proxy.observability.active_sessions"]  # fmt: skip
 
 
 def _is_extension(module: str) -> bool:
