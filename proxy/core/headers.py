@@ -16,7 +16,7 @@ from typing import Final
 
 from proxy.core.errors import BadRequest, UnknownTransferCoding, VersionNotSupported
 
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -28,7 +28,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Set by the proxy itself; an incoming copy must not reach the upstream beside ours.
-_REPLACED = frozenset(
+_REPLACED: Final = frozenset(
     {
         b"content-length",
         b"x-forwarded-for",
@@ -39,8 +39,8 @@ _REPLACED = frozenset(
         b"x-request-id",
     }
 )
-_DROP_REQUEST = HOP_BY_HOP | _REPLACED
-_DROP_RESPONSE = HOP_BY_HOP | {b"content-length"}
+_DROP_REQUEST: Final = HOP_BY_HOP | _REPLACED
+_DROP_RESPONSE: Final = HOP_BY_HOP | {b"content-length"}
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -53,7 +53,7 @@ class Request:
 
     __slots__ = (
         "chunked", "content_length", "cookie", "forward", "forwarded_for", "host", "host_header",
-        "http11", "method", "request_id", "target", "upgrade", "user_agent",
+        "http11", "method", "received", "request_id", "target", "upgrade", "user_agent",
     )  # fmt: skip
 
     def __init__(
@@ -63,6 +63,7 @@ class Request:
         target: bytes,
         http11: bool,
         forward: Headers,
+        received: bytes | None,
         host: str,
         host_header: bytes,
         cookie: str | None,
@@ -77,6 +78,9 @@ class Request:
         self.target = target
         self.http11 = http11
         self.forward = forward  # end-to-end headers, in order, original spelling
+        # The request line and the lines of `forward` as they arrived, when they can be sent on
+        # as they are (`spliced_lines`); None has upstream_head write them from `forward`.
+        self.received = received
         self.host = host  # lower case, without port; "" when the request has none
         self.host_header = host_header
         self.cookie = cookie
@@ -93,11 +97,22 @@ class Request:
 
 
 # What scan_request does with each header it must look at; every other header is forwarded as is.
-_FORWARD_HOST, _FORWARD_COOKIE, _FORWARD_USER_AGENT = 0, 1, 2  # forwarded and noted
-_CONNECTION, _CONTENT_LENGTH, _TRANSFER_ENCODING = 3, 4, 5  # noted, replaced by our framing
-_FORWARDED_FOR, _REQUEST_ID, _UPGRADE, _DROP = 6, 7, 8, 9  # noted and replaced, or dropped
-_PLAIN = 10  # forwarded, nothing to note
-_REQUEST_HEADERS = {
+# (one Final each: compiled, a Final int is a C constant, any other module global a dict lookup)
+# forwarded and noted
+_FORWARD_HOST: Final = 0
+_FORWARD_COOKIE: Final = 1
+_FORWARD_USER_AGENT: Final = 2
+# noted, replaced by our framing
+_CONNECTION: Final = 3
+_CONTENT_LENGTH: Final = 4
+_TRANSFER_ENCODING: Final = 5
+# noted and replaced, or dropped
+_FORWARDED_FOR: Final = 6
+_REQUEST_ID: Final = 7
+_UPGRADE: Final = 8
+_DROP: Final = 9
+_PLAIN: Final = 10  # forwarded, nothing to note
+_REQUEST_HEADERS: Final = {
     b"host": _FORWARD_HOST,
     b"cookie": _FORWARD_COOKIE,
     b"user-agent": _FORWARD_USER_AGENT,
@@ -110,7 +125,7 @@ _REQUEST_HEADERS = {
     **dict.fromkeys(_DROP_REQUEST - {b"connection", b"content-length", b"transfer-encoding",
                                      b"x-forwarded-for", b"x-request-id", b"upgrade"}, _DROP),
 }  # fmt: skip
-_COMMON_REQUEST = frozenset({
+_COMMON_REQUEST: Final = frozenset({
     b"accept", b"accept-encoding", b"accept-language", b"authorization", b"cache-control",
     b"content-type", b"dnt", b"if-modified-since", b"if-none-match", b"origin", b"pragma",
     b"priority", b"referer", b"sec-ch-ua", b"sec-ch-ua-mobile", b"sec-ch-ua-platform",
@@ -129,26 +144,44 @@ def _title(name: bytes) -> bytes:
 
 
 # Looked up by exact spelling first, so the usual spellings skip a .lower() per header.
-_REQUEST_KINDS = {
+_REQUEST_KINDS: Final = {
     **dict.fromkeys(_spellings(_COMMON_REQUEST), _PLAIN),
     **{form: kind for name, kind in _REQUEST_HEADERS.items() for form in _spellings([name])},
     b"TE": _DROP,  # not the Title-Case form
 }
 # Connection tokens that name nothing we forward anyway: no second pass over the headers.
-_ALREADY_DROPPED = HOP_BY_HOP | {b"close"}
+_ALREADY_DROPPED: Final = HOP_BY_HOP | {b"close"}
+# Connection values as they usually come, and their one token in lower case: no split needed.
+_COMMON_CONNECTION: Final = {
+    spelling: token for token in (b"keep-alive", b"close", b"upgrade")
+    for spelling in (token, _title(token))
+}  # fmt: skip
+
+
+def _tokens(value: bytes) -> list[bytes]:
+    """The comma-separated tokens of a header value, in lower case."""
+    return [token.strip().lower() for token in value.split(b",")]
+
+
 # Connection tokens that cannot make a header hop-by-hop: an HTTP/1.1 upstream needs the Host,
 # and the framing headers are the proxy's own (RFC 9110 §7.6.1 lets no sender unframe a message).
-_NEVER_HOP_BY_HOP = _ALREADY_DROPPED | {b"host", b"content-length"}
+_NEVER_HOP_BY_HOP: Final = _ALREADY_DROPPED | {b"host", b"content-length"}
 
 
-def scan_request(
-    method: bytes, target: bytes, http11: bool, raw: Headers, underscores: bool = False
+def scan_request(  # noqa: PLR0917 - one hot call per request, positional
+    method: bytes,
+    target: bytes,
+    http11: bool,
+    raw: Headers,
+    underscores: bool = False,
+    received: bytes = b"",
 ) -> Request:
     """Classify the request headers once; raise BadRequest for an ambiguous or invalid head.
 
     Header names with an underscore are dropped unless `underscores` (nginx's
     `underscores_in_headers`, off in ingress-nginx): a backend that reads `Transfer_Encoding`
     or `X_Forwarded_For` as its dashed twin would see what the proxy never checked.
+    `received` is the read this head came in, when the head starts it and is whole in it.
     """
     if not target.startswith(b"/") and not (target == b"*" and method == b"OPTIONS"):
         # absolute-form (or CONNECT's authority-form) would let the target and Host disagree
@@ -184,11 +217,15 @@ def scan_request(
             user_agent = value.decode("latin-1")
             forward.append(header)
         elif kind == _CONNECTION:
-            connection_tokens.extend(t.strip().lower() for t in value.split(b","))
+            common = _COMMON_CONNECTION.get(value)
+            if common is not None:
+                connection_tokens.append(common)
+            else:
+                connection_tokens.extend(_tokens(value))
         elif kind == _CONTENT_LENGTH:
             content_length = _content_length(value, content_length)
         elif kind == _TRANSFER_ENCODING:
-            transfer_encoding.extend(t.strip().lower() for t in value.split(b","))
+            transfer_encoding.extend(_tokens(value))
         elif kind == _FORWARDED_FOR:
             forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
         elif kind == _REQUEST_ID:
@@ -207,15 +244,16 @@ def scan_request(
         # httptools hands every byte after an Upgrade head over unparsed: a chunked body
         # could not be told from the new protocol's bytes. (A Content-Length body can.)
         raise BadRequest("Upgrade request with a chunked body")
-    if connection_tokens:
+    if connection_tokens and not _ALREADY_DROPPED.issuperset(connection_tokens):
         listed = set(connection_tokens) - _NEVER_HOP_BY_HOP
         if listed:
-            forward = [(n, v) for n, v in forward if n.lower() not in listed]
+            forward = [header for header in forward if header[0].lower() not in listed]
     return Request(
         method=method,
         target=target,
         http11=http11,
         forward=forward,
+        received=spliced_lines(received, method, target, raw, forward) if http11 else None,
         host=_host_name(host_header),
         host_header=host_header,
         cookie=b"; ".join(cookies).decode("latin-1") if cookies else None,
@@ -226,6 +264,48 @@ def scan_request(
         chunked=chunked,
         upgrade=upgrade if upgrade_wanted else None,
     )
+
+
+def spliced_lines(
+    received: bytes, method: bytes, target: bytes, raw: Headers, forward: Headers
+) -> bytes | None:
+    """The request line and the lines of the headers in `forward` (a subsequence of `raw`) cut
+    from `received`, the read whose start is this HTTP/1.1 head; None when
+    its request line is not the plain one ("GET / HTTP/1.1", one space each).
+
+    Sending these on instead of writing each header again is most of what a lean proxy saves
+    per request. It relies on the parser's strictness, which tests/unit/test_headers.py pins:
+    llhttp ends every line with CRLF and nothing else (no bare CR or LF, no obs-fold), so the
+    head is one line per header up to the first empty line.
+    """
+    start = len(method) + len(target) + 12  # past "GET / HTTP/1.1\r\n"
+    # (a longer request line, with more spaces, has no CRLF where this one's ends)
+    if not (received.startswith(method) and received[start - 2 : start] == b"\r\n"):
+        return None
+    end = received.find(b"\r\n\r\n") + 2  # past the last header line's CRLF
+    if end < start:
+        return None  # not a whole head: not from the parser that read this one
+    if len(forward) == len(raw):
+        return received[:end]
+    # Cut out the lines of the headers not forwarded. Those share their fate with every header
+    # of the same name (so an equal one in `forward` is one kept, and the next line spelled
+    # "Name:" is the next one to cut). (Compared by value: compiled, a tuple is copied.)
+    kept: list[bytes] = []
+    kept_from = 0
+    crlf = start - 2  # the CRLF before the line looked for
+    at = 0  # in `forward`
+    for header in raw:
+        if at < len(forward) and forward[at] == header:
+            at += 1
+            continue
+        crlf = received.find(b"\r\n" + header[0] + b":", crlf, end)
+        if crlf < 0:
+            return None  # (cannot be: the parser read that line)
+        kept.append(received[kept_from : crlf + 2])
+        crlf = received.find(b"\r\n", crlf + 2)  # the line's own
+        kept_from = crlf + 2
+    kept.append(received[kept_from:end])
+    return b"".join(kept)
 
 
 def _check_transfer_coding(codings: list[bytes], content_length: int | None, http11: bool) -> None:
@@ -245,11 +325,11 @@ def _check_transfer_coding(codings: list[bytes], content_length: int | None, htt
 # "SOURCE / ICE/1.0", and HTTP/0.9's bare "GET /", and reports them as versions 1.0, 2.0 and 0.9:
 # none is HTTP/1.x, and forwarding one as HTTP/1.1 would carry what another parser refuses.
 # These methods parse only with "RTSP/"; GET, POST, OPTIONS and SOURCE parse with both.
-_RTSP_ONLY_METHODS = frozenset({
+_RTSP_ONLY_METHODS: Final = frozenset({
     b"ANNOUNCE", b"DESCRIBE", b"FLUSH", b"GET_PARAMETER", b"PAUSE", b"PLAY", b"RECORD",
     b"REDIRECT", b"SETUP", b"SET_PARAMETER", b"TEARDOWN",
 })  # fmt: skip
-_FOREIGN_PROTOCOLS = (b" RTSP/1.0\r\n", b" ICE/1.0\r\n")
+_FOREIGN_PROTOCOLS: Final = (b" RTSP/1.0\r\n", b" ICE/1.0\r\n")
 
 
 def check_version(method: bytes, version: str, target: bytes, head: bytes) -> None:
@@ -271,7 +351,9 @@ def check_version(method: bytes, version: str, target: bytes, head: bytes) -> No
 
 
 # RFC 3986 host (reg-name or IP literal) with an optional port
-_VALID_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?")
+_VALID_HOST: Final = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?"
+)
 
 
 def _content_length(value: bytes, previous: int | None) -> int:
@@ -326,6 +408,11 @@ def upstream_head(request: Request, via: Forwarding, request_id: bytes) -> bytes
         framing += b"Transfer-Encoding: chunked\r\n"
     elif request.content_length is not None:
         framing += b"Content-Length: %d\r\n" % request.content_length
+    received = request.received
+    if received is not None:
+        return _SPLICED_HEAD % (
+            received, forwarded_for, host, via.port, via.proto, via.client_ip, request_id, framing,
+        )  # fmt: skip
     lines = b"".join([b"%s: %s\r\n" % header for header in request.forward])
     return _UPSTREAM_HEAD % (
         request.method, request.target, own_host, lines, forwarded_for, host, via.port, via.proto,
@@ -333,11 +420,13 @@ def upstream_head(request: Request, via: Forwarding, request_id: bytes) -> bytes
     )  # fmt: skip
 
 
-_UPSTREAM_HEAD = (
-    b"%s %s HTTP/1.1\r\n%s%s"
+_ADDITIONS: Final = (
     b"X-Forwarded-For: %s\r\nX-Forwarded-Host: %s\r\nX-Forwarded-Port: %s\r\n"
     b"X-Forwarded-Proto: %s\r\nX-Real-IP: %s\r\nX-Request-ID: %s\r\n%s\r\n"
 )
+# the head written from the parsed request, and the one spliced from the received lines
+_UPSTREAM_HEAD: Final = b"%s %s HTTP/1.1\r\n%s%s" + _ADDITIONS
+_SPLICED_HEAD: Final = b"%s" + _ADDITIONS
 
 
 class Framing:
@@ -351,14 +440,17 @@ class Framing:
 
 # What response_head does with a header: forward it, note it, or drop it. Looked up by exact
 # spelling first (the usual spellings skip a .lower()), then in lower case.
-_PASS, _LENGTH, _CONNECTION_TOKENS, _HOP = 0, 1, 2, 3
-_COMMON_RESPONSE = frozenset({
+_PASS: Final = 0
+_LENGTH: Final = 1
+_CONNECTION_TOKENS: Final = 2
+_HOP: Final = 3
+_COMMON_RESPONSE: Final = frozenset({
     b"accept-ranges", b"access-control-allow-origin", b"cache-control", b"content-encoding",
     b"content-type", b"date", b"etag", b"expires", b"last-modified", b"location", b"server",
     b"set-cookie", b"strict-transport-security", b"vary", b"x-content-type-options",
     b"x-frame-options",
 })  # fmt: skip
-_RESPONSE_KINDS: dict[bytes, int] = {
+_RESPONSE_KINDS: Final[dict[bytes, int]] = {
     **dict.fromkeys(_spellings(_COMMON_RESPONSE), _PASS),
     b"ETag": _PASS,
     **dict.fromkeys(_spellings(_DROP_RESPONSE), _HOP),
@@ -386,7 +478,7 @@ def response_head(  # noqa: PLR0917 - one hot call per response, positional
     """
     parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
     content_length: int | None = None
-    listed: set[bytes] = set()
+    listed: set[bytes] | None = None
     kinds = _RESPONSE_KINDS
     for name, value in raw:
         kind = kinds.get(name)
@@ -397,9 +489,9 @@ def response_head(  # noqa: PLR0917 - one hot call per response, positional
         elif kind == _LENGTH:
             stripped = value.strip()
             content_length = int(stripped) if stripped.isdigit() else None
-        elif kind == _CONNECTION_TOKENS:
-            listed.update(t.strip().lower() for t in value.split(b","))
-    listed -= _ALREADY_DROPPED
+        elif kind == _CONNECTION_TOKENS and value not in _COMMON_CONNECTION:
+            tokens = set(_tokens(value)) - _ALREADY_DROPPED
+            listed = tokens if listed is None else listed | tokens
     if listed:
         parts[1:] = _without(parts[1:], listed)
     if head_request or status < 200 or status in (204, 304):
@@ -439,4 +531,4 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
-LAST_CHUNK = b"0\r\n\r\n"
+LAST_CHUNK: Final = b"0\r\n\r\n"

@@ -25,10 +25,12 @@ from proxy.core.errors import (
 from proxy.dataplane.context import ServerContext
 from proxy.dataplane.exchange import Exchange
 
-MAX_LINE = 8 * 1024  # request line or one header line, as nginx's large_client_header_buffers
-MAX_HEAD = 32 * 1024  # a whole request head
-KEEPALIVE_TIMEOUT = 75.0  # nginx's keepalive_timeout
-LINGERING_TIME = 5.0  # nginx's lingering_timeout: how long an unread body is drained after an error
+# a request line or one header line, as nginx's large_client_header_buffers
+MAX_LINE: Final = 8 * 1024
+MAX_HEAD: Final = 32 * 1024  # a whole request head
+KEEPALIVE_TIMEOUT: Final = 75.0  # nginx's keepalive_timeout
+# nginx's lingering_timeout: how long an unread body is drained after an error
+LINGERING_TIME: Final = 5.0
 
 
 class DownstreamProtocol(asyncio.Protocol):
@@ -36,6 +38,8 @@ class DownstreamProtocol(asyncio.Protocol):
         "_active",
         "_closed",
         "_fatal",
+        "_fresh_read",
+        "_head_at_start",
         "_head_raw",
         "_head_reads",
         "_head_size",
@@ -81,6 +85,8 @@ class DownstreamProtocol(asyncio.Protocol):
         self._head_raw = 0  # bytes of a head that arrived after the read it began in
         self._head_reads: list[bytes] = []  # those reads, and the one it began in
         self._read = b""  # the latest read, while a head in it is incomplete
+        self._fresh_read = False  # no message has ended in the latest read yet
+        self._head_at_start = False  # the head being parsed began at the start of a read
         self._in_head = False
         self._head_started = 0.0
         self._idle_since = 0.0
@@ -149,6 +155,7 @@ class DownstreamProtocol(asyncio.Protocol):
                 self._reject(HeadTooLarge())
                 return
         self._read = data
+        self._fresh_read = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -216,6 +223,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self._headers = []
         self._head_size = 1
         self._head_raw = 0
+        self._head_at_start = self._fresh_read
         if not self._in_head:
             self._in_head = True
             self._head_started = self.ctx.loop.time()
@@ -241,9 +249,12 @@ class DownstreamProtocol(asyncio.Protocol):
         if version != "1.1":
             head = b"".join(head_reads) if self._head_raw else self._read
             h.check_version(method, version, self._url, head)
+        # A head whole in the read it starts can be sent on as it came (h.spliced_lines).
+        received = self._read if self._head_at_start and not self._head_raw else b""
         request = h.scan_request(
-            method, self._url, version == "1.1", self._headers, self.ctx.underscores_in_headers
-        )
+            method, self._url, version == "1.1", self._headers, self.ctx.underscores_in_headers,
+            received,
+        )  # fmt: skip
         exchange = Exchange(self.ctx, self, request, parser.should_keep_alive())
         self._incoming = exchange
         if request.has_body:
@@ -263,6 +274,7 @@ class DownstreamProtocol(asyncio.Protocol):
             self._incoming.body(body)
 
     def on_message_complete(self) -> None:
+        self._fresh_read = False  # what follows in this read does not start it
         if self._upgrade_body:
             return  # (httptools ends an Upgrade request at its head) its body is still to come
         exchange, self._incoming = self._incoming, None

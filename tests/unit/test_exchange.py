@@ -207,6 +207,43 @@ def test_pipelined_requests_are_answered_in_order_one_at_a_time(make_proxy: Make
     assert proxy.answered().endswith(b"\r\n\r\nsecond")
 
 
+def test_a_head_that_starts_a_read_goes_upstream_as_it_came(make_proxy: MakeProxy) -> None:
+    proxy = make_proxy()
+    proxy.send(b"GET /a HTTP/1.1\r\nHost: app\r\nX-Spaced:   v  \r\n\r\n")
+    assert received(proxy.serving()).startswith(
+        b"GET /a HTTP/1.1\r\nHost: app\r\nX-Spaced:   v  \r\n"
+    )
+
+
+def _x_n(head: bytes) -> bytes:
+    return head.split(b"\r\n")[2]  # (the line after Host)
+
+
+def test_heads_in_one_read_go_upstream_each_with_its_own_lines(make_proxy: MakeProxy) -> None:
+    """Only a head at the start of a read is spliced from it: the one there, with the same
+    request line and as many lines, must not lend the next its lines."""
+    proxy = make_proxy()
+    head = b"GET /x HTTP/1.1\r\nHost: app\r\nX-N: %d\r\n\r\n"
+    proxy.send(head % 1 + head % 2)
+    first = proxy.serving()
+    assert _x_n(received(first)) == b"X-N: 1"
+    proxy.answer(first, ok(b""))
+    assert _x_n(received(proxy.serving())) == b"X-N: 2"
+
+
+def test_a_body_that_looks_like_a_head_does_not_lend_the_next_head_its_lines(
+    make_proxy: MakeProxy,
+) -> None:
+    proxy = make_proxy()
+    lookalike = b"GET /x HTTP/1.1\r\nHost: app\r\nX-N: body\r\n\r\n"
+    proxy.send(b"POST /x HTTP/1.1\r\nHost: app\r\nContent-Length: %d\r\n\r\n" % len(lookalike))
+    proxy.send(lookalike + b"GET /x HTTP/1.1\r\nHost: app\r\nX-N: 2\r\n\r\n")
+    post = proxy.serving()
+    assert received(post).endswith(b"\r\n\r\n" + lookalike)
+    proxy.answer(post, ok(b""))
+    assert _x_n(received(proxy.serving())) == b"X-N: 2"
+
+
 # -- tunnels --------------------------------------------------------------------------------------
 
 

@@ -1,12 +1,24 @@
 """The request-head rules of proxy.core.headers, without sockets: what is forwarded, what is
-refused and with which status."""
+refused and with which status, and how the head sent upstream is made."""
 
 from __future__ import annotations
 
+import contextlib
+import random
+
+import httptools
 import pytest
 
 from proxy.core.errors import BadRequest, ProxyError, UnknownTransferCoding, VersionNotSupported
-from proxy.core.headers import Headers, check_version, scan_request
+from proxy.core.headers import (
+    Forwarding,
+    Headers,
+    Request,
+    check_version,
+    scan_request,
+    spliced_lines,
+    upstream_head,
+)
 
 
 def _scan(headers: Headers, http11: bool = True, underscores: bool = False) -> list[bytes]:
@@ -91,3 +103,102 @@ def test_check_version_refuses_what_is_not_http_1(
     else:
         with pytest.raises(refusal):
             check_version(method, version, target, head)
+
+
+# -- the head sent upstream: spliced from the received bytes, or written again --------------------
+
+VIA = Forwarding(client_ip=b"10.1.1.1", port=b"8080", proto=b"http", local=b"127.0.0.1:8080")
+
+
+class _Collected:
+    """httptools' callbacks, collecting what DownstreamProtocol collects."""
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: Headers = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+
+def _scan_received(head: bytes, received: bytes, underscores: bool = False) -> Request:
+    """scan_request on `head` as the real parser reads it, `received` the read it came in."""
+    collected = _Collected()
+    parser = httptools.HttpRequestParser(collected)
+    with contextlib.suppress(httptools.HttpParserUpgrade):  # (the head was read all the same)
+        parser.feed_data(head)
+    method, http11 = parser.get_method(), parser.get_http_version() == "1.1"
+    return scan_request(method, collected.url, http11, collected.headers, underscores, received)
+
+
+def _both_heads(head: bytes, after: bytes = b"", underscores: bool = False) -> tuple[bytes, bytes]:
+    """The upstream head spliced from the received bytes, and the one written from the parse."""
+    spliced = _scan_received(head, head + after, underscores)
+    written = _scan_received(head, b"", underscores)
+    assert spliced.received is not None, "not spliced"
+    assert written.received is None
+    return upstream_head(spliced, VIA, b"id"), upstream_head(written, VIA, b"id")
+
+
+def test_a_head_is_sent_on_as_it_came_with_the_proxys_lines_after_it() -> None:
+    head = b"GET /a?b=1 HTTP/1.1\r\nHost:  app\r\nAccept:*/*  \r\ncookie: k=v\r\n\r\n"
+    spliced, _ = _both_heads(head, b"GET /next HTTP/1.1\r\n")
+    assert spliced == head[:-2] + (
+        b"X-Forwarded-For: 10.1.1.1\r\nX-Forwarded-Host: app\r\nX-Forwarded-Port: 8080\r\n"
+        b"X-Forwarded-Proto: http\r\nX-Real-IP: 10.1.1.1\r\nX-Request-ID: id\r\n\r\n"
+    )
+
+
+# Header lines in the spelling upstream_head writes ("Name: value"), so that the spliced head and
+# the written one must be the same bytes: hop-by-hop, replaced, Connection-named, underscored.
+_LINES = [
+    b"Accept: */*", b"User-Agent: ua", b"Cookie: a=1; key=K", b"Cookie: b=2",
+    b"Connection: keep-alive", b"Connection: close", b"Connection: X-Hop, TE", b"X-Hop: 1",
+    b"Keep-Alive: timeout=5", b"TE: trailers", b"Proxy-Connection: keep-alive",
+    b"X-Forwarded-For: 1.2.3.4", b"X-Request-ID: abc", b"X-Real-IP: 6.6.6.6", b"X_Under: 1",
+    b"Content-Length: 0", b"Upgrade: websocket", b"Connection: upgrade", b"x-custom: \xe9",
+    b"Trailer: X", b"X-Forwarded-Host: evil", b"connection: Keep-Alive", b"x-hop: 2",
+    b"te: trailers", b"Hop: kept", b"X-Hop-Not: kept",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("underscores", [False, True])
+def test_spliced_and_written_heads_are_the_same_bytes(underscores: bool) -> None:
+    rng = random.Random(20261203)
+    for _ in range(3000):
+        lines = rng.choices(_LINES, k=rng.randint(0, 10))  # (repeats too)
+        if lines.count(b"Content-Length: 0") > 1:
+            continue  # (the parser refuses a second one)
+        lines.insert(rng.randint(0, len(lines)), b"Host: app")
+        head = b"GET /p HTTP/1.1\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+        spliced, written = _both_heads(head, b"x" * rng.randint(0, 3), underscores)
+        assert spliced == written, head
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [b"GET /other HTTP/1.1", b"GET  /p HTTP/1.1", b"GET /p  HTTP/1.1", b"\r\nGET /p HTTP/1.1"],
+)
+def test_a_request_line_that_is_not_the_plain_one_is_not_spliced(request_line: bytes) -> None:
+    raw = [(b"Host", b"app"), (b"X-A", b"1")]
+    received = request_line + b"\r\nHost: app\r\nX-A: 1\r\n\r\n"
+    assert spliced_lines(received, b"GET", b"/p", raw, raw) is None
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET / HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n",  # a bare LF
+        b"GET / HTTP/1.1\r\nHost: a\rX: 1\r\n\r\n",  # a bare CR
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n",  # obs-fold
+        b"GET / HTTP/1.1\r\nHost: a\r\n\n",  # an LF ends the head
+        b"GET / HTTP/1.1\nHost: a\r\n\r\n",  # an LF ends the request line
+    ],
+)
+def test_the_parser_takes_only_crlf_lines_one_per_header(head: bytes) -> None:
+    """What spliced_lines relies on: a head the parser reads is one CRLF line per header."""
+    with pytest.raises(httptools.HttpParserError):
+        httptools.HttpRequestParser(_Collected()).feed_data(head)
