@@ -39,7 +39,7 @@ BACKENDS = tuple(
 # What the page shows: its uuid and the colour of the box around it; null until the document
 # that replaced the one marked `stale` has rendered.
 SHOWN = """(() => {
-  if (window.stale) return null;
+  if (window.stale || document.readyState !== "complete") return null;  // (half a page: wait)
   const box = document.querySelector(".uuid");
   return box && {uuid: box.textContent, colour: getComputedStyle(box).backgroundColor};
 })()"""
