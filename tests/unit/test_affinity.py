@@ -29,6 +29,7 @@ from proxy.core.affinity import (
 from proxy.core.cookies import backend_key
 from proxy.core.model import Affinity, AffinityMode, Endpoint
 from proxy.core.ring import HashRing
+from tests.fixed_random import FixedRandom
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 CHASH: dict[str, Any] = json.loads((FIXTURES / "chash_vectors.json").read_text())
@@ -77,20 +78,6 @@ def choose(
 def ring_of(balancer: Balancer) -> HashRing:
     assert balancer.ring is not None
     return balancer.ring
-
-
-class FixedRandom(random.Random):
-    """`randint` always answers `value` and counts the draws: makes the new keys predictable."""
-
-    def __init__(self, value: int) -> None:
-        super().__init__(0)
-        self.value = value
-        self.draws = 0
-
-    def randint(self, a: int, b: int) -> int:
-        assert (a, b) == (1, 999999)
-        self.draws += 1
-        return self.value
 
 
 def assert_fresh_pick(balancer: Balancer, decision: Decision | None, mode: AffinityMode) -> None:

@@ -22,6 +22,7 @@ from proxy.core.cookies import (
     split_value,
     upstream_key,
 )
+from tests.fixed_random import FixedRandom
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 PERSISTENT: dict[str, Any] = json.loads((FIXTURES / "persistent_vectors.json").read_text())
@@ -387,18 +388,6 @@ def test_formatter_uses_its_path_argument_not_the_settings_path() -> None:
 # --- new_balanced_key (docs/ingress-nginx-compat.md, "New keys") -------------------------------
 
 
-class FixedRandom(random.Random):
-    """randint always answers `value`, to reproduce the spec's keys."""
-
-    def __init__(self, value: int) -> None:
-        super().__init__(0)
-        self.value = value
-
-    def randint(self, a: int, b: int) -> int:
-        assert (a, b) == (1, 999999)
-        return self.value
-
-
 @pytest.mark.parametrize(
     ("now", "attempt", "pid", "r", "expected"),
     [
@@ -413,6 +402,13 @@ class FixedRandom(random.Random):
 )
 def test_new_balanced_key_format(now: float, attempt: int, pid: int, r: int, expected: str) -> None:
     assert new_balanced_key(now, attempt, pid, FixedRandom(r)) == expected
+
+
+def test_new_balanced_key_draws_what_randint_draws() -> None:
+    keys, draws = random.Random(5), random.Random(5)
+    for _ in range(2_000):
+        drawn = new_balanced_key(NOW, 1, 4242, keys).rsplit(".", 1)[1]
+        assert drawn == str(draws.randint(1, 999999))
 
 
 def test_new_balanced_key_random_part() -> None:
