@@ -54,6 +54,7 @@ ENDPOINT_STATES: Final = ("ready", "draining")
 # (typed as tuples of any length: compiled, a fixed-length tuple of floats is a C struct that
 # every bisect call would box again, float by float)
 SECONDS: Final[tuple[float, ...]] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+FASTEST: Final = SECONDS[0]
 BYTES: Final[tuple[float, ...]] = (10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7)
 # Sessions without a cookie lifetime (session cookies) count as active this long after a request.
 DEFAULT_SESSION_WINDOW: Final = 30 * 60.0
@@ -282,15 +283,16 @@ class Metrics:
         key = (exchange.request.method, exchange.status)
         requests = stats.requests
         requests[key] = requests.get(key, 0) + 1
-        # `le` buckets: bisect_left finds the first bound >= the value; the sum is last
+        # `le` buckets: bisect_left finds the first bound >= the value; the sum is last. (Most
+        # requests take under 5 ms: a comparison, not a call, finds their bucket.)
         seconds = end - exchange.started_at
         counts = stats.duration
-        counts[bisect_left(SECONDS, seconds)] += 1
+        counts[0 if seconds <= FASTEST else bisect_left(SECONDS, seconds)] += 1
         counts[-1] += seconds
         if exchange.upstream_started_at:
             seconds = end - exchange.upstream_started_at
             counts = stats.upstream
-            counts[bisect_left(SECONDS, seconds)] += 1
+            counts[0 if seconds <= FASTEST else bisect_left(SECONDS, seconds)] += 1
             counts[-1] += seconds
         size = len(exchange.upstream_head_bytes) + exchange.body_received
         counts = stats.request_size
