@@ -23,7 +23,7 @@ from proxy.core.errors import (
     error_response,
 )
 from proxy.dataplane.context import ServerContext
-from proxy.dataplane.exchange import Exchange
+from proxy.dataplane.exchange import Downstream, Exchange
 
 # a request line or one header line, as nginx's large_client_header_buffers
 MAX_LINE: Final = 8 * 1024
@@ -33,7 +33,7 @@ KEEPALIVE_TIMEOUT: Final = 75.0  # nginx's keepalive_timeout
 LINGERING_TIME: Final = 5.0
 
 
-class DownstreamProtocol(asyncio.Protocol):
+class DownstreamProtocol(asyncio.Protocol, Downstream):
     __slots__ = (
         "_active",
         "_closed",
