@@ -31,6 +31,7 @@ COMPILED_PACKAGES = [
     "proxy/dataplane",
     "proxy/observability/metrics.py",
     "proxy/observability/active_sessions.py",
+    "proxy/observability/proxied_request.py",
 ]
 
 

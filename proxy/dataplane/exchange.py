@@ -36,6 +36,7 @@ from proxy.core.errors import (
 from proxy.core.model import Endpoint
 from proxy.core.routing import Route
 from proxy.dataplane.upstream import ResponseSink, UpstreamConnection
+from proxy.observability.proxied_request import ProxiedRequest
 
 if TYPE_CHECKING:
     from proxy.core.affinity import Outcome
@@ -89,7 +90,7 @@ class Downstream:
         closes or idles."""
 
 
-class Exchange(ResponseSink):
+class Exchange(ResponseSink, ProxiedRequest):
     __slots__ = (
         "awaiting_upstream",
         "body_received",

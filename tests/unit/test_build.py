@@ -15,7 +15,8 @@ from proxy.system import build
 
 COMPILED = ["proxy.core.headers", "proxy.core.affinity", "proxy.dataplane.exchange",
             "proxy.dataplane.downstream", "proxy.dataplane.upstream",
-            "proxy.observability.metrics", "proxy.observability.active_sessions"]  # fmt: skip
+            "proxy.observability.metrics", "proxy.observability.active_sessions",
+            "proxy.observability.proxied_request"]  # fmt: skip
 
 
 def _is_extension(module: str) -> bool:
