@@ -186,9 +186,11 @@ class UpstreamConnection(asyncio.Protocol):
             self._tunnel = True
         elif self._head_request:
             # llhttp cannot be told that a HEAD answer has no body; finish it here and give the
-            # connection a fresh parser for its next response.
+            # connection a fresh parser for its next response (after reading this one's version:
+            # a fresh parser's is 0.0, and the connection was never reused).
+            keep_alive = self._keep_alive_from(headers)
             self._parser = httptools.HttpResponseParser(self)
-            self._finish(self._keep_alive_from(headers))
+            self._finish(keep_alive)
 
     def on_body(self, body: bytes) -> None:
         if self.sink is not None:

@@ -244,6 +244,19 @@ def test_a_body_that_looks_like_a_head_does_not_lend_the_next_head_its_lines(
     assert _x_n(received(proxy.serving())) == b"X-N: 2"
 
 
+def test_an_upstream_connection_that_answered_a_head_request_is_reused(
+    make_proxy: MakeProxy,
+) -> None:
+    proxy = make_proxy()
+    proxy.send(b"HEAD /page HTTP/1.1\r\nHost: app\r\n\r\n")
+    first = proxy.serving()
+    proxy.answer(first, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+    assert proxy.answered().startswith(b"HTTP/1.1 200 OK\r\n")
+    assert first.transport is not None
+    assert not first.transport.is_closing()
+    assert first.pool.take_idle() is first  # back in its pool, for the next request
+
+
 # -- tunnels --------------------------------------------------------------------------------------
 
 
