@@ -368,10 +368,12 @@ def _content_length(value: bytes, previous: int | None) -> int:
 
 @lru_cache(maxsize=1024)  # a few distinct Hosts arrive over and over
 def _host_name(host_header: bytes) -> str:
-    """The lower-case host without port; BadRequest for anything that is not an RFC 3986 host."""
+    """The lower-case host without port; BadRequest for anything that is not an RFC 3986 host.
+    (llhttp keeps the whitespace that may end a value: nginx ignores it, so does this.)"""
+    host_header = host_header.rstrip(b" \t")
     if host_header and _VALID_HOST.fullmatch(host_header) is None:
         raise BadRequest("invalid Host header")
-    host = host_header.decode("latin-1").strip().lower()
+    host = host_header.decode("latin-1").lower()
     if host.startswith("["):
         end = host.find("]")
         return host[: end + 1] if end > 0 else host

@@ -202,3 +202,8 @@ def test_the_parser_takes_only_crlf_lines_one_per_header(head: bytes) -> None:
     """What spliced_lines relies on: a head the parser reads is one CRLF line per header."""
     with pytest.raises(httptools.HttpParserError):
         httptools.HttpRequestParser(_Collected()).feed_data(head)
+
+
+@pytest.mark.parametrize("value", [b"app", b"app  ", b"app\t", b"App:8080 "])
+def test_whitespace_after_the_host_is_ignored_as_nginx_does(value: bytes) -> None:
+    assert _scan_received(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % value, b"").host == "app"
