@@ -53,7 +53,7 @@ class Request:
 
     __slots__ = (
         "chunked", "content_length", "cookie", "forward", "forwarded_for", "host", "host_header",
-        "http11", "method", "received", "request_id", "target", "upgrade", "user_agent",
+        "http11", "method", "request_id", "spliced", "target", "upgrade", "user_agent",
     )  # fmt: skip
 
     def __init__(
@@ -63,7 +63,7 @@ class Request:
         target: bytes,
         http11: bool,
         forward: Headers,
-        received: bytes | None,
+        spliced: bytes | None,
         host: str,
         host_header: bytes,
         cookie: str | None,
@@ -80,7 +80,7 @@ class Request:
         self.forward = forward  # end-to-end headers, in order, original spelling
         # The request line and the lines of `forward` as they arrived, when they can be sent on
         # as they are (`spliced_lines`); None has upstream_head write them from `forward`.
-        self.received = received
+        self.spliced = spliced
         self.host = host  # lower case, without port; "" when the request has none
         self.host_header = host_header
         self.cookie = cookie
@@ -253,7 +253,7 @@ def scan_request(  # noqa: PLR0917 - one hot call per request, positional
         target=target,
         http11=http11,
         forward=forward,
-        received=spliced_lines(received, method, target, raw, forward) if http11 else None,
+        spliced=spliced_lines(received, method, target, raw, forward) if http11 else None,
         host=_host_name(host_header),
         host_header=host_header,
         cookie=b"; ".join(cookies).decode("latin-1") if cookies else None,
@@ -410,10 +410,10 @@ def upstream_head(request: Request, via: Forwarding, request_id: bytes) -> bytes
         framing += b"Transfer-Encoding: chunked\r\n"
     elif request.content_length is not None:
         framing += b"Content-Length: %d\r\n" % request.content_length
-    received = request.received
-    if received is not None:
+    spliced = request.spliced
+    if spliced is not None:
         return _SPLICED_HEAD % (
-            received, forwarded_for, host, via.port, via.proto, via.client_ip, request_id, framing,
+            spliced, forwarded_for, host, via.port, via.proto, via.client_ip, request_id, framing,
         )  # fmt: skip
     lines = b"".join([b"%s: %s\r\n" % header for header in request.forward])
     return _UPSTREAM_HEAD % (

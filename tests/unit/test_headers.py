@@ -138,8 +138,8 @@ def _both_heads(head: bytes, after: bytes = b"", underscores: bool = False) -> t
     """The upstream head spliced from the received bytes, and the one written from the parse."""
     spliced = _scan_received(head, head + after, underscores)
     written = _scan_received(head, b"", underscores)
-    assert spliced.received is not None, "not spliced"
-    assert written.received is None
+    assert spliced.spliced is not None, "not spliced"
+    assert written.spliced is None
     return upstream_head(spliced, VIA, b"id"), upstream_head(written, VIA, b"id")
 
 
