@@ -24,7 +24,7 @@ def _is_extension(module: str) -> bool:
     return any(path.endswith(suffix) for suffix in EXTENSION_SUFFIXES)
 
 
-def test_core_and_data_plane_are_compiled_together_or_not_at_all() -> None:
+def test_the_per_request_modules_are_compiled_together_or_not_at_all() -> None:
     assert {_is_extension(module) for module in COMPILED} == {build.compiled()}
 
 
