@@ -47,6 +47,11 @@ class NoRoute(ProxyError):
     status: ClassVar[int] = 404
 
 
+class InvalidBackend(ProxyError):
+    """A Gateway API route whose backend reference cannot be resolved: 500, as the
+    specification requires for the requests that would have gone there."""
+
+
 class NoEndpoint(ProxyError):
     status: ClassVar[int] = 503
 

@@ -94,4 +94,30 @@ class TlsCertificate:
 class PathType(StrEnum):
     EXACT = "Exact"
     PREFIX = "Prefix"
-    REGEX = "Regex"  # ImplementationSpecific with use-regex
+    REGEX = "Regex"  # ImplementationSpecific with use-regex: from the start, any case
+    FULL_REGEX = "RegularExpression"  # Gateway API: the whole path, case-sensitive
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One status condition as the Gateway API writes it (`metav1.Condition`)."""
+
+    type: str
+    status: bool
+    reason: str
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectStatus:
+    """What translation concluded about one object, as conditions: the object's own
+    (`parent` ""), a listener's (`parent` "listener NAME", with the routes it holds), or an
+    HTTPRoute's per parent Gateway (`parent` "Gateway ns/name")."""
+
+    kind: str
+    namespace: str
+    name: str
+    generation: int
+    parent: str
+    conditions: tuple[Condition, ...]
+    attached_routes: int | None = None  # listeners only

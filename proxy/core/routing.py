@@ -1,9 +1,13 @@
 """Route matching (docs/behaviour.md, "Route precedence"): host first, then the longest path.
 
-Like nginx's server blocks: a request whose host has rules of its own (exactly, or through a
-one-label `*.` wildcard) is matched only against those, and is 404 when none matches; hosts
-without rules fall to the rules that name no host, then to the default route, else 404.
-A `Route` is one Ingress path and the cluster it sends to; a `Snapshot` is the whole table.
+Like nginx's server blocks: a request whose host has rules of its own (exactly, through a
+one-label `*.` wildcard of an Ingress, or through the longest `*.` suffix of a Gateway API
+route) is matched only against those, and is 404 when none matches; hosts without rules fall to
+the rules that name no host, then to the default route, else 404. Among one host's rules, exact
+paths come first, then the longest; Gateway API routes then order by their `RequestMatch`
+(docs/gateway-api.md, "Matching").
+A `Route` is one Ingress path or HTTPRoute match and the cluster it sends to; a `Snapshot` is
+the whole table.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from random import Random
 
 from proxy.core.affinity import Cluster
 from proxy.core.cookies import SetCookieFormatter
-from proxy.core.model import PathType, TlsCertificate, UpstreamPolicy
+from proxy.core.headers import Request
+from proxy.core.matches import NO_CONDITIONS, RequestMatch
+from proxy.core.model import ObjectStatus, PathType, TlsCertificate, UpstreamPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +32,7 @@ class Route:
     enable affinity still follows a cookie into a shared affinity cluster, but never issues one.
     """
 
-    host: str | None  # None: every host; "*.example.com": one label wildcard
+    host: str | None  # None: every host; "*.example.com": a wildcard (see `suffix_wildcard`)
     path: str  # the path as written in the Ingress ("/" for an empty one)
     path_type: PathType
     cluster: Cluster
@@ -36,11 +43,27 @@ class Route:
     ingress: str = ""
     service: str = ""
     ssl_redirect: bool = False  # plain-HTTP requests get a 308 to https (ssl-redirect annotations)
+    # Gateway API routes: the match's method, header and query conditions (None: none), and
+    # wildcard hosts that match any number of labels, not just one as an Ingress's do
+    conditions: RequestMatch | None = None
+    suffix_wildcard: bool = False
+    invalid_backend: bool = False  # a Gateway API backendRef that does not resolve: 500
+    # Gateway API backendRefs with weights: (cumulative weight, the route to that backend); a
+    # request takes one by weight (`pick`), and `cluster` is the first one's
+    split: tuple[tuple[int, Route], ...] = ()
     # Computed once per snapshot so requests only read them:
     # (namespace, ingress, service, host, path), the metric labels
     labels: tuple[str, ...] = field(init=False, repr=False, compare=False)
     # the Set-Cookie writer of this path; None when the route issues no cookies
     set_cookie: SetCookieFormatter | None = field(init=False, repr=False, compare=False)
+
+    def pick(self, rng: Random) -> Route:
+        """The route of one backend of a split, drawn by weight."""
+        draw = rng.randrange(self.split[-1][0])
+        for bound, route in self.split:
+            if draw < bound:
+                return route
+        return self.split[-1][1]  # (not reached: the last bound is the total)
 
     def __post_init__(self) -> None:
         labels = (self.namespace, self.ingress, self.service, self.host or "*", self.path)
@@ -55,59 +78,91 @@ class Route:
 
 
 class RouteTable:
-    __slots__ = ("_any_host", "_default", "_exact", "_wildcard")
+    __slots__ = ("_any_host", "_default", "_exact", "_suffixes", "_wildcard")
 
     def __init__(self, routes: Iterable[Route], default: Route | None) -> None:
-        by_host: dict[str | None, list[Route]] = {}
+        # (host, whether a wildcard of any depth): Ingress and Gateway API rules for one exact
+        # host share its server block; their wildcards differ, so theirs do not
+        by_host: dict[tuple[str | None, bool], list[Route]] = {}
         for route in routes:
-            by_host.setdefault(route.host, []).append(route)
+            host = route.host
+            deep = route.suffix_wildcard and host is not None and host.startswith("*.")
+            by_host.setdefault((host, deep), []).append(route)
         self._exact: dict[str, tuple[_Matcher, ...]] = {}
-        self._wildcard: dict[str, tuple[_Matcher, ...]] = {}
+        self._wildcard: dict[str, tuple[_Matcher, ...]] = {}  # one label, by the rest
+        # any number of labels: (".example.com", matchers), the longest suffix first
+        suffixes: list[tuple[str, tuple[_Matcher, ...]]] = []
         self._any_host: tuple[_Matcher, ...] = ()
-        for host, host_routes in by_host.items():
+        for (host, deep), host_routes in by_host.items():
             matchers = tuple(_Matcher(r) for r in sorted(host_routes, key=_priority))
             if host is None:
                 self._any_host = matchers
+            elif deep:
+                suffixes.append((host[1:], matchers))
             elif host.startswith("*."):
                 self._wildcard[host[2:]] = matchers
             else:
                 self._exact[host] = matchers
+        suffixes.sort(key=lambda entry: -len(entry[0]))
+        self._suffixes = tuple(suffixes)
         self._default = default
 
-    def match(self, host: str, path: str) -> Route | None:
+    def match(self, host: str, path: str, request: Request | None = None) -> Route | None:
+        """The route for a request; without `request`, routes with conditions never match."""
         matchers = self._exact.get(host)
         if matchers is None:
             dot = host.find(".")
             if dot > 0:
                 matchers = self._wildcard.get(host[dot + 1 :])
+            if matchers is None and self._suffixes:
+                matchers = self._by_suffix(host)
         if matchers is not None:
             # A host with rules of its own is a server block of its own: what its paths do not
             # match is 404 there (translation gives it a `/` route for an Ingress defaultBackend).
             for matcher in matchers:
-                if matcher.matches(path):
+                if matcher.matches(path) and matcher.accepts(request):
                     return matcher.route
             return None
         for matcher in self._any_host:
-            if matcher.matches(path):
+            if matcher.matches(path) and matcher.accepts(request):
                 return matcher.route
         return self._default
 
+    def _by_suffix(self, host: str) -> tuple[_Matcher, ...] | None:
+        for suffix, matchers in self._suffixes:
+            if host.endswith(suffix) and len(host) > len(suffix):
+                return matchers
+        return None
 
-def _priority(route: Route) -> tuple[int, int]:
-    # Exact paths first, then the longest path; sorted() keeps Ingress order among equals.
-    return (0 if route.path_type is PathType.EXACT else 1, -len(route.path))
+
+def _priority(route: Route) -> tuple[int, int, int, int, int]:
+    # Exact paths first, then the longest path, then a RequestMatch's own order; sorted() keeps
+    # the translation's order among equals (Ingress order; HTTPRoute age, name and rule order).
+    conditions = route.conditions
+    return (
+        0 if route.path_type is PathType.EXACT else 1,
+        -len(route.path),
+        *(conditions.precedence if conditions is not None else NO_CONDITIONS),
+    )
 
 
 class _Matcher:
-    __slots__ = ("_exact", "_prefix", "_regex", "route")
+    __slots__ = ("_conditions", "_exact", "_prefix", "_regex", "route")
 
     def __init__(self, route: Route) -> None:
         self.route = route
+        self._conditions = route.conditions
         self._exact = route.path if route.path_type is PathType.EXACT else None
-        self._regex = (
-            re.compile(route.path, re.IGNORECASE) if route.path_type is PathType.REGEX else None
-        )
+        self._regex: re.Pattern[str] | None = None
+        if route.path_type is PathType.REGEX:
+            self._regex = re.compile(route.path, re.IGNORECASE)
+        elif route.path_type is PathType.FULL_REGEX:
+            self._regex = re.compile(f"(?:{route.path})\\Z")
         self._prefix = route.path.rstrip("/") if route.path_type is PathType.PREFIX else None
+
+    def accepts(self, request: Request | None) -> bool:
+        conditions = self._conditions
+        return conditions is None or (request is not None and conditions.accepts(request))
 
     def matches(self, path: str) -> bool:
         if self._prefix is not None:
@@ -132,6 +187,7 @@ class Snapshot:
     default_route: Route | None = None
     warnings: tuple[str, ...] = ()
     certificates: tuple[TlsCertificate, ...] = ()  # from Ingress spec.tls, for SNI
+    statuses: tuple[ObjectStatus, ...] = ()  # Gateway API objects' conditions
     table: RouteTable = field(init=False, repr=False, compare=False)
     # Derived once, where the snapshot is built (a source's thread), not on the event loop that
     # reads them each time a table comes in: at 50,000 endpoints each pass costs milliseconds.
@@ -143,7 +199,8 @@ class Snapshot:
     def __post_init__(self) -> None:
         set_field = object.__setattr__
         set_field(self, "table", RouteTable(self.routes, self.default_route))
-        seen = {route.cluster.name: route.cluster for route in self.routes}
+        every = [*self.routes, *(part for route in self.routes for _, part in route.split)]
+        seen = {r.cluster.name: r.cluster for r in every if not r.invalid_backend}
         if self.default_route is not None:
             seen.setdefault(self.default_route.cluster.name, self.default_route.cluster)
         clusters = tuple(seen.values())

@@ -25,6 +25,7 @@ from proxy.core import headers as h
 from proxy.core.cookies import parse_cookie
 from proxy.core.errors import (
     BodyTooLarge,
+    InvalidBackend,
     NoEndpoint,
     NoRoute,
     ProxyError,
@@ -194,14 +195,19 @@ class Exchange(ResponseSink, ProxiedRequest):
         query = target.find(b"?")
         path = (target if query < 0 else target[:query]).decode("latin-1")
         try:
-            route = self.ctx.route(request.host, path)
+            route = self.ctx.route(request.host, path, request)
         except ProxyError as error:
             self.fail(error)
             return
         if route is None:
             self.fail(NoRoute())
             return
+        if route.split:
+            route = route.pick(self.ctx.rng)
         self.route = route
+        if route.invalid_backend:
+            self.fail(InvalidBackend())
+            return
         if route.ssl_redirect and not self.downstream.tls:
             self._redirect_to_https()
             return

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from proxy.control.translate.annotations import SAMESITE_SPELLINGS
 from proxy.core.affinity import Cluster
-from proxy.core.model import Affinity, UpstreamPolicy
+from proxy.core.model import Affinity, ObjectStatus, UpstreamPolicy
 from proxy.core.routing import Route, Snapshot
 
 _DEFAULTS = UpstreamPolicy()  # the built-in defaults: a route shows what differs from them
@@ -31,6 +31,8 @@ def describe(snapshot: Snapshot) -> str:
             f"  {', '.join(c.hosts) or 'default'}: {c.source}" for c in snapshot.certificates
         )
         sections.append("\n".join(lines))
+    if snapshot.statuses:
+        sections.append(_status_section(snapshot.statuses))
     if snapshot.warnings:
         lines = [f"warnings ({len(snapshot.warnings)})"]
         lines.extend(f"  {warning}" for warning in snapshot.warnings)
@@ -67,6 +69,11 @@ def _table(title: str, routes: Sequence[Route]) -> str:
         note = "; ".join(
             part
             for part in (
+                _conditions(route),
+                _split(route),
+                "its backend reference does not resolve: answered 500"
+                if route.invalid_backend
+                else "",
                 "plain HTTP redirects to https (308)" if route.ssl_redirect else "",
                 f"proxy: {upstream}" if upstream else "",
             )
@@ -79,6 +86,46 @@ def _table(title: str, routes: Sequence[Route]) -> str:
         lines.append(line)
         if index in notes:
             lines.append(f"    {notes[index]}")
+    return "\n".join(lines)
+
+
+def _conditions(route: Route) -> str:
+    conditions = route.conditions
+    if conditions is None:
+        return ""
+    parts = [f"method {conditions.method}"] if conditions.method else []
+    for kind, matches in (("header", conditions.headers), ("query", conditions.query)):
+        parts.extend(f"{kind} {m.name} {'~' if m.regex else '='} {m.value!r}" for m in matches)
+    return "only " + ", ".join(parts)
+
+
+def _split(route: Route) -> str:
+    if not route.split:
+        return ""
+    shares = []
+    previous = 0
+    for bound, part in route.split:
+        target = "500" if part.invalid_backend else part.cluster.name
+        shares.append(f"{bound - previous} to {target}")
+        previous = bound
+    return "by weight: " + ", ".join(shares)
+
+
+def _status_section(statuses: Sequence[ObjectStatus]) -> str:
+    lines = ["Gateway API status"]
+    for status in statuses:
+        where = f"{status.namespace}/{status.name}" if status.namespace else status.name
+        parent = f" {status.parent}" if status.parent else ""
+        conditions = ", ".join(
+            f"{c.type}={c.status}({c.reason})" + (f": {c.message}" if c.message else "")
+            for c in status.conditions
+        )
+        attached = (
+            f", {status.attached_routes} routes attached"
+            if status.attached_routes is not None
+            else ""
+        )
+        lines.append(f"  {status.kind} {where}{parent}: {conditions}{attached}")
     return "\n".join(lines)
 
 

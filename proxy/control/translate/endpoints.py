@@ -23,12 +23,12 @@ class BuiltCluster:
 
 
 def build_backend_cluster(plan: BackendPlan, world: World, warnings: list[str]) -> BuiltCluster:
-    endpoints, problem = _endpoints(plan.backend, world, warnings)
+    endpoints, problem = endpoints_of(plan.backend, world, warnings)
     cluster = build_cluster(plan.backend.cluster_name, endpoints, plan.affinity)
     return BuiltCluster(cluster, plan.locations, problem)
 
 
-def _endpoints(
+def endpoints_of(
     backend: Backend, world: World, warnings: list[str]
 ) -> tuple[list[Endpoint], str | None]:
     """The endpoints of a backend, sorted; or none and the reason (the data plane answers 503)."""

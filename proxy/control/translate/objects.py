@@ -16,8 +16,13 @@ API_VERSIONS = {
     "EndpointSlice": "discovery.k8s.io/v1",
     "Endpoints": "v1",
     "Secret": "v1",
+    "Namespace": "v1",
+    "GatewayClass": "gateway.networking.k8s.io/v1",
+    "Gateway": "gateway.networking.k8s.io/v1",
+    "HTTPRoute": "gateway.networking.k8s.io/v1",
+    "ReferenceGrant": "gateway.networking.k8s.io/v1beta1",
 }
-_CLUSTER_SCOPED = frozenset({"IngressClass"})
+_CLUSTER_SCOPED = frozenset({"IngressClass", "GatewayClass", "Namespace"})
 DEFAULT_NAMESPACE = "default"  # where `kubectl apply` puts an object that names none
 
 

@@ -11,6 +11,8 @@ from proxy.core.model import UpstreamPolicy
 # Where endpoints come from: EndpointSlices, or the legacy Endpoints API (--endpoints-api).
 EndpointsApi = Literal["endpointslices", "endpoints"]
 DEFAULT_INGRESS_CLASS = "sticky"
+# The GatewayClass spec.controllerName whose Gateways are ours (--gateway-controller).
+DEFAULT_GATEWAY_CONTROLLER = "sticky-proxy.io/gateway-controller"
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +20,7 @@ class TranslateOptions:
     ingress_class: str = DEFAULT_INGRESS_CLASS
     endpoints_api: EndpointsApi = "endpointslices"
     upstream: UpstreamPolicy = field(default_factory=UpstreamPolicy)  # overridden per Ingress
+    gateway_controller: str = DEFAULT_GATEWAY_CONTROLLER
 
     def __post_init__(self) -> None:
         if self.endpoints_api not in get_args(EndpointsApi):

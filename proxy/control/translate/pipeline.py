@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from proxy.control.translate.annotations import IngressSettings, parse_annotations
 from proxy.control.translate.backends import merge_backends, path_entries
 from proxy.control.translate.endpoints import build_backend_cluster
+from proxy.control.translate.gateway.build import gateway_routes
 from proxy.control.translate.objects import KubeObject
 from proxy.control.translate.options import TranslateOptions
 from proxy.control.translate.routes import Layout, check_routes
@@ -40,12 +41,17 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     layout.add_aliases(ingresses)
     routes = layout.routes()
     check_routes(routes, default_route, clusters, warnings)
+    gateway = gateway_routes(world, options.gateway_controller, options.upstream, warnings)
     certs, tls_hosts = certificates((i.tls for i in ingresses), world.secrets, warnings)
     if default_route is not None:
         default_route = with_redirects(default_route, settings, tls_hosts)
     return Snapshot(
-        routes=tuple(with_redirects(route, settings, tls_hosts) for route in routes),
+        routes=(
+            *(with_redirects(route, settings, tls_hosts) for route in routes),
+            *gateway.routes,
+        ),
         default_route=default_route,
         warnings=tuple(sorted(set(warnings))),
         certificates=certs,
+        statuses=tuple(gateway.statuses),
     )

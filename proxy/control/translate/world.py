@@ -11,6 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.control.translate.fields import Fields, show_value
+from proxy.control.translate.gateway.resources import (
+    Gateway,
+    GatewayClass,
+    HTTPRoute,
+    ReferenceGrant,
+    read_gateway,
+    read_gateway_class,
+    read_http_route,
+    read_reference_grant,
+)
 from proxy.control.translate.ingresses import Ingress, read_ingress
 from proxy.control.translate.objects import (
     API_VERSIONS,
@@ -40,6 +50,11 @@ class World:
     by_service: dict[tuple[str, str], list[tuple[str, EndpointSource]]] = field(
         default_factory=dict
     )  # (ref, source), filled once every object is read
+    gateway_classes: dict[str, GatewayClass] = field(default_factory=dict)
+    gateways: dict[str, Gateway] = field(default_factory=dict)  # by ref
+    http_routes: dict[str, HTTPRoute] = field(default_factory=dict)  # by ref
+    reference_grants: list[ReferenceGrant] = field(default_factory=list)
+    namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def index_sources(self) -> None:
         for ref, source in self.sources.items():
@@ -83,10 +98,30 @@ def read_world(
             secret = _read_tls_secret(fields)
             if secret is not None:
                 world.secrets[key] = secret
+        elif kind in _GATEWAY_KINDS:
+            _read_gateway_kind(world, kind, fields, metadata, ref=ref, key=key)
         # IngressClass objects are accepted and not needed: --ingress-class selects by name;
         # the endpoints kind not asked for is not read at all.
     world.index_sources()
     return world
+
+
+_GATEWAY_KINDS = frozenset({"GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant", "Namespace"})
+
+
+def _read_gateway_kind(
+    world: World, kind: str, fields: Fields, metadata: Fields, *, ref: str, key: tuple[str, str]
+) -> None:
+    if kind == "GatewayClass":
+        world.gateway_classes[key[1]] = read_gateway_class(fields, key[1])
+    elif kind == "Gateway":
+        world.gateways[ref] = read_gateway(fields, metadata, ref, key)
+    elif kind == "HTTPRoute":
+        world.http_routes[ref] = read_http_route(fields, metadata, ref, key)
+    elif kind == "ReferenceGrant":
+        world.reference_grants.append(read_reference_grant(fields, key[0]))
+    else:  # Namespace: its labels, for listeners that select route namespaces by label
+        world.namespace_labels[key[1]] = metadata.string_map("labels")
 
 
 def _flatten(objects: Iterable[KubeObject]) -> Iterator[Any]:

@@ -1,0 +1,259 @@
+"""HTTPRoutes attached to our Gateways, laid out as routes, and the status of every Gateway API
+object we own (docs/gateway-api.md).
+
+Each match of each rule becomes one `Route` per hostname it answers on. They are emitted oldest
+HTTPRoute first, then by "namespace/name", then in rule and match order: the route table's sort
+is stable, so that is the specification's tie-break after path, method, headers and query.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from proxy.control.translate.endpoints import endpoints_of
+from proxy.control.translate.gateway.attach import NamespaceLabels, attach
+from proxy.control.translate.gateway.resources import (
+    GROUP,
+    BackendRef,
+    Gateway,
+    GatewayClass,
+    HTTPRoute,
+    ReferenceGrant,
+    RouteMatch,
+    RouteRule,
+)
+from proxy.control.translate.ingresses import Backend
+from proxy.control.translate.world import World
+from proxy.core.affinity import Cluster, build_cluster
+from proxy.core.model import Condition, ObjectStatus, PathType, UpstreamPolicy
+from proxy.core.routing import Route
+
+_GO_ZERO_TIME = datetime.min.replace(tzinfo=UTC)
+_PATH_TYPES = {
+    "Exact": PathType.EXACT,
+    "PathPrefix": PathType.PREFIX,
+    "RegularExpression": PathType.FULL_REGEX,
+}
+_ACCEPTED = Condition("Accepted", True, "Accepted")
+_PROGRAMMED = Condition("Programmed", True, "Programmed")
+_RESOLVED = Condition("ResolvedRefs", True, "ResolvedRefs")
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayResult:
+    routes: list[Route]
+    statuses: list[ObjectStatus]
+
+
+def gateway_routes(
+    world: World, controller: str, upstream: UpstreamPolicy, warnings: list[str]
+) -> GatewayResult:
+    classes = [c for c in world.gateway_classes.values() if c.controller == controller]
+    ours = {c.name for c in classes}
+    gateways = {(g.namespace, g.name): g for g in world.gateways.values() if g.class_name in ours}
+    labels = NamespaceLabels(world.namespace_labels)
+    statuses = [_class_status(c) for c in classes]
+    attached: dict[tuple[str, str, str], int] = {}  # (namespace, gateway, listener) -> routes
+    routes: list[Route] = []
+    backends = _Backends(world, upstream, warnings)
+    for route in _in_order(world.http_routes.values()):
+        attachments = attach(route, gateways, labels)
+        if not attachments:
+            continue
+        rules = [backends.rule(route, rule) for rule in route.rules]
+        resolved = next((r.problem for r in rules if r.problem is not None), _RESOLVED)
+        unsupported = sorted({name for rule in route.rules for name in rule.unsupported})
+        for attachment in attachments:
+            accepted = attachment.accepted
+            if accepted.status and unsupported:
+                accepted = Condition(
+                    "Accepted", False, "UnsupportedValue",
+                    f"not implemented yet: {', '.join(unsupported)}",
+                )  # fmt: skip
+                warnings.append(f"{route.ref}: {accepted.message}; the route is not served")
+            gateway = attachment.gateway
+            statuses.append(
+                ObjectStatus(
+                    "HTTPRoute",
+                    route.namespace,
+                    route.name,
+                    route.generation,
+                    f"Gateway {gateway.namespace}/{gateway.name}",
+                    (accepted, resolved),
+                )
+            )
+            if not accepted.status:
+                continue
+            for listener, hostnames in attachment.listeners:
+                key = (gateway.namespace, gateway.name, listener.name)
+                attached[key] = attached.get(key, 0) + 1
+                routes.extend(_routes(rules, hostnames))
+    statuses.extend(s for g in gateways.values() for s in _gateway_statuses(g, attached))
+    return GatewayResult(_distinct(routes), statuses)
+
+
+def _in_order(routes: Iterable[HTTPRoute]) -> list[HTTPRoute]:
+    return sorted(routes, key=lambda r: (r.created or _GO_ZERO_TIME, f"{r.namespace}/{r.name}"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """A rule with its backends resolved: the route of each (by weight), or why not."""
+
+    rule: RouteRule
+    split: tuple[tuple[int, Route], ...]  # cumulative weight, route template of the backend
+    problem: Condition | None  # the ResolvedRefs condition when a reference does not resolve
+
+
+class _Backends:
+    def __init__(self, world: World, upstream: UpstreamPolicy, warnings: list[str]) -> None:
+        self._world = world
+        self._upstream = upstream
+        self._warnings = warnings
+        self._clusters: dict[tuple[str, str, int], Cluster] = {}
+
+    def rule(self, route: HTTPRoute, rule: RouteRule) -> _Rule:
+        split: list[tuple[int, Route]] = []
+        problem: Condition | None = None
+        total = 0
+        for ref in rule.backend_refs:
+            reason = self._unresolved(route, ref)
+            if reason is not None and problem is None:
+                problem = Condition("ResolvedRefs", False, reason[0], f"{ref.text}: {reason[1]}")
+            if ref.weight == 0:
+                continue
+            total += ref.weight
+            split.append((total, self._template(route, ref, invalid=reason is not None)))
+        if not split:  # no backend takes requests: every one is answered 500
+            split.append((1, self._template(route, None, invalid=True)))
+        return _Rule(rule, tuple(split), problem)
+
+    def _unresolved(self, route: HTTPRoute, ref: BackendRef) -> tuple[str, str] | None:
+        """(reason, message) when `ref` cannot be sent to, else None."""
+        if (ref.group, ref.kind) != ("", "Service"):
+            return "InvalidKind", "only Services are supported"
+        if ref.namespace != route.namespace and not _granted(
+            self._world.reference_grants, route, ref
+        ):
+            return "RefNotPermitted", "no ReferenceGrant allows this reference"
+        if (ref.namespace, ref.name) not in self._world.services:
+            return "BackendNotFound", "no such Service"
+        if ref.port is None:
+            return "UnsupportedValue", "a Service reference needs a port"
+        return None
+
+    def _template(self, route: HTTPRoute, ref: BackendRef | None, *, invalid: bool) -> Route:
+        """The route to one backend, for every host and path of the rule to copy."""
+        cluster = self._cluster(ref) if ref is not None and not invalid else _EMPTY
+        return Route(
+            host=None, path="/", path_type=PathType.PREFIX, cluster=cluster, sets_cookie=False,
+            cookie_path="/", upstream=self._upstream, namespace=route.namespace,
+            ingress=route.name, service=ref.name if ref is not None else "",
+            suffix_wildcard=True, invalid_backend=invalid,
+        )  # fmt: skip
+
+    def _cluster(self, ref: BackendRef) -> Cluster:
+        assert ref.port is not None
+        key = (ref.namespace, ref.name, ref.port)
+        cluster = self._clusters.get(key)
+        if cluster is None:
+            backend = Backend(ref.namespace, ref.name, ref.port)
+            endpoints, problem = endpoints_of(backend, self._world, self._warnings)
+            if problem is not None:
+                self._warnings.append(f"{ref.text}: {problem}; requests to it are answered 503")
+            name = f"gateway-{ref.namespace}-{ref.name}-{ref.port}"
+            cluster = self._clusters[key] = build_cluster(name, endpoints, None)
+        return cluster
+
+
+_EMPTY = build_cluster("gateway-invalid-backend", (), None)
+
+
+def _granted(grants: Iterable[ReferenceGrant], route: HTTPRoute, ref: BackendRef) -> bool:
+    source = (GROUP, "HTTPRoute", route.namespace)
+    return any(
+        grant.namespace == ref.namespace and grant.permits(source, ref.group, ref.kind, ref.name)
+        for grant in grants
+    )
+
+
+def _routes(rules: list[_Rule], hostnames: tuple[str | None, ...]) -> list[Route]:
+    return [
+        _route(resolved, host, match)
+        for resolved in rules
+        for host in hostnames
+        for match in resolved.rule.matches
+    ]
+
+
+def _route(resolved: _Rule, host: str | None, match: RouteMatch) -> Route:
+    if len(resolved.split) == 1:
+        return _replace(resolved.split[0][1], host, match)
+    split = tuple((bound, _replace(template, host, match)) for bound, template in resolved.split)
+    return _with_split(split[0][1], split)
+
+
+def _replace(template: Route, host: str | None, match: RouteMatch) -> Route:
+    return dataclasses.replace(
+        template, host=host, path=match.path.value, path_type=_PATH_TYPES[match.path.type],
+        conditions=match.conditions,
+    )  # fmt: skip
+
+
+def _with_split(first: Route, split: tuple[tuple[int, Route], ...]) -> Route:
+    return dataclasses.replace(first, invalid_backend=False, split=split)
+
+
+def _distinct(routes: list[Route]) -> list[Route]:
+    """Without repeats (a route attached through two listeners with the same hostnames)."""
+    seen: set[tuple[object, ...]] = set()
+    found = []
+    for route in routes:
+        key = (route.host, route.path, route.path_type, route.conditions, id(route.cluster),
+               route.namespace, route.ingress)  # fmt: skip
+        if key not in seen:
+            seen.add(key)
+            found.append(route)
+    return found
+
+
+def _class_status(gateway_class: GatewayClass) -> ObjectStatus:
+    return ObjectStatus("GatewayClass", "", gateway_class.name, 0, "", (_ACCEPTED,))
+
+
+def _gateway_statuses(
+    gateway: Gateway, attached: dict[tuple[str, str, str], int]
+) -> list[ObjectStatus]:
+    statuses = [
+        ObjectStatus(
+            "Gateway",
+            gateway.namespace,
+            gateway.name,
+            gateway.generation,
+            "",
+            (_ACCEPTED, _PROGRAMMED),
+        )
+    ]
+    for listener in gateway.listeners:
+        conditions: tuple[Condition, ...] = (_ACCEPTED, _PROGRAMMED, _RESOLVED)
+        if not listener.routes_http:
+            conditions = (
+                Condition("Accepted", False, "UnsupportedProtocol", listener.protocol),
+                Condition("Programmed", False, "Invalid"),
+                _RESOLVED,
+            )
+        statuses.append(
+            ObjectStatus(
+                "Gateway",
+                gateway.namespace,
+                gateway.name,
+                gateway.generation,
+                f"listener {listener.name}",
+                conditions,
+                attached_routes=attached.get((gateway.namespace, gateway.name, listener.name), 0),
+            )
+        )
+    return statuses

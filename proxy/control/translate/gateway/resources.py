@@ -1,0 +1,344 @@
+"""Gateway API objects read into values: GatewayClass, Gateway, HTTPRoute and ReferenceGrant
+(docs/gateway-api.md, "Resources"), each field type-checked as the API server would, with the
+defaults the CRDs fill in (a missing path match is `PathPrefix /`, a missing weight is 1).
+
+A value the CRD's validation would have refused is a `ManifestError`; a valid value this proxy
+does not implement is kept as it is, so the later steps can report it as UnsupportedValue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from proxy.control.translate.fields import Fields
+from proxy.core.matches import RequestMatch, ValueMatch
+
+GROUP = "gateway.networking.k8s.io"
+_ROUTE_PROTOCOLS = ("HTTP", "HTTPS")  # the listener protocols an HTTPRoute attaches to
+_VALUE_MATCH_TYPES = ("Exact", "RegularExpression")
+PATH_MATCH_TYPES = ("Exact", "PathPrefix", "RegularExpression")
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayClass:
+    name: str
+    controller: str
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSelector:
+    """matchLabels and matchExpressions, as Kubernetes evaluates them against labels."""
+
+    labels: tuple[tuple[str, str], ...]
+    expressions: tuple[tuple[str, str, tuple[str, ...]], ...]  # (key, operator, values)
+
+    def accepts(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(key) != value for key, value in self.labels):
+            return False
+        for key, operator, values in self.expressions:
+            present = key in labels
+            if operator == "In" and not (present and labels[key] in values):
+                return False
+            if operator == "NotIn" and present and labels[key] in values:
+                return False
+            if operator == "Exists" and not present:
+                return False
+            if operator == "DoesNotExist" and present:
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    name: str
+    hostname: str | None
+    port: int
+    protocol: str
+    namespaces_from: str  # Same, All, Selector or None
+    selector: LabelSelector | None
+    kinds: tuple[tuple[str, str], ...] | None  # (group, kind); None: the protocol's default
+    certificate_refs: tuple[tuple[str, str, str, str], ...]  # (group, kind, namespace, name)
+
+    @property
+    def routes_http(self) -> bool:
+        return self.protocol in _ROUTE_PROTOCOLS
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    namespace: str
+    name: str
+    ref: str
+    generation: int
+    class_name: str
+    listeners: tuple[Listener, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ParentRef:
+    group: str
+    kind: str
+    namespace: str
+    name: str
+    section: str | None
+    port: int | None
+
+    @property
+    def text(self) -> str:
+        where = f"{self.namespace}/{self.name}"
+        if self.section is not None:
+            where += f" listener {self.section}"
+        if self.port is not None:
+            where += f" port {self.port}"
+        return f"{self.kind} {where}"
+
+
+@dataclass(frozen=True, slots=True)
+class BackendRef:
+    group: str
+    kind: str
+    namespace: str
+    name: str
+    port: int | None
+    weight: int
+
+    @property
+    def text(self) -> str:
+        port = f":{self.port}" if self.port is not None else ""
+        return f"{self.kind} {self.namespace}/{self.name}{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class PathMatch:
+    type: str  # Exact, PathPrefix or RegularExpression
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMatch:
+    path: PathMatch
+    conditions: RequestMatch | None  # None: the path alone decides
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRule:
+    name: str | None
+    matches: tuple[RouteMatch, ...]
+    backend_refs: tuple[BackendRef, ...]
+    unsupported: tuple[str, ...]  # fields set on this rule that are not implemented yet
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPRoute:
+    namespace: str
+    name: str
+    ref: str
+    created: datetime | None
+    generation: int
+    parent_refs: tuple[ParentRef, ...]
+    hostnames: tuple[str, ...]
+    rules: tuple[RouteRule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceGrant:
+    namespace: str
+    sources: tuple[tuple[str, str, str], ...]  # (group, kind, namespace) allowed to refer
+    targets: tuple[tuple[str, str, str | None], ...]  # (group, kind, name or None: any)
+
+    def permits(self, source: tuple[str, str, str], group: str, kind: str, name: str) -> bool:
+        return source in self.sources and any(
+            (group, kind) == (g, k) and target in (None, name) for g, k, target in self.targets
+        )
+
+
+def read_gateway_class(fields: Fields, name: str) -> GatewayClass:
+    spec = _spec(fields)
+    return GatewayClass(name, spec.required_text("controllerName"))
+
+
+def read_gateway(fields: Fields, metadata: Fields, ref: str, key: tuple[str, str]) -> Gateway:
+    spec = _spec(fields)
+    listeners = tuple(_read_listener(item, key[0]) for item in spec.children("listeners"))
+    if not listeners:
+        raise spec.error("listeners", "missing (a Gateway needs at least one)")
+    return Gateway(
+        namespace=key[0],
+        name=key[1],
+        ref=ref,
+        generation=metadata.number("generation") or 0,
+        class_name=spec.required_text("gatewayClassName"),
+        listeners=listeners,
+    )
+
+
+def _read_listener(item: Fields, namespace: str) -> Listener:
+    port = item.port("port")
+    if port is None:
+        raise item.error("port", "missing")
+    allowed = item.child("allowedRoutes")
+    namespaces = allowed.child("namespaces") if allowed is not None else None
+    namespaces_from = (namespaces.text("from") if namespaces is not None else None) or "Same"
+    if namespaces_from not in ("Same", "All", "Selector", "None"):
+        raise item.error("allowedRoutes.namespaces.from", f"{namespaces_from!r} is not valid")
+    selector_fields = namespaces.child("selector") if namespaces is not None else None
+    kinds = None
+    if allowed is not None and allowed.children("kinds"):
+        kinds = tuple(
+            (kind.text("group") or GROUP, kind.required_text("kind"))
+            for kind in allowed.children("kinds")
+        )
+    tls = item.child("tls")
+    refs = tuple(
+        (
+            ref.text("group") or "",
+            ref.text("kind") or "Secret",
+            ref.text("namespace") or namespace,
+            ref.required_text("name"),
+        )
+        for ref in (tls.children("certificateRefs") if tls is not None else ())
+    )
+    return Listener(
+        name=item.required_text("name"),
+        hostname=item.text("hostname"),
+        port=port,
+        protocol=item.required_text("protocol"),
+        namespaces_from=namespaces_from,
+        selector=_read_selector(selector_fields) if selector_fields is not None else None,
+        kinds=kinds,
+        certificate_refs=refs,
+    )
+
+
+def _read_selector(fields: Fields) -> LabelSelector:
+    expressions = tuple(
+        (item.required_text("key"), item.required_text("operator"), tuple(item.texts("values")))
+        for item in fields.children("matchExpressions")
+    )
+    return LabelSelector(tuple(sorted(fields.string_map("matchLabels").items())), expressions)
+
+
+def read_http_route(fields: Fields, metadata: Fields, ref: str, key: tuple[str, str]) -> HTTPRoute:
+    namespace = key[0]
+    spec = _spec(fields)
+    return HTTPRoute(
+        namespace=namespace,
+        name=key[1],
+        ref=ref,
+        created=metadata.timestamp("creationTimestamp"),
+        generation=metadata.number("generation") or 0,
+        parent_refs=tuple(_read_parent(item, namespace) for item in spec.children("parentRefs")),
+        hostnames=tuple(host.lower() for host in spec.texts("hostnames")),
+        rules=tuple(_read_rule(rule, namespace) for rule in spec.children("rules")),
+    )
+
+
+def _read_parent(item: Fields, namespace: str) -> ParentRef:
+    return ParentRef(
+        group=item.text("group") or GROUP,
+        kind=item.text("kind") or "Gateway",
+        namespace=item.text("namespace") or namespace,
+        name=item.required_text("name"),
+        section=item.text("sectionName"),
+        port=item.port("port"),
+    )
+
+
+# What a rule may carry that is not implemented yet: routes using them say so (UnsupportedValue
+# in status, a warning) instead of silently routing without them.
+_LATER_RULE_FIELDS = ("timeouts", "sessionPersistence", "retry")
+
+
+def _read_rule(rule: Fields, namespace: str) -> RouteRule:
+    matches = tuple(_read_match(match) for match in rule.children("matches"))
+    backend_refs = tuple(_read_backend(ref, namespace) for ref in rule.children("backendRefs"))
+    unsupported = [name for name in _LATER_RULE_FIELDS if rule.child(name) is not None]
+    if rule.children("filters"):
+        unsupported.append("filters")
+    unsupported += [
+        f"backendRefs[{index}].filters"
+        for index, ref in enumerate(rule.children("backendRefs"))
+        if ref.children("filters")
+    ]
+    return RouteRule(
+        name=rule.text("name"),
+        matches=matches or (RouteMatch(PathMatch("PathPrefix", "/"), None),),
+        backend_refs=backend_refs,
+        unsupported=tuple(unsupported),
+    )
+
+
+def _read_match(match: Fields) -> RouteMatch:
+    path_fields = match.child("path")
+    path = PathMatch("PathPrefix", "/")
+    if path_fields is not None:
+        path = PathMatch(path_fields.text("type") or "PathPrefix", path_fields.text("value") or "/")
+    if path.type not in PATH_MATCH_TYPES:
+        raise match.error("path.type", f"{path.type!r} is not {', '.join(PATH_MATCH_TYPES)}")
+    if path.type != "RegularExpression" and not path.value.startswith("/"):
+        raise match.error("path.value", f"{path.value!r} does not start with /")
+    headers = _first_of_each(
+        [_read_value_match(item, lower=True) for item in match.children("headers")]
+    )
+    query = _first_of_each(
+        [_read_value_match(item, lower=False) for item in match.children("queryParams")]
+    )
+    method = match.text("method")
+    conditions = None
+    if method is not None or headers or query:
+        conditions = RequestMatch(method, headers, query)
+    return RouteMatch(path, conditions)
+
+
+def _read_value_match(item: Fields, *, lower: bool) -> ValueMatch:
+    kind = item.text("type") or "Exact"
+    if kind not in _VALUE_MATCH_TYPES:
+        raise item.error("type", f"{kind!r} is not Exact or RegularExpression")
+    name = item.required_text("name")
+    value = item.text("value")
+    if value is None:
+        raise item.error("value", "missing")
+    return ValueMatch(name.lower() if lower else name, value, regex=kind == "RegularExpression")
+
+
+def _first_of_each(matches: list[ValueMatch]) -> tuple[ValueMatch, ...]:
+    """Only the first condition on a name counts (the specification's rule for repeats)."""
+    seen: dict[str, ValueMatch] = {}
+    for match in matches:
+        seen.setdefault(match.name, match)
+    return tuple(seen.values())
+
+
+def _read_backend(ref: Fields, namespace: str) -> BackendRef:
+    weight = ref.number("weight")
+    if weight is not None and not 0 <= weight <= 1_000_000:
+        raise ref.error("weight", f"{weight} is not 0-1000000")
+    return BackendRef(
+        group=ref.text("group") or "",
+        kind=ref.text("kind") or "Service",
+        namespace=ref.text("namespace") or namespace,
+        name=ref.required_text("name"),
+        port=ref.port("port"),
+        weight=1 if weight is None else weight,
+    )
+
+
+def read_reference_grant(fields: Fields, namespace: str) -> ReferenceGrant:
+    spec = _spec(fields)
+    sources = tuple(
+        (item.text("group") or "", item.required_text("kind"), item.required_text("namespace"))
+        for item in spec.children("from")
+    )
+    targets = tuple(
+        (item.text("group") or "", item.required_text("kind"), item.text("name"))
+        for item in spec.children("to")
+    )
+    return ReferenceGrant(namespace, sources, targets)
+
+
+def _spec(fields: Fields) -> Fields:
+    spec = fields.child("spec")
+    if spec is None:
+        raise fields.error("spec", "missing")
+    return spec
