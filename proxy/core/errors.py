@@ -95,14 +95,16 @@ _RESPONSES = {
 }
 
 
-def redirect_response(location: bytes, close: bool) -> bytes:
-    """308 Permanent Redirect, as ingress-nginx's ssl-redirect answers (method and body kept)."""
-    body = b"308 Permanent Redirect\n"
+def redirect_response(location: bytes, close: bool, status: int = 308) -> bytes:
+    """A redirect: 308 Permanent Redirect by default, as ingress-nginx's ssl-redirect answers
+    (method and body kept)."""
+    phrase = HTTPStatus(status).phrase.encode()
+    body = b"%d %s\n" % (status, phrase)
     connection = b"close" if close else b"keep-alive"
     return (
-        b"HTTP/1.1 308 Permanent Redirect\r\nLocation: %s\r\nContent-Type: text/plain; "
+        b"HTTP/1.1 %d %s\r\nLocation: %s\r\nContent-Type: text/plain; "
         b"charset=utf-8\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n%s"
-        % (location, len(body), connection, body)
+        % (status, phrase, location, len(body), connection, body)
     )
 
 

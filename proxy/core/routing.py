@@ -19,6 +19,7 @@ from random import Random
 
 from proxy.core.affinity import Cluster
 from proxy.core.cookies import SetCookieFormatter
+from proxy.core.filters import Filters
 from proxy.core.headers import Request
 from proxy.core.matches import NO_CONDITIONS, RequestMatch
 from proxy.core.model import ObjectStatus, PathType, TlsCertificate, UpstreamPolicy
@@ -48,6 +49,8 @@ class Route:
     conditions: RequestMatch | None = None
     suffix_wildcard: bool = False
     invalid_backend: bool = False  # a Gateway API backendRef that does not resolve: 500
+    filters: Filters | None = None  # a Gateway API rule's filters
+    response_deadline: float = 0.0  # timeouts.request: seconds for the answer to start; 0: none
     # Gateway API backendRefs with weights: (cumulative weight, the route to that backend); a
     # request takes one by weight (`pick`), and `cluster` is the first one's
     split: tuple[tuple[int, Route], ...] = ()

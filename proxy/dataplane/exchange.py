@@ -34,6 +34,7 @@ from proxy.core.errors import (
     error_response,
     redirect_response,
 )
+from proxy.core.filters import Redirect, rewritten
 from proxy.core.model import Endpoint
 from proxy.core.routing import Route
 from proxy.dataplane.upstream import ResponseSink, UpstreamConnection
@@ -99,6 +100,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         "connecting",
         "cookie_value",
         "ctx",
+        "deadline",
         "downstream",
         "endpoint",
         "finished",
@@ -169,6 +171,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.response_started = False
         self.last_read = 0.0
         self.awaiting_upstream = False  # request sent: proxy-read-timeout runs between reads
+        self.deadline = 0.0  # loop time by which the answer must start (timeouts.request); 0: none
         self.send_timer: asyncio.TimerHandle | None = None
         self.tunnel = False
         self.tunnel_pending: list[bytes] = []  # the new protocol's first bytes, until a 101
@@ -205,12 +208,18 @@ class Exchange(ResponseSink, ProxiedRequest):
         if route.split:
             route = route.pick(self.ctx.rng)
         self.route = route
-        if route.invalid_backend:
-            self.fail(InvalidBackend())
-            return
         if route.ssl_redirect and not self.downstream.tls:
             self._redirect_to_https()
             return
+        filters = route.filters
+        if filters is not None and filters.redirect is not None:
+            self._redirect(filters.redirect, path, route.path)
+            return
+        if route.invalid_backend:
+            self.fail(InvalidBackend())
+            return
+        if route.response_deadline:
+            self.deadline = self.ctx.loop.time() + route.response_deadline
         limit = route.upstream.body_size
         declared = request.content_length or 0
         if limit and max(declared, self.body_received) > limit:
@@ -220,6 +229,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         cluster = route.cluster
         if cluster.affinity is not None and request.cookie is not None:
             self.cookie_value = parse_cookie(request.cookie, cluster.affinity.cookie.name)
+        if filters is not None:
+            request = rewritten(request, filters, route.path)
         self.upstream_head_bytes = h.upstream_head(request, self.via, self.request_id)
         self.upstream_started_at = perf_counter()
         self.try_next(previous_failed=False)
@@ -374,13 +385,22 @@ class Exchange(ResponseSink, ProxiedRequest):
         assert self.route is not None
         now = self.last_read = self.ctx.loop.time()
         self.awaiting_upstream = True
-        self.downstream.timer_within(self.route.upstream.read_timeout, now)
+        self.downstream.timer_within(self.read_time_left(now), now)
 
     def read_time_left(self, now: float) -> float:
         assert self.route is not None
-        return self.last_read + self.route.upstream.read_timeout - now
+        left = self.last_read + self.route.upstream.read_timeout - now
+        if self.deadline and not self.response_started:
+            return min(left, self.deadline - now)
+        return left
 
     def read_timed_out(self) -> None:
+        if self.deadline and not self.response_started and self.ctx.loop.time() >= self.deadline:
+            # The whole request's time is up: no retry could answer in time.
+            error = UpstreamTimeout("request timed out")
+            self._try_failed(error)
+            self.fail(error)
+            return
         self._upstream_broke(UpstreamTimeout("upstream read timed out"))
 
     def _stop_timers(self) -> None:
@@ -418,6 +438,9 @@ class Exchange(ResponseSink, ProxiedRequest):
             self.ctx.metrics.answer_started(self.tried_view, self)
         # An unread request body cannot be skipped: the connection closes after this answer.
         keep_alive = self.keep_alive and self.request_done and not self.ctx.closing
+        filters = self.route.filters if self.route is not None else None
+        if filters is not None and filters.response_headers is not None:
+            headers = filters.response_headers.apply(headers)
         head, framing = h.response_head(
             status, reason, headers, head_request, client_http11, keep_alive or upgrade,
             self.set_cookie, extra,
@@ -561,13 +584,26 @@ class Exchange(ResponseSink, ProxiedRequest):
         )
         self._reply(308, partial(redirect_response, location))
 
+    def _redirect(self, redirect: Redirect, path: str, matched: str) -> None:
+        request = self.request
+        query = request.target.partition(b"?")[2].decode("latin-1")
+        scheme = "https" if self.downstream.tls else "http"
+        host = request.host or self.via.local.rsplit(b":", 1)[0].decode("latin-1")
+        location = redirect.location(scheme, host, path, query, matched).encode("latin-1")
+        status = redirect.status
+        self._reply(status, partial(redirect_response, location, status=status))
+
     def _reply(self, status: int, render: Callable[[bool], bytes]) -> None:
         """An answer of the proxy's own, rendered for whether the connection then closes: it
         does unless the request was read whole (an unread body cannot be skipped)."""
         self.status = status
         if not self.request_done or self.request.upgrade is not None:
             self.keep_alive = False
-        self.downstream.write(render(not self.keep_alive or self.ctx.closing))
+        answer = render(not self.keep_alive or self.ctx.closing)
+        if self.request.method == b"HEAD":
+            # The same head, without the body it describes (RFC 9110 §9.3.2).
+            answer = answer[: answer.index(b"\r\n\r\n") + 4]
+        self.downstream.write(answer)
         self._finish()
 
     def _finish(self) -> None:

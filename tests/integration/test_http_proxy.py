@@ -287,6 +287,21 @@ async def test_no_route_is_404_and_no_endpoint_is_503(upstreams: StartUpstreams)
         await server.stop(grace=0.1)
 
 
+async def test_the_proxys_own_answers_to_head_have_no_body(upstreams: StartUpstreams) -> None:
+    (up,) = await upstreams(1)
+    full = build_cluster("default-app-80", [up.endpoint], Affinity())
+    server = await _serve(Snapshot((Route("app.test", "/", PathType.PREFIX, full, True, "/"),)))
+    try:
+        answer = await raw_request(server, b"HEAD / HTTP/1.1\r\nHost: other.test\r\n\r\n")
+    finally:
+        await server.stop(grace=0.1)
+    # The head a GET would get, and nothing after it: a client that keeps the connection would
+    # read a body here as the start of its next answer.
+    assert answer.startswith(b"HTTP/1.1 404 ")
+    assert b"Content-Length: 14\r\n" in answer
+    assert answer.endswith(b"\r\n\r\n")
+
+
 async def test_health_readiness_and_metrics_endpoints(
     upstreams: StartUpstreams, proxy: StartProxy
 ) -> None:

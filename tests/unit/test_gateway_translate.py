@@ -387,11 +387,11 @@ def test_a_route_without_conditions_matches_without_a_request() -> None:
 
 def test_fields_not_built_yet_refuse_the_route_instead_of_ignoring_them() -> None:
     rules = [{"backendRefs": [backend("web")], "sessionPersistence": {"sessionName": "s"},
-              "filters": [{"type": "RequestHeaderModifier"}]}]  # fmt: skip
+              "filters": [{"type": "RequestMirror", "requestMirror": {}}]}]  # fmt: skip
     snap = snapshot(gateway(), http_route(rules=rules))
     assert route_status(snap, "route")["Accepted"] == (False, "UnsupportedValue")
     assert snap.routes == ()
-    assert any("filters, sessionPersistence" in warning for warning in snap.warnings)
+    assert any("filters RequestMirror, sessionPersistence" in w for w in snap.warnings)
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ def build_backend_cluster(plan: BackendPlan, world: World, warnings: list[str]) 
 
 
 def endpoints_of(
-    backend: Backend, world: World, warnings: list[str]
+    backend: Backend, world: World, warnings: list[str], *, by_name_only: bool = False
 ) -> tuple[list[Endpoint], str | None]:
     """The endpoints of a backend, sorted; or none and the reason (the data plane answers 503)."""
     key = (backend.namespace, backend.service)
@@ -47,7 +47,7 @@ def endpoints_of(
     found = {
         Endpoint(member.address, dial_port, member.pod, member.draining)
         for group in world.groups(key)
-        for dial_port in _dial_ports(group, port)
+        for dial_port in _dial_ports(group, port, by_name_only)
         for member in group.members
     }
     # Ready before draining for the same address: the cluster keeps the first copy of a node.
@@ -67,13 +67,15 @@ def _service_port(service: Service, backend_port: int | str) -> ServicePort | No
     return None
 
 
-def _dial_ports(group: Group, service_port: ServicePort) -> set[int]:
+def _dial_ports(group: Group, service_port: ServicePort, by_name_only: bool) -> set[int]:
     """The port numbers to dial for `service_port` in one slice or subset
     (docs/behaviour.md, "Services and endpoints").
 
     As ingress-nginx (controller/endpointslices.go, endpoints.go): TCP ports only; the one named
     like the Service port, or every one for an unnamed Service port. Slices also fall back to a
-    numeric targetPort when no name matches or they list no ports (ingress-nginx#7390).
+    numeric targetPort when no name matches or they list no ports (ingress-nginx#7390); a
+    Gateway API backend (`by_name_only`) takes the fallback only for a slice without ports, since
+    in a slice of several ports every other port's name "does not match".
     """
     target = service_port.target_port
     fallback = target if group.trusts_target_port and isinstance(target, int) else None
@@ -85,6 +87,6 @@ def _dial_ports(group: Group, service_port: ServicePort) -> set[int]:
             continue
         if not service_port.name or port.name == service_port.name:
             ports.add(port.port)
-        elif fallback:
+        elif fallback and not by_name_only:
             ports.add(fallback)
     return ports

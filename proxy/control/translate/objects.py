@@ -9,18 +9,20 @@ from typing import Any
 
 KubeObject = Mapping[str, Any]
 
-API_VERSIONS = {
-    "Ingress": "networking.k8s.io/v1",
-    "IngressClass": "networking.k8s.io/v1",
-    "Service": "v1",
-    "EndpointSlice": "discovery.k8s.io/v1",
-    "Endpoints": "v1",
-    "Secret": "v1",
-    "Namespace": "v1",
-    "GatewayClass": "gateway.networking.k8s.io/v1",
-    "Gateway": "gateway.networking.k8s.io/v1",
-    "HTTPRoute": "gateway.networking.k8s.io/v1",
-    "ReferenceGrant": "gateway.networking.k8s.io/v1beta1",
+# The apiVersions read for each kind (the first is the one the API serves by default)
+API_VERSIONS: dict[str, tuple[str, ...]] = {
+    "Ingress": ("networking.k8s.io/v1",),
+    "IngressClass": ("networking.k8s.io/v1",),
+    "Service": ("v1",),
+    "EndpointSlice": ("discovery.k8s.io/v1",),
+    "Endpoints": ("v1",),
+    "Secret": ("v1",),
+    "Namespace": ("v1",),
+    "GatewayClass": ("gateway.networking.k8s.io/v1",),
+    "Gateway": ("gateway.networking.k8s.io/v1",),
+    "HTTPRoute": ("gateway.networking.k8s.io/v1",),
+    # v1 since Gateway API 1.5; v1beta1 is still served
+    "ReferenceGrant": ("gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"),
 }
 _CLUSTER_SCOPED = frozenset({"IngressClass", "GatewayClass", "Namespace"})
 DEFAULT_NAMESPACE = "default"  # where `kubectl apply` puts an object that names none

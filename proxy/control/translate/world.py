@@ -74,11 +74,11 @@ def read_world(
     seen: set[str] = set()
     for number, obj in enumerate(_flatten(objects), start=1):
         fields, metadata, kind, key = _identify(obj, number)
-        api_version = API_VERSIONS.get(kind)
-        if api_version is None:
+        api_versions = API_VERSIONS.get(kind)
+        if api_versions is None:
             continue  # not an object routing depends on
         ref = object_ref(obj)
-        if obj["apiVersion"] != api_version:
+        if obj["apiVersion"] not in api_versions:
             warnings.append(f"{ref}: apiVersion {obj['apiVersion']} is not supported; ignored")
             continue
         if ref in seen:

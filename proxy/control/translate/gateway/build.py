@@ -28,6 +28,7 @@ from proxy.control.translate.gateway.resources import (
 from proxy.control.translate.ingresses import Backend
 from proxy.control.translate.world import World
 from proxy.core.affinity import Cluster, build_cluster
+from proxy.core.filters import Filters, HeaderEdit
 from proxy.core.model import Condition, ObjectStatus, PathType, UpstreamPolicy
 from proxy.core.routing import Route
 
@@ -90,7 +91,7 @@ def gateway_routes(
             for listener, hostnames in attachment.listeners:
                 key = (gateway.namespace, gateway.name, listener.name)
                 attached[key] = attached.get(key, 0) + 1
-                routes.extend(_routes(rules, hostnames))
+                routes.extend(_routes(rules, hostnames, listener.port))
     statuses.extend(s for g in gateways.values() for s in _gateway_statuses(g, attached))
     return GatewayResult(_distinct(routes), statuses)
 
@@ -126,9 +127,9 @@ class _Backends:
             if ref.weight == 0:
                 continue
             total += ref.weight
-            split.append((total, self._template(route, ref, invalid=reason is not None)))
-        if not split:  # no backend takes requests: every one is answered 500
-            split.append((1, self._template(route, None, invalid=True)))
+            split.append((total, self._template(route, rule, ref, invalid=reason is not None)))
+        if not split:  # no backend takes requests: every one is answered 500 (or redirected)
+            split.append((1, self._template(route, rule, None, invalid=True)))
         return _Rule(rule, tuple(split), problem)
 
     def _unresolved(self, route: HTTPRoute, ref: BackendRef) -> tuple[str, str] | None:
@@ -145,14 +146,28 @@ class _Backends:
             return "UnsupportedValue", "a Service reference needs a port"
         return None
 
-    def _template(self, route: HTTPRoute, ref: BackendRef | None, *, invalid: bool) -> Route:
+    def _template(
+        self, route: HTTPRoute, rule: RouteRule, ref: BackendRef | None, *, invalid: bool
+    ) -> Route:
         """The route to one backend, for every host and path of the rule to copy."""
         cluster = self._cluster(ref) if ref is not None and not invalid else _EMPTY
+        upstream = self._upstream
+        if rule.backend_timeout:
+            upstream = dataclasses.replace(
+                upstream,
+                connect_timeout=min(upstream.connect_timeout, rule.backend_timeout),
+                read_timeout=min(upstream.read_timeout, rule.backend_timeout),
+            )
+        if rule.request_timeout:
+            connect = min(upstream.connect_timeout, rule.request_timeout)
+            upstream = dataclasses.replace(upstream, connect_timeout=connect)
         return Route(
             host=None, path="/", path_type=PathType.PREFIX, cluster=cluster, sets_cookie=False,
-            cookie_path="/", upstream=self._upstream, namespace=route.namespace,
-            ingress=route.name, service=ref.name if ref is not None else "",
-            suffix_wildcard=True, invalid_backend=invalid,
+            cookie_path="/", upstream=upstream, namespace=route.namespace, ingress=route.name,
+            service=ref.name if ref is not None else "", suffix_wildcard=True,
+            invalid_backend=invalid,
+            filters=_merged(rule.filters, ref.filters if ref is not None else None),
+            response_deadline=rule.request_timeout,
         )  # fmt: skip
 
     def _cluster(self, ref: BackendRef) -> Cluster:
@@ -161,7 +176,9 @@ class _Backends:
         cluster = self._clusters.get(key)
         if cluster is None:
             backend = Backend(ref.namespace, ref.name, ref.port)
-            endpoints, problem = endpoints_of(backend, self._world, self._warnings)
+            endpoints, problem = endpoints_of(
+                backend, self._world, self._warnings, by_name_only=True
+            )
             if problem is not None:
                 self._warnings.append(f"{ref.text}: {problem}; requests to it are answered 503")
             name = f"gateway-{ref.namespace}-{ref.name}-{ref.port}"
@@ -180,27 +197,49 @@ def _granted(grants: Iterable[ReferenceGrant], route: HTTPRoute, ref: BackendRef
     )
 
 
-def _routes(rules: list[_Rule], hostnames: tuple[str | None, ...]) -> list[Route]:
+def _routes(rules: list[_Rule], hostnames: tuple[str | None, ...], port: int) -> list[Route]:
     return [
-        _route(resolved, host, match)
+        _route(resolved, host, match, port)
         for resolved in rules
         for host in hostnames
         for match in resolved.rule.matches
     ]
 
 
-def _route(resolved: _Rule, host: str | None, match: RouteMatch) -> Route:
-    if len(resolved.split) == 1:
-        return _replace(resolved.split[0][1], host, match)
-    split = tuple((bound, _replace(template, host, match)) for bound, template in resolved.split)
-    return _with_split(split[0][1], split)
+def _route(resolved: _Rule, host: str | None, match: RouteMatch, port: int) -> Route:
+    """The route of one match on one host of a listener on `port` (for redirects)."""
+    split = tuple(
+        (bound, _replace(template, host, match, port)) for bound, template in resolved.split
+    )
+    return split[0][1] if len(split) == 1 else _with_split(split[0][1], split)
 
 
-def _replace(template: Route, host: str | None, match: RouteMatch) -> Route:
+def _replace(template: Route, host: str | None, match: RouteMatch, port: int) -> Route:
+    filters = template.filters
+    if filters is not None and filters.redirect is not None:
+        redirect = dataclasses.replace(filters.redirect, listener_port=port)
+        filters = dataclasses.replace(filters, redirect=redirect)
     return dataclasses.replace(
         template, host=host, path=match.path.value, path_type=_PATH_TYPES[match.path.type],
-        conditions=match.conditions,
+        conditions=match.conditions, filters=filters,
     )  # fmt: skip
+
+
+def _merged(rule: Filters | None, backend: Filters | None) -> Filters | None:
+    """A backend's header modifiers apply after its rule's."""
+    if rule is None or backend is None:
+        return rule or backend
+    return dataclasses.replace(
+        rule,
+        request_headers=_joined(rule.request_headers, backend.request_headers),
+        response_headers=_joined(rule.response_headers, backend.response_headers),
+    )
+
+
+def _joined(first: HeaderEdit | None, then: HeaderEdit | None) -> HeaderEdit | None:
+    if first is None or then is None:
+        return first or then
+    return HeaderEdit(first.set + then.set, first.add + then.add, first.remove + then.remove)
 
 
 def _with_split(first: Route, split: tuple[tuple[int, Route], ...]) -> Route:
@@ -213,7 +252,7 @@ def _distinct(routes: list[Route]) -> list[Route]:
     found = []
     for route in routes:
         key = (route.host, route.path, route.path_type, route.conditions, id(route.cluster),
-               route.namespace, route.ingress)  # fmt: skip
+               route.namespace, route.ingress, route.filters, route.split)  # fmt: skip
         if key not in seen:
             seen.add(key)
             found.append(route)

@@ -8,10 +8,13 @@ does not implement is kept as it is, so the later steps can report it as Unsuppo
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from proxy.control.translate.fields import Fields
+from proxy.core.filters import Filters, HeaderEdit, PathChange, Redirect, Rewrite
 from proxy.core.matches import RequestMatch, ValueMatch
 
 GROUP = "gateway.networking.k8s.io"
@@ -102,6 +105,7 @@ class BackendRef:
     name: str
     port: int | None
     weight: int
+    filters: Filters | None = None  # header modifiers for the requests sent to this backend
 
     @property
     def text(self) -> str:
@@ -126,6 +130,9 @@ class RouteRule:
     name: str | None
     matches: tuple[RouteMatch, ...]
     backend_refs: tuple[BackendRef, ...]
+    filters: Filters | None  # a redirect's listener port is filled in per listener
+    request_timeout: float  # timeouts.request in seconds; 0: none
+    backend_timeout: float  # timeouts.backendRequest in seconds; 0: none
     unsupported: tuple[str, ...]  # fields set on this rule that are not implemented yet
 
 
@@ -247,26 +254,171 @@ def _read_parent(item: Fields, namespace: str) -> ParentRef:
 
 # What a rule may carry that is not implemented yet: routes using them say so (UnsupportedValue
 # in status, a warning) instead of silently routing without them.
-_LATER_RULE_FIELDS = ("timeouts", "sessionPersistence", "retry")
+_LATER_RULE_FIELDS = ("sessionPersistence", "retry")
 
 
 def _read_rule(rule: Fields, namespace: str) -> RouteRule:
     matches = tuple(_read_match(match) for match in rule.children("matches"))
-    backend_refs = tuple(_read_backend(ref, namespace) for ref in rule.children("backendRefs"))
+    matches = matches or (RouteMatch(PathMatch("PathPrefix", "/"), None),)
     unsupported = [name for name in _LATER_RULE_FIELDS if rule.child(name) is not None]
-    if rule.children("filters"):
-        unsupported.append("filters")
-    unsupported += [
-        f"backendRefs[{index}].filters"
-        for index, ref in enumerate(rule.children("backendRefs"))
-        if ref.children("filters")
-    ]
+    filters = _read_filters(rule.children("filters"), unsupported, "filters")
+    prefix_matches = all(match.path.type == "PathPrefix" for match in matches)
+    if filters is not None and _uses_prefix_rewrite(filters) and not prefix_matches:
+        raise rule.error("filters", "ReplacePrefixMatch needs PathPrefix matches")
+    backend_refs = []
+    for index, ref in enumerate(rule.children("backendRefs")):
+        backend = _read_backend(ref, namespace)
+        where = f"backendRefs[{index}].filters"
+        backend_filters = _read_filters(ref.children("filters"), unsupported, where)
+        if backend_filters is not None and (backend_filters.redirect or backend_filters.rewrite):
+            unsupported.append(f"{where} (only header modifiers)")
+        backend_refs.append(dataclasses.replace(backend, filters=backend_filters))
+    timeouts = rule.child("timeouts")
+    request_timeout = _duration(timeouts, "request") if timeouts is not None else 0.0
+    backend_timeout = _duration(timeouts, "backendRequest") if timeouts is not None else 0.0
+    if request_timeout and backend_timeout > request_timeout:
+        raise rule.error("timeouts", "backendRequest must not be longer than request")
     return RouteRule(
         name=rule.text("name"),
-        matches=matches or (RouteMatch(PathMatch("PathPrefix", "/"), None),),
-        backend_refs=backend_refs,
+        matches=matches,
+        backend_refs=tuple(backend_refs),
+        filters=filters,
+        request_timeout=request_timeout,
+        backend_timeout=backend_timeout,
         unsupported=tuple(unsupported),
     )
+
+
+_DURATION = re.compile(r"(?:[0-9]{1,5}(?:h|ms|m|s)){1,4}")
+_DURATION_PART = re.compile(r"([0-9]+)(h|ms|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def _duration(fields: Fields, key: str) -> float:
+    """A Gateway API Duration ("1h30m", "500ms") in seconds; absent or "0s": 0, no limit."""
+    text = fields.text(key)
+    if text is None:
+        return 0.0
+    if _DURATION.fullmatch(text) is None:
+        raise fields.error(key, f"{text!r} is not a duration such as 500ms, 10s or 1m30s")
+    return sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+_FILTER_FIELDS = {
+    "RequestHeaderModifier": "requestHeaderModifier",
+    "ResponseHeaderModifier": "responseHeaderModifier",
+    "RequestRedirect": "requestRedirect",
+    "URLRewrite": "urlRewrite",
+}
+
+
+def _read_filters(items: list[Fields], unsupported: list[str], where: str) -> Filters | None:
+    """The filters this proxy implements; the names of the others go to `unsupported`."""
+    filters = Filters()
+    seen: set[str] = set()
+    for item in items:
+        kind = item.required_text("type")
+        field = _FILTER_FIELDS.get(kind)
+        if field is None:
+            unsupported.append(f"{where} {kind}")
+            continue
+        config = item.child(field)
+        if config is None:
+            raise item.error(field, f"missing (a {kind} filter needs it)")
+        if kind in seen:
+            raise item.error("type", f"{kind} given twice")
+        seen.add(kind)
+        if kind == "RequestHeaderModifier":
+            filters = dataclasses.replace(filters, request_headers=_read_header_edit(config))
+        elif kind == "ResponseHeaderModifier":
+            filters = dataclasses.replace(filters, response_headers=_read_header_edit(config))
+        elif kind == "RequestRedirect":
+            filters = dataclasses.replace(filters, redirect=_read_redirect(config))
+        else:
+            rewrite = Rewrite(_hostname(config), _read_path_change(config))
+            filters = dataclasses.replace(filters, rewrite=rewrite)
+    if filters.redirect is not None and filters.rewrite is not None:
+        raise items[0].error(None, "RequestRedirect and URLRewrite cannot be combined")
+    return filters if seen else None
+
+
+def _uses_prefix_rewrite(filters: Filters) -> bool:
+    changes = [
+        part.path for part in (filters.redirect, filters.rewrite) if part is not None and part.path
+    ]
+    return any(change.prefix is not None for change in changes)
+
+
+# Header names a filter may not touch: framing and hop-by-hop ones (the proxy frames every
+# message itself; letting a route set them would reopen what request smuggling needs) and the
+# proxy's own additions. Host changes through URLRewrite's hostname.
+_RESERVED_HEADERS = frozenset({
+    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+    "trailer", "proxy-connection", "x-forwarded-for", "x-forwarded-host", "x-forwarded-port",
+    "x-forwarded-proto", "x-real-ip", "x-request-id",
+})  # fmt: skip
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
+_HEADER_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
+
+
+def _read_header_edit(config: Fields) -> HeaderEdit:
+    def pairs(key: str) -> tuple[tuple[str, str], ...]:
+        found = []
+        for item in config.children(key):
+            name = _header_name(item, item.required_text("name"))
+            value = item.text("value") or ""
+            if _HEADER_VALUE.fullmatch(value) is None:
+                raise item.error("value", "holds a control character")
+            found.append((name, value))
+        return tuple(found)
+
+    removed = tuple(_header_name(config, name).lower() for name in config.texts("remove"))
+    return HeaderEdit(set=pairs("set"), add=pairs("add"), remove=removed)
+
+
+def _header_name(where: Fields, name: str) -> str:
+    if _HEADER_NAME.fullmatch(name) is None:
+        raise where.error("name", f"{name!r} is not a header name")
+    if name.lower() in _RESERVED_HEADERS:
+        raise where.error("name", f"{name!r} is set by the proxy itself and cannot be changed")
+    return name
+
+
+_REDIRECT_CODES = (301, 302, 303, 307, 308)
+
+
+def _read_redirect(config: Fields) -> Redirect:
+    scheme = config.text("scheme")
+    if scheme is not None and scheme not in ("http", "https"):
+        raise config.error("scheme", f"{scheme!r} is not http or https")
+    status = config.number("statusCode") or 302
+    if status not in _REDIRECT_CODES:
+        raise config.error("statusCode", f"{status} is not one of {_REDIRECT_CODES}")
+    return Redirect(
+        scheme=scheme,
+        hostname=_hostname(config),
+        port=config.port("port"),
+        path=_read_path_change(config),
+        status=status,
+        listener_port=0,
+    )
+
+
+def _hostname(config: Fields) -> str | None:
+    hostname = config.text("hostname")
+    return hostname.lower() if hostname else None
+
+
+def _read_path_change(config: Fields) -> PathChange | None:
+    path = config.child("path")
+    if path is None:
+        return None
+    kind = path.required_text("type")
+    if kind == "ReplaceFullPath":
+        return PathChange(full=path.text("replaceFullPath") or "/")
+    if kind == "ReplacePrefixMatch":
+        return PathChange(prefix=path.text("replacePrefixMatch") or "")
+    raise path.error("type", f"{kind!r} is not ReplaceFullPath or ReplacePrefixMatch")
 
 
 def _read_match(match: Fields) -> RouteMatch:
