@@ -149,9 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_manifests_flag(sources)
     _add_kubernetes_flag(sources)
+    selection = _add_selection_flags(serve)
+    selection.add_argument(
+        "--session-key-file",
+        type=Path,
+        metavar="PATH",
+        help="the key that signs Gateway API session tokens whose lifetime the proxy enforces "
+        "(sessionPersistence with absoluteTimeout); give every replica the same one, e.g. from "
+        "a Secret (default: a random key per start, shared by --workers)",
+    )
     serve.set_defaults(
         # Each source's own flags, for telling a user who gives them to the other source.
-        manifests_only=_flags_of(_add_selection_flags(serve)),
+        manifests_only=_flags_of(selection),
         backend_only=_flags_of(_add_affinity_flags(serve)),
         kubernetes_only=_flags_of(_add_kubernetes_flags(serve, publish=True)),
     )
@@ -258,6 +267,12 @@ def _add_selection_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentG
         choices=get_args(EndpointsApi),
         default=SERVE.endpoints_api,
         help="where endpoints come from: EndpointSlices, or legacy Endpoints " + _DEFAULT,
+    )
+    group.add_argument(
+        "--gateway-controller",
+        default=SERVE.gateway_controller,
+        metavar="NAME",
+        help="serve Gateways whose GatewayClass has this spec.controllerName " + _DEFAULT,
     )
     return group
 
@@ -491,6 +506,7 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
             args.ingress_class,
             args.endpoints_api,
             _kubernetes(parser, argv, args),
+            args.gateway_controller,
         )
     affinity = _affinity(args)
     if args.command == "demo":
@@ -515,6 +531,12 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
     tls = _tls_settings(parser, args)
     if args.state_dir is not None and not _writable_directory(args.state_dir):
         parser.error(f"--state-dir: {args.state_dir}: not a writable directory")
+    session_key = b""
+    if args.session_key_file is not None:
+        try:
+            session_key = _session_key(args.session_key_file)
+        except (OSError, ValueError) as error:
+            parser.error(f"--session-key-file: {error}")
     settings = ServeSettings(
         listen=args.listen,
         metrics_listen=args.metrics_listen,
@@ -544,9 +566,23 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
         manifests=tuple(args.manifests),
         ingress_class=args.ingress_class,
         endpoints_api=args.endpoints_api,
+        gateway_controller=args.gateway_controller,
+        session_key=session_key,
         kubernetes=kubernetes,
     )
     return ServeCommand(settings, endpoints)
+
+
+MIN_SESSION_KEY = 16  # bytes: shorter keys make forged session tokens guessable
+
+
+def _session_key(path: Path) -> bytes:
+    """The key in `path`, surrounding whitespace dropped (a Secret mounted as a file, or
+    `openssl rand -hex 32 > key`)."""
+    key = path.read_bytes().strip()
+    if len(key) < MIN_SESSION_KEY:
+        raise ValueError(f"{path}: a key needs at least {MIN_SESSION_KEY} bytes")
+    return key
 
 
 def _writable_directory(path: Path) -> bool:

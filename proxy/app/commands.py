@@ -73,7 +73,13 @@ def run(command: Command) -> int:
 
 def _source(command: ServeCommand, metrics: Metrics) -> Source:
     settings = command.settings
-    options = TranslateOptions(settings.ingress_class, settings.endpoints_api, settings.upstream)
+    options = TranslateOptions(
+        settings.ingress_class,
+        settings.endpoints_api,
+        settings.upstream,
+        settings.gateway_controller,
+        settings.session_key,
+    )
     if settings.kubernetes is not None:
         from proxy.control.sources.kubernetes.source import KubernetesSource  # noqa: PLC0415
 
@@ -93,7 +99,9 @@ def _source(command: ServeCommand, metrics: Metrics) -> Source:
 
 def show_routes(command: RoutesCommand, out: TextIO = sys.stdout) -> int:
     """`sticky-proxy routes`: the table on `out`, exit 0; invalid input: one line, exit 1."""
-    options = TranslateOptions(command.ingress_class, command.endpoints_api)
+    options = TranslateOptions(
+        command.ingress_class, command.endpoints_api, gateway_controller=command.gateway_controller
+    )
     try:
         if command.kubernetes is not None:
             snapshot = _list_cluster(command.kubernetes, options)

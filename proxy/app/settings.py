@@ -6,7 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from proxy.control.translate.options import DEFAULT_INGRESS_CLASS, EndpointsApi
+from proxy.control.translate.options import (
+    DEFAULT_GATEWAY_CONTROLLER,
+    DEFAULT_INGRESS_CLASS,
+    EndpointsApi,
+)
 from proxy.core.model import Affinity, Endpoint, TlsCertificate, UpstreamPolicy
 from proxy.core.values import Address
 from proxy.dataplane.context import (
@@ -68,6 +72,9 @@ class ServeSettings:
     manifests: tuple[Path, ...] = ()
     ingress_class: str = DEFAULT_INGRESS_CLASS
     endpoints_api: EndpointsApi = "endpointslices"
+    gateway_controller: str = DEFAULT_GATEWAY_CONTROLLER
+    # --session-key-file: signs Gateway API session tokens (b"": a random key per start)
+    session_key: bytes = field(default=b"", repr=False)
     # --kubernetes source (takes ingress_class and endpoints_api too).
     kubernetes: KubernetesSettings | None = None
 
@@ -84,6 +91,7 @@ class RoutesCommand:
     ingress_class: str
     endpoints_api: EndpointsApi
     kubernetes: KubernetesSettings | None = None  # instead of manifests
+    gateway_controller: str = DEFAULT_GATEWAY_CONTROLLER
 
 
 @dataclass(frozen=True, slots=True)

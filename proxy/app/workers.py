@@ -79,8 +79,11 @@ def run_workers(command: ServeCommand) -> int:
         directory = stack.enter_context(_state_directory(settings.state_dir))
         log.info("workers share their files in %s", directory)
         tls = tls or settings.tls_listen
+        # Without --session-key-file, one random key for all workers: a session token signed by
+        # one must hold in the others.
+        key = settings.session_key or secrets.token_bytes(32)
         shared = replace(settings, listen=listen, metrics_listen=metrics, tls_listen=tls,
-                         workers=1, reuse_port=True)  # fmt: skip
+                         workers=1, reuse_port=True, session_key=key)  # fmt: skip
         environment = {
             **os.environ,
             MULTIPROC_DIR: directory,

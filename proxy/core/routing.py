@@ -23,6 +23,7 @@ from proxy.core.filters import Filters
 from proxy.core.headers import Request
 from proxy.core.matches import NO_CONDITIONS, RequestMatch
 from proxy.core.model import ObjectStatus, PathType, TlsCertificate, UpstreamPolicy
+from proxy.core.sessions import SessionPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,10 @@ class Route:
     suffix_wildcard: bool = False
     invalid_backend: bool = False  # a Gateway API backendRef that does not resolve: 500
     filters: Filters | None = None  # a Gateway API rule's filters
+    # sessionPersistence: the policy, and (on the route of the whole rule) the route of each
+    # backend a session may be pinned to, as `session.backends` lists them
+    session: SessionPolicy | None = None
+    session_backends: tuple[Route, ...] = ()
     response_deadline: float = 0.0  # timeouts.request: seconds for the answer to start; 0: none
     # Gateway API backendRefs with weights: (cumulative weight, the route to that backend); a
     # request takes one by weight (`pick`), and `cluster` is the first one's

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Final
 from mypy_extensions import trait
 
 from proxy.core import headers as h
+from proxy.core.affinity import Decision, Outcome
 from proxy.core.cookies import parse_cookie
 from proxy.core.errors import (
     BodyTooLarge,
@@ -37,11 +38,11 @@ from proxy.core.errors import (
 from proxy.core.filters import Redirect, rewritten
 from proxy.core.model import Endpoint
 from proxy.core.routing import Route
+from proxy.core.sessions import SessionKind, SessionPolicy
 from proxy.dataplane.upstream import ResponseSink, UpstreamConnection
 from proxy.observability.proxied_request import ProxiedRequest
 
 if TYPE_CHECKING:
-    from proxy.core.affinity import Outcome
     from proxy.dataplane.context import ServerContext
     from proxy.observability.metrics import ClusterView
 
@@ -112,6 +113,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         "outcome",
         "pending",
         "pending_size",
+        "pinned",
         "replay",
         "replay_size",
         "request",
@@ -123,6 +125,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         "sent_body",
         "sent_done",
         "sent_head",
+        "session_header",
         "set_cookie",
         "started",
         "started_at",
@@ -164,6 +167,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.cookie_value: str | None = None
         self.new_cookie: str | None = None  # the affinity cookie value `set_cookie` carries
         self.set_cookie: bytes | None = None
+        self.pinned: Endpoint | None = None  # the endpoint a Gateway API session names
+        self.session_header = b""  # a new header session's token, as a header line
         self.endpoint: Endpoint | None = None
         self.upstream: UpstreamConnection | None = None
         self.connecting: asyncio.Task[None] | None = None
@@ -206,7 +211,7 @@ class Exchange(ResponseSink, ProxiedRequest):
             self.fail(NoRoute())
             return
         if route.split:
-            route = route.pick(self.ctx.rng)
+            route = self._backend_of(route)
         self.route = route
         if route.ssl_redirect and not self.downstream.tls:
             self._redirect_to_https()
@@ -298,15 +303,19 @@ class Exchange(ResponseSink, ProxiedRequest):
         affinity = cluster.affinity
         ctx = self.ctx
         now = ctx.now()
-        decision = cluster.balancer.choose(
-            self.cookie_value,
-            self.tried,
-            previous_failed,
-            affinity is not None and affinity.cookie.change_on_failure,
-            ctx.rng,
-            now,
-            ctx.pid,
-        )
+        session = route.session
+        if session is not None:
+            decision = self._session_choice(route, previous_failed, now)
+        else:
+            decision = cluster.balancer.choose(
+                self.cookie_value,
+                self.tried,
+                previous_failed,
+                affinity is not None and affinity.cookie.change_on_failure,
+                ctx.rng,
+                now,
+                ctx.pid,
+            )
         if decision is None:
             self.fail(self.last_error or NoEndpoint())
             return
@@ -316,6 +325,9 @@ class Exchange(ResponseSink, ProxiedRequest):
             self.set_cookie = route.set_cookie.format(
                 new_cookie, now, self.downstream.tls, self.request.user_agent
             ).encode("latin-1")
+        elif decision.new_key is not None and session is not None:
+            new_cookie = decision.new_key
+            self._issue(session, new_cookie, now)
         endpoint = decision.endpoint
         self.outcome = decision.outcome
         self.new_cookie = new_cookie
@@ -324,6 +336,59 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.tried.append(endpoint)
         self.tries += 1
         self._connect(endpoint)
+
+    # -- Gateway API session persistence (docs/gateway-api.md, "Session persistence") -----------
+
+    def _backend_of(self, route: Route) -> Route:
+        """The backend route of a rule: the one a valid session token names, else by weight."""
+        session = route.session
+        if session is not None:
+            token = self._session_token(session)
+            if token:
+                self.cookie_value = token  # the session, for the metrics
+                found = session.resolve(token, self.ctx.now())
+                if found is not None:
+                    self.pinned = found[1]
+                    return route.session_backends[found[0]]
+        return route.pick(self.ctx.rng)
+
+    def _session_token(self, session: SessionPolicy) -> str | None:
+        request = self.request
+        if session.kind is SessionKind.COOKIE:
+            return parse_cookie(request.cookie, session.name) if request.cookie else None
+        wanted = session.name.lower().encode("latin-1")
+        for name, value in request.forward:
+            if name.lower() == wanted:
+                return value.decode("latin-1")
+        return None
+
+    def _session_choice(self, route: Route, previous_failed: bool, now: float) -> Decision | None:
+        """The pinned endpoint, unless a try on it failed; else a new session in this backend."""
+        session = route.session
+        assert session is not None
+        pinned = self.pinned
+        if pinned is not None and not previous_failed:
+            return Decision(pinned, None, Outcome.DRAINING if pinned.draining else Outcome.STICKY)
+        ctx = self.ctx
+        picked = route.cluster.balancer.choose(
+            None, self.tried, False, False, ctx.rng, now, ctx.pid
+        )
+        if picked is None:
+            return None
+        if previous_failed:
+            outcome = Outcome.FAILOVER
+        else:
+            outcome = Outcome.REPICKED if self.cookie_value else Outcome.NEW
+        endpoint = picked.endpoint
+        return Decision(endpoint, session.token(route.cluster.name, endpoint, now), outcome)
+
+    def _issue(self, session: SessionPolicy, token: str, now: float) -> None:
+        """A new session's token goes to the client with the answer's head."""
+        set_cookie = session.set_cookie(token, now, self.downstream.tls)
+        if set_cookie is not None:
+            self.set_cookie = set_cookie.encode("latin-1")
+        else:
+            self.session_header = b"%s: %s\r\n" % (session.name.encode(), token.encode())
 
     def _connect(self, endpoint: Endpoint) -> None:
         pool = self.ctx.pools.get(endpoint)
@@ -426,9 +491,9 @@ class Exchange(ResponseSink, ProxiedRequest):
                 interim, _ = h.response_head(status, reason, headers, False, True, True, None)
                 downstream.write(interim)
             return
-        extra = b""
+        extra = self.session_header
         if upgrade:
-            extra = b"Connection: upgrade\r\n"
+            extra += b"Connection: upgrade\r\n"
             if request.upgrade is not None:
                 extra += b"Upgrade: %s\r\n" % request.upgrade
         self.response_started = True

@@ -1,5 +1,6 @@
-"""The integration tests' proxy fixture, for the conformance port."""
+"""The integration tests' fixtures (a proxy on manifest files, pods on loopback), for the
+Gateway API tests."""
 
-from tests.integration.conftest import manifest_proxy
+from tests.integration.conftest import manifest_proxy, pods
 
-__all__ = ["manifest_proxy"]
+__all__ = ["manifest_proxy", "pods"]

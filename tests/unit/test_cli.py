@@ -156,6 +156,30 @@ def test_routes_takes_manifests_and_the_selection_flags() -> None:
     ) == RoutesCommand((Path("a"),), "x", "endpoints")
 
 
+def test_gateway_flags_reach_the_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "key"
+    key.write_text("0123456789abcdef0123\n")
+    command = parse_command(
+        ["serve", "--manifests", "k8s", "--gateway-controller", "example.com/gw",
+         "--session-key-file", str(key)]
+    )  # fmt: skip
+    assert isinstance(command, ServeCommand)
+    assert command.settings.gateway_controller == "example.com/gw"
+    assert command.settings.session_key == b"0123456789abcdef0123"
+    plain = parse_command(["serve", "--manifests", "k8s"])
+    assert isinstance(plain, ServeCommand) and plain.settings.session_key == b""  # random
+    routes = parse_command(["routes", "--manifests", "a", "--gateway-controller", "x/y"])
+    assert isinstance(routes, RoutesCommand) and routes.gateway_controller == "x/y"
+    key.write_text("short")
+    with pytest.raises(SystemExit):
+        parse_command(["serve", "--manifests", "k8s", "--session-key-file", str(key)])
+    error = capsys.readouterr().err
+    assert error.startswith("sticky-proxy: error: --session-key-file: ")
+    assert "a key needs at least 16 bytes" in error
+
+
 def test_state_dir_reaches_the_settings(tmp_path: Path) -> None:
     assert serve("--workers", "2", "--state-dir", str(tmp_path)).settings.state_dir == tmp_path
     assert serve("--workers", "2").settings.state_dir is None

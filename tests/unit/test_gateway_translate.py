@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from typing import Any
@@ -386,12 +387,12 @@ def test_a_route_without_conditions_matches_without_a_request() -> None:
 
 
 def test_fields_not_built_yet_refuse_the_route_instead_of_ignoring_them() -> None:
-    rules = [{"backendRefs": [backend("web")], "sessionPersistence": {"sessionName": "s"},
+    rules = [{"backendRefs": [backend("web")], "retry": {"attempts": 2},
               "filters": [{"type": "RequestMirror", "requestMirror": {}}]}]  # fmt: skip
     snap = snapshot(gateway(), http_route(rules=rules))
     assert route_status(snap, "route")["Accepted"] == (False, "UnsupportedValue")
     assert snap.routes == ()
-    assert any("filters RequestMirror, sessionPersistence" in w for w in snap.warnings)
+    assert any("filters RequestMirror, retry" in w for w in snap.warnings)
 
 
 @pytest.mark.parametrize(
@@ -424,3 +425,86 @@ def test_ingress_and_gateway_routes_share_one_table() -> None:
     from_route = matched(snap, "/gateway/x")
     assert from_ingress is not None and from_ingress.cluster.name == "infra-web-8080"
     assert from_route is not None and from_route.cluster.name == "gateway-infra-web-8080"
+
+
+# --- session persistence ------------------------------------------------------------------------
+
+
+def session_rule(persistence: Obj, *refs: Obj) -> Obj:
+    return {"backendRefs": list(refs) or [backend("web")], "sessionPersistence": persistence}
+
+
+def endpoints_slice(name: str, *addresses: str) -> Obj:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": "infra",
+                     "labels": {"kubernetes.io/service-name": name}},
+        "addressType": "IPv4",
+        "ports": [{"port": 3000}],
+        "endpoints": [{"addresses": [a], "conditions": {"ready": True}} for a in addresses],
+    }  # fmt: skip
+
+
+def session_route(persistence: Obj, *refs: Obj) -> Route:
+    snap = translate(
+        world(gateway(), http_route(rules=[session_rule(persistence, *refs)]),
+              endpoints_slice("web", "10.0.0.1", "10.0.0.2"), endpoints_slice("other", "10.0.1.1")),
+        TranslateOptions(session_key=b"secret"),
+    )  # fmt: skip
+    found = matched(snap)
+    assert found is not None
+    return found
+
+
+def test_a_session_token_names_the_backend_and_endpoint_of_every_backend_ref() -> None:
+    route = session_route({"sessionName": "SID"}, backend("web"), backend("other", weight=0))
+    session = route.session
+    assert session is not None and session.name == "SID"
+    assert [b.service for b in route.session_backends] == ["web", "other"]
+    assert [r.service for _, r in route.split] == ["web"]  # weight 0 takes no new sessions
+    other = route.session_backends[1]
+    (endpoint,) = other.cluster.endpoints
+    token = session.token(other.cluster.name, endpoint, now=1000.0)
+    assert session.resolve(token, now=5000.0) == (1, endpoint)  # no lifetime: never expires
+    assert session.resolve("0" * 32, now=1000.0) is None
+
+
+def test_signed_tokens_expire_and_resist_tampering() -> None:
+    route = session_route({"sessionName": "SID", "absoluteTimeout": "10s"})
+    session = route.session
+    assert session is not None and session.signed
+    endpoint = route.cluster.endpoints[0]
+    token = session.token(route.cluster.name, endpoint, now=1000.0)
+    assert session.resolve(token, now=1009.0) == (0, endpoint)
+    assert session.resolve(token, now=1010.0) is None  # expired
+    assert session.resolve(token, now=999.0) is None  # issued in the future
+    key, issued, mac = token.split(".")
+    assert session.resolve(f"{key}.{int(issued, 16) + 5:x}.{mac}", now=1009.0) is None
+    assert session.resolve(key, now=1000.0) is None
+    assert session.resolve("a.b.c", now=1000.0) is None
+    other_key = dataclasses.replace(session, key=b"another")
+    assert other_key.resolve(token, now=1001.0) is None
+
+
+def test_generated_session_names_differ_per_rule_and_are_stable() -> None:
+    one = session_route({})
+    again = session_route({})
+    assert one.session is not None and again.session is not None
+    assert one.session.name == again.session.name and one.session.name.startswith("sp-")
+
+
+@pytest.mark.parametrize(
+    ("persistence", "message"),
+    [
+        ({"cookieConfig": {"lifetimeType": "Permanent"}}, "absoluteTimeout: must be set"),
+        ({"type": "Header", "cookieConfig": {}}, "can only be set with type Cookie"),
+        ({"type": "Query"}, "'Query' is not Cookie or Header"),
+        ({"sessionName": "a b"}, "cannot name a cookie or header"),
+        ({"absoluteTimeout": "ten"}, "is not a duration"),
+    ],
+)
+def test_invalid_session_persistence_is_refused(persistence: Obj, message: str) -> None:
+    with pytest.raises(ManifestError, match="sessionPersistence") as error:
+        snapshot(gateway(), http_route(rules=[session_rule(persistence)]))
+    assert message in str(error.value)

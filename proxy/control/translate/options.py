@@ -21,6 +21,9 @@ class TranslateOptions:
     endpoints_api: EndpointsApi = "endpointslices"
     upstream: UpstreamPolicy = field(default_factory=UpstreamPolicy)  # overridden per Ingress
     gateway_controller: str = DEFAULT_GATEWAY_CONTROLLER
+    # signs Gateway API session tokens whose lifetime the proxy enforces; every replica needs the
+    # same (--session-key-file); empty: a random one per process
+    session_key: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         if self.endpoints_api not in get_args(EndpointsApi):

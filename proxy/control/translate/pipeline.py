@@ -41,7 +41,7 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     layout.add_aliases(ingresses)
     routes = layout.routes()
     check_routes(routes, default_route, clusters, warnings)
-    gateway = gateway_routes(world, options.gateway_controller, options.upstream, warnings)
+    gateway = gateway_routes(world, options, warnings)
     certs, tls_hosts = certificates((i.tls for i in ingresses), world.secrets, warnings)
     if default_route is not None:
         default_route = with_redirects(default_route, settings, tls_hosts)

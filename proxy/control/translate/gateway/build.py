@@ -9,6 +9,7 @@ is stable, so that is the specification's tie-break after path, method, headers 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,11 +27,13 @@ from proxy.control.translate.gateway.resources import (
     RouteRule,
 )
 from proxy.control.translate.ingresses import Backend
+from proxy.control.translate.options import TranslateOptions
 from proxy.control.translate.world import World
 from proxy.core.affinity import Cluster, build_cluster
 from proxy.core.filters import Filters, HeaderEdit
-from proxy.core.model import Condition, ObjectStatus, PathType, UpstreamPolicy
+from proxy.core.model import Condition, ObjectStatus, PathType
 from proxy.core.routing import Route
+from proxy.core.sessions import SessionPolicy, generated_name
 
 _GO_ZERO_TIME = datetime.min.replace(tzinfo=UTC)
 _PATH_TYPES = {
@@ -49,9 +52,8 @@ class GatewayResult:
     statuses: list[ObjectStatus]
 
 
-def gateway_routes(
-    world: World, controller: str, upstream: UpstreamPolicy, warnings: list[str]
-) -> GatewayResult:
+def gateway_routes(world: World, options: TranslateOptions, warnings: list[str]) -> GatewayResult:
+    controller = options.gateway_controller
     classes = [c for c in world.gateway_classes.values() if c.controller == controller]
     ours = {c.name for c in classes}
     gateways = {(g.namespace, g.name): g for g in world.gateways.values() if g.class_name in ours}
@@ -59,12 +61,12 @@ def gateway_routes(
     statuses = [_class_status(c) for c in classes]
     attached: dict[tuple[str, str, str], int] = {}  # (namespace, gateway, listener) -> routes
     routes: list[Route] = []
-    backends = _Backends(world, upstream, warnings)
+    backends = _Backends(world, options, warnings)
     for route in _in_order(world.http_routes.values()):
         attachments = attach(route, gateways, labels)
         if not attachments:
             continue
-        rules = [backends.rule(route, rule) for rule in route.rules]
+        rules = [backends.rule(route, rule, index) for index, rule in enumerate(route.rules)]
         resolved = next((r.problem for r in rules if r.problem is not None), _RESOLVED)
         unsupported = sorted({name for rule in route.rules for name in rule.unsupported})
         for attachment in attachments:
@@ -107,30 +109,57 @@ class _Rule:
     rule: RouteRule
     split: tuple[tuple[int, Route], ...]  # cumulative weight, route template of the backend
     problem: Condition | None  # the ResolvedRefs condition when a reference does not resolve
+    session: SessionPolicy | None = None
+    session_backends: tuple[Route, ...] = ()  # route template of every resolved backend
 
 
 class _Backends:
-    def __init__(self, world: World, upstream: UpstreamPolicy, warnings: list[str]) -> None:
+    def __init__(self, world: World, options: TranslateOptions, warnings: list[str]) -> None:
         self._world = world
-        self._upstream = upstream
+        self._upstream = options.upstream
+        self._session_key = options.session_key or _PROCESS_KEY
         self._warnings = warnings
         self._clusters: dict[tuple[str, str, int], Cluster] = {}
 
-    def rule(self, route: HTTPRoute, rule: RouteRule) -> _Rule:
+    def rule(self, route: HTTPRoute, rule: RouteRule, index: int) -> _Rule:
         split: list[tuple[int, Route]] = []
+        resolved: list[Route] = []
         problem: Condition | None = None
         total = 0
         for ref in rule.backend_refs:
             reason = self._unresolved(route, ref)
             if reason is not None and problem is None:
                 problem = Condition("ResolvedRefs", False, reason[0], f"{ref.text}: {reason[1]}")
-            if ref.weight == 0:
-                continue
-            total += ref.weight
-            split.append((total, self._template(route, rule, ref, invalid=reason is not None)))
+            template = self._template(route, rule, ref, invalid=reason is not None)
+            if reason is None:
+                resolved.append(template)
+            if ref.weight > 0:
+                total += ref.weight
+                split.append((total, template))
         if not split:  # no backend takes requests: every one is answered 500 (or redirected)
             split.append((1, self._template(route, rule, None, invalid=True)))
-        return _Rule(rule, tuple(split), problem)
+        if rule.session is None:
+            return _Rule(rule, tuple(split), problem)
+        session = self._session(route, rule, index, resolved)
+        with_session = [(bound, dataclasses.replace(t, session=session)) for bound, t in split]
+        backends = tuple(dataclasses.replace(t, session=session) for t in resolved)
+        return _Rule(rule, tuple(with_session), problem, session, backends)
+
+    def _session(
+        self, route: HTTPRoute, rule: RouteRule, index: int, backends: list[Route]
+    ) -> SessionPolicy:
+        spec = rule.session
+        assert spec is not None
+        paths = {m.path.value for m in rule.matches if m.path.type != "RegularExpression"}
+        return SessionPolicy(
+            name=spec.name or generated_name(route.namespace, route.name, rule.name or index),
+            kind=spec.kind,
+            permanent=spec.permanent,
+            absolute_timeout=spec.absolute_timeout,
+            cookie_path=paths.pop() if len(paths) == 1 else "/",
+            key=self._session_key,
+            backends=tuple((b.cluster.name, b.cluster.endpoints) for b in backends),
+        )
 
     def _unresolved(self, route: HTTPRoute, ref: BackendRef) -> tuple[str, str] | None:
         """(reason, message) when `ref` cannot be sent to, else None."""
@@ -187,6 +216,8 @@ class _Backends:
 
 
 _EMPTY = build_cluster("gateway-invalid-backend", (), None)
+# Signs session tokens when no key is configured: sessions then hold only within this process.
+_PROCESS_KEY = os.urandom(32)
 
 
 def _granted(grants: Iterable[ReferenceGrant], route: HTTPRoute, ref: BackendRef) -> bool:
@@ -211,6 +242,9 @@ def _route(resolved: _Rule, host: str | None, match: RouteMatch, port: int) -> R
     split = tuple(
         (bound, _replace(template, host, match, port)) for bound, template in resolved.split
     )
+    if resolved.session is not None:  # a session may name any backend: always a split
+        backends = tuple(_replace(t, host, match, port) for t in resolved.session_backends)
+        return dataclasses.replace(_with_split(split[0][1], split), session_backends=backends)
     return split[0][1] if len(split) == 1 else _with_split(split[0][1], split)
 
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from proxy.control.translate.fields import Fields
 from proxy.core.filters import Filters, HeaderEdit, PathChange, Redirect, Rewrite
 from proxy.core.matches import RequestMatch, ValueMatch
+from proxy.core.sessions import SessionKind
 
 GROUP = "gateway.networking.k8s.io"
 _ROUTE_PROTOCOLS = ("HTTP", "HTTPS")  # the listener protocols an HTTPRoute attaches to
@@ -126,6 +127,16 @@ class RouteMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionSpec:
+    """sessionPersistence as written, defaults applied."""
+
+    name: str | None
+    kind: SessionKind
+    permanent: bool  # cookieConfig.lifetimeType Permanent
+    absolute_timeout: int  # seconds; 0: none
+
+
+@dataclass(frozen=True, slots=True)
 class RouteRule:
     name: str | None
     matches: tuple[RouteMatch, ...]
@@ -133,6 +144,7 @@ class RouteRule:
     filters: Filters | None  # a redirect's listener port is filled in per listener
     request_timeout: float  # timeouts.request in seconds; 0: none
     backend_timeout: float  # timeouts.backendRequest in seconds; 0: none
+    session: SessionSpec | None
     unsupported: tuple[str, ...]  # fields set on this rule that are not implemented yet
 
 
@@ -254,7 +266,7 @@ def _read_parent(item: Fields, namespace: str) -> ParentRef:
 
 # What a rule may carry that is not implemented yet: routes using them say so (UnsupportedValue
 # in status, a warning) instead of silently routing without them.
-_LATER_RULE_FIELDS = ("sessionPersistence", "retry")
+_LATER_RULE_FIELDS = ("retry",)
 
 
 def _read_rule(rule: Fields, namespace: str) -> RouteRule:
@@ -285,7 +297,34 @@ def _read_rule(rule: Fields, namespace: str) -> RouteRule:
         filters=filters,
         request_timeout=request_timeout,
         backend_timeout=backend_timeout,
+        session=_read_session(persistence)
+        if (persistence := rule.child("sessionPersistence"))
+        else None,
         unsupported=tuple(unsupported),
+    )
+
+
+def _read_session(fields: Fields) -> SessionSpec:
+    kind = fields.text("type") or "Cookie"
+    if kind not in ("Cookie", "Header"):
+        raise fields.error("type", f"{kind!r} is not Cookie or Header")
+    cookie = fields.child("cookieConfig")
+    lifetime = (cookie.text("lifetimeType") if cookie is not None else None) or "Session"
+    if lifetime not in ("Session", "Permanent"):
+        raise fields.error("cookieConfig.lifetimeType", f"{lifetime!r} is not Session or Permanent")
+    if cookie is not None and kind != "Cookie":
+        raise fields.error("cookieConfig", "can only be set with type Cookie")
+    timeout = _duration(fields, "absoluteTimeout")
+    if lifetime == "Permanent" and not timeout:
+        raise fields.error("absoluteTimeout", "must be set when lifetimeType is Permanent")
+    name = fields.text("sessionName")
+    if name is not None and _HEADER_NAME.fullmatch(name) is None:
+        raise fields.error("sessionName", f"{name!r} cannot name a cookie or header")
+    return SessionSpec(
+        name=name,
+        kind=SessionKind(kind),
+        permanent=lifetime == "Permanent",
+        absolute_timeout=max(1, round(timeout)) if timeout else 0,
     )
 
 
