@@ -75,16 +75,23 @@ StartManifestProxy = Callable[..., Awaitable[ProxyServer]]
 
 @pytest.fixture
 async def manifest_proxy() -> AsyncIterator[StartManifestProxy]:
-    """Starts a proxy on `--manifests paths`, once it serves their first snapshot.
+    """Starts a proxy on `--manifests paths`, once it serves their first snapshot (with a TLS
+    listener too, for `tls=True`).
 
     Polls every 50 ms instead of 250 so the many reloads of these tests stay quick; the reload
     latency test measures the real interval.
     """
     started: list[ProxyServer] = []
 
-    async def start(*paths: Path, poll_interval: float = 0.05, **options: object) -> ProxyServer:
+    async def start(
+        *paths: Path, poll_interval: float = 0.05, tls: bool = False, **options: object
+    ) -> ProxyServer:
         server = ProxyServer(
-            ServeSettings(listen=Address("127.0.0.1", 0), metrics_listen=Address("127.0.0.1", 0))
+            ServeSettings(
+                listen=Address("127.0.0.1", 0),
+                metrics_listen=Address("127.0.0.1", 0),
+                tls_listen=Address("127.0.0.1", 0) if tls else None,
+            )
         )
         source = ManifestSource(paths, TranslateOptions(**options), poll_interval)  # type: ignore[arg-type]
         await server.start(source)

@@ -14,6 +14,7 @@ from proxy.control.translate.gateway.attach import effective_hostnames
 from proxy.core.headers import scan_request
 from proxy.core.model import ObjectStatus
 from proxy.core.routing import Route, Snapshot
+from tests.certs import self_signed
 
 Obj = dict[str, Any]
 GATEWAY_GROUP = "gateway.networking.k8s.io/v1"
@@ -508,3 +509,64 @@ def test_invalid_session_persistence_is_refused(persistence: Obj, message: str) 
     with pytest.raises(ManifestError, match="sessionPersistence") as error:
         snapshot(gateway(), http_route(rules=[session_rule(persistence)]))
     assert message in str(error.value)
+
+
+# --- HTTPS listeners --------------------------------------------------------------------------
+
+
+def tls_secret(name: str, namespace: str = "infra") -> Obj:
+    chain, key = self_signed("a.example.com")
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": {"tls.crt": chain.decode(), "tls.key": key.decode()},
+    }
+
+
+def https_listener(*refs: Obj, hostname: str | None = "a.example.com") -> Obj:
+    extra: Obj = {"tls": {"certificateRefs": list(refs)}}
+    if hostname is not None:
+        extra["hostname"] = hostname
+    return listener("https", 443, "HTTPS", **extra)
+
+
+def resolved_refs(snap: Snapshot) -> tuple[bool, str]:
+    conditions = {c.type: c for c in listener_status(snap, "https").conditions}
+    return conditions["ResolvedRefs"].status, conditions["ResolvedRefs"].reason
+
+
+def test_https_listeners_serve_their_secrets_certificates_by_hostname() -> None:
+    snap = snapshot(gateway(https_listener({"name": "web-tls"})), tls_secret("web-tls"))
+    (certificate,) = snap.certificates
+    assert (certificate.source, certificate.hosts) == ("Secret infra/web-tls", ("a.example.com",))
+    assert resolved_refs(snap) == (True, "ResolvedRefs")
+    default = snapshot(
+        gateway(https_listener({"name": "web-tls"}, hostname=None)), tls_secret("web-tls")
+    )
+    assert default.certificates[0].hosts == ()  # the default certificate
+
+
+def test_certificate_refs_that_do_not_resolve_are_reported() -> None:
+    missing = snapshot(gateway(https_listener({"name": "nope"})))
+    assert resolved_refs(missing) == (False, "InvalidCertificateRef")
+    assert missing.certificates == ()
+    programmed = {c.type: c.status for c in listener_status(missing, "https").conditions}
+    assert programmed["Programmed"] is False
+    foreign = {"name": "web-tls", "namespace": "certs"}
+    snap = snapshot(gateway(https_listener(foreign)), tls_secret("web-tls", "certs"))
+    assert resolved_refs(snap) == (False, "RefNotPermitted")
+    grant = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "ReferenceGrant",
+        "metadata": {"name": "certs", "namespace": "certs"},
+        "spec": {
+            "from": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                      "namespace": "infra"}],
+            "to": [{"group": "", "kind": "Secret"}],
+        },
+    }  # fmt: skip
+    snap = snapshot(gateway(https_listener(foreign)), tls_secret("web-tls", "certs"), grant)
+    assert resolved_refs(snap) == (True, "ResolvedRefs")
+    assert len(snap.certificates) == 1

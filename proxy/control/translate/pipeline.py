@@ -52,6 +52,6 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
         ),
         default_route=default_route,
         warnings=tuple(sorted(set(warnings))),
-        certificates=certs,
+        certificates=(*certs, *gateway.certificates),
         statuses=tuple(gateway.statuses),
     )

@@ -22,6 +22,7 @@ from proxy.control.translate.gateway.resources import (
     Gateway,
     GatewayClass,
     HTTPRoute,
+    Listener,
     ReferenceGrant,
     RouteMatch,
     RouteRule,
@@ -31,7 +32,7 @@ from proxy.control.translate.options import TranslateOptions
 from proxy.control.translate.world import World
 from proxy.core.affinity import Cluster, build_cluster
 from proxy.core.filters import Filters, HeaderEdit
-from proxy.core.model import Condition, ObjectStatus, PathType
+from proxy.core.model import Condition, ObjectStatus, PathType, TlsCertificate
 from proxy.core.routing import Route
 from proxy.core.sessions import SessionPolicy, generated_name
 
@@ -50,6 +51,7 @@ _RESOLVED = Condition("ResolvedRefs", True, "ResolvedRefs")
 class GatewayResult:
     routes: list[Route]
     statuses: list[ObjectStatus]
+    certificates: list[TlsCertificate]  # of HTTPS listeners, chosen by SNI
 
 
 def gateway_routes(world: World, options: TranslateOptions, warnings: list[str]) -> GatewayResult:
@@ -94,8 +96,39 @@ def gateway_routes(world: World, options: TranslateOptions, warnings: list[str])
                 key = (gateway.namespace, gateway.name, listener.name)
                 attached[key] = attached.get(key, 0) + 1
                 routes.extend(_routes(rules, hostnames, listener.port))
-    statuses.extend(s for g in gateways.values() for s in _gateway_statuses(g, attached))
-    return GatewayResult(_distinct(routes), statuses)
+    certificates: list[TlsCertificate] = []
+    for gateway in gateways.values():
+        refs = {listener.name: _listener_certificates(gateway, listener, world, certificates)
+                for listener in gateway.listeners}  # fmt: skip
+        statuses.extend(_gateway_statuses(gateway, attached, refs))
+    return GatewayResult(_distinct(routes), statuses, certificates)
+
+
+def _listener_certificates(
+    gateway: Gateway, listener: Listener, world: World, found: list[TlsCertificate]
+) -> Condition:
+    """Adds the certificates of an HTTPS listener to `found`; its ResolvedRefs condition."""
+    if listener.protocol != "HTTPS":
+        return _RESOLVED
+    if not listener.certificate_refs:
+        return Condition("ResolvedRefs", False, "InvalidCertificateRef", "no certificateRefs")
+    hosts = (listener.hostname,) if listener.hostname else ()
+    for group, kind, namespace, name in listener.certificate_refs:
+        where = f"Secret {namespace}/{name}"
+        if (group, kind) != ("", "Secret"):
+            return Condition("ResolvedRefs", False, "InvalidCertificateRef", f"{kind} {name}")
+        source = (GROUP, "Gateway", gateway.namespace)
+        if namespace != gateway.namespace and not any(
+            grant.namespace == namespace and grant.permits(source, "", "Secret", name)
+            for grant in world.reference_grants
+        ):
+            return Condition("ResolvedRefs", False, "RefNotPermitted", where)
+        secret = world.secrets.get((namespace, name))
+        if secret is None:
+            message = f"{where} not found or not of type kubernetes.io/tls"
+            return Condition("ResolvedRefs", False, "InvalidCertificateRef", message)
+        found.append(TlsCertificate(where, hosts, secret.chain, secret.key))
+    return _RESOLVED
 
 
 def _in_order(routes: Iterable[HTTPRoute]) -> list[HTTPRoute]:
@@ -298,7 +331,7 @@ def _class_status(gateway_class: GatewayClass) -> ObjectStatus:
 
 
 def _gateway_statuses(
-    gateway: Gateway, attached: dict[tuple[str, str, str], int]
+    gateway: Gateway, attached: dict[tuple[str, str, str], int], refs: dict[str, Condition]
 ) -> list[ObjectStatus]:
     statuses = [
         ObjectStatus(
@@ -311,7 +344,10 @@ def _gateway_statuses(
         )
     ]
     for listener in gateway.listeners:
-        conditions: tuple[Condition, ...] = (_ACCEPTED, _PROGRAMMED, _RESOLVED)
+        resolved = refs[listener.name]
+        conditions: tuple[Condition, ...] = (_ACCEPTED, _PROGRAMMED, resolved)
+        if not resolved.status:
+            conditions = (_ACCEPTED, Condition("Programmed", False, "Invalid"), resolved)
         if not listener.routes_http:
             conditions = (
                 Condition("Accepted", False, "UnsupportedProtocol", listener.protocol),
