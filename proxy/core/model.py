@@ -121,3 +121,6 @@ class ObjectStatus:
     parent: str
     conditions: tuple[Condition, ...]
     attached_routes: int | None = None  # listeners only
+    # an HTTPRoute's parentRef as written: its sectionName and port (None: not given)
+    section: str | None = None
+    port: int | None = None

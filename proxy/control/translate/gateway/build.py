@@ -88,6 +88,8 @@ def gateway_routes(world: World, options: TranslateOptions, warnings: list[str])
                     route.generation,
                     f"Gateway {gateway.namespace}/{gateway.name}",
                     (accepted, resolved),
+                    section=attachment.parent.section,
+                    port=attachment.parent.port,
                 )
             )
             if not accepted.status:
