@@ -52,6 +52,23 @@ def test_routes_explains_the_examples() -> None:
         assert re.search(rf"127\.0\.0\.1:{port}\s+ready\s+sticky-d-{port}", result.stdout)
 
 
+def test_routes_explains_the_gateway_example() -> None:
+    result = run("routes", "--manifests", "k8s/examples/local-demo.yaml", "k8s/gateway/")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "host sticky.info"
+    assert re.search(
+        r"/\s+Prefix\s+gateway-default-sticky-d-8080\s+session cookie key, 60s Max-Age\s+"
+        r"default/sticky-d",
+        result.stdout,
+    )
+    assert "HTTPRoute default/sticky-d Gateway default/sticky: Accepted=True(Accepted)" in (
+        result.stdout
+    )
+    assert "listener http: Accepted=True(Accepted)" in result.stdout
+    assert "1 routes attached" in result.stdout
+    assert "warnings" not in result.stdout
+
+
 def test_routes_lists_warnings_and_still_exits_0(tmp_path: Path) -> None:
     (tmp_path / "ingress.yaml").write_text(
         (EXAMPLES / "ingress.yaml").read_text().replace("affinity-mode", "affinity-mood")

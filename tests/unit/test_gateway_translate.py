@@ -426,6 +426,15 @@ def test_ingress_and_gateway_routes_share_one_table() -> None:
     from_route = matched(snap, "/gateway/x")
     assert from_ingress is not None and from_ingress.cluster.name == "infra-web-8080"
     assert from_route is not None and from_route.cluster.name == "gateway-infra-web-8080"
+    both = [
+        rule({"path": {"value": "/ingress"}}, to="other"),
+        rule({"path": {"value": "/ingress"}, "method": "POST"}, to="other"),
+    ]
+    snap = snapshot(gateway(), http_route(hostnames=["a.example.com"], rules=both), ingress)
+    same = matched(snap, "/ingress/x")
+    assert same is not None and same.ingress == "web"  # the Ingress's rule comes first
+    post = matched(snap, "/ingress/x", method="POST")
+    assert post is not None and post.service == "other"  # unless the match says more
 
 
 # --- session persistence ------------------------------------------------------------------------

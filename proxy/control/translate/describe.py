@@ -100,7 +100,7 @@ def _conditions(route: Route) -> str:
 
 
 def _split(route: Route) -> str:
-    if not route.split:
+    if len(route.split) < 2:  # one backend is no split
         return ""
     shares = []
     previous = 0
@@ -142,6 +142,13 @@ def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def _route_affinity(route: Route) -> str:
+    session = route.session
+    if session is not None:  # Gateway API sessionPersistence
+        lifetime = ""
+        if session.absolute_timeout:
+            how = "Max-Age" if session.permanent else "enforced"
+            lifetime = f", {session.absolute_timeout}s {how}"
+        return f"session {session.kind.value.lower()} {session.name}{lifetime}"
     affinity = route.cluster.affinity
     if affinity is None:
         return "none"

@@ -73,10 +73,13 @@ def read_world(
     world = World()
     seen: set[str] = set()
     for number, obj in enumerate(_flatten(objects), start=1):
-        fields, metadata, kind, key = _identify(obj, number)
+        fields, kind = _kind(obj, number)
         api_versions = API_VERSIONS.get(kind)
         if api_versions is None:
-            continue  # not an object routing depends on
+            # Not an object routing depends on (a Deployment, or a kustomization.yaml, which
+            # has no metadata), however incomplete.
+            continue
+        metadata, key = _identify(fields)
         ref = object_ref(obj)
         if obj["apiVersion"] not in api_versions:
             warnings.append(f"{ref}: apiVersion {obj['apiVersion']} is not supported; ignored")
@@ -135,19 +138,23 @@ def _flatten(objects: Iterable[KubeObject]) -> Iterator[Any]:
             yield obj
 
 
-def _identify(obj: Any, number: int) -> tuple[Fields, Fields, str, tuple[str, str]]:
-    """(fields, metadata, kind, (namespace, name)) of object `number`; ManifestError if it is
-    not a Kubernetes object at all."""
+def _kind(obj: Any, number: int) -> tuple[Fields, str]:
+    """The fields and kind of object `number`; ManifestError if it is not an object at all."""
     if not isinstance(obj, Mapping):
         raise ManifestError(f"object {number}: {show_value(obj)} is not a Kubernetes object")
     fields = Fields(object_ref(obj), "", obj)
     kind = fields.required_text("kind")
     fields.required_text("apiVersion")
+    return fields, kind
+
+
+def _identify(fields: Fields) -> tuple[Fields, tuple[str, str]]:
+    """(metadata, (namespace, name)) of an object routing reads."""
     metadata = fields.child("metadata")
     if metadata is None:
         raise fields.error("metadata", "missing")
     name = metadata.required_text("name")
-    return fields, metadata, kind, (metadata.text("namespace") or DEFAULT_NAMESPACE, name)
+    return metadata, (metadata.text("namespace") or DEFAULT_NAMESPACE, name)
 
 
 def _read_tls_secret(fields: Fields) -> TlsSecret | None:
