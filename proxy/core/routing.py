@@ -64,6 +64,9 @@ class Route:
     labels: tuple[str, ...] = field(init=False, repr=False, compare=False)
     # the Set-Cookie writer of this path; None when the route issues no cookies
     set_cookie: SetCookieFormatter | None = field(init=False, repr=False, compare=False)
+    # any of split, filters, invalid_backend, response_deadline, session: one check on the
+    # request path of every Ingress route instead of five
+    gateway_extras: bool = field(init=False, repr=False, compare=False)
 
     def pick(self, rng: Random) -> Route:
         """The route of one backend of a split, drawn by weight."""
@@ -83,6 +86,9 @@ class Route:
             else None
         )
         object.__setattr__(self, "set_cookie", formatter)
+        extras = bool(self.split) or self.filters is not None or self.invalid_backend
+        extras = extras or bool(self.response_deadline) or self.session is not None
+        object.__setattr__(self, "gateway_extras", extras)
 
 
 class RouteTable:
@@ -128,11 +134,11 @@ class RouteTable:
             # A host with rules of its own is a server block of its own: what its paths do not
             # match is 404 there (translation gives it a `/` route for an Ingress defaultBackend).
             for matcher in matchers:
-                if matcher.matches(path) and matcher.accepts(request):
+                if matcher.matches(path) and (matcher.plain or matcher.accepts(request)):
                     return matcher.route
             return None
         for matcher in self._any_host:
-            if matcher.matches(path) and matcher.accepts(request):
+            if matcher.matches(path) and (matcher.plain or matcher.accepts(request)):
                 return matcher.route
         return self._default
 
@@ -155,11 +161,12 @@ def _priority(route: Route) -> tuple[int, int, int, int, int]:
 
 
 class _Matcher:
-    __slots__ = ("_conditions", "_exact", "_prefix", "_regex", "route")
+    __slots__ = ("_conditions", "_exact", "_prefix", "_regex", "plain", "route")
 
     def __init__(self, route: Route) -> None:
         self.route = route
         self._conditions = route.conditions
+        self.plain = route.conditions is None  # (read first: no call for Ingress routes)
         self._exact = route.path if route.path_type is PathType.EXACT else None
         self._regex: re.Pattern[str] | None = None
         if route.path_type is PathType.REGEX:
@@ -169,6 +176,7 @@ class _Matcher:
         self._prefix = route.path.rstrip("/") if route.path_type is PathType.PREFIX else None
 
     def accepts(self, request: Request | None) -> bool:
+        """Whether the request meets the route's conditions (`plain` ones have none)."""
         conditions = self._conditions
         return conditions is None or (request is not None and conditions.accepts(request))
 

@@ -210,21 +210,16 @@ class Exchange(ResponseSink, ProxiedRequest):
         if route is None:
             self.fail(NoRoute())
             return
-        if route.split:
-            route = self._backend_of(route)
+        forwarded = request  # what the upstream is sent: Gateway API filters may change it
+        if route.gateway_extras:
+            chosen = self._gateway_begin(route, path)
+            if chosen is None:
+                return  # answered here
+            route, forwarded = chosen
         self.route = route
         if route.ssl_redirect and not self.downstream.tls:
             self._redirect_to_https()
             return
-        filters = route.filters
-        if filters is not None and filters.redirect is not None:
-            self._redirect(filters.redirect, path, route.path)
-            return
-        if route.invalid_backend:
-            self.fail(InvalidBackend())
-            return
-        if route.response_deadline:
-            self.deadline = self.ctx.loop.time() + route.response_deadline
         limit = route.upstream.body_size
         declared = request.content_length or 0
         if limit and max(declared, self.body_received) > limit:
@@ -234,9 +229,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         cluster = route.cluster
         if cluster.affinity is not None and request.cookie is not None:
             self.cookie_value = parse_cookie(request.cookie, cluster.affinity.cookie.name)
-        if filters is not None:
-            request = rewritten(request, filters, route.path)
-        self.upstream_head_bytes = h.upstream_head(request, self.via, self.request_id)
+        self.upstream_head_bytes = h.upstream_head(forwarded, self.via, self.request_id)
         self.upstream_started_at = perf_counter()
         self.try_next(previous_failed=False)
 
@@ -337,7 +330,28 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.tries += 1
         self._connect(endpoint)
 
-    # -- Gateway API session persistence (docs/gateway-api.md, "Session persistence") -----------
+    # -- Gateway API routes (docs/gateway-api.md) -----------------------------------------------
+
+    def _gateway_begin(self, route: Route, path: str) -> tuple[Route, h.Request] | None:
+        """What an HTTPRoute rule does before the first try: pick its backend (by session or
+        weight), answer a redirect or an unresolvable backend here (None), start the request
+        timeout, and apply the filters to what the upstream is sent."""
+        if route.split:
+            route = self._backend_of(route)
+        self.route = route  # (an answer given here is counted for this route)
+        filters = route.filters
+        if filters is not None and filters.redirect is not None:
+            self._redirect(filters.redirect, path, route.path)
+            return None
+        if route.invalid_backend:
+            self.fail(InvalidBackend())
+            return None
+        if route.response_deadline:
+            self.deadline = self.ctx.loop.time() + route.response_deadline
+        request = self.request
+        if filters is not None:
+            request = rewritten(request, filters, route.path)
+        return route, request
 
     def _backend_of(self, route: Route) -> Route:
         """The backend route of a rule: the one a valid session token names, else by weight."""
