@@ -50,6 +50,9 @@ class Route:
     conditions: RequestMatch | None = None
     suffix_wildcard: bool = False
     invalid_backend: bool = False  # a Gateway API backendRef that does not resolve: 500
+    # Gateway API routes answer only on the listeners they attach to: plain HTTP, TLS, or both
+    on_plain: bool = True
+    on_tls: bool = True
     filters: Filters | None = None  # a Gateway API rule's filters
     # sessionPersistence: the policy, and (on the route of the whole rule) the route of each
     # backend a session may be pinned to, as `session.backends` lists them
@@ -121,7 +124,9 @@ class RouteTable:
         self._suffixes = tuple(suffixes)
         self._default = default
 
-    def match(self, host: str, path: str, request: Request | None = None) -> Route | None:
+    def match(
+        self, host: str, path: str, request: Request | None = None, tls: bool = False
+    ) -> Route | None:
         """The route for a request; without `request`, routes with conditions never match."""
         matchers = self._exact.get(host)
         if matchers is None:
@@ -134,11 +139,11 @@ class RouteTable:
             # A host with rules of its own is a server block of its own: what its paths do not
             # match is 404 there (translation gives it a `/` route for an Ingress defaultBackend).
             for matcher in matchers:
-                if matcher.matches(path) and (matcher.plain or matcher.accepts(request)):
+                if matcher.matches(path) and (matcher.simple or matcher.accepts(request, tls)):
                     return matcher.route
             return None
         for matcher in self._any_host:
-            if matcher.matches(path) and (matcher.plain or matcher.accepts(request)):
+            if matcher.matches(path) and (matcher.simple or matcher.accepts(request, tls)):
                 return matcher.route
         return self._default
 
@@ -161,12 +166,16 @@ def _priority(route: Route) -> tuple[int, int, int, int, int]:
 
 
 class _Matcher:
-    __slots__ = ("_conditions", "_exact", "_prefix", "_regex", "plain", "route")
+    __slots__ = ("_conditions", "_exact", "_on_plain", "_on_tls", "_prefix", "_regex", "route",
+                 "simple")  # fmt: skip
 
     def __init__(self, route: Route) -> None:
         self.route = route
         self._conditions = route.conditions
-        self.plain = route.conditions is None  # (read first: no call for Ingress routes)
+        self._on_plain = route.on_plain
+        self._on_tls = route.on_tls
+        # no conditions, every listener: read first, so Ingress routes make no call
+        self.simple = route.conditions is None and route.on_plain and route.on_tls
         self._exact = route.path if route.path_type is PathType.EXACT else None
         self._regex: re.Pattern[str] | None = None
         if route.path_type is PathType.REGEX:
@@ -175,8 +184,10 @@ class _Matcher:
             self._regex = re.compile(f"(?:{route.path})\\Z")
         self._prefix = route.path.rstrip("/") if route.path_type is PathType.PREFIX else None
 
-    def accepts(self, request: Request | None) -> bool:
-        """Whether the request meets the route's conditions (`plain` ones have none)."""
+    def accepts(self, request: Request | None, tls: bool) -> bool:
+        """Whether the request, on a TLS connection or not, meets the route's conditions."""
+        if not (self._on_tls if tls else self._on_plain):
+            return False
         conditions = self._conditions
         return conditions is None or (request is not None and conditions.accepts(request))
 

@@ -81,7 +81,7 @@ class ServerContext:
         self.connections: set[ClientConnection] = set()
         self._snapshot_seen: Snapshot | None = None
 
-    def route(self, host: str, path: str, request: Request) -> Route | None:
+    def route(self, host: str, path: str, request: Request, tls: bool) -> Route | None:
         snapshot = self.snapshot()
         if snapshot is None:
             raise NotReady()
@@ -89,7 +89,7 @@ class ServerContext:
             # first request on a new table: let go of connections to endpoints no longer in it
             self._snapshot_seen = snapshot
             self.pools.retain(snapshot.nodes)
-        return snapshot.table.match(host, path, request)
+        return snapshot.table.match(host, path, request, tls)
 
     def new_request_id(self) -> bytes:
         """32 random hex digits, as ingress-nginx's $req_id: cut from a pool filled 256 at a

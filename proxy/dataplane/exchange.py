@@ -203,7 +203,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         query = target.find(b"?")
         path = (target if query < 0 else target[:query]).decode("latin-1")
         try:
-            route = self.ctx.route(request.host, path, request)
+            route = self.ctx.route(request.host, path, request, self.via.proto == b"https")
         except ProxyError as error:
             self.fail(error)
             return

@@ -57,7 +57,7 @@ KNOWN: dict[str, dict[int | str, str]] = {
     "HTTPRouteCORS": _each([*range(17), "status 0", "status 1"], f"CORS: {NOT_BUILT}"),
     "HTTPRouteListenerPortMatching": _each([1, 3, 4], SHARED_LISTENER),
     "HTTPRouteMultipleGateways": _each([1], SHARED_LISTENER),
-    "HTTPRouteRedirectPortAndScheme": _each([0, 6], SHARED_LISTENER),
+    "HTTPRouteRedirectPortAndScheme": _each([6], SHARED_LISTENER),
     "HTTPRouteRequestMirror": _each([0, 1, "status 0"], f"RequestMirror: {NOT_BUILT}"),
     "HTTPRouteRequestMultipleMirrors": _each([0, 1, "status 0"], f"RequestMirror: {NOT_BUILT}"),
     "HTTPRouteRequestPercentageMirror": _each(

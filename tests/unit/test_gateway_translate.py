@@ -579,3 +579,18 @@ def test_certificate_refs_that_do_not_resolve_are_reported() -> None:
     snap = snapshot(gateway(https_listener(foreign)), tls_secret("web-tls", "certs"), grant)
     assert resolved_refs(snap) == (True, "ResolvedRefs")
     assert len(snap.certificates) == 1
+
+
+def test_routes_answer_only_on_the_proxy_listener_of_their_gateway_listener() -> None:
+    both = gateway(listener(), https_listener({"name": "web-tls"}, hostname=None))
+    plain_only = http_route("plain", parents=[{"name": "gw", "sectionName": "http"}],
+                            rules=[rule({"path": {"value": "/plain"}})])  # fmt: skip
+    tls_only = http_route("tls", parents=[{"name": "gw", "sectionName": "https"}],
+                          rules=[rule({"path": {"value": "/tls"}})])  # fmt: skip
+    snap = snapshot(both, plain_only, tls_only, tls_secret("web-tls"))
+    req = request()
+    table = snap.table
+    assert table.match(req.host, "/plain", req, tls=False) is not None
+    assert table.match(req.host, "/plain", req, tls=True) is None
+    assert table.match(req.host, "/tls", req, tls=True) is not None
+    assert table.match(req.host, "/tls", req, tls=False) is None

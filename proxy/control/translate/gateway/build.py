@@ -97,7 +97,7 @@ def gateway_routes(world: World, options: TranslateOptions, warnings: list[str])
             for listener, hostnames in attachment.listeners:
                 key = (gateway.namespace, gateway.name, listener.name)
                 attached[key] = attached.get(key, 0) + 1
-                routes.extend(_routes(rules, hostnames, listener.port))
+                routes.extend(_routes(rules, hostnames, listener))
     certificates: list[TlsCertificate] = []
     for gateway in gateways.values():
         refs = {listener.name: _listener_certificates(gateway, listener, world, certificates)
@@ -263,34 +263,38 @@ def _granted(grants: Iterable[ReferenceGrant], route: HTTPRoute, ref: BackendRef
     )
 
 
-def _routes(rules: list[_Rule], hostnames: tuple[str | None, ...], port: int) -> list[Route]:
+def _routes(
+    rules: list[_Rule], hostnames: tuple[str | None, ...], listener: Listener
+) -> list[Route]:
     return [
-        _route(resolved, host, match, port)
+        _route(resolved, host, match, listener)
         for resolved in rules
         for host in hostnames
         for match in resolved.rule.matches
     ]
 
 
-def _route(resolved: _Rule, host: str | None, match: RouteMatch, port: int) -> Route:
-    """The route of one match on one host of a listener on `port` (for redirects)."""
+def _route(resolved: _Rule, host: str | None, match: RouteMatch, listener: Listener) -> Route:
+    """The route of one match on one host of `listener` (its protocol picks the proxy's
+    listener; its port goes into redirects)."""
     split = tuple(
-        (bound, _replace(template, host, match, port)) for bound, template in resolved.split
+        (bound, _replace(template, host, match, listener)) for bound, template in resolved.split
     )
     if resolved.session is not None:  # a session may name any backend: always a split
-        backends = tuple(_replace(t, host, match, port) for t in resolved.session_backends)
+        backends = tuple(_replace(t, host, match, listener) for t in resolved.session_backends)
         return dataclasses.replace(_with_split(split[0][1], split), session_backends=backends)
     return split[0][1] if len(split) == 1 else _with_split(split[0][1], split)
 
 
-def _replace(template: Route, host: str | None, match: RouteMatch, port: int) -> Route:
+def _replace(template: Route, host: str | None, match: RouteMatch, listener: Listener) -> Route:
     filters = template.filters
     if filters is not None and filters.redirect is not None:
-        redirect = dataclasses.replace(filters.redirect, listener_port=port)
+        redirect = dataclasses.replace(filters.redirect, listener_port=listener.port)
         filters = dataclasses.replace(filters, redirect=redirect)
+    tls = listener.protocol == "HTTPS"
     return dataclasses.replace(
         template, host=host, path=match.path.value, path_type=_PATH_TYPES[match.path.type],
-        conditions=match.conditions, filters=filters,
+        conditions=match.conditions, filters=filters, on_plain=not tls, on_tls=tls,
     )  # fmt: skip
 
 
@@ -321,7 +325,8 @@ def _distinct(routes: list[Route]) -> list[Route]:
     found = []
     for route in routes:
         key = (route.host, route.path, route.path_type, route.conditions, id(route.cluster),
-               route.namespace, route.ingress, route.filters, route.split)  # fmt: skip
+               route.namespace, route.ingress, route.filters, route.split,
+               route.on_tls)  # fmt: skip
         if key not in seen:
             seen.add(key)
             found.append(route)
