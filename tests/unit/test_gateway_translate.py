@@ -594,3 +594,13 @@ def test_routes_answer_only_on_the_proxy_listener_of_their_gateway_listener() ->
     assert table.match(req.host, "/plain", req, tls=True) is None
     assert table.match(req.host, "/tls", req, tls=True) is not None
     assert table.match(req.host, "/tls", req, tls=False) is None
+
+
+def test_hostnames_the_crds_would_refuse_name_the_object_and_field() -> None:
+    with pytest.raises(ManifestError, match=r"HTTPRoute infra/route: spec\.hostnames: '\*'"):
+        snapshot(gateway(), http_route(hostnames=["*"]))
+    with pytest.raises(ManifestError, match=r"Gateway infra/gw: spec\.listeners\[0\]\.hostname"):
+        snapshot(gateway(listener(hostname="a..b")), http_route())
+    redirect = {"type": "RequestRedirect", "requestRedirect": {"hostname": "*.example.com"}}
+    with pytest.raises(ManifestError, match="a wildcard cannot be a request's host"):
+        snapshot(gateway(), http_route(rules=[{"filters": [redirect]}]))

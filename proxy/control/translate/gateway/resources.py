@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from proxy.control.translate.annotations import parse_server_name
 from proxy.control.translate.fields import Fields
 from proxy.core.filters import Filters, HeaderEdit, PathChange, Redirect, Rewrite
 from proxy.core.matches import RequestMatch, ValueMatch
@@ -220,7 +221,7 @@ def _read_listener(item: Fields, namespace: str) -> Listener:
     )
     return Listener(
         name=item.required_text("name"),
-        hostname=item.text("hostname"),
+        hostname=_optional_host(item, "hostname"),
         port=port,
         protocol=item.required_text("protocol"),
         namespaces_from=namespaces_from,
@@ -248,7 +249,7 @@ def read_http_route(fields: Fields, metadata: Fields, ref: str, key: tuple[str, 
         created=metadata.timestamp("creationTimestamp"),
         generation=metadata.number("generation") or 0,
         parent_refs=tuple(_read_parent(item, namespace) for item in spec.children("parentRefs")),
-        hostnames=tuple(host.lower() for host in spec.texts("hostnames")),
+        hostnames=tuple(_host_name(spec, "hostnames", host) for host in spec.texts("hostnames")),
         rules=tuple(_read_rule(rule, namespace) for rule in spec.children("rules")),
     )
 
@@ -444,8 +445,24 @@ def _read_redirect(config: Fields) -> Redirect:
 
 
 def _hostname(config: Fields) -> str | None:
-    hostname = config.text("hostname")
-    return hostname.lower() if hostname else None
+    """A filter's hostname: a precise one, no wildcard."""
+    hostname = _optional_host(config, "hostname")
+    if hostname is not None and hostname.startswith("*"):
+        raise config.error("hostname", f"{hostname!r}: a wildcard cannot be a request's host")
+    return hostname
+
+
+def _optional_host(fields: Fields, key: str) -> str | None:
+    text = fields.text(key)
+    return _host_name(fields, key, text) if text else None
+
+
+def _host_name(fields: Fields, key: str, text: str) -> str:
+    """A hostname as the CRDs allow it: a DNS name, or `*.` and one (lower-cased)."""
+    try:
+        return parse_server_name(text)
+    except ValueError as error:
+        raise fields.error(key, str(error)) from None
 
 
 def _read_path_change(config: Fields) -> PathChange | None:
