@@ -13,12 +13,16 @@ import asyncio
 import cProfile
 import pstats
 import time
+from hashlib import md5
+from typing import Any
 
 import uvloop
 
 from proxy.control.sources.static import static_snapshot
+from proxy.control.translate import TranslateOptions, translate
 from proxy.core.cookies import CookieSettings
 from proxy.core.model import Affinity, Endpoint, UpstreamPolicy
+from proxy.core.routing import Snapshot
 from proxy.dataplane.context import ServerContext
 from proxy.dataplane.downstream import DownstreamProtocol
 from proxy.dataplane.upstream import UpstreamConnection
@@ -43,6 +47,13 @@ REQUESTS = {
     + BROWSER_HEADERS
     + b"\r\n",
 }
+# Gateway API: the same two endpoints behind an HTTPRoute with sessionPersistence (cookie SID);
+# the cookie names the first endpoint (docs/gateway-api.md, "Session persistence").
+SESSION = md5(b"gateway-default-web-80" + b"127.0.0.1:28081").hexdigest().encode()
+REQUESTS |= {
+    "gateway-sticky": b"GET / HTTP/1.1\r\nHost: app.test\r\nCookie: SID=" + SESSION + b"\r\n\r\n",
+    "gateway-new": b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n",
+}
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Fri, 27 Nov 2026 09:00:00 GMT\r\n"
     b"Content-Type: application/json\r\nContent-Length: 12\r\nConnection: keep-alive\r\n\r\n"
@@ -50,10 +61,45 @@ RESPONSE = (
 )
 
 
-def setup(loop: asyncio.AbstractEventLoop) -> tuple[DownstreamProtocol, list[UpstreamConnection]]:
+def gateway_snapshot(endpoints: tuple[Endpoint, ...]) -> Snapshot:
+    route = {
+        "parentRefs": [{"name": "web"}],
+        "hostnames": ["app.test"],
+        "rules": [{"backendRefs": [{"name": "web", "port": 80}],
+                   "sessionPersistence": {"sessionName": "SID"}}],
+    }  # fmt: skip
+    group = "gateway.networking.k8s.io/v1"
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": group, "kind": "GatewayClass", "metadata": {"name": "sticky-proxy"},
+         "spec": {"controllerName": "sticky-proxy.io/gateway-controller"}},
+        {"apiVersion": group, "kind": "Gateway", "metadata": {"name": "web"},
+         "spec": {"gatewayClassName": "sticky-proxy",
+                  "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}},
+        {"apiVersion": group, "kind": "HTTPRoute", "metadata": {"name": "web"}, "spec": route},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+         "spec": {"ports": [{"port": 80}]}},
+        *(
+            {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+             "metadata": {"name": f"web-{e.port}",
+                          "labels": {"kubernetes.io/service-name": "web"}},
+             "addressType": "IPv4", "ports": [{"port": e.port}],
+             "endpoints": [{"addresses": [e.address], "conditions": {"ready": True}}]}
+            for e in endpoints
+        ),
+    ]  # fmt: skip
+    return translate(objects, TranslateOptions())
+
+
+def setup(
+    loop: asyncio.AbstractEventLoop, kind: str
+) -> tuple[DownstreamProtocol, list[UpstreamConnection]]:
     endpoints = (Endpoint("127.0.0.1", 28081), Endpoint("127.0.0.1", 28082))
     affinity = Affinity(cookie=CookieSettings(name="key"))
-    snapshot = static_snapshot(endpoints, affinity, UpstreamPolicy())
+    snapshot = (
+        gateway_snapshot(endpoints)
+        if kind.startswith("gateway")
+        else static_snapshot(endpoints, affinity, UpstreamPolicy())
+    )
     metrics = Metrics()
     metrics.follow(lambda: snapshot)
     ctx = ServerContext(loop, lambda: snapshot, metrics)
@@ -72,7 +118,7 @@ def setup(loop: asyncio.AbstractEventLoop) -> tuple[DownstreamProtocol, list[Ups
 def run(kind: str, count: int, profile: bool) -> float:
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    client, upstreams = setup(loop)
+    client, upstreams = setup(loop, kind)
     request = REQUESTS[kind]
     client_side = client.transport
     assert isinstance(client_side, MemoryTransport)
