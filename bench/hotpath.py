@@ -99,7 +99,7 @@ def measure_here(source: Path, count: int, profile: str | None, *, as_json: bool
         print(json.dumps({"compiled": build.compiled(), "loaded_from": loaded_from, "us": best}))
         return
     for kind, us in best.items():
-        print(f"{kind:<11} {us:6.2f} µs/request")
+        print(f"{kind:<14} {us:6.2f} µs/request")
 
 
 def compare_builds(source: Path, builds: list[str], count: int) -> None:
