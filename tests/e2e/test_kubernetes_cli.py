@@ -211,10 +211,8 @@ async def test_a_403_keeps_readyz_at_503_until_allowed(
     assert 'cannot list resource "ingresses"' in refused[0]
 
 
-async def test_routes_lists_the_cluster_once(cluster: Cluster) -> None:
-    (pod,) = await cluster.pods.start(1)
-    for obj in web_app([pod], affinity="cookie"):
-        cluster.fake.apply(obj)
+async def routes_of(cluster: Cluster) -> str:
+    """`sticky-proxy routes --kubernetes` against the fake cluster: its table (exit 0)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "proxy", "routes", "--kubernetes", "--kubeconfig",
         str(cluster.config), cwd=REPO, stdout=asyncio.subprocess.PIPE,
@@ -223,9 +221,57 @@ async def test_routes_lists_the_cluster_once(cluster: Cluster) -> None:
     async with asyncio.timeout(30):
         out, err = await process.communicate()
     assert process.returncode == 0, err
-    assert out.decode().splitlines()[0] == "host app.test"
-    assert f"{pod.host}:{pod.port}" in out.decode()
+    return out.decode()
+
+
+async def test_routes_lists_the_cluster_once(cluster: Cluster) -> None:
+    (pod,) = await cluster.pods.start(1)
+    for obj in web_app([pod], affinity="cookie"):
+        cluster.fake.apply(obj)
+    out = await routes_of(cluster)
+    assert out.splitlines()[0] == "host app.test"
+    assert f"{pod.host}:{pod.port}" in out
     assert not cluster.fake.watch_requests("endpointslices"), "one list, no watch"
+
+
+async def test_routes_lists_http_routes_and_does_without_what_it_may_not_read(
+    cluster: Cluster,
+) -> None:
+    """The Gateway API kinds too: absent CRDs leave them out silently, a kind RBAC forbids is
+    one warning, and the Ingresses are listed either way."""
+    fake = cluster.fake
+    (pod,) = await cluster.pods.start(1)
+    for obj in (*web_app([pod]), *gateway_world()):
+        fake.apply(obj)
+
+    table = await routes_of(cluster)
+    assert "host gw.test" in table and "host app.test" in table
+    assert "HTTPRoute default/web Gateway default/gw: Accepted=True(Accepted)" in table
+    fake.forbid("referencegrants", "list")
+    table = await routes_of(cluster)
+    assert "host gw.test" in table
+    assert (
+        "  referencegrants.gateway.networking.k8s.io: not listed (403 Forbidden: "
+        "referencegrants.gateway.networking.k8s.io is forbidden: User "
+    ) in table
+    fake.uninstall()
+    table = await routes_of(cluster)
+    assert "host app.test" in table and "gw.test" not in table and "warnings" not in table
+
+
+def gateway_world() -> list[dict[str, object]]:
+    group = "gateway.networking.k8s.io/v1"
+    return [
+        {"apiVersion": group, "kind": "GatewayClass", "metadata": {"name": "sticky-proxy"},
+         "spec": {"controllerName": "sticky-proxy.io/gateway-controller"}},
+        {"apiVersion": group, "kind": "Gateway", "metadata": {"name": "gw", "namespace": "default"},
+         "spec": {"gatewayClassName": "sticky-proxy",
+                  "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}},
+        {"apiVersion": group, "kind": "HTTPRoute",
+         "metadata": {"name": "web", "namespace": "default"},
+         "spec": {"parentRefs": [{"name": "gw"}], "hostnames": ["gw.test"],
+                  "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}},
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(

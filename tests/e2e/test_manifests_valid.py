@@ -26,6 +26,7 @@ from proxy.app.cli import parse_command
 from proxy.app.commands import show_routes
 from proxy.app.settings import RoutesCommand, ServeCommand
 from proxy.control.sources.kubernetes.resources import ALL_RESOURCES, INGRESSES
+from proxy.control.translate.options import DEFAULT_GATEWAY_CONTROLLER
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
@@ -33,7 +34,7 @@ KUSTOMIZATIONS = ("", "proxy", "demo", "monitoring")  # relative to k8s/
 # The oldest Kubernetes the manifests promise to work on, and the newest the schemas know.
 VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
 # Custom resources: no OpenAPI schema to check them against; their references are checked below.
-CUSTOM_KINDS = {"ServiceMonitor"}
+CUSTOM_KINDS = {"ServiceMonitor", "GatewayClass", "Gateway", "HTTPRoute"}
 READ = {"get", "list", "watch"}
 
 Obj = dict[str, Any]
@@ -186,8 +187,13 @@ def test_rbac_grants_exactly_what_the_kubernetes_source_uses() -> None:
         for verb in rule["verbs"]
     }
     needed = {(r.group, r.plural, verb) for r in ALL_RESOURCES for verb in READ}
-    # --publish-service merge-patches the status; `update` is there for clients that PUT it.
-    status = {(INGRESSES.group, f"{INGRESSES.plural}/status", verb) for verb in ("patch", "update")}
+    # --publish-service merge-patches the Ingress status, the source that of the Gateway API
+    # objects of its class; `update` is there for clients that PUT it.
+    status = {
+        (r.group, f"{r.plural}/status", verb)
+        for r in (INGRESSES, *(r for r in ALL_RESOURCES if r.status_written))
+        for verb in ("patch", "update")
+    }
     assert granted == needed | status
     binding = one(objects, "ClusterRoleBinding", "sticky-proxy")
     account = one(objects, "ServiceAccount", "sticky-proxy")
@@ -306,6 +312,29 @@ def test_demo_is_the_walkthrough_app_from_this_image() -> None:
     service = one(objects, "Service", "sticky-d")
     assert service["spec"]["selector"] == {"app": "sticky-d"}
     assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(8080, "http")]
+
+
+def test_the_gateway_example_is_of_the_proxys_class() -> None:
+    """k8s/gateway/ (applied apart: it needs the Gateway API CRDs): its GatewayClass is the
+    proxy's --gateway-controller default, its Gateway of that class, its HTTPRoute on that
+    Gateway, in front of the walkthrough's Service and port."""
+    objects = [
+        obj
+        for path in sorted((K8S / "gateway").glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for obj in yaml.safe_load_all(path.read_text())
+        if obj
+    ]
+    (gateway_class,) = [o for o in objects if o["kind"] == "GatewayClass"]
+    (gateway,) = [o for o in objects if o["kind"] == "Gateway"]
+    (route,) = [o for o in objects if o["kind"] == "HTTPRoute"]
+    assert gateway_class["spec"]["controllerName"] == DEFAULT_GATEWAY_CONTROLLER
+    assert gateway["spec"]["gatewayClassName"] == gateway_class["metadata"]["name"]
+    assert [p["name"] for p in route["spec"]["parentRefs"]] == [gateway["metadata"]["name"]]
+    assert route["metadata"]["namespace"] == gateway["metadata"]["namespace"]
+    app = one(rendered("demo"), "Service", "sticky-d")
+    ports = {(ref["name"], ref["port"]) for r in route["spec"]["rules"] for ref in r["backendRefs"]}
+    assert ports == {(app["metadata"]["name"], app["spec"]["ports"][0]["port"])}
 
 
 def test_service_monitor_scrapes_the_metrics_service() -> None:

@@ -11,6 +11,15 @@ server or network does (ERROR 410/500/504, HTTP-level close, an abrupt cut mid-l
 freeze), `fail()` answers the next requests with 410/429/500/503 and Retry-After, `forbid()`
 answers 403 per resource and verb, tokens are accepted or revoked at runtime, continue tokens
 expire on `expire_continue_tokens()`, and `split_chunks` cuts the stream at random bytes.
+
+The Gateway API kinds behave as custom resources: `uninstall()` takes their CRDs away (their
+objects are deleted, their watches end, and every request for them is answered 404, as for any
+resource the server does not know), `install()` brings them back, under the versions given
+(ReferenceGrant as v1 and v1beta1 by default, or v1beta1 alone as older releases). The server
+keeps their `metadata.generation` (1 at creation, one more for each change of `spec`), keeps
+their status when an object is applied without one, and takes status merge patches on the
+`/status` subresource, with `metadata.resourceVersion` in the patch as a precondition (409
+Conflict when the object changed since).
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from tests.kube_fake.tls import Pki
 Obj = dict[str, Any]
 Key = tuple[str, str]
 
+GATEWAY_GROUP = "gateway.networking.k8s.io"
 # (API group, plural) → (kind, apiVersion, namespaced): the paths of README b.1.
 KINDS: dict[tuple[str, str], tuple[str, str, bool]] = {
     ("", "services"): ("Service", "v1", True),
@@ -40,8 +50,20 @@ KINDS: dict[tuple[str, str], tuple[str, str, bool]] = {
     ("networking.k8s.io", "ingresses"): ("Ingress", "networking.k8s.io/v1", True),
     ("networking.k8s.io", "ingressclasses"): ("IngressClass", "networking.k8s.io/v1", False),
     ("", "secrets"): ("Secret", "v1", True),
+    ("", "namespaces"): ("Namespace", "v1", False),
+    (GATEWAY_GROUP, "gatewayclasses"): ("GatewayClass", f"{GATEWAY_GROUP}/v1", False),
+    (GATEWAY_GROUP, "gateways"): ("Gateway", f"{GATEWAY_GROUP}/v1", True),
+    (GATEWAY_GROUP, "httproutes"): ("HTTPRoute", f"{GATEWAY_GROUP}/v1", True),
+    (GATEWAY_GROUP, "referencegrants"): ("ReferenceGrant", f"{GATEWAY_GROUP}/v1", True),
 }
 PLURALS = {kind: (group, plural) for (group, plural), (kind, _, _) in KINDS.items()}
+# The custom resources (CRDs) and the versions a current Gateway API install serves them as.
+CUSTOM: dict[str, tuple[str, ...]] = {
+    "gatewayclasses": ("v1",),
+    "gateways": ("v1",),
+    "httproutes": ("v1",),
+    "referencegrants": ("v1", "v1beta1"),
+}
 ENDPOINTS_WARNING = (
     '299 - "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"'
 )
@@ -145,6 +167,12 @@ class _Watch:
     queue: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
     held: bool = False  # changes are not delivered (the client is about to get a 410)
 
+    def shown(self, obj: Obj) -> Obj:
+        """`obj` as this watch's version presents it."""
+        return obj if obj.get("apiVersion") == self.api_version else {
+            **obj, "apiVersion": self.api_version
+        }  # fmt: skip
+
 
 @dataclass
 class _ListSnapshot:
@@ -167,6 +195,9 @@ class FakeApiServer:
         self.faults: list[Fault] = []
         self.requests: list[RequestRecord] = []
         self.status_patches: list[tuple[str, str, Obj]] = []  # (namespace, name, patch)
+        self.patches: list[tuple[str, str, str, Obj]] = []  # (plural, namespace, name, patch)
+        # The versions each custom resource is served as; none: its CRD is not installed.
+        self.served: dict[str, tuple[str, ...]] = dict(CUSTOM)
         self.bookmark_interval: float | None = None
         self.split_chunks = False  # cut every event at random byte offsets into several chunks
         self.uneven_pages = False  # pages of fewer items than the limit, even none
@@ -202,14 +233,41 @@ class FakeApiServer:
     # --- the world -----------------------------------------------------------------------------
 
     def apply(self, obj: Obj) -> Obj:
-        """Create or replace `obj` (a watch sees ADDED or MODIFIED); returns it as stored."""
+        """Create or replace `obj` (a watch sees ADDED or MODIFIED); returns it as stored.
+
+        A custom resource keeps its status when `obj` has none (the status subresource is
+        written apart) and gets its generation from the server."""
         plural, key = self._locate(obj)
         stored = copy.deepcopy(obj)
         stored["metadata"].setdefault("uid", f"uid-{plural}-{key[0]}-{key[1]}")
-        event = "MODIFIED" if key in self.objects[plural] else "ADDED"
+        old = self.objects[plural].get(key)
+        if plural in CUSTOM:
+            generation = 1
+            if old is not None:
+                generation = old["metadata"].get("generation", 1)
+                generation += old.get("spec") != stored.get("spec")
+                if "status" not in stored and "status" in old:
+                    stored["status"] = copy.deepcopy(old["status"])
+            stored["metadata"]["generation"] = generation
+        event = "MODIFIED" if old is not None else "ADDED"
         self.objects[plural][key] = stored
         self._record(plural, event, stored)
         return stored
+
+    def uninstall(self, *plurals: str) -> None:
+        """Delete these custom resources' CRDs: their objects go (each watch sees it), the
+        watches end, and from now on every request for them is answered 404."""
+        for plural in plurals or tuple(CUSTOM):
+            for obj in list(self.objects[plural].values()):
+                self.delete(obj)
+            self.served[plural] = ()
+            self.end_watches(plural, "close")
+
+    def install(self, *plurals: str, versions: tuple[str, ...] | None = None) -> None:
+        """Create these custom resources' CRDs, served as `versions` (default: as current
+        Gateway API releases serve them)."""
+        for plural in plurals or tuple(CUSTOM):
+            self.served[plural] = versions or CUSTOM[plural]
 
     def delete(self, obj: Obj) -> None:
         plural, key = self._locate(obj)
@@ -247,7 +305,7 @@ class FakeApiServer:
                 and _in_namespace(snapshot, watch.namespace)
                 and _has_fields(snapshot, watch.fields)
             ):
-                watch.queue.put_nowait(("event", {"type": event, "object": snapshot}))
+                watch.queue.put_nowait(("event", {"type": event, "object": watch.shown(snapshot)}))
 
     # --- injecting edge cases ------------------------------------------------------------------
 
@@ -310,8 +368,10 @@ class FakeApiServer:
         watching = truthy(query.get("watch"))
         if route is None:
             return _error(404, "NotFound", "the server could not find the requested resource")
-        group, plural, namespace, name, subresource = route
+        group, version, plural, namespace, name, subresource = route
         kind, api_version, namespaced = KINDS[group, plural]
+        if group:
+            api_version = f"{group}/{version}"
         verb = _verb(request.method, name, subresource, watching)
         user = self._user(request)
         self.requests.append(
@@ -327,6 +387,8 @@ class FakeApiServer:
         )
         if user is None:
             return _error(401, "Unauthorized", "Unauthorized")
+        if version not in self.served.get(plural, ("v1",)):
+            return _error(404, "NotFound", "the server could not find the requested resource")
         if (plural, verb) in self.forbidden:
             return self._forbidden(user, verb, group, plural, namespace)
         fault = self._take_fault(plural, verb)
@@ -337,7 +399,7 @@ class FakeApiServer:
             watch = _Watch(plural, namespace, kind, api_version, _field_selector(query))
             return await self._watch(request, watch, query, headers)
         if verb == "list":
-            return self._list(plural, kind, namespace, query, headers)
+            return self._list(plural, kind, api_version, namespace, query=query, headers=headers)
         key = (namespace or "" if namespaced else "", name or "")
         obj = self.objects[plural].get(key)
         if obj is None:
@@ -351,7 +413,18 @@ class FakeApiServer:
             patch = await request.json()
             if request.content_type != "application/merge-patch+json":
                 return _error(415, "UnsupportedMediaType", "only merge patches here")
+            expected = (patch.get("metadata") or {}).get("resourceVersion")
+            if expected is not None and expected != obj["metadata"]["resourceVersion"]:
+                return _error(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {_qualified(group, plural)} "{name}": the '
+                    "object has been modified; please apply your changes to the latest version "
+                    "and try again",
+                    {"name": name, "group": group, "kind": plural},
+                )
             self.status_patches.append((key[0], key[1], patch))
+            self.patches.append((plural, key[0], key[1], patch))
             updated = copy.deepcopy(obj)
             updated["status"] = _merge_patch(updated.get("status") or {}, patch.get("status"))
             return web.json_response(self.apply(updated))
@@ -388,7 +461,9 @@ class FakeApiServer:
         self,
         plural: str,
         kind: str,
+        api_version: str,
         namespace: str | None,
+        *,
         query: dict[str, str],
         headers: dict[str, str],
     ) -> web.Response:
@@ -418,7 +493,7 @@ class FakeApiServer:
             metadata["remainingItemCount"] = rest
         body = {
             "kind": f"{kind}List",
-            "apiVersion": KINDS[PLURALS[kind]][1],
+            "apiVersion": api_version,
             "metadata": metadata,
             "items": page,
         }
@@ -456,7 +531,7 @@ class FakeApiServer:
                 )
                 return response
             backlog = [
-                {"type": t, "object": o}
+                {"type": t, "object": watch.shown(o)}
                 for rv, p, t, o in self.history
                 if p == plural
                 and rv > start
@@ -465,7 +540,7 @@ class FakeApiServer:
             ]
         else:  # no version: the current state as synthetic ADDED events, in key order
             backlog = [
-                {"type": "ADDED", "object": copy.deepcopy(o)}
+                {"type": "ADDED", "object": watch.shown(copy.deepcopy(o))}
                 for _, o in sorted(self.objects[plural].items())
                 if _in_namespace(o, namespace) and _has_fields(o, watch.fields)
             ]
@@ -541,22 +616,26 @@ class FakeApiServer:
             await response.write(data[start:end])
 
 
-def _route(parts: list[str]) -> tuple[str, str, str | None, str | None, str | None] | None:
-    """(group, plural, namespace, name, subresource) of a resource path (README b.1)."""
+def _route(
+    parts: list[str],
+) -> tuple[str, str, str, str | None, str | None, str | None] | None:
+    """(group, version, plural, namespace, name, subresource) of a resource path (README b.1)."""
     if parts[:2] == ["api", "v1"]:
-        group, rest = "", parts[2:]
-    elif len(parts) >= 3 and parts[0] == "apis" and parts[2] == "v1":
-        group, rest = parts[1], parts[3:]
+        group, version, rest = "", "v1", parts[2:]
+    elif len(parts) >= 3 and parts[0] == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
     else:
         return None
     namespace = None
-    if len(rest) >= 3 and rest[0] == "namespaces":
+    # /api/v1/namespaces/NAME is a Namespace, /api/v1/namespaces/NAME/services its Services
+    if len(rest) >= 3 and rest[0] == "namespaces" and (group, rest[2]) in KINDS:
         namespace, rest = rest[1], rest[2:]
     if not 1 <= len(rest) <= 3 or (group, rest[0]) not in KINDS:
         return None
     if namespace is not None and not KINDS[group, rest[0]][2]:
         return None
-    return group, rest[0], namespace, *[*rest[1:], None, None][:2]  # type: ignore[return-value]
+    name, subresource = [*rest[1:], None, None][:2]
+    return group, version, rest[0], namespace, name, subresource
 
 
 def _verb(method: str, name: str | None, subresource: str | None, watch: bool) -> str:

@@ -209,6 +209,9 @@ def test_listener_kinds_and_protocols_decide_whether_http_routes_attach() -> Non
     no_http_routes = listener(allowedRoutes={"kinds": [{"kind": "GRPCRoute"}]})
     snap = snapshot(gateway(no_http_routes), http_route())
     assert route_status(snap, "route")["Accepted"] == (False, "NotAllowedByListeners")
+    conditions = {c.type: (c.status, c.reason) for c in listener_status(snap).conditions}
+    assert conditions["ResolvedRefs"] == (False, "InvalidRouteKinds")
+    assert conditions["Programmed"] == (True, "Programmed")
     tcp = listener(protocol="TCP")
     snap = snapshot(gateway(tcp), http_route())
     assert route_status(snap, "route")["Accepted"] == (False, "NotAllowedByListeners")
@@ -233,6 +236,15 @@ def test_gateways_of_other_classes_and_missing_ones_are_not_ours_to_judge() -> N
     assert [s.kind for s in snap.statuses] == ["GatewayClass"]  # theirs is not ours to judge
     missing = snapshot(http_route(parents=[{"name": "nowhere"}]))
     assert [s.kind for s in missing.statuses] == ["GatewayClass"]
+
+
+def test_gateway_classes_report_their_generation() -> None:
+    (status,) = [s for s in snapshot(gateway()).statuses if s.kind == "GatewayClass"]
+    assert status.generation == 0  # none written in the object
+    owned = gateway_class()
+    owned["metadata"]["generation"] = 4
+    snap = translate([owned, gateway()], TranslateOptions())
+    assert [s.generation for s in snap.statuses if s.kind == "GatewayClass"] == [4]
 
 
 def test_the_controller_name_is_an_option() -> None:

@@ -116,7 +116,8 @@ def _read_gateway_kind(
     world: World, kind: str, fields: Fields, metadata: Fields, *, ref: str, key: tuple[str, str]
 ) -> None:
     if kind == "GatewayClass":
-        world.gateway_classes[key[1]] = read_gateway_class(fields, key[1])
+        generation = metadata.number("generation") or 0
+        world.gateway_classes[key[1]] = read_gateway_class(fields, key[1], generation)
     elif kind == "Gateway":
         world.gateways[ref] = read_gateway(fields, metadata, ref, key)
     elif kind == "HTTPRoute":

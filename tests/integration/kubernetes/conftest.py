@@ -31,7 +31,12 @@ from tests.kube_fake.tls import Pki, make_pki
 
 TOKEN = "fake-token"
 FAST = WatchTuning(
-    page_size=500, watch_timeout=(30, 30), inactivity=5.0, backoff_base=0.05, backoff_cap=0.5
+    page_size=500,
+    watch_timeout=(30, 30),
+    inactivity=5.0,
+    backoff_base=0.05,
+    backoff_cap=0.5,
+    absent_retry=0.3,
 )
 
 

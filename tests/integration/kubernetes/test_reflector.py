@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 
 from proxy.control.sources.kubernetes.reflector import WatchTuning
-from proxy.control.sources.kubernetes.resources import ENDPOINT_SLICES, SERVICES
+from proxy.control.sources.kubernetes.resources import (
+    ENDPOINT_SLICES,
+    HTTP_ROUTES,
+    REFERENCE_GRANTS,
+    SERVICES,
+)
 from tests.integration.cluster import until
 from tests.integration.kubernetes.conftest import (
     FAST,
@@ -340,3 +345,112 @@ async def test_the_servers_timeout_ends_the_watch_and_it_is_resumed_at_once(
     assert 1.0 <= second.at - first.at < 1.5, "ended by the server after 1 s, resumed without delay"
     assert second.query["resourceVersion"] == first.query["resourceVersion"]
     assert state.restarts["closed"] == 1
+
+
+def http_route(name: str = "web", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"parentRefs": [{"name": "gw"}], **spec},
+    }
+
+
+async def test_a_crd_not_installed_settles_is_logged_once_and_is_looked_for_again(
+    fake: FakeApiServer, reflect: StartReflector, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.uninstall("httproutes")
+    with caplog.at_level(logging.INFO, "sticky_proxy.kubernetes"):
+        state = await reflect(HTTP_ROUTES, synced=False)
+        reflector = state.reflector
+        await until(reflector.settled.is_set, "settled by the 404")
+        await until(lambda: len(fake.list_requests("httproutes")) >= 4, "looked for again")
+        assert reflector.absent and not reflector.synced.is_set() and not reflector.objects
+        fake.install("httproutes")
+        fake.apply(http_route())
+        await until(reflector.synced.is_set, "listed once installed")
+    assert state.names() == {"web"} and not reflector.absent
+    times = [r.at for r in fake.list_requests("httproutes")]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert all(0.2 <= gap <= 0.6 for gap in gaps), gaps  # 0.3 s, jittered by a quarter
+    assert [r.getMessage() for r in caplog.records] == [
+        "httproutes.gateway.networking.k8s.io: not served by the API server (404: its CRD is "
+        "not installed); serving without it, looking again every 0.3 s",
+        "httproutes.gateway.networking.k8s.io: served now (gateway.networking.k8s.io/v1); "
+        "watching it",
+    ]
+    assert not state.restarts, "looking for a resource that is not there restarts no watch"
+
+
+async def test_a_crd_deleted_under_a_watch_takes_its_objects_along(
+    fake: FakeApiServer, reflect: StartReflector
+) -> None:
+    fake.apply(http_route("a"))
+    fake.apply(http_route("b"))
+    state = await reflect(HTTP_ROUTES)
+    await until(lambda: fake.open_watches("httproutes") == 1, "the watch")
+    changes = state.changes
+    fake.uninstall("httproutes")
+    await until(lambda: state.reflector.absent, "absent")
+    assert not state.reflector.objects and not state.reflector.synced.is_set()
+    assert state.changes > changes
+    fake.install("httproutes")
+    fake.apply(http_route("c"))
+    await until(lambda: state.names() == {"c"}, "back once installed again")
+
+
+async def test_reference_grants_are_read_as_v1beta1_where_v1_is_not_served(
+    fake: FakeApiServer, reflect: StartReflector, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.install("referencegrants", versions=("v1beta1",))
+    grant = {
+        "apiVersion": "gateway.networking.k8s.io/v1beta1",
+        "kind": "ReferenceGrant",
+        "metadata": {"name": "grant", "namespace": "default"},
+        "spec": {
+            "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "a"}],
+            "to": [{"group": "", "kind": "Service"}],
+        },
+    }
+    fake.apply(grant)
+    with caplog.at_level(logging.INFO, "sticky_proxy.kubernetes"):
+        state = await reflect(REFERENCE_GRANTS)
+    (listed,) = state.reflector.objects.values()
+    assert listed["apiVersion"] == "gateway.networking.k8s.io/v1beta1"
+    assert [r.path for r in fake.list_requests("referencegrants")] == [
+        "/apis/gateway.networking.k8s.io/v1/referencegrants",
+        "/apis/gateway.networking.k8s.io/v1beta1/referencegrants",
+    ]
+    assert [r.getMessage() for r in caplog.records] == [
+        "referencegrants.gateway.networking.k8s.io: gateway.networking.k8s.io/v1 not served; "
+        "reading gateway.networking.k8s.io/v1beta1"
+    ]
+    await until(lambda: fake.open_watches("referencegrants") == 1, "the watch")
+    (watch,) = fake.watch_requests("referencegrants")
+    assert watch.path == "/apis/gateway.networking.k8s.io/v1beta1/referencegrants"
+    fake.apply({**grant, "metadata": {"name": "second", "namespace": "default"}})
+    await until(lambda: state.names() == {"grant", "second"}, "a change through the v1beta1 watch")
+    assert not state.restarts
+
+
+async def test_a_status_change_alone_is_no_routing_change_for_the_kinds_whose_status_we_write(
+    fake: FakeApiServer, reflect: StartReflector
+) -> None:
+    fake.apply(http_route())
+    state = await reflect(HTTP_ROUTES)
+    statuses = 0
+
+    def status_changed() -> None:
+        nonlocal statuses
+        statuses += 1
+
+    state.reflector.on_change(status_changed, status=True)
+    await until(lambda: fake.open_watches("httproutes") == 1, "the watch")
+    changes = state.changes
+    route = fake.objects["httproutes"]["default", "web"]
+    fake.apply({**route, "status": {"parents": []}})
+    await until(lambda: statuses == 1, "the status listener hears of it")
+    assert state.changes == changes
+    fake.apply({**route, "spec": {"parentRefs": [{"name": "other"}]}})
+    await until(lambda: state.changes == changes + 1, "a spec change is a routing change")
+    assert statuses == 2

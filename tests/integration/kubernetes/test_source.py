@@ -34,6 +34,9 @@ from tests.kube_fake.server import FakeApiServer
 from tests.kube_fake.tls import Pki
 
 RESOURCES = ("ingresses", "ingressclasses", "services", "endpointslices")
+# Watched too, and served by the fake unless it is told that their CRDs are not installed.
+GATEWAY_API = ("gatewayclasses", "gateways", "httproutes", "referencegrants", "namespaces")
+WATCHED = (*RESOURCES, *GATEWAY_API)
 
 
 def serving(server: ProxyServer) -> set[str]:
@@ -102,7 +105,7 @@ async def test_every_restart_reason_is_exported_from_startup(
 ) -> None:
     server, _ = await kube_proxy()
     await until(server.ready, "ready on an empty cluster")
-    for resource in (*RESOURCES, "endpoints"):
+    for resource in (*WATCHED, "endpoints", "secrets"):
         for reason in (
             "closed",
             "expired",
@@ -167,12 +170,12 @@ async def test_killed_watches_miss_no_deletion(
 ) -> None:
     first = await pods.start(3)
     server = await started(fake, kube_proxy, first)
-    await until(lambda: fake.open_watches() == len(RESOURCES), "every watch")
-    for plural in RESOURCES:
+    await until(lambda: fake.open_watches() == len(WATCHED), "every watch")
+    for plural in WATCHED:
         fake.end_watches(plural, "drop")
     fake.apply(endpoint_slice(first[:1]))  # while every connection is down
     await routes_to(server, first[:1], "the change made while disconnected")
-    await until(lambda: fake.open_watches() == len(RESOURCES), "every watch again")
+    await until(lambda: fake.open_watches() == len(WATCHED), "every watch again")
     assert restarts(server, "endpointslices", "dropped") == 1
 
 

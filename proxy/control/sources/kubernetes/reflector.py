@@ -10,6 +10,11 @@ Never a hot loop: the next attempt waits a jittered, doubling delay (at least wh
 asked with Retry-After) unless the last one made progress, i.e. received an event, or was a
 watch the server ended cleanly after a while. A 403 keeps the resource unsynced (so the proxy
 unready, if it never listed) and is logged once per streak, naming the verb and the resource.
+
+An optional resource (the Gateway API kinds, whose CRDs a cluster may not have) is `settled` once
+the server has answered for it at all: listed, forbidden, or not served. A 404 means the CRD is
+not installed: it is logged once, the objects are forgotten, and the list is tried again every
+`absent_retry` seconds (jittered) until the resource appears, without counting restarts.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import logging
 import random
 from collections.abc import Callable
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 from proxy.control.sources.kubernetes.backoff import Backoff
@@ -57,6 +62,12 @@ class WatchTuning:
     inactivity: float = 70.0
     backoff_base: float = 0.25
     backoff_cap: float = 30.0
+    # A resource the server does not serve (a CRD not installed) is looked for again this often.
+    absent_retry: float = 60.0
+    # The first table waits this long at most for optional resources whose first list failed
+    # for another reason than 403 or 404 (a 429 at startup): they are usually served a moment
+    # later, and a table without the cluster's HTTPRoutes would answer their hosts 404.
+    optional_wait: float = 10.0
 
 
 async def list_all(
@@ -107,27 +118,33 @@ def object_key(obj: Obj) -> Key:
     return (str(metadata.get("namespace") or ""), str(metadata.get("name") or ""))
 
 
-def same_meaning(old: Obj | None, new: Obj | None) -> bool:
+def same_meaning(old: Obj | None, new: Obj | None, *, status: bool = True) -> bool:
     """Whether two versions of an object differ only in bookkeeping (resourceVersion,
-    managedFields, an endpoints trigger time): such a MODIFIED need not rebuild the routes."""
+    managedFields, an endpoints trigger time), and with `status=False` in their status too:
+    such a MODIFIED need not rebuild the routes."""
     if old is None or new is None:
         return old is new
-    return _meaning(old) == _meaning(new)
+    return _meaning(old, status) == _meaning(new, status)
 
 
-def _meaning(obj: Obj) -> Obj:
+def _meaning(obj: Obj, status: bool) -> Obj:
     metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _NOISE_METADATA}
     annotations = metadata.pop("annotations", None)
     if isinstance(annotations, dict):
         annotations = {k: v for k, v in annotations.items() if k not in _NOISE_ANNOTATIONS}
     if annotations:  # none left is the same as none at all
         metadata["annotations"] = annotations
-    return {**obj, "metadata": metadata}
+    meaning = {**obj, "metadata": metadata}
+    if not status:
+        meaning.pop("status", None)
+    return meaning
 
 
 class Reflector:
     """`objects` mirror the server's for one resource (in one namespace, or all); listeners are
-    called whenever they change in a way that matters; `synced` is set by the first list."""
+    called whenever they change in a way that matters; `synced` is set by a list (and cleared
+    while an optional resource is not served); `settled` once the first table may be built
+    without waiting any longer for this resource."""
 
     def __init__(
         self,
@@ -143,8 +160,13 @@ class Reflector:
         self.namespace = namespace
         self.objects: dict[Key, Obj] = {}
         self.synced = asyncio.Event()
+        self.settled = asyncio.Event()
+        self.absent = False  # an optional resource the server does not serve (404)
+        self._versions = (resource.version, *resource.older_versions)
+        self._serving = resource  # with the version the server serves
         self._client = client
         self._listeners: list[Callable[[], None]] = []
+        self._status_listeners: list[Callable[[], None]] = []
         self._count_restart = count_restart
         self._tuning = tuning
         self._rng = rng or random.Random()
@@ -152,12 +174,29 @@ class Reflector:
         self._events = 0  # events received by the current watch
         self._refused: set[str] = set()  # verbs whose 403 was logged in this streak
 
-    def on_change(self, listener: Callable[[], None]) -> None:
-        self._listeners.append(listener)
+    def on_change(self, listener: Callable[[], None], *, status: bool = False) -> None:
+        """Call `listener` when the objects change for routing; with `status`, also when only
+        the status of a resource whose status this proxy writes changed."""
+        (self._status_listeners if status else self._listeners).append(listener)
 
-    def _changed(self) -> None:
-        for listener in self._listeners:
+    def _changed(self, routing: bool = True) -> None:
+        listeners = (
+            [*self._listeners, *self._status_listeners] if routing else self._status_listeners
+        )
+        for listener in listeners:
             listener()
+
+    def _compare(self, old: Obj | None, new: Obj | None) -> tuple[bool, bool]:
+        """(changed for routing, changed at all) between two versions of an object."""
+        if same_meaning(old, new):
+            return False, False
+        routing = not (self.resource.status_written and same_meaning(old, new, status=False))
+        return routing, True
+
+    @property
+    def known(self) -> bool:
+        """Whether `objects` are what the server holds: listed, or not served at all."""
+        return self.synced.is_set() or self.absent
 
     @property
     def name(self) -> str:
@@ -179,6 +218,11 @@ class Reflector:
                 await self._watch()
                 reason = "closed"
             except (KubeError, CredentialError) as error:
+                if self._not_served(error):
+                    relist = True
+                    if not self._older_version():
+                        await self._not_installed()
+                    continue
                 reason, relist_needed, retry_after = self._judge(error, verb)
                 relist = relist or relist_needed
             # Progress: events arrived, or the server kept an accepted watch open a while. A list
@@ -192,24 +236,65 @@ class Reflector:
             if not (healthy and reason in ("closed", "expired")):
                 await asyncio.sleep(backoff.next_delay(retry_after))
 
+    def _not_served(self, error: Exception) -> bool:
+        """A 404 for a whole collection: the resource (its CRD) is not installed."""
+        return self.resource.optional and isinstance(error, ApiError) and error.code == 404
+
+    def _older_version(self) -> bool:
+        """Moves on to the next older version the resource may be served as; False when none
+        is left (and starts from the newest again, for the next look)."""
+        index = self._versions.index(self._serving.version) + 1
+        if index == len(self._versions):
+            self._serving = self.resource
+            return False
+        self._serving = replace(self.resource, version=self._versions[index])
+        return True
+
+    async def _not_installed(self) -> None:
+        if not self.absent:
+            self.absent = True
+            log.info(
+                "%s: not served by the API server (404: its CRD is not installed); serving "
+                "without it, looking again every %g s",
+                self.name,
+                self._tuning.absent_retry,
+            )
+            self.synced.clear()
+            if self.objects:  # the CRD was deleted, and its objects with it
+                self.objects = {}
+                self._changed()
+        self.settled.set()
+        retry = self._tuning.absent_retry
+        await asyncio.sleep(self._rng.uniform(0.75 * retry, 1.25 * retry))
+
     async def _relist(self) -> None:
         items, version = await list_all(
-            self._client, self.resource, self.namespace, self._tuning.page_size
+            self._client, self._serving, self.namespace, self._tuning.page_size
         )
         listed = {object_key(obj): obj for obj in items}
-        changed = listed.keys() != self.objects.keys() or any(
-            not same_meaning(self.objects[key], obj) for key, obj in listed.items()
-        )
+        compared = [self._compare(self.objects.get(key), obj) for key, obj in listed.items()]
+        added_or_removed = listed.keys() != self.objects.keys()
+        routing = added_or_removed or any(r for r, _ in compared)
+        changed = added_or_removed or any(c for _, c in compared)
         vanished = self.objects.keys() - listed.keys()
         if vanished and self.synced.is_set():
             log.info("%s: %d deleted while not watching", self.name, len(vanished))
+        if self.absent:
+            self.absent = False
+            log.info("%s: served now (%s); watching it", self.name, self._serving.api_version)
+        elif self._serving is not self.resource and not self.synced.is_set():
+            log.info("%s: %s not served; reading %s", self.name, self.resource.api_version,
+                     self._serving.api_version)  # fmt: skip
         self.objects = listed
         self._version = version
         self._allowed_again()
         first = not self.synced.is_set()
         self.synced.set()
-        if changed or first:
+        self.settled.set()
+        if routing or first:
             self._changed()
+        elif changed:
+            self._changed(routing=False)
 
     def _allowed_again(self) -> None:
         if self._refused:
@@ -226,7 +311,7 @@ class Reflector:
         if self.resource.field_selector:
             params["fieldSelector"] = self.resource.field_selector
         events = self._client.watch(
-            self.resource.collection(self.namespace), params, self._tuning.inactivity
+            self._serving.collection(self.namespace), params, self._tuning.inactivity
         )
         async with aclosing(events):
             async for event in events:
@@ -236,7 +321,7 @@ class Reflector:
     def _apply(self, event: WatchEvent) -> None:
         version = event.resource_version
         if event.type != "BOOKMARK":
-            obj = _with_type(event.object, self.resource)
+            obj = _with_type(event.object, self._serving)
             key = object_key(obj)
             old = self.objects.get(key)
             if event.type == "DELETED":
@@ -244,8 +329,9 @@ class Reflector:
                 new = None
             else:
                 self.objects[key] = new = obj
-            if not same_meaning(old, new):
-                self._changed()
+            routing, changed = self._compare(old, new)
+            if changed:
+                self._changed(routing)
         if version:  # a bookmark's version counts as well: it may be far ahead of any object's
             self._version = version
 
@@ -272,8 +358,10 @@ class Reflector:
                     self.name,
                     verb,
                     error.message,
-                    "" if self.synced.is_set() else ", not ready until it is allowed",
+                    self._meanwhile(),
                 )
+            if self.resource.optional:
+                self.settled.set()  # a missing RBAC rule for it must not keep Ingresses unserved
             return "forbidden", False, error.retry_after
         too_large = "ResourceVersionTooLarge" in error.causes  # a lagging server: list afresh
         log.warning("%s: %s failed: %s", self.name, verb, error)
@@ -282,3 +370,10 @@ class Reflector:
         if error.code == 429:
             return "throttled", False, error.retry_after
         return "error", too_large, error.retry_after
+
+    def _meanwhile(self) -> str:
+        if self.synced.is_set():
+            return ""
+        if self.resource.optional:
+            return ", serving without it until it is allowed"
+        return ", not ready until it is allowed"

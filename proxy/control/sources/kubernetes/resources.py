@@ -1,5 +1,10 @@
 """The API resources the source reads, where they live on the API server, and the reasons their
-watches restart: together the label values of `sticky_proxy_kubernetes_watch_restarts_total`."""
+watches restart: together the label values of `sticky_proxy_kubernetes_watch_restarts_total`.
+
+The Gateway API kinds (and Namespaces, read only for them) are optional: a cluster without the
+Gateway API CRDs answers 404 for them, and one whose RBAC predates them 403; neither may stop the
+proxy from serving Ingresses (the reflector and the source treat them so).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,14 @@ class Resource:
     version: str
     namespaced: bool = True
     field_selector: str = ""  # only objects with these fields, e.g. TLS Secrets and no others
+    # Routing works without it: a 404 (CRD not installed) or 403 neither blocks the first table
+    # nor readiness, and a 404 is checked again now and then instead of retried with backoff.
+    optional: bool = False
+    # Served under these versions on older clusters, tried in order when `version` answers 404.
+    older_versions: tuple[str, ...] = ()
+    # Its status is written by this proxy and never read by translation: a change of the status
+    # alone need not rebuild the routes (the status writer still hears of it).
+    status_written: bool = False
 
     @property
     def api_version(self) -> str:
@@ -44,7 +57,33 @@ ENDPOINTS = Resource("Endpoints", "endpoints", "", "v1")
 # Certificates for Ingress spec.tls; the server filters by type, so no other Secret is read.
 TLS_SECRETS = Resource("Secret", "secrets", "", "v1", field_selector="type=kubernetes.io/tls")
 
-ALL_RESOURCES = (INGRESSES, INGRESS_CLASSES, SERVICES, ENDPOINT_SLICES, ENDPOINTS, TLS_SECRETS)
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+GATEWAY_CLASSES = Resource(
+    "GatewayClass", "gatewayclasses", GATEWAY_GROUP, "v1", False, optional=True, status_written=True
+)
+GATEWAYS = Resource("Gateway", "gateways", GATEWAY_GROUP, "v1", optional=True, status_written=True)
+HTTP_ROUTES = Resource(
+    "HTTPRoute", "httproutes", GATEWAY_GROUP, "v1", optional=True, status_written=True
+)
+# v1 where the installed Gateway API serves it (recent releases), else v1beta1 (older ones):
+# v1 first, so that a release that stops serving v1beta1 changes nothing here.
+REFERENCE_GRANTS = Resource(
+    "ReferenceGrant", "referencegrants", GATEWAY_GROUP, "v1", optional=True,
+    older_versions=("v1beta1",),
+)  # fmt: skip
+# Their labels, for Gateway listeners whose allowedRoutes select namespaces by label.
+NAMESPACES = Resource("Namespace", "namespaces", "", "v1", False, optional=True)
+GATEWAY_RESOURCES = (GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, REFERENCE_GRANTS, NAMESPACES)
+
+ALL_RESOURCES = (
+    INGRESSES,
+    INGRESS_CLASSES,
+    SERVICES,
+    ENDPOINT_SLICES,
+    ENDPOINTS,
+    TLS_SECRETS,
+    *GATEWAY_RESOURCES,
+)
 
 # Watch restarts are counted by these reasons (the metric's label values).
 RESTART_REASONS = (

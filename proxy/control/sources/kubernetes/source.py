@@ -1,11 +1,16 @@
-"""The `--kubernetes` source: the routes the cluster's Ingresses, Services and endpoints make.
+"""The `--kubernetes` source: the routes the cluster's Ingresses, Services and endpoints make,
+and its Gateway API objects where the cluster has them.
 
 A reflector per resource keeps that resource's objects current. Nothing is published until every
-one of them has completed its first list, so the first snapshot is never partial (and `/readyz`
-stays 503 until then, e.g. while RBAC forbids one of them). After that, every change rebuilds the
-snapshot from all the objects (never a delta); changes arriving together (a rollout, a namespace
-deleted) are gathered for `coalesce` seconds into one rebuild, and the publisher skips a rebuild
-that routes exactly like the last.
+Ingress resource has completed its first list, so the first snapshot is never partial (and
+`/readyz` stays 503 until then, e.g. while RBAC forbids one of them). The optional ones (the
+Gateway API kinds and Namespaces) are waited for only until the server has answered for them:
+CRDs not installed (404) or RBAC that does not cover them (403) leave them out, and they join
+the routes when they appear. After that, every change rebuilds the snapshot from all the objects
+(never a delta); changes arriving together (a rollout, a namespace deleted) are gathered for
+`coalesce` seconds into one rebuild, and the publisher skips a rebuild that routes exactly like
+the last. Each rebuild also tells the status writers: the Ingress addresses (--publish-service)
+and the Gateway API status (always).
 """
 
 from __future__ import annotations
@@ -19,21 +24,32 @@ from typing import Protocol
 
 from proxy.control.sources.kubernetes.auth import Credentials
 from proxy.control.sources.kubernetes.backoff import Backoff
-from proxy.control.sources.kubernetes.client import KubeClient
+from proxy.control.sources.kubernetes.client import ApiError, KubeClient
 from proxy.control.sources.kubernetes.config import ClusterAccess
-from proxy.control.sources.kubernetes.reflector import Key, Reflector, WatchTuning, list_all
+from proxy.control.sources.kubernetes.gateway_status import GatewayObjects
+from proxy.control.sources.kubernetes.gateway_writer import GatewayStatusWriter
+from proxy.control.sources.kubernetes.reflector import Key, Obj, Reflector, WatchTuning, list_all
 from proxy.control.sources.kubernetes.resources import (
     ALL_RESOURCES,
     ENDPOINT_SLICES,
     ENDPOINTS,
+    GATEWAY_CLASSES,
+    GATEWAY_RESOURCES,
+    GATEWAYS,
+    HTTP_ROUTES,
     INGRESS_CLASSES,
     INGRESSES,
+    NAMESPACES,
     RESTART_REASONS,
     SERVICES,
     TLS_SECRETS,
     Resource,
 )
-from proxy.control.sources.kubernetes.status import StatusWriter
+from proxy.control.sources.kubernetes.status import (
+    LoadBalancerIngress,
+    StatusWriter,
+    service_addresses,
+)
 from proxy.control.sources.source import SnapshotSink
 from proxy.control.translate import (
     KubeObject,
@@ -51,11 +67,23 @@ log = logging.getLogger("sticky_proxy.kubernetes")
 COALESCE = 0.05
 
 
-def watched_resources(options: TranslateOptions, tls: bool = False) -> tuple[Resource, ...]:
+def watched_resources(
+    options: TranslateOptions, tls: bool = False, namespace: str | None = None
+) -> tuple[Resource, ...]:
     """What routing depends on; TLS Secrets only when there is a TLS listener to serve them
-    (reading Secrets needs RBAC that a plain-HTTP deployment should not have to grant)."""
+    (reading Secrets needs RBAC that a plain-HTTP deployment should not have to grant). Scoped
+    to one namespace, only that Namespace's labels matter (routes come from it alone)."""
     endpoints = ENDPOINTS if options.endpoints_api == "endpoints" else ENDPOINT_SLICES
-    return (INGRESSES, INGRESS_CLASSES, SERVICES, endpoints, *((TLS_SECRETS,) if tls else ()))
+    gateway = tuple(
+        replace(r, field_selector=f"metadata.name={namespace}")
+        if r is NAMESPACES and namespace is not None
+        else r
+        for r in GATEWAY_RESOURCES
+    )
+    return (
+        INGRESSES, INGRESS_CLASSES, SERVICES, endpoints, *((TLS_SECRETS,) if tls else ()),
+        *gateway,
+    )  # fmt: skip
 
 
 def translate_cluster(objects: Sequence[KubeObject], options: TranslateOptions) -> Snapshot:
@@ -97,12 +125,38 @@ async def list_snapshot(
     async with KubeClient(access, credentials) as client:
         lists = await asyncio.gather(
             *(
-                list_all(client, resource, namespace, WatchTuning().page_size)
-                for resource in watched_resources(options)
+                _list_once(client, resource, namespace)
+                for resource in watched_resources(options, namespace=namespace)
             )
         )
     objects = [obj for items, _ in lists for obj in items]
-    return await asyncio.to_thread(translate_cluster, objects, options)
+    snapshot = await asyncio.to_thread(translate_cluster, objects, options)
+    left_out = [warning for _, warning in lists if warning]
+    if not left_out:
+        return snapshot
+    return replace(snapshot, warnings=tuple(sorted({*snapshot.warnings, *left_out})))
+
+
+async def _list_once(
+    client: KubeClient, resource: Resource, namespace: str | None
+) -> tuple[list[Obj], str | None]:
+    """The objects of one resource, and a warning when an optional one was refused (403); an
+    optional one the server does not serve (404 under each of its versions) has none."""
+    page_size = WatchTuning().page_size
+    if not resource.optional:
+        return (await list_all(client, resource, namespace, page_size))[0], None
+    for version in (resource.version, *resource.older_versions):
+        try:
+            items, _ = await list_all(client, replace(resource, version=version), namespace,
+                                      page_size)  # fmt: skip
+        except ApiError as error:
+            if error.code == 404:
+                continue
+            if error.code == 403:
+                return [], f"{resource.qualified}: not listed ({error}); left out"
+            raise
+        return items, None
+    return [], None
 
 
 class RestartCounts(Protocol):
@@ -137,7 +191,7 @@ class KubernetesSource:
         async with KubeClient(self.access, credentials) as client:
             routing = [
                 self._reflector(client, resource, self.namespace)
-                for resource in watched_resources(self.options, self.tls)
+                for resource in watched_resources(self.options, self.tls, self.namespace)
             ]
             for reflector in routing:
                 reflector.on_change(changed.set)
@@ -148,6 +202,7 @@ class KubernetesSource:
                     reflectors.append(status.reflector)
                 for reflector in reflectors:
                     reflector.on_change(status.writer.objects_changed)
+            gateway = self._gateway_writer(client, routing, status)
             log.info("kubernetes: %s, API server %s; watching %s", self.access.origin,
                      self.access.server, ", ".join(r.name for r in routing))  # fmt: skip
             async with asyncio.TaskGroup() as tasks:
@@ -155,7 +210,8 @@ class KubernetesSource:
                     tasks.create_task(reflector.run())
                 if status is not None:
                     tasks.create_task(status.writer.run())
-                tasks.create_task(self._publish(sink, routing, changed, status))
+                tasks.create_task(gateway.writer.run())
+                tasks.create_task(self._publish(sink, routing, changed, status, gateway))
 
     def _reflector(
         self, client: KubeClient, resource: Resource, namespace: str | None
@@ -188,21 +244,56 @@ class KubernetesSource:
         )
         return _Status(writer, services)
 
+    def _gateway_writer(
+        self, client: KubeClient, routing: list[Reflector], status: _Status | None
+    ) -> _GatewayStatus:
+        """The Gateway API status writer: conditions always, addresses with --publish-service."""
+        by_plural = {r.resource.plural: r for r in routing}
+        classes, gateways, routes = (
+            by_plural[r.plural] for r in (GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES)
+        )
+
+        def objects() -> GatewayObjects:
+            return GatewayObjects(classes.objects, gateways.objects, routes.objects)
+
+        def addresses() -> list[LoadBalancerIngress] | None:
+            if status is None or self.publish_service is None:
+                return None  # not ours to write: Gateways keep whatever addresses they have
+            service = status.reflector.objects.get(self.publish_service)
+            return service_addresses(service) if service is not None else None
+
+        writer = GatewayStatusWriter(
+            client,
+            self.options.gateway_controller,
+            objects,
+            addresses,
+            Backoff(self.tuning.backoff_base, self.tuning.backoff_cap, self.rng),
+        )
+        for reflector in (classes, gateways, routes):
+            reflector.on_change(writer.objects_changed, status=True)
+        if status is not None:
+            status.reflector.on_change(writer.objects_changed)
+        gateway = [by_plural[r.plural] for r in GATEWAY_RESOURCES]
+        return _GatewayStatus(writer, gateway)
+
     async def _publish(
         self,
         sink: SnapshotSink,
         reflectors: list[Reflector],
         changed: asyncio.Event,
         status: _Status | None,
+        gateway: _GatewayStatus,
     ) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        for reflector in reflectors:
-            await reflector.synced.wait()
-        log.info("kubernetes: every resource listed in %.2f s", loop.time() - started)
+        await self._first_lists(reflectors, started)
+        held_back = False  # whether the log says that Gateway API status waits for a list
         while True:
             changed.clear()  # a change from now on, even during translation, rebuilds again
             began = loop.time()
+            # Whether the Gateway API objects are all there: status written from a partial view
+            # (HTTPRoutes listed, their Gateways not yet) would take accepted routes back.
+            complete = all(reflector.known for reflector in gateway.reflectors)
             objects = [obj for reflector in reflectors for obj in reflector.objects.values()]
             try:
                 snapshot = await asyncio.to_thread(translate_cluster, objects, self.options)
@@ -212,9 +303,35 @@ class KubernetesSource:
                 sink.publish(snapshot)
                 if status is not None:
                     status.writer.routes_changed(snapshot)
+                if complete:
+                    gateway.writer.routes_changed(snapshot)
+                    held_back = False
+                elif snapshot.statuses and not held_back:
+                    held_back = True
+                    missing = ", ".join(r.name for r in gateway.reflectors if not r.known)
+                    log.warning("Gateway API status not written until %s can be listed", missing)
             ended = loop.time()
             await changed.wait()
             await asyncio.sleep(rebuild_pause(self.coalesce, ended - began, loop.time() - ended))
+
+    async def _first_lists(self, reflectors: Sequence[Reflector], started: float) -> None:
+        """Until every required resource is listed and every optional one settled (listed, not
+        served, or forbidden), or `optional_wait` has passed for the optional ones."""
+        loop = asyncio.get_running_loop()
+        for reflector in reflectors:
+            if not reflector.resource.optional:
+                await reflector.synced.wait()
+        try:
+            async with asyncio.timeout_at(started + self.tuning.optional_wait):
+                for reflector in reflectors:
+                    await reflector.settled.wait()
+        except TimeoutError:
+            waiting = ", ".join(r.name for r in reflectors if not r.settled.is_set())
+            log.warning("kubernetes: %s not listed yet; serving without them until they are",
+                        waiting)  # fmt: skip
+        absent = [r.name for r in reflectors if r.absent]
+        log.info("kubernetes: every resource listed in %.2f s%s", loop.time() - started,
+                 f" (not served: {', '.join(absent)})" if absent else "")  # fmt: skip
 
 
 def rebuild_pause(coalesce: float, took: float, since: float) -> float:
@@ -229,3 +346,9 @@ def rebuild_pause(coalesce: float, took: float, since: float) -> float:
 class _Status:
     writer: StatusWriter
     reflector: Reflector  # the one that sees the publish Service
+
+
+@dataclass(frozen=True, slots=True)
+class _GatewayStatus:
+    writer: GatewayStatusWriter
+    reflectors: list[Reflector]  # the Gateway API kinds and Namespaces

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from proxy.control.sources.kubernetes.backoff import Backoff
@@ -24,6 +24,25 @@ from proxy.core.routing import Snapshot
 log = logging.getLogger("sticky_proxy.kubernetes")
 
 LoadBalancerIngress = dict[str, str]  # {"ip": ...} or {"hostname": ...}
+
+
+async def write_when_wanted(
+    wanted: asyncio.Event, write: Callable[[], Awaitable[None]], backoff: Backoff, what: str
+) -> None:
+    """Runs `write` each time `wanted` is set, for ever; a write the API server refuses is
+    logged (as `what` not written) and tried again after the backoff's delay."""
+    while True:
+        await wanted.wait()
+        wanted.clear()
+        try:
+            await write()
+        except (KubeError, CredentialError) as error:
+            log.warning("%s not written: %s; retrying", what, error)
+            retry_after = error.retry_after if isinstance(error, ApiError) else None
+            await asyncio.sleep(backoff.next_delay(retry_after))
+            wanted.set()
+        else:
+            backoff.reset()
 
 
 def service_addresses(service: Mapping[str, Any]) -> list[LoadBalancerIngress]:
@@ -103,18 +122,7 @@ class StatusWriter:
             self._wanted.set()
 
     async def run(self) -> None:
-        while True:
-            await self._wanted.wait()
-            self._wanted.clear()
-            try:
-                await self._write()
-            except (KubeError, CredentialError) as error:
-                log.warning("Ingress status not written: %s; retrying", error)
-                retry_after = error.retry_after if isinstance(error, ApiError) else None
-                await asyncio.sleep(self._backoff.next_delay(retry_after))
-                self._wanted.set()
-            else:
-                self._backoff.reset()
+        await write_when_wanted(self._wanted, self._write, self._backoff, "Ingress status")
 
     async def _write(self) -> None:
         if self._snapshot is None:

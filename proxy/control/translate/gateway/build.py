@@ -109,7 +109,14 @@ def gateway_routes(world: World, options: TranslateOptions, warnings: list[str])
 def _listener_certificates(
     gateway: Gateway, listener: Listener, world: World, found: list[TlsCertificate]
 ) -> Condition:
-    """Adds the certificates of an HTTPS listener to `found`; its ResolvedRefs condition."""
+    """Adds the certificates of an HTTPS listener to `found`; its ResolvedRefs condition,
+    which also says when `allowedRoutes.kinds` names a kind this proxy does not serve."""
+    foreign = [
+        kind for group, kind in listener.kinds or () if (group, kind) != (GROUP, "HTTPRoute")
+    ]
+    if foreign and listener.routes_http:
+        message = f"not served here: {', '.join(foreign)}"
+        return Condition("ResolvedRefs", False, "InvalidRouteKinds", message)
     if listener.protocol != "HTTPS":
         return _RESOLVED
     if not listener.certificate_refs:
@@ -334,7 +341,9 @@ def _distinct(routes: list[Route]) -> list[Route]:
 
 
 def _class_status(gateway_class: GatewayClass) -> ObjectStatus:
-    return ObjectStatus("GatewayClass", "", gateway_class.name, 0, "", (_ACCEPTED,))
+    return ObjectStatus(
+        "GatewayClass", "", gateway_class.name, gateway_class.generation, "", (_ACCEPTED,)
+    )
 
 
 def _gateway_statuses(
@@ -353,7 +362,8 @@ def _gateway_statuses(
     for listener in gateway.listeners:
         resolved = refs[listener.name]
         conditions: tuple[Condition, ...] = (_ACCEPTED, _PROGRAMMED, resolved)
-        if not resolved.status:
+        if not resolved.status and resolved.reason != "InvalidRouteKinds":
+            # (a listener that names a kind we do not serve still serves HTTPRoutes)
             conditions = (_ACCEPTED, Condition("Programmed", False, "Invalid"), resolved)
         if not listener.routes_http:
             conditions = (

@@ -29,6 +29,7 @@ PATH_MATCH_TYPES = ("Exact", "PathPrefix", "RegularExpression")
 class GatewayClass:
     name: str
     controller: str
+    generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,9 +174,9 @@ class ReferenceGrant:
         )
 
 
-def read_gateway_class(fields: Fields, name: str) -> GatewayClass:
+def read_gateway_class(fields: Fields, name: str, generation: int) -> GatewayClass:
     spec = _spec(fields)
-    return GatewayClass(name, spec.required_text("controllerName"))
+    return GatewayClass(name, spec.required_text("controllerName"), generation)
 
 
 def read_gateway(fields: Fields, metadata: Fields, ref: str, key: tuple[str, str]) -> Gateway:
