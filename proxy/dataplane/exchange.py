@@ -93,6 +93,18 @@ class Downstream:
         closes or idles."""
 
 
+class GatewayState:
+    """What an exchange on a Gateway API route keeps besides an Ingress one's: made only for
+    those, so an Ingress request pays one attribute for all of it."""
+
+    __slots__ = ("deadline", "pinned", "session_header")
+
+    def __init__(self) -> None:
+        self.deadline = 0.0  # loop time by which the answer must start (timeouts.request); 0: none
+        self.pinned: Endpoint | None = None  # the endpoint a session token names
+        self.session_header = b""  # a new header session's token, as a header line
+
+
 class Exchange(ResponseSink, ProxiedRequest):
     __slots__ = (
         "awaiting_upstream",
@@ -101,11 +113,11 @@ class Exchange(ResponseSink, ProxiedRequest):
         "connecting",
         "cookie_value",
         "ctx",
-        "deadline",
         "downstream",
         "endpoint",
         "finished",
         "framing",
+        "gateway",
         "keep_alive",
         "last_error",
         "last_read",
@@ -113,7 +125,6 @@ class Exchange(ResponseSink, ProxiedRequest):
         "outcome",
         "pending",
         "pending_size",
-        "pinned",
         "replay",
         "replay_size",
         "request",
@@ -125,7 +136,6 @@ class Exchange(ResponseSink, ProxiedRequest):
         "sent_body",
         "sent_done",
         "sent_head",
-        "session_header",
         "set_cookie",
         "started",
         "started_at",
@@ -167,8 +177,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.cookie_value: str | None = None
         self.new_cookie: str | None = None  # the affinity cookie value `set_cookie` carries
         self.set_cookie: bytes | None = None
-        self.pinned: Endpoint | None = None  # the endpoint a Gateway API session names
-        self.session_header = b""  # a new header session's token, as a header line
+        self.gateway: GatewayState | None = None  # for Gateway API routes only
         self.endpoint: Endpoint | None = None
         self.upstream: UpstreamConnection | None = None
         self.connecting: asyncio.Task[None] | None = None
@@ -176,7 +185,6 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.response_started = False
         self.last_read = 0.0
         self.awaiting_upstream = False  # request sent: proxy-read-timeout runs between reads
-        self.deadline = 0.0  # loop time by which the answer must start (timeouts.request); 0: none
         self.send_timer: asyncio.TimerHandle | None = None
         self.tunnel = False
         self.tunnel_pending: list[bytes] = []  # the new protocol's first bytes, until a 101
@@ -332,6 +340,12 @@ class Exchange(ResponseSink, ProxiedRequest):
 
     # -- Gateway API routes (docs/gateway-api.md) -----------------------------------------------
 
+    def _gateway(self) -> GatewayState:
+        gateway = self.gateway
+        if gateway is None:
+            gateway = self.gateway = GatewayState()
+        return gateway
+
     def _gateway_begin(self, route: Route, path: str) -> tuple[Route, h.Request] | None:
         """What an HTTPRoute rule does before the first try: pick its backend (by session or
         weight), answer a redirect or an unresolvable backend here (None), start the request
@@ -347,11 +361,20 @@ class Exchange(ResponseSink, ProxiedRequest):
             self.fail(InvalidBackend())
             return None
         if route.response_deadline:
-            self.deadline = self.ctx.loop.time() + route.response_deadline
+            self._gateway().deadline = self.ctx.loop.time() + route.response_deadline
         request = self.request
         if filters is not None:
             request = rewritten(request, filters, route.path)
         return route, request
+
+    def _edited_response(
+        self, route: Route, headers: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """The upstream's response headers after the rule's ResponseHeaderModifier, if any."""
+        filters = route.filters
+        if filters is not None and filters.response_headers is not None:
+            return filters.response_headers.apply(headers)
+        return headers
 
     def _backend_of(self, route: Route) -> Route:
         """The backend route of a rule: the one a valid session token names, else by weight."""
@@ -362,7 +385,7 @@ class Exchange(ResponseSink, ProxiedRequest):
                 self.cookie_value = token  # the session, for the metrics
                 found = session.resolve(token, self.ctx.now())
                 if found is not None:
-                    self.pinned = found[1]
+                    self._gateway().pinned = found[1]
                     return route.session_backends[found[0]]
         return route.pick(self.ctx.rng)
 
@@ -380,7 +403,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         """The pinned endpoint, unless a try on it failed; else a new session in this backend."""
         session = route.session
         assert session is not None
-        pinned = self.pinned
+        pinned = self.gateway.pinned if self.gateway is not None else None
         if pinned is not None and not previous_failed:
             return Decision(pinned, None, Outcome.DRAINING if pinned.draining else Outcome.STICKY)
         ctx = self.ctx
@@ -402,7 +425,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         if set_cookie is not None:
             self.set_cookie = set_cookie.encode("latin-1")
         else:
-            self.session_header = b"%s: %s\r\n" % (session.name.encode(), token.encode())
+            header = b"%s: %s\r\n" % (session.name.encode(), token.encode())
+            self._gateway().session_header = header
 
     def _connect(self, endpoint: Endpoint) -> None:
         pool = self.ctx.pools.get(endpoint)
@@ -464,17 +488,24 @@ class Exchange(ResponseSink, ProxiedRequest):
         assert self.route is not None
         now = self.last_read = self.ctx.loop.time()
         self.awaiting_upstream = True
-        self.downstream.timer_within(self.read_time_left(now), now)
+        wait = self.route.upstream.read_timeout
+        gateway = self.gateway
+        if gateway is not None and gateway.deadline:
+            wait = min(wait, gateway.deadline - now)
+        self.downstream.timer_within(wait, now)
 
     def read_time_left(self, now: float) -> float:
         assert self.route is not None
         left = self.last_read + self.route.upstream.read_timeout - now
-        if self.deadline and not self.response_started:
-            return min(left, self.deadline - now)
+        gateway = self.gateway
+        if gateway is not None and gateway.deadline and not self.response_started:
+            return min(left, gateway.deadline - now)
         return left
 
     def read_timed_out(self) -> None:
-        if self.deadline and not self.response_started and self.ctx.loop.time() >= self.deadline:
+        gateway = self.gateway
+        deadline = gateway.deadline if gateway is not None else 0.0
+        if deadline and not self.response_started and self.ctx.loop.time() >= deadline:
             # The whole request's time is up: no retry could answer in time.
             error = UpstreamTimeout("request timed out")
             self._try_failed(error)
@@ -505,7 +536,7 @@ class Exchange(ResponseSink, ProxiedRequest):
                 interim, _ = h.response_head(status, reason, headers, False, True, True, None)
                 downstream.write(interim)
             return
-        extra = self.session_header
+        extra = b""
         if upgrade:
             extra += b"Connection: upgrade\r\n"
             if request.upgrade is not None:
@@ -517,9 +548,11 @@ class Exchange(ResponseSink, ProxiedRequest):
             self.ctx.metrics.answer_started(self.tried_view, self)
         # An unread request body cannot be skipped: the connection closes after this answer.
         keep_alive = self.keep_alive and self.request_done and not self.ctx.closing
-        filters = self.route.filters if self.route is not None else None
-        if filters is not None and filters.response_headers is not None:
-            headers = filters.response_headers.apply(headers)
+        route = self.route
+        if route is not None and route.gateway_extras:
+            headers = self._edited_response(route, headers)
+            if self.gateway is not None:
+                extra = self.gateway.session_header
         head, framing = h.response_head(
             status, reason, headers, head_request, client_http11, keep_alive or upgrade,
             self.set_cookie, extra,
