@@ -215,6 +215,9 @@ class Snapshot:
     warnings: tuple[str, ...] = ()
     certificates: tuple[TlsCertificate, ...] = ()  # from Ingress spec.tls, for SNI
     statuses: tuple[ObjectStatus, ...] = ()  # Gateway API objects' conditions
+    # per Ingress served ("Ingress ns/name"), each ingress-nginx annotation and what is done with
+    # it, for `sticky-proxy routes`
+    annotations: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     table: RouteTable = field(init=False, repr=False, compare=False)
     # Derived once, where the snapshot is built (a source's thread), not on the event loop that
     # reads them each time a table comes in: at 50,000 endpoints each pass costs milliseconds.

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from proxy.control.translate.coverage import Support, verdict
 from proxy.core.cookies import CookieSettings
 from proxy.core.model import AffinityMode, UpstreamPolicy
 from proxy.core.values import parse_count, parse_next_upstream, parse_positive, parse_size
@@ -200,8 +201,15 @@ class _Reader:
             self.warnings.append(f"{PREFIX}{name} is ignored without {PREFIX}affinity: cookie")
 
     def unsupported(self) -> None:
+        """A warning for each annotation this proxy does not act on; one honoured with a
+        difference is reported by `routes` only
+        (docs/ingress-nginx-compat.md, "Annotation coverage")."""
         for name in sorted(self._values.keys() - _HONOURED):
-            self.warnings.append(f"{PREFIX}{name} is not supported; ignored")
+            support, why = verdict(name)
+            if support is Support.NO_EFFECT:
+                self.warnings.append(f"{PREFIX}{name} has no effect here ({why}); ignored")
+            elif support is Support.NOT_SUPPORTED:
+                self.warnings.append(f"{PREFIX}{name} is not supported; ignored")
 
 
 def _affinity_type(text: str) -> bool:

@@ -33,6 +33,10 @@ def describe(snapshot: Snapshot) -> str:
         sections.append("\n".join(lines))
     if snapshot.statuses:
         sections.append(_status_section(snapshot.statuses))
+    sections.extend(
+        "\n".join([f"annotations of {ingress}", *_aligned(used)])
+        for ingress, used in snapshot.annotations
+    )
     if snapshot.warnings:
         lines = [f"warnings ({len(snapshot.warnings)})"]
         lines.extend(f"  {warning}" for warning in snapshot.warnings)

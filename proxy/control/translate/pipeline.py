@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from proxy.control.translate.annotations import IngressSettings, parse_annotations
+from proxy.control.translate.annotations import PREFIX, IngressSettings, parse_annotations
 from proxy.control.translate.backends import merge_backends, path_entries
+from proxy.control.translate.coverage import report
 from proxy.control.translate.endpoints import build_backend_cluster
 from proxy.control.translate.gateway.build import gateway_routes
 from proxy.control.translate.objects import KubeObject
@@ -54,4 +55,9 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
         warnings=tuple(sorted(set(warnings))),
         certificates=(*certs, *gateway.certificates),
         statuses=tuple(gateway.statuses),
+        annotations=tuple(
+            (ingress.ref, lines)
+            for ingress in ingresses
+            if (lines := report(ingress.annotations, PREFIX))
+        ),
     )

@@ -1,0 +1,135 @@
+"""Every `nginx.ingress.kubernetes.io/*` annotation ingress-nginx documents, and what this proxy
+does with it (docs/ingress-nginx-compat.md, "Annotation coverage"): honoured, honoured with a
+stated difference, without effect here (and why), or not supported.
+
+`sticky-proxy routes` reports each Ingress's annotations from this table, and the README's table
+is checked against it, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+
+class Support(StrEnum):
+    HONOURED = "honoured"
+    DIFFERENT = "honoured, with a difference"
+    NO_EFFECT = "no effect here"
+    NOT_SUPPORTED = "not supported"
+
+
+_BUFFERS = "the proxy streams bodies both ways and has no nginx buffers to size"
+_SNIPPET = "there is no nginx configuration to add a snippet to"
+_MODSECURITY = "there is no ModSecurity here"
+_TRACING = "the proxy does not trace requests"
+_TLS_GLOBAL = "TLS settings are the proxy's own (Python's ssl defaults), not per Ingress"
+_COOKIE = "as ingress-nginx sets the cookie, byte for byte"
+
+# Not built (yet): they would change routing or the request, and the Ingress is served without.
+_NOT_BUILT = (
+    "app-root", "auth-always-set-cookie", "auth-cache-duration", "auth-cache-key",
+    "auth-keepalive", "auth-keepalive-requests", "auth-keepalive-share-vars",
+    "auth-keepalive-timeout", "auth-method", "auth-proxy-set-headers", "auth-realm",
+    "auth-request-redirect", "auth-response-headers", "auth-secret", "auth-secret-type",
+    "auth-signin", "auth-signin-redirect-param", "auth-tls-error-page", "auth-tls-match-cn",
+    "auth-tls-pass-certificate-to-upstream", "auth-tls-secret", "auth-tls-verify-client",
+    "auth-tls-verify-depth", "auth-type", "auth-url", "canary-by-cookie", "canary-by-header",
+    "canary-by-header-pattern", "canary-by-header-value", "canary-weight", "canary-weight-total",
+    "cors-allow-credentials", "cors-allow-headers", "cors-allow-methods", "cors-allow-origin",
+    "cors-expose-headers", "cors-max-age", "custom-headers", "custom-http-errors",
+    "default-backend", "denylist-source-range", "enable-cors", "from-to-www-redirect",
+    "limit-burst-multiplier", "limit-connections", "limit-rate", "limit-rate-after", "limit-rpm",
+    "limit-rps", "limit-whitelist", "mirror-host", "mirror-request-body", "mirror-target",
+    "permanent-redirect", "permanent-redirect-code", "proxy-cookie-domain", "proxy-cookie-path",
+    "proxy-next-upstream-timeout", "proxy-redirect-from", "proxy-redirect-to",
+    "proxy-ssl-ciphers", "proxy-ssl-name", "proxy-ssl-protocols", "proxy-ssl-secret",
+    "proxy-ssl-server-name", "proxy-ssl-verify", "proxy-ssl-verify-depth", "rewrite-target",
+    "satisfy", "temporal-redirect", "temporal-redirect-code", "upstream-hash-by-subset",
+    "upstream-hash-by-subset-size", "upstream-vhost", "whitelist-source-range",
+    "x-forwarded-prefix",
+)  # fmt: skip
+
+# name -> (support, why or how); the ingress-nginx user guide's list, every name it mentions.
+ANNOTATIONS: dict[str, tuple[Support, str]] = {
+    **dict.fromkeys(_NOT_BUILT, (Support.NOT_SUPPORTED, "")),
+    "affinity": (Support.HONOURED, "cookie, the only type"),
+    "affinity-mode": (Support.HONOURED, "balanced and persistent"),
+    "affinity-canary-behavior": (Support.NOT_SUPPORTED, "canaries are not built yet"),
+    "auth-snippet": (Support.NO_EFFECT, _SNIPPET),
+    "backend-protocol": (Support.NOT_SUPPORTED, "every upstream is spoken to in HTTP/1.1"),
+    "canary": (Support.NOT_SUPPORTED, "a canary Ingress is served as an ordinary one"),
+    "client-body-buffer-size": (Support.NO_EFFECT, _BUFFERS),
+    "configuration-snippet": (Support.NO_EFFECT, _SNIPPET),
+    "connection-proxy-header": (
+        Support.NO_EFFECT,
+        "the proxy writes the upstream's Connection header itself (keep-alive, or upgrade)",
+    ),
+    "enable-access-log": (Support.NO_EFFECT, "the access log is on or off for the whole proxy"),
+    "enable-global-auth": (Support.NO_EFFECT, "there is no global external auth to opt out of"),
+    "enable-modsecurity": (Support.NO_EFFECT, _MODSECURITY),
+    "enable-opentelemetry": (Support.NO_EFFECT, _TRACING),
+    "enable-owasp-core-rules": (Support.NO_EFFECT, _MODSECURITY),
+    "enable-rewrite-log": (Support.NO_EFFECT, "there are no nginx rewrites to log"),
+    "force-ssl-redirect": (Support.HONOURED, "308 to https even without TLS configured here"),
+    "http2-push-preload": (Support.NO_EFFECT, "clients speak HTTP/1.1 to the proxy"),
+    "load-balance": (Support.NOT_SUPPORTED, "without affinity, uniform at random"),
+    "modsecurity-snippet": (Support.NO_EFFECT, _MODSECURITY),
+    "modsecurity-transaction-id": (Support.NO_EFFECT, _MODSECURITY),
+    "opentelemetry-trust-incoming-span": (Support.NO_EFFECT, _TRACING),
+    "preserve-trailing-slash": (
+        Support.DIFFERENT,
+        "redirects to https always keep the path as sent, as with this set to true",
+    ),
+    "proxy-body-size": (Support.HONOURED, "nginx size units; 0 is unlimited"),
+    "proxy-buffer-size": (Support.NO_EFFECT, _BUFFERS),
+    "proxy-buffering": (Support.NO_EFFECT, _BUFFERS),
+    "proxy-buffers-number": (Support.NO_EFFECT, _BUFFERS),
+    "proxy-busy-buffers-size": (Support.NO_EFFECT, _BUFFERS),
+    "proxy-connect-timeout": (Support.HONOURED, "whole seconds"),
+    "proxy-http-version": (Support.NO_EFFECT, "upstreams are spoken to in HTTP/1.1, kept alive"),
+    "proxy-max-temp-file-size": (Support.NO_EFFECT, _BUFFERS),
+    "proxy-next-upstream": (
+        Support.DIFFERENT,
+        "error, timeout, non_idempotent and off; the http_* conditions are not retried",
+    ),
+    "proxy-next-upstream-tries": (Support.HONOURED, "0 is unlimited"),
+    "proxy-read-timeout": (Support.HONOURED, "whole seconds, between two reads"),
+    "proxy-request-buffering": (Support.NO_EFFECT, _BUFFERS),
+    "proxy-send-timeout": (Support.HONOURED, "whole seconds, between two writes"),
+    "server-alias": (Support.HONOURED, "exact names and *. wildcards"),
+    "server-snippet": (Support.NO_EFFECT, _SNIPPET),
+    "service-upstream": (Support.NOT_SUPPORTED, "the pods are dialled directly"),
+    "session-cookie-change-on-failure": (Support.HONOURED, _COOKIE),
+    "session-cookie-conditional-samesite-none": (Support.HONOURED, _COOKIE),
+    "session-cookie-domain": (Support.HONOURED, _COOKIE),
+    "session-cookie-expires": (Support.HONOURED, _COOKIE),
+    "session-cookie-max-age": (Support.HONOURED, _COOKIE),
+    "session-cookie-name": (Support.HONOURED, _COOKIE),
+    "session-cookie-path": (Support.HONOURED, _COOKIE),
+    "session-cookie-samesite": (Support.HONOURED, _COOKIE),
+    "session-cookie-secure": (Support.HONOURED, _COOKIE),
+    "ssl-ciphers": (Support.NO_EFFECT, _TLS_GLOBAL),
+    "ssl-passthrough": (Support.NOT_SUPPORTED, "TLS is terminated by the proxy"),
+    "ssl-prefer-server-ciphers": (Support.NO_EFFECT, _TLS_GLOBAL),
+    "ssl-redirect": (Support.HONOURED, "308 to https for hosts with TLS, default true"),
+    "stream-snippet": (Support.NO_EFFECT, _SNIPPET),
+    "upstream-hash-by": (Support.NOT_SUPPORTED, "without affinity, uniform at random"),
+    "use-regex": (Support.HONOURED, "paths as regular expressions matched from the start"),
+}
+
+def verdict(name: str) -> tuple[Support, str]:
+    """What the proxy does with annotation `name` (without the prefix); a name ingress-nginx
+    does not document is not supported either."""
+    return ANNOTATIONS.get(name, (Support.NOT_SUPPORTED, "not an ingress-nginx annotation"))
+
+
+def report(annotations: Mapping[str, str], prefix: str) -> tuple[tuple[str, str], ...]:
+    """(annotation, what the proxy does with it) for each of one Ingress's annotations under
+    `prefix`, in name order."""
+    lines = []
+    for key in sorted(annotations):
+        if key.startswith(prefix):
+            support, why = verdict(key.removeprefix(prefix))
+            lines.append((key, f"{support.value}: {why}" if why else support.value))
+    return tuple(lines)
