@@ -45,6 +45,7 @@ class Route:
     ingress: str = ""
     service: str = ""
     ssl_redirect: bool = False  # plain-HTTP requests get a 308 to https (ssl-redirect annotations)
+    keeps_trailing_slash: bool = False  # preserve-trailing-slash: else the redirect drops it
     # Gateway API routes: the match's method, header and query conditions (None: none), and
     # wildcard hosts that match any number of labels, not just one as an Ingress's do
     conditions: RequestMatch | None = None

@@ -226,7 +226,7 @@ class Exchange(ResponseSink, ProxiedRequest):
             route, forwarded = chosen
         self.route = route
         if route.ssl_redirect and not self.downstream.tls:
-            self._redirect_to_https()
+            self._redirect_to_https(route)
             return
         limit = route.upstream.body_size
         declared = request.content_length or 0
@@ -687,12 +687,15 @@ class Exchange(ResponseSink, ProxiedRequest):
             return
         self._reply(error.status, partial(error_response, error.status))
 
-    def _redirect_to_https(self) -> None:
+    def _redirect_to_https(self, route: Route) -> None:
         request = self.request
+        target = request.target
+        if target.endswith(b"/") and not route.keeps_trailing_slash:
+            target = target[:-1]  # as ingress-nginx does, unless preserve-trailing-slash
         location = b"https://%s%s%s" % (
             request.host.encode("latin-1") or self.via.local.rsplit(b":", 1)[0],
             self.ctx.https_suffix,
-            request.target,
+            target,
         )
         self._reply(308, partial(redirect_response, location))
 

@@ -55,12 +55,15 @@ async def tls_proxy() -> AsyncIterator[StartTls]:
         await server.stop(grace=0.2)
 
 
-def snapshot(up: Upstream, *certificates: TlsCertificate, redirect: bool = False) -> Snapshot:
+def snapshot(
+    up: Upstream, *certificates: TlsCertificate, redirect: bool = False, keep_slash: bool = False
+) -> Snapshot:
     cluster = build_cluster("shop-web-80", [up.endpoint], Affinity())
     routes = tuple(
-        Route(host, "/", PathType.PREFIX, cluster, True, "/", ssl_redirect=redirect)
+        Route(host, "/", PathType.PREFIX, cluster, True, "/", ssl_redirect=redirect,
+              keeps_trailing_slash=keep_slash)
         for host in ("a.test", "x.b.test", "c.test")
-    )
+    )  # fmt: skip
     return Snapshot(routes, certificates=certificates)
 
 
@@ -180,6 +183,28 @@ async def test_ssl_redirect_sends_plain_http_to_https(
     assert up.requests == 0
     assert (await https_get(server, "a.test", a)).startswith(b"HTTP/1.1 200 ")  # no loop
     assert up.requests == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "keep_slash", "location"),
+    [
+        (b"/shop/", False, b"https://a.test/shop"),  # ingress-nginx drops the last "/"
+        (b"/", False, b"https://a.test"),
+        (b"/shop/?q=/", False, b"https://a.test/shop/?q="),  # the last byte, query or not
+        (b"/shop/", True, b"https://a.test/shop/"),  # preserve-trailing-slash: "true"
+    ],
+)
+async def test_ssl_redirects_drop_a_trailing_slash_unless_told_to_keep_it(
+    upstreams: StartUpstreams, tls_proxy: StartTls, target: bytes, keep_slash: bool,
+    location: bytes,
+) -> None:  # fmt: skip
+    (up,) = await upstreams(1)
+    a = tls_certificate("Secret shop/a", "a.test")
+    server = await tls_proxy(snapshot(up, a, redirect=True, keep_slash=keep_slash))
+    plain = await raw_request(
+        server, b"GET %s HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n" % target
+    )
+    assert b"\r\nLocation: " + location + b"\r\n" in plain
 
 
 def free_port() -> int:

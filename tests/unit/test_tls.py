@@ -92,3 +92,21 @@ def test_routes_table_shows_certificates_and_redirects() -> None:
     assert "TLS certificates (chosen by SNI)\n  a.example.com: Secret shop/a-tls" in text
     assert "*.wild.example.com: Secret shop/wild-tls" in text
     assert text.count("plain HTTP redirects to https (308)") == 4  # a, b, c and *.wild
+
+
+def test_preserve_trailing_slash_reaches_the_redirecting_route() -> None:
+    def ingress(annotations: dict[str, str]) -> dict[str, object]:
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {"name": "web", "namespace": "shop", "annotations": annotations},
+            "spec": {"tls": [{"hosts": ["a.test"]}], "rules": [{"host": "a.test", "http": {
+                "paths": [{"path": "/", "pathType": "Prefix", "backend": {
+                    "service": {"name": "web", "port": {"number": 80}}}}]}}]},
+        }  # fmt: skip
+
+    plain = translate([ingress({})], TranslateOptions()).routes[0]
+    assert (plain.ssl_redirect, plain.keeps_trailing_slash) == (True, False)
+    keeping = ingress({"nginx.ingress.kubernetes.io/preserve-trailing-slash": "true"})
+    route = translate([keeping], TranslateOptions()).routes[0]
+    assert (route.ssl_redirect, route.keeps_trailing_slash) == (True, True)

@@ -46,6 +46,7 @@ _HONOURED = frozenset(
         "proxy-next-upstream-tries",
         "ssl-redirect",
         "force-ssl-redirect",
+        "preserve-trailing-slash",
     }
 )
 
@@ -81,6 +82,7 @@ class IngressSettings:
     upstream: UpstreamPolicy
     ssl_redirect: bool  # default true: hosts with TLS redirect plain HTTP
     force_ssl_redirect: bool  # redirect even without TLS configured here (TLS ends elsewhere)
+    preserve_trailing_slash: bool  # else a redirect drops the target's last "/", as ingress-nginx
     warnings: tuple[str, ...]
 
 
@@ -110,6 +112,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     upstream = _upstream_policy(reader, defaults)
     ssl_redirect = reader.value("ssl-redirect", _go_bool)
     force_ssl_redirect = reader.value("force-ssl-redirect", _go_bool) or False
+    preserve_trailing_slash = reader.value("preserve-trailing-slash", _go_bool) or False
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -120,6 +123,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         upstream=upstream,
         ssl_redirect=_or(ssl_redirect, True),
         force_ssl_redirect=force_ssl_redirect,
+        preserve_trailing_slash=preserve_trailing_slash,
         warnings=tuple(reader.warnings),
     )
 

@@ -78,8 +78,8 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "modsecurity-transaction-id": (Support.NO_EFFECT, _MODSECURITY),
     "opentelemetry-trust-incoming-span": (Support.NO_EFFECT, _TRACING),
     "preserve-trailing-slash": (
-        Support.DIFFERENT,
-        "redirects to https always keep the path as sent, as with this set to true",
+        Support.HONOURED,
+        "without it a redirect to https drops the target's last /, as ingress-nginx does",
     ),
     "proxy-body-size": (Support.HONOURED, "nginx size units; 0 is unlimited"),
     "proxy-buffer-size": (Support.NO_EFFECT, _BUFFERS),
@@ -117,6 +117,7 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "upstream-hash-by": (Support.NOT_SUPPORTED, "without affinity, uniform at random"),
     "use-regex": (Support.HONOURED, "paths as regular expressions matched from the start"),
 }
+
 
 def verdict(name: str) -> tuple[Support, str]:
     """What the proxy does with annotation `name` (without the prefix); a name ingress-nginx

@@ -74,4 +74,6 @@ def with_redirects(
         return route
     has_tls = route.host is not None and any(covers(p, route.host) for p in tls_hosts)
     redirect = ingress.force_ssl_redirect or (has_tls and ingress.ssl_redirect)
-    return replace(route, ssl_redirect=True) if redirect else route
+    if not redirect:
+        return route
+    return replace(route, ssl_redirect=True, keeps_trailing_slash=ingress.preserve_trailing_slash)
