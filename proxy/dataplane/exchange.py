@@ -538,7 +538,7 @@ class Exchange(ResponseSink, ProxiedRequest):
             return
         extra = b""
         if upgrade:
-            extra += b"Connection: upgrade\r\n"
+            extra = b"Connection: upgrade\r\n"
             if request.upgrade is not None:
                 extra += b"Upgrade: %s\r\n" % request.upgrade
         self.response_started = True
@@ -552,7 +552,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         if route is not None and route.gateway_extras:
             headers = self._edited_response(route, headers)
             if self.gateway is not None:
-                extra = self.gateway.session_header
+                extra = self.gateway.session_header + extra  # (an upgrade's lines kept)
         head, framing = h.response_head(
             status, reason, headers, head_request, client_http11, keep_alive or upgrade,
             self.set_cookie, extra,

@@ -20,7 +20,7 @@ from tests.integration.cluster import (
     write_manifest,
 )
 from tests.integration.conftest import StartManifestProxy
-from tests.integration.harness import Upstream, url
+from tests.integration.harness import Upstream, connect, url
 
 Obj = dict[str, Any]
 KEY = b"k" * 32  # what --session-key-file gives every replica
@@ -266,3 +266,29 @@ async def test_a_draining_endpoint_keeps_its_sessions(
     kept, again = await get(server, {"Cookie": f"SID={token}"})
     assert kept == pinned.name and "Set-Cookie" not in again.headers
     assert {(await get(server))[0] for _ in range(10)} == {other.name}
+
+
+async def test_a_websocket_upgrade_keeps_its_headers_on_a_session_route(
+    pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """A new session's 101 carries the token and the Connection and Upgrade headers alike."""
+    (pod,) = await pods.start(1)
+    persistence = {"sessionName": "X-Session", "type": "Header"}
+    server, _ = await start(
+        manifest_proxy, tmp_path, world(persistence, {"web": [pod]}, {"web": 1})
+    )
+    reader, writer = await connect(server)
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    try:
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
+    lines = head.decode().lower().split("\r\n")
+    assert lines[0].startswith("http/1.1 101 ")
+    assert "connection: upgrade" in lines
+    assert "upgrade: websocket" in lines
+    assert any(line.startswith("x-session: ") for line in lines)  # the new session's token
