@@ -43,6 +43,7 @@ class SessionPolicy:
     backends: tuple[tuple[str, tuple[Endpoint, ...]], ...] = ()
     _by_key: dict[str, tuple[int, Endpoint]] = field(init=False, repr=False, compare=False)
     _set_cookie: SetCookieFormatter | None = field(init=False, repr=False, compare=False)
+    header_key: bytes = field(init=False, repr=False, compare=False)  # the name, lower case
 
     def __post_init__(self) -> None:
         by_key = {
@@ -57,6 +58,7 @@ class SessionPolicy:
             settings = CookieSettings(name=self.name, max_age=lifetime, expires=lifetime)
             formatter = SetCookieFormatter(settings, self.cookie_path)
         object.__setattr__(self, "_set_cookie", formatter)
+        object.__setattr__(self, "header_key", self.name.lower().encode("latin-1"))
 
     @property
     def signed(self) -> bool:

@@ -393,7 +393,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         request = self.request
         if session.kind is SessionKind.COOKIE:
             return parse_cookie(request.cookie, session.name) if request.cookie else None
-        wanted = session.name.lower().encode("latin-1")
+        wanted = session.header_key
         for name, value in request.forward:
             if name.lower() == wanted:
                 return value.decode("latin-1")
@@ -693,7 +693,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         if target.endswith(b"/") and not route.keeps_trailing_slash:
             target = target[:-1]  # as ingress-nginx does, unless preserve-trailing-slash
         location = b"https://%s%s%s" % (
-            request.host.encode("latin-1") or self.via.local.rsplit(b":", 1)[0],
+            self._host().encode("latin-1"),
             self.ctx.https_suffix,
             target,
         )
@@ -703,10 +703,13 @@ class Exchange(ResponseSink, ProxiedRequest):
         request = self.request
         query = request.target.partition(b"?")[2].decode("latin-1")
         scheme = "https" if self.downstream.tls else "http"
-        host = request.host or self.via.local.rsplit(b":", 1)[0].decode("latin-1")
-        location = redirect.location(scheme, host, path, query, matched).encode("latin-1")
+        location = redirect.location(scheme, self._host(), path, query, matched).encode("latin-1")
         status = redirect.status
         self._reply(status, partial(redirect_response, location, status=status))
+
+    def _host(self) -> str:
+        """The host a redirect names: the request's, else (HTTP/1.0 without Host) our own."""
+        return self.request.host or self.via.local.rsplit(b":", 1)[0].decode("latin-1")
 
     def _reply(self, status: int, render: Callable[[bool], bytes]) -> None:
         """An answer of the proxy's own, rendered for whether the connection then closes: it

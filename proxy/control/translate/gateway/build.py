@@ -127,9 +127,8 @@ def _listener_certificates(
         if (group, kind) != ("", "Secret"):
             return Condition("ResolvedRefs", False, "InvalidCertificateRef", f"{kind} {name}")
         source = (GROUP, "Gateway", gateway.namespace)
-        if namespace != gateway.namespace and not any(
-            grant.namespace == namespace and grant.permits(source, "", "Secret", name)
-            for grant in world.reference_grants
+        if namespace != gateway.namespace and not _granted(
+            world.reference_grants, source, ("", "Secret", namespace, name)
         ):
             return Condition("ResolvedRefs", False, "RefNotPermitted", where)
         secret = world.secrets.get((namespace, name))
@@ -207,8 +206,10 @@ class _Backends:
         """(reason, message) when `ref` cannot be sent to, else None."""
         if (ref.group, ref.kind) != ("", "Service"):
             return "InvalidKind", "only Services are supported"
+        source = (GROUP, "HTTPRoute", route.namespace)
+        target = (ref.group, ref.kind, ref.namespace, ref.name)
         if ref.namespace != route.namespace and not _granted(
-            self._world.reference_grants, route, ref
+            self._world.reference_grants, source, target
         ):
             return "RefNotPermitted", "no ReferenceGrant allows this reference"
         if (ref.namespace, ref.name) not in self._world.services:
@@ -262,10 +263,16 @@ _EMPTY = build_cluster("gateway-invalid-backend", (), None)
 _PROCESS_KEY = os.urandom(32)
 
 
-def _granted(grants: Iterable[ReferenceGrant], route: HTTPRoute, ref: BackendRef) -> bool:
-    source = (GROUP, "HTTPRoute", route.namespace)
+def _granted(
+    grants: Iterable[ReferenceGrant],
+    source: tuple[str, str, str],
+    target: tuple[str, str, str, str],
+) -> bool:
+    """Whether a ReferenceGrant in the target's namespace lets `source` (group, kind, namespace)
+    refer to `target` (group, kind, namespace, name)."""
+    group, kind, namespace, name = target
     return any(
-        grant.namespace == ref.namespace and grant.permits(source, ref.group, ref.kind, ref.name)
+        grant.namespace == namespace and grant.permits(source, group, kind, name)
         for grant in grants
     )
 
