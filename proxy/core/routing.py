@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from random import Random
 
 from proxy.core.affinity import Cluster
+from proxy.core.canary import CanaryPolicy
 from proxy.core.cookies import SetCookieFormatter
 from proxy.core.filters import Filters
 from proxy.core.headers import Request
@@ -63,6 +64,10 @@ class Route:
     # Gateway API backendRefs with weights: (cumulative weight, the route to that backend); a
     # request takes one by weight (`pick`), and `cluster` is the first one's
     split: tuple[tuple[int, Route], ...] = ()
+    # A canary Ingress's backend for this location (docs/ingress-nginx-compat.md, "Canaries"):
+    # the route a request takes instead when `canary_policy` and the cookies say so
+    canary: Route | None = None
+    canary_policy: CanaryPolicy | None = None
     # Computed once per snapshot so requests only read them:
     # (namespace, ingress, service, host, path), the metric labels
     labels: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -231,6 +236,8 @@ class Snapshot:
         set_field = object.__setattr__
         set_field(self, "table", RouteTable(self.routes, self.default_route))
         every = [*self.routes, *(part for route in self.routes for _, part in route.split)]
+        mains = [*self.routes, *([self.default_route] if self.default_route else [])]
+        every.extend(route.canary for route in mains if route.canary is not None)
         seen = {r.cluster.name: r.cluster for r in every if not r.invalid_backend}
         if self.default_route is not None:
             seen.setdefault(self.default_route.cluster.name, self.default_route.cluster)

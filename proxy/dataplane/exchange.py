@@ -23,6 +23,7 @@ from mypy_extensions import trait
 
 from proxy.core import headers as h
 from proxy.core.affinity import Decision, Outcome
+from proxy.core.canary import takes_canary
 from proxy.core.cookies import parse_cookie
 from proxy.core.errors import (
     BodyTooLarge,
@@ -218,6 +219,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         if route is None:
             self.fail(NoRoute())
             return
+        if route.canary is not None:
+            route = self._canary_side(route)
         forwarded = request  # what the upstream is sent: Gateway API filters may change it
         if route.gateway_extras:
             chosen = self._gateway_begin(route, path)
@@ -337,6 +340,15 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.tried.append(endpoint)
         self.tries += 1
         self._connect(endpoint)
+
+    def _canary_side(self, route: Route) -> Route:
+        """The location's canary route when its cookies or policy send the request there
+        (docs/ingress-nginx-compat.md, "Canaries"); else the main one."""
+        canary, policy = route.canary, route.canary_policy
+        assert canary is not None and policy is not None
+        if takes_canary(route.cluster, canary.cluster, policy, self.request, self.ctx.rng):
+            return canary
+        return route
 
     # -- Gateway API routes (docs/gateway-api.md) -----------------------------------------------
 

@@ -209,10 +209,15 @@ class Answer:
 
 
 async def get(
-    server: ProxyServer, target: str = "/", host: str = "app.test", cookie: str | None = None
+    server: ProxyServer,
+    target: str = "/",
+    host: str = "app.test",
+    cookie: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Answer:
-    """One request with exactly these Host and Cookie headers: no cookie jar in between."""
-    headers = {"Host": host, **({"Cookie": cookie} if cookie else {})}
+    """One request with exactly these Host and Cookie headers (and `headers`): no cookie jar in
+    between."""
+    headers = {"Host": host, **({"Cookie": cookie} if cookie else {}), **(headers or {})}
     async with (
         aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session,
         session.get(url(server, target), headers=headers) as response,

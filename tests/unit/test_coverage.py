@@ -64,7 +64,7 @@ def test_routes_reports_every_annotation_of_each_ingress() -> None:
             "annotations": {
                 f"{PREFIX}affinity": "cookie",
                 f"{PREFIX}configuration-snippet": "more_set_headers x: y;",
-                f"{PREFIX}canary": "true",
+                f"{PREFIX}rewrite-target": "/",
                 "kubernetes.io/ingress.class": "sticky",
             },
         },
@@ -76,8 +76,7 @@ def test_routes_reports_every_annotation_of_each_ingress() -> None:
     section = text.split("annotations of Ingress shop/shop\n")[1].split("\n\n")[0]
     assert section.splitlines() == [
         f"  {PREFIX}affinity               honoured: cookie, the only type",
-        f"  {PREFIX}canary                 not supported: a canary Ingress is served as an"
-        " ordinary one",
         f"  {PREFIX}configuration-snippet  no effect here: there is no nginx configuration to"
         " add a snippet to",
+        f"  {PREFIX}rewrite-target         not supported",
     ]

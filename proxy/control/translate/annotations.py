@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from proxy.control.translate.coverage import Support, verdict
+from proxy.core.canary import CanaryPolicy, variable_name
 from proxy.core.cookies import CookieSettings
 from proxy.core.model import AffinityMode, UpstreamPolicy
 from proxy.core.values import parse_count, parse_next_upstream, parse_positive, parse_size
@@ -31,10 +32,21 @@ _COOKIE_ANNOTATIONS = (
     "session-cookie-expires",
     "session-cookie-change-on-failure",
 )
+_CANARY_ANNOTATIONS = (
+    "canary-by-header",
+    "canary-by-header-value",
+    "canary-by-header-pattern",
+    "canary-by-cookie",
+    "canary-weight",
+    "canary-weight-total",
+)
 _HONOURED = frozenset(
     {
         "affinity",
         "affinity-mode",
+        "affinity-canary-behavior",
+        "canary",
+        *_CANARY_ANNOTATIONS,
         *_COOKIE_ANNOTATIONS,
         "use-regex",
         "server-alias",
@@ -54,6 +66,7 @@ _HONOURED = frozenset(
 # it accepts must give the same cookie here, or migrated sessions would not find their cookie.
 _BASIC_CHARS = re.compile(r"[-._~a-zA-Z0-9/:]+")
 _URL_CHARS = re.compile(r"[-._~a-zA-Z0-9/:,?&=]+")
+_PATTERN_CHARS = re.compile(r"[-._~a-zA-Z0-9/:^$\[\](){}*+?|&=\\]+")  # and IsValidRegex
 _SECONDS = re.compile(r"-?[0-9]+")  # ingress-nginx passes 0 and negative numbers through
 # Go's strconv.ParseBool, which ingress-nginx's boolean annotations use.
 _GO_BOOLS = {
@@ -83,6 +96,11 @@ class IngressSettings:
     ssl_redirect: bool  # default true: hosts with TLS redirect plain HTTP
     force_ssl_redirect: bool  # redirect even without TLS configured here (TLS ends elsewhere)
     preserve_trailing_slash: bool  # else a redirect drops the target's last "/", as ingress-nginx
+    # canary: true: how this Ingress's backends share its main Ingress's locations (None: it is
+    # no canary), and whether they take the main backend's affinity (affinity-canary-behavior
+    # sticky, the default) or none (legacy)
+    canary: CanaryPolicy | None
+    canary_sticky: bool
     warnings: tuple[str, ...]
 
 
@@ -113,6 +131,13 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     ssl_redirect = reader.value("ssl-redirect", _go_bool)
     force_ssl_redirect = reader.value("force-ssl-redirect", _go_bool) or False
     preserve_trailing_slash = reader.value("preserve-trailing-slash", _go_bool) or False
+    canary = _canary_policy(reader)
+    # ingress-nginx accepts exactly "sticky" and "legacy"; anything else acts as sticky
+    behaviour = reader.value("affinity-canary-behavior", _canary_behaviour)
+    if behaviour is not None and canary is None:
+        reader.warnings.append(
+            f'{PREFIX}affinity-canary-behavior has effect only with {PREFIX}canary: "true"'
+        )
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -124,8 +149,61 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         ssl_redirect=_or(ssl_redirect, True),
         force_ssl_redirect=force_ssl_redirect,
         preserve_trailing_slash=preserve_trailing_slash,
+        canary=canary,
+        canary_sticky=behaviour != "legacy",
         warnings=tuple(reader.warnings),
     )
+
+
+def _canary_policy(reader: _Reader) -> CanaryPolicy | None:
+    """The canary-* annotations (docs/ingress-nginx-compat.md, "Canaries"); None without
+    `canary: true`, when ingress-nginx ignores the others."""
+    if not reader.value("canary", _go_bool):
+        for name in _CANARY_ANNOTATIONS:
+            if reader.present(name):
+                reader.warnings.append(f'{PREFIX}{name} is ignored without {PREFIX}canary: "true"')
+        return None
+    header = reader.value("canary-by-header", _canary_name)
+    pattern_text = reader.value("canary-by-header-pattern", _canary_pattern_text)
+    pattern, pattern_error = None, False
+    if pattern_text is not None:
+        try:
+            pattern = re.compile(pattern_text)
+        except re.error as error:
+            pattern_error = True
+            reader.warnings.append(
+                f"{PREFIX}canary-by-header-pattern: {pattern_text!r} is not a valid regular"
+                f" expression ({error}); a request with the header goes to the main backend,"
+                " as with ingress-nginx"
+            )
+    total = reader.value("canary-weight-total", _integer)
+    if total is not None and total < 100:
+        reader.warnings.append(
+            f"{PREFIX}canary-weight-total: {total} is below 100, which ingress-nginx's balancer"
+            " does not use; weights are out of 100"
+        )
+    return CanaryPolicy(
+        header=variable_name(header) if header else "",
+        header_value=reader.value("canary-by-header-value", _canary_name) or "",
+        header_pattern=pattern,
+        pattern_error=pattern_error,
+        cookie=(reader.value("canary-by-cookie", _canary_name) or "").lower(),
+        weight=reader.value("canary-weight", _integer) or 0,
+        weight_total=_or(total, 100),
+    )
+
+
+def _canary_behaviour(text: str) -> str:
+    if text not in ("sticky", "legacy"):
+        raise ValueError(f"{text!r} is not sticky or legacy")
+    return text
+
+
+def _integer(text: str) -> int:
+    """Go's strconv.Atoi: an optional sign and decimal digits."""
+    if not _SECONDS.fullmatch(text.removeprefix("+")):
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(text)
 
 
 def _cookie_settings(reader: _Reader) -> CookieSettings:
@@ -200,6 +278,9 @@ class _Reader:
             self.warnings.append(f"{PREFIX}{name}: {error}; ignored")
             return None
 
+    def present(self, name: str) -> bool:
+        return name in self._values
+
     def ignored_without_affinity(self, name: str) -> None:
         if name in self._values:
             self.warnings.append(f"{PREFIX}{name} is ignored without {PREFIX}affinity: cookie")
@@ -250,6 +331,9 @@ def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
 _cookie_name = _matching(_BASIC_CHARS, "a cookie name (letters, digits and -._~/:)")
 _cookie_path = _matching(_URL_CHARS, "a cookie path (letters, digits and -._~/:,?&=)")
 _cookie_domain = _matching(_BASIC_CHARS, "a cookie domain (letters, digits and -._~/:)")
+_canary_name = _matching(_BASIC_CHARS, "made of letters, digits and -._~/:")
+# ingress-nginx's IsValidRegex: the characters a path regex may use (compiled afterwards)
+_canary_pattern_text = _matching(_PATTERN_CHARS, "made of the characters a path regex may use")
 
 
 def _samesite(text: str) -> str:

@@ -46,7 +46,7 @@ def path_entries(
             if path.backend is None:
                 warnings.append(f"{where}: resource backends are not supported; path skipped")
                 continue
-            path_type = _path_type(path.path_type, use_regex)
+            path_type = path_type_of(path.path_type, use_regex)
             if path_type is PathType.REGEX:
                 try:
                     re.compile(path.path, re.IGNORECASE)
@@ -62,7 +62,8 @@ def path_entries(
     return entries
 
 
-def _path_type(written: str, use_regex: bool) -> PathType:
+def path_type_of(written: str, use_regex: bool) -> PathType:
+    """How this proxy matches a path of the type written, with or without use-regex."""
     if written == "Exact":
         return PathType.EXACT
     if written == "ImplementationSpecific" and use_regex:

@@ -75,6 +75,7 @@ def _table(title: str, routes: Sequence[Route]) -> str:
             for part in (
                 _conditions(route),
                 _split(route),
+                _canary(route),
                 "its backend reference does not resolve: answered 500"
                 if route.invalid_backend
                 else "",
@@ -101,6 +102,30 @@ def _conditions(route: Route) -> str:
     for kind, matches in (("header", conditions.headers), ("query", conditions.query)):
         parts.extend(f"{kind} {m.name} {'~' if m.regex else '='} {m.value!r}" for m in matches)
     return "only " + ", ".join(parts)
+
+
+def _canary(route: Route) -> str:
+    """How requests reach the location's canary (docs/ingress-nginx-compat.md, "Canaries")."""
+    canary, policy = route.canary, route.canary_policy
+    if canary is None or policy is None:
+        return ""
+    ways = []
+    if policy.header:
+        if policy.header_value:
+            ways.append(f"header {policy.header} = {policy.header_value!r}")
+        elif policy.header_pattern is not None:
+            ways.append(f"header {policy.header} ~ {policy.header_pattern.pattern!r}")
+        else:
+            ways.append(f"header {policy.header} always/never")
+    if policy.cookie:
+        ways.append(f"cookie {policy.cookie} always/never")
+    total = max(policy.weight_total, 100)
+    ways.append(f"weight {policy.weight} of {total}")
+    sessions = "sticky" if canary.cluster.affinity is not None else "no cookie"
+    return (
+        f"canary {canary.cluster.name} (Ingress {canary.namespace}/{canary.ingress},"
+        f" {sessions}): {', '.join(ways)}"
+    )
 
 
 def _split(route: Route) -> str:

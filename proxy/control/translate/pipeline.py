@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from proxy.control.translate.annotations import PREFIX, IngressSettings, parse_annotations
 from proxy.control.translate.backends import merge_backends, path_entries
+from proxy.control.translate.canaries import with_canaries
 from proxy.control.translate.coverage import report
 from proxy.control.translate.endpoints import build_backend_cluster
 from proxy.control.translate.gateway.build import gateway_routes
@@ -30,6 +31,11 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     for ingress in ingresses:
         settings[ingress.ref] = parse_annotations(ingress.annotations, options.upstream)
         warnings.extend(f"{ingress.ref}: {line}" for line in settings[ingress.ref].warnings)
+    # Canary Ingresses make no routes of their own; they join the main ones' at the end. With
+    # no main Ingress at all there is nothing to join (ingress-nginx: nonCanaryIngressExists).
+    ours = ingresses
+    canaries = [ingress for ingress in ours if settings[ingress.ref].canary is not None]
+    ingresses = [ingress for ingress in ours if settings[ingress.ref].canary is None]
     entries = path_entries(ingresses, settings, warnings)
     backends = merge_backends(ingresses, entries, settings, warnings)
     clusters = {
@@ -46,18 +52,19 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     certs, tls_hosts = certificates((i.tls for i in ingresses), world.secrets, warnings)
     if default_route is not None:
         default_route = with_redirects(default_route, settings, tls_hosts)
+    routes = tuple(with_redirects(route, settings, tls_hosts) for route in routes)
+    routes, default_route = with_canaries(
+        routes, default_route, canaries, settings=settings, world=world, warnings=warnings
+    )
     return Snapshot(
-        routes=(
-            *(with_redirects(route, settings, tls_hosts) for route in routes),
-            *gateway.routes,
-        ),
+        routes=(*routes, *gateway.routes),
         default_route=default_route,
         warnings=tuple(sorted(set(warnings))),
         certificates=(*certs, *gateway.certificates),
         statuses=tuple(gateway.statuses),
         annotations=tuple(
             (ingress.ref, lines)
-            for ingress in ingresses
+            for ingress in ours
             if (lines := report(ingress.annotations, PREFIX))
         ),
     )
