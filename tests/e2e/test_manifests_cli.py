@@ -69,6 +69,18 @@ def test_routes_explains_the_gateway_example() -> None:
     assert "warnings" not in result.stdout
 
 
+def test_routes_explains_the_canary_example() -> None:
+    result = run("routes", "--manifests", "k8s/examples/", "k8s/canary/")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"/\s+Prefix\s+default-sticky-d-8080\s+balanced, sets key", result.stdout)
+    assert (
+        "canary default-sticky-canary-8080 (Ingress default/example-canary, sticky):"
+        " header x_canary always/never, weight 20 of 100"
+    ) in result.stdout
+    assert re.search(r"127\.0\.0\.1:9004\s+ready\s+sticky-canary-9004", result.stdout)
+    assert "warnings" not in result.stdout
+
+
 def test_routes_lists_warnings_and_still_exits_0(tmp_path: Path) -> None:
     (tmp_path / "ingress.yaml").write_text(
         (EXAMPLES / "ingress.yaml").read_text().replace("affinity-mode", "affinity-mood")
