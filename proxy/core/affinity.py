@@ -50,7 +50,6 @@ class Outcome(StrEnum):
     REPICKED = "repicked"  # persistent key unknown, or its pod gone: a fresh pick
     FAILOVER = "failover"  # a fresh pick after a failed try
     DRAINING = "draining"  # the cookie resolved to a draining endpoint, which keeps its sessions
-    EJECTED = "ejected"  # the cookie resolved to an ejected endpoint: another one stands in
 
 
 class Decision:

@@ -441,17 +441,18 @@ class Exchange(ResponseSink, ProxiedRequest):
         if pinned and session is None and not change_on_failure:
             assert self.cookie_value is not None  # (a pinned decision comes from a cookie)
             endpoint = substitute(self.cookie_value, balancer.ready, avoid)
-            return decision if endpoint is None else Decision(endpoint, None, Outcome.EJECTED)
+            return decision if endpoint is None else Decision(endpoint, None, Outcome.FAILOVER)
         cookie = None if pinned or session is not None else self.cookie_value
         picked = balancer.choose(
             cookie, avoid, previous_failed, change_on_failure, ctx.rng, now, ctx.pid
         )
         if picked is None:
             return decision
+        outcome = Outcome.FAILOVER if pinned else decision.outcome
         if session is not None:  # a Gateway API session: a token for the new pick
             token = session.token(cluster.name, picked.endpoint, now)
-            return Decision(picked.endpoint, token, Outcome.EJECTED if pinned else decision.outcome)
-        return Decision(picked.endpoint, picked.new_key, Outcome.EJECTED) if pinned else picked
+            return Decision(picked.endpoint, token, outcome)
+        return Decision(picked.endpoint, picked.new_key, outcome) if pinned else picked
 
     def _issue(self, session: SessionPolicy, token: str, now: float) -> None:
         """A new session's token goes to the client with the answer's head."""
