@@ -426,10 +426,10 @@ class Exchange(ResponseSink, ProxiedRequest):
     def _instead_of_ejected(
         self, decision: Decision, route: Route, previous_failed: bool, now: float
     ) -> Decision:
-        """Another endpoint for a try whose choice is ejected (docs/behaviour.md, "Outlier
-        ejection"): a session stays on one substitute, without a new cookie unless
-        change-on-failure asks for one; a fresh pick is drawn again. The ejected choice stands
-        when nothing else is left (fail open)."""
+        """Another endpoint for a try whose choice is ejected: a session stays on one
+        substitute, without a new cookie unless change-on-failure asks for one; a fresh pick is
+        drawn again. The ejected choice stands when nothing else is left (fail open). See
+        docs/behaviour.md, "Outlier ejection"."""
         ctx = self.ctx
         cluster = route.cluster
         balancer = cluster.balancer
