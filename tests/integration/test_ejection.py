@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from proxy.app.runtime import ProxyServer
-from proxy.control.sources.static import STATIC_CLUSTER
+from proxy.control.sources.static import STATIC_CLUSTER, static_snapshot
 from proxy.core.cookies import CookieSettings, parse_cookie
 from proxy.core.model import Affinity, AffinityMode, UpstreamPolicy
 from tests.integration.cluster import until
@@ -182,3 +182,44 @@ async def test_with_every_pod_ejected_requests_still_try_them(
         "sticky_proxy_upstream_errors_total", {"reason": "connect"}
     )
     assert errors == 4
+
+
+async def test_a_pod_that_stops_answering_is_ejected_after_read_timeouts(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    ups = await upstreams(3)
+    policy = UpstreamPolicy(read_timeout=0.2, eject_after_failures=2, eject_seconds=60.0)
+    server = await proxy([u.endpoint for u in ups], affinity(), policy)
+    victim = ups[0]
+    async with aiohttp.ClientSession() as session:
+        (cookie,) = await sessions_on(session, server, victim, 1)
+        victim.slow_seconds = 30.0  # listening, but never answering in time
+        headers = {"Cookie": f"key={cookie}"}
+        async with session.get(url(server, "/slow"), headers=headers) as response:
+            assert response.status == 200
+            assert await response.text() != victim.name
+    timeouts = server.metrics.registry.get_sample_value(
+        "sticky_proxy_upstream_errors_total", {"reason": "timeout"}
+    )
+    assert timeouts == 2
+    assert sample(server, "sticky_proxy_endpoint_ejected", victim) == 1
+
+
+async def test_a_pod_that_leaves_the_table_is_forgotten(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    ups = await upstreams(3)
+    server = await proxy([u.endpoint for u in ups], affinity(), EJECTING)
+    victim = ups[0]
+    async with aiohttp.ClientSession() as session:
+        (cookie,) = await sessions_on(session, server, victim, 1)
+        await victim.stop()
+        assert (await get(session, server, cookie))[0] == 200
+        assert server.ctx is not None and victim.endpoint.node in server.ctx.ejections.ejected
+        server.publisher.publish(
+            static_snapshot([u.endpoint for u in ups[1:]], affinity(), EJECTING)
+        )
+        status, name, new = await get(session, server, cookie)  # the ring maps it anew
+        assert status == 200 and name != victim.name and new is None
+    assert not server.ctx.ejections.watched and not server.ctx.ejections.ejected
+    assert sample(server, "sticky_proxy_endpoint_ejected", victim) is None  # its series went too
