@@ -35,6 +35,7 @@ class Ejections:
         self.ejected: dict[str, Outlier] = {}
         self._probes: dict[str, asyncio.TimerHandle] = {}
         self._probe_timeout: dict[str, float] = {}
+        self._nodes: Collection[str] = ()  # of the current routing table (`retain`)
 
     def failed(self, cluster: str, endpoint: Endpoint, policy: UpstreamPolicy) -> None:
         """A try on `endpoint` failed in a way that counts (`EJECTING_REASONS`), on a route
@@ -42,6 +43,8 @@ class Ejections:
         node = endpoint.node
         outlier = self.watched.get(node)
         if outlier is None:
+            if node not in self._nodes:
+                return  # a try on an older table: the endpoint is gone, and so is its state
             outlier = self.watched[node] = Outlier(endpoint, cluster)
         if outlier.failed(policy.eject_after_failures, policy.eject_seconds, self._loop.time()):
             self._probe_timeout[node] = policy.connect_timeout
@@ -66,6 +69,7 @@ class Ejections:
 
     def retain(self, nodes: Collection[str]) -> None:
         """Forget endpoints that left the routing table (their metrics series go with them)."""
+        self._nodes = nodes
         for node in [node for node in self.watched if node not in nodes]:
             self._forget(node)
 
@@ -75,7 +79,10 @@ class Ejections:
 
     def _forget(self, node: str) -> None:
         self.watched.pop(node, None)
-        self.ejected.pop(node, None)
+        outlier = self.ejected.pop(node, None)
+        if outlier is not None:
+            # (with workers its gauge lives on in a file: at 1 it would show again if it came back)
+            self._metrics.ejection(outlier.cluster, outlier.endpoint.label, False)
         self._probe_timeout.pop(node, None)
         probe = self._probes.pop(node, None)
         if probe is not None:

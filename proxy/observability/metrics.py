@@ -368,6 +368,8 @@ class Metrics:
         """An endpoint ejected (again), or back in service: rare, so counted at once."""
         if ejected:
             self.endpoint_ejections.labels(cluster, endpoint).inc()
+        elif not self.multiprocess and (cluster, endpoint) not in self._endpoint_stats:
+            return  # it left the table, and its series with it: not to be made again
         self.endpoint_ejected.labels(cluster, endpoint).set(1 if ejected else 0)
 
     def count_upstream_error(self, reason: str) -> None:
