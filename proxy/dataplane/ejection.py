@@ -51,7 +51,7 @@ class Ejections:
             self.ejected[node] = outlier
             self._metrics.ejection(outlier.cluster, endpoint.label, True)
             log.warning(
-                "ejected %s (cluster %s) for %gs: %d failed tries in a row",
+                "ejected %s (cluster %s) for %gs after %d failures in a row",
                 endpoint.label, outlier.cluster, outlier.backoff, policy.eject_after_failures,
             )  # fmt: skip
             self._schedule(outlier)
