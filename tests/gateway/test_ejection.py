@@ -1,5 +1,5 @@
-"""Outlier ejection on an HTTPRoute with session persistence (docs/behaviour.md, "Outlier
-ejection"): a session whose pod is ejected gets a new token for another pod at once."""
+"""Outlier ejection on an HTTPRoute with session persistence: a session whose pod is ejected
+gets a new token for another pod at once (docs/behaviour.md, "Outlier ejection")."""
 
 from __future__ import annotations
 
