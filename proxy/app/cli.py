@@ -458,6 +458,22 @@ def _add_proxy_flags(parser: argparse.ArgumentParser) -> None:
         help="tries per request, 0 = unlimited " + _DEFAULT,
     )
     group.add_argument(
+        "--eject-after-failures",
+        type=_value(parse_count),
+        default=str(UPSTREAM.eject_after_failures),
+        metavar="N",
+        help="eject an endpoint after N connect errors or timeouts in a row, beyond "
+        "ingress-nginx (0 = never; annotation sticky-proxy.io/eject-after-failures) " + _DEFAULT,
+    )
+    group.add_argument(
+        "--eject-seconds",
+        type=_value(parse_timeout),
+        default=format_seconds(UPSTREAM.eject_seconds),
+        metavar="S",
+        help="first back-off of an ejected endpoint, doubled on each re-ejection up to 10x "
+        + _DEFAULT,
+    )
+    group.add_argument(
         "--client-header-timeout",
         type=_value(parse_timeout),
         default=format_seconds(SERVE.client_header_timeout),
@@ -560,6 +576,8 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
             body_size=args.proxy_body_size,
             next_upstream=args.proxy_next_upstream,
             next_upstream_tries=args.proxy_next_upstream_tries,
+            eject_after_failures=args.eject_after_failures,
+            eject_seconds=args.eject_seconds,
         ),
         backends=tuple(args.backends),
         affinity=affinity,

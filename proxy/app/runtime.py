@@ -179,6 +179,7 @@ class ProxyServer:
         for conn in list(ctx.connections):
             conn.close_now()
         ctx.pools.close()
+        ctx.ejections.close()
         if self._admin is not None:
             await self._admin.cleanup()
         for timer in (self._sync_timer, self._collect_timer):

@@ -17,6 +17,7 @@ from typing import Final, Protocol
 from proxy.core.errors import NoEndpoint
 from proxy.core.headers import Request
 from proxy.core.routing import Route, Snapshot
+from proxy.dataplane.ejection import Ejections
 from proxy.dataplane.upstream import Dial, Pools, dial_tcp
 from proxy.observability.failure_log import FailureLog
 from proxy.observability.metrics import Metrics
@@ -66,6 +67,7 @@ class ServerContext:
         self.metrics = metrics
         self.failure_log = FailureLog(loop.time)
         self.pools = Pools(loop, dial)
+        self.ejections = Ejections(loop, self.pools, metrics)
         self.client_header_timeout = client_header_timeout
         self.client_body_timeout = client_body_timeout
         self.max_connections = max_connections
@@ -89,6 +91,7 @@ class ServerContext:
             # first request on a new table: let go of connections to endpoints no longer in it
             self._snapshot_seen = snapshot
             self.pools.retain(snapshot.nodes)
+            self.ejections.retain(snapshot.nodes)
         return snapshot.table.match(host, path, request, tls)
 
     def new_request_id(self) -> bytes:

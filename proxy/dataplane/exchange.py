@@ -38,6 +38,7 @@ from proxy.core.errors import (
 )
 from proxy.core.filters import Redirect, rewritten
 from proxy.core.model import Endpoint
+from proxy.core.outliers import EJECTING_REASONS, substitute
 from proxy.core.routing import Route
 from proxy.core.sessions import SessionKind, SessionPolicy
 from proxy.dataplane.upstream import ResponseSink, UpstreamConnection
@@ -323,6 +324,9 @@ class Exchange(ResponseSink, ProxiedRequest):
         if decision is None:
             self.fail(self.last_error or NoEndpoint())
             return
+        ejected = ctx.ejections.ejected
+        if ejected and route.upstream.eject_after_failures and decision.endpoint.node in ejected:
+            decision = self._instead_of_ejected(decision, route, previous_failed, now)
         new_cookie = None
         if decision.new_key is not None and route.set_cookie is not None:
             new_cookie = f"{decision.new_key}|{cluster.balancer.backend_key}"
@@ -430,6 +434,37 @@ class Exchange(ResponseSink, ProxiedRequest):
             outcome = Outcome.REPICKED if self.cookie_value else Outcome.NEW
         endpoint = picked.endpoint
         return Decision(endpoint, session.token(route.cluster.name, endpoint, now), outcome)
+
+    def _instead_of_ejected(
+        self, decision: Decision, route: Route, previous_failed: bool, now: float
+    ) -> Decision:
+        """Another endpoint for a try whose choice is ejected: a session stays on one
+        substitute, without a new cookie unless change-on-failure asks for one; a fresh pick is
+        drawn again. The ejected choice stands when nothing else is left (fail open). See
+        docs/behaviour.md, "Outlier ejection"."""
+        ctx = self.ctx
+        cluster = route.cluster
+        balancer = cluster.balancer
+        avoid = ctx.ejections.avoiding(self.tried)
+        session = route.session
+        pinned = decision.new_key is None and decision.outcome is not None  # by cookie or token
+        affinity = cluster.affinity
+        change_on_failure = affinity is not None and affinity.cookie.change_on_failure
+        if pinned and session is None and not change_on_failure:
+            assert self.cookie_value is not None  # (a pinned decision comes from a cookie)
+            endpoint = substitute(self.cookie_value, balancer.ready, avoid)
+            return decision if endpoint is None else Decision(endpoint, None, Outcome.FAILOVER)
+        cookie = None if pinned or session is not None else self.cookie_value
+        picked = balancer.choose(
+            cookie, avoid, previous_failed, change_on_failure, ctx.rng, now, ctx.pid
+        )
+        if picked is None:
+            return decision
+        outcome = Outcome.FAILOVER if pinned else decision.outcome
+        if session is not None:  # a Gateway API session: a token for the new pick
+            token = session.token(cluster.name, picked.endpoint, now)
+            return Decision(picked.endpoint, token, outcome)
+        return Decision(picked.endpoint, picked.new_key, outcome) if pinned else picked
 
     def _issue(self, session: SessionPolicy, token: str, now: float) -> None:
         """A new session's token goes to the client with the answer's head."""
@@ -555,6 +590,10 @@ class Exchange(ResponseSink, ProxiedRequest):
                 extra += b"Upgrade: %s\r\n" % request.upgrade
         self.response_started = True
         self.status = status
+        ejections = self.ctx.ejections
+        if ejections.watched:
+            assert self.endpoint is not None
+            ejections.served(self.endpoint)
         if self.outcome is not None:
             assert self.tried_view is not None  # (set with the outcome, by the same try)
             self.ctx.metrics.answer_started(self.tried_view, self)
@@ -680,9 +719,12 @@ class Exchange(ResponseSink, ProxiedRequest):
 
     def _try_failed(self, error: UpstreamError) -> None:
         """Count the failed try, and log it (at most a line per endpoint per second)."""
-        assert self.route is not None and self.endpoint is not None
+        route = self.route
+        assert route is not None and self.endpoint is not None
+        if route.upstream.eject_after_failures and error.reason in EJECTING_REASONS:
+            self.ctx.ejections.failed(route.cluster.name, self.endpoint, route.upstream)
         self.ctx.metrics.count_upstream_error(error.reason)
-        self.ctx.failure_log.failed(self.route.cluster.name, self.endpoint, error)
+        self.ctx.failure_log.failed(route.cluster.name, self.endpoint, error)
 
     def fail(self, error: ProxyError) -> None:
         """Answer with the error's status, unless an answer has already begun."""

@@ -62,6 +62,8 @@ _STATUS_FIELDS: Final = {
     "sticky_proxy_endpoint_requests_total": "requests",
     "sticky_proxy_endpoint_new_sessions_total": "new_sessions",
     "sticky_proxy_endpoint_active_sessions": "active_sessions",
+    "sticky_proxy_endpoint_ejected": "ejected",
+    "sticky_proxy_endpoint_ejections_total": "ejections",
 }
 # Process metrics as prometheus-client's ProcessCollector names them, and how workers combine.
 _PROCESS_GAUGES: Final[dict[str, Literal["livesum", "livemax", "livemin"]]] = {
@@ -193,6 +195,21 @@ class Metrics:
             "Affinity cookies sent to clients in answers of each endpoint: its new sessions",
             ENDPOINT_LABELS,
             registry=registry,
+        )
+        # Beyond ingress-nginx (docs/behaviour.md, "Outlier ejection"); an endpoint's series
+        # appear with its first ejection.
+        self.endpoint_ejections = Counter(
+            "sticky_proxy_endpoint_ejections",
+            "Times each endpoint was ejected after failures in a row, re-ejections included",
+            ENDPOINT_LABELS,
+            registry=registry,
+        )
+        self.endpoint_ejected = Gauge(
+            "sticky_proxy_endpoint_ejected",
+            "Whether each endpoint is ejected now (with workers: by how many of them)",
+            ENDPOINT_LABELS,
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         self.config_reloads = Counter(
             "sticky_proxy_config_reloads",
@@ -346,6 +363,14 @@ class Metrics:
             session = exchange.via.client_ip
         if session is not None:
             stats.sessions.seen.add(session)
+
+    def ejection(self, cluster: str, endpoint: str, ejected: bool) -> None:
+        """An endpoint ejected (again), or back in service: rare, so counted at once."""
+        if ejected:
+            self.endpoint_ejections.labels(cluster, endpoint).inc()
+        elif not self.multiprocess and (cluster, endpoint) not in self._endpoint_stats:
+            return  # it left the table, and its series with it: not to be made again
+        self.endpoint_ejected.labels(cluster, endpoint).set(1 if ejected else 0)
 
     def count_upstream_error(self, reason: str) -> None:
         self._upstream_errors[reason].inc()
@@ -534,7 +559,7 @@ class Metrics:
             del self._views[view]
         for key in [k for k in self._endpoint_stats if k not in self.current_endpoints]:
             self._sketching.discard(self._endpoint_stats.pop(key))
-            self._forget(key, (self.endpoint_requests, self.endpoint_new_sessions))
+            self._forget(key, self._endpoint_families())
         for request in [k for k in self._request_children if k[0] not in self.current_routes]:
             del self._request_children[request]
             self._forget(_request_labels(request), (self.requests,))
@@ -543,11 +568,17 @@ class Metrics:
             self._forget(labels, self._histograms())
         self._pruned_sizes = self._sizes()
 
+    def _endpoint_families(self) -> tuple[Counter | Gauge, ...]:
+        return (self.endpoint_requests, self.endpoint_new_sessions, self.endpoint_ejections,
+                self.endpoint_ejected)  # fmt: skip
+
     def _sizes(self) -> tuple[int, int, int, int]:
         return (len(self._views), len(self._endpoint_stats), len(self._request_children),
                 len(self._histogram_children))  # fmt: skip
 
-    def _forget(self, labels: Iterable[str], families: Iterable[Counter | Histogram]) -> None:
+    def _forget(
+        self, labels: Iterable[str], families: Iterable[Counter | Gauge | Histogram]
+    ) -> None:
         # Worker files keep every series ever written (prometheus-client cannot remove them):
         # there `_Current` leaves the stale ones out of each scrape instead.
         if not self.multiprocess:

@@ -1,7 +1,8 @@
 """`/status`: the routing table with each endpoint's traffic, as JSON (the `/` page draws it).
 
-Routes name their cluster; clusters list their endpoints with state, requests, new sessions and
-estimated active sessions. Counts are what `/metrics` says, so with workers they are the sum.
+Routes name their cluster; clusters list their endpoints with state, requests, new sessions,
+estimated active sessions and ejections (docs/behaviour.md, "Outlier ejection"). Counts are what
+`/metrics` says, so with workers they are the sum: `ejected` is how many workers eject it now.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def status(snapshot: Snapshot | None, totals: Totals) -> dict[str, Any]:
                         "requests": int(counts.get("requests", 0)),
                         "new_sessions": int(counts.get("new_sessions", 0)),
                         "active_sessions": int(counts.get("active_sessions", 0)),
+                        "ejected": int(counts.get("ejected", 0)),
+                        "ejections": int(counts.get("ejections", 0)),
                     }
                     for endpoint in cluster.endpoints
                     for counts in [totals.get((cluster.name, endpoint.label), {})]

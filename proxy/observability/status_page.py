@@ -1,8 +1,9 @@
 """`/`: the status page, one self-contained HTML document (no external assets).
 
 It draws `/status` (fetched again every 2 s): each cluster with the routes that lead to it, and
-each endpoint's state, requests, new sessions and estimated active sessions as bars scaled to the
-busiest endpoint of the cluster. Names from the routing table reach the page only as text nodes.
+each endpoint's state (and whether it is ejected), requests, new sessions and estimated active
+sessions as bars scaled to the busiest endpoint of the cluster. Names from the routing table
+reach the page only as text nodes.
 """
 
 PAGE = """<!doctype html>
@@ -13,7 +14,8 @@ PAGE = """<!doctype html>
 <title>sticky-proxy status</title>
 <style>
   :root { --fg: #1d2430; --muted: #667085; --line: #e4e7ec; --ready: #12b76a;
-          --draining: #f79009; --requests: #2e90fa; --new: #9e77ed; --active: #ee46bc; }
+          --draining: #f79009; --ejected: #f04438;
+          --requests: #2e90fa; --new: #9e77ed; --active: #ee46bc; }
   body { font: 14px/1.4 system-ui, sans-serif; color: var(--fg); margin: 24px;
          background: #f9fafb; }
   h1 { font-size: 20px; margin: 0 0 4px; }
@@ -31,6 +33,7 @@ PAGE = """<!doctype html>
   .address { color: var(--muted); font-size: 12px; }
   .badge { border-radius: 10px; padding: 1px 8px; font-size: 12px; color: #fff; }
   .badge.ready { background: var(--ready); } .badge.draining { background: var(--draining); }
+  .badge.ejected { background: var(--ejected); margin-left: 4px; }
   .track { position: relative; height: 18px; background: #f2f4f7; border-radius: 4px;
            min-width: 80px; }
   .bar { height: 100%; border-radius: 4px; min-width: 2px; }
@@ -99,6 +102,7 @@ function drawCluster(cluster, routes) {
     if (endpoint.pod) name.append(el("div", "address", endpoint.address));
     const state = el("td", "state");
     state.append(el("span", "badge " + endpoint.state, endpoint.state));
+    if (endpoint.ejected > 0) state.append(el("span", "badge ejected", "ejected"));
     row.append(name, state);
     for (const [column] of COLUMNS) {
       const cell = el("td", column);

@@ -17,9 +17,17 @@ from proxy.control.translate.coverage import Support, verdict
 from proxy.core.canary import CanaryPolicy, variable_name
 from proxy.core.cookies import CookieSettings
 from proxy.core.model import AffinityMode, UpstreamPolicy
-from proxy.core.values import parse_count, parse_next_upstream, parse_positive, parse_size
+from proxy.core.values import (
+    parse_count,
+    parse_next_upstream,
+    parse_positive,
+    parse_size,
+    parse_timeout,
+)
 
 PREFIX = "nginx.ingress.kubernetes.io/"
+# sticky-proxy's own annotations, beyond ingress-nginx (docs/behaviour.md, "Outlier ejection")
+OWN_PREFIX = "sticky-proxy.io/"
 
 _COOKIE_ANNOTATIONS = (
     "session-cookie-name",
@@ -127,7 +135,8 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     mode = reader.value("affinity-mode", _affinity_mode)
     use_regex = reader.value("use-regex", _go_bool) or False
     aliases = reader.value("server-alias", _server_aliases) or ()
-    upstream = _upstream_policy(reader, defaults)
+    own = _Reader(annotations, OWN_PREFIX)
+    upstream = _upstream_policy(reader, own, defaults)
     ssl_redirect = reader.value("ssl-redirect", _go_bool)
     force_ssl_redirect = reader.value("force-ssl-redirect", _go_bool) or False
     preserve_trailing_slash = reader.value("preserve-trailing-slash", _go_bool) or False
@@ -151,7 +160,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         preserve_trailing_slash=preserve_trailing_slash,
         canary=canary,
         canary_sticky=behaviour != "legacy",
-        warnings=tuple(reader.warnings),
+        warnings=(*reader.warnings, *own.warnings),
     )
 
 
@@ -230,7 +239,7 @@ def _cookie_settings(reader: _Reader) -> CookieSettings:
     )
 
 
-def _upstream_policy(reader: _Reader, defaults: UpstreamPolicy) -> UpstreamPolicy:
+def _upstream_policy(reader: _Reader, own: _Reader, defaults: UpstreamPolicy) -> UpstreamPolicy:
     policy = UpstreamPolicy(
         connect_timeout=_or(
             reader.value("proxy-connect-timeout", _whole_seconds), defaults.connect_timeout
@@ -244,6 +253,10 @@ def _upstream_policy(reader: _Reader, defaults: UpstreamPolicy) -> UpstreamPolic
         next_upstream_tries=_or(
             reader.value("proxy-next-upstream-tries", parse_count), defaults.next_upstream_tries
         ),
+        eject_after_failures=_or(
+            own.value("eject-after-failures", parse_count), defaults.eject_after_failures
+        ),
+        eject_seconds=_or(own.value("eject-seconds", parse_timeout), defaults.eject_seconds),
     )
     return defaults if policy == defaults else policy  # shared, so snapshots compare cheaply
 
@@ -255,11 +268,12 @@ def _or(value: T | None, default: T) -> T:
 class _Reader:
     """Reads annotation values by short name and keeps one warning per refused annotation."""
 
-    def __init__(self, annotations: Mapping[str, str]) -> None:
+    def __init__(self, annotations: Mapping[str, str], prefix: str = PREFIX) -> None:
+        self._prefix = prefix
         self._values = {
-            key.removeprefix(PREFIX): value
+            key.removeprefix(prefix): value
             for key, value in annotations.items()
-            if key.startswith(PREFIX)
+            if key.startswith(prefix)
         }
         self.warnings: list[str] = []
 
@@ -270,12 +284,12 @@ class _Reader:
             return None
         text = raw.strip()  # ingress-nginx trims string annotations
         if not text:
-            self.warnings.append(f"{PREFIX}{name} is empty; ignored")
+            self.warnings.append(f"{self._prefix}{name} is empty; ignored")
             return None
         try:
             return parse(text)
         except ValueError as error:
-            self.warnings.append(f"{PREFIX}{name}: {error}; ignored")
+            self.warnings.append(f"{self._prefix}{name}: {error}; ignored")
             return None
 
     def present(self, name: str) -> bool:

@@ -240,6 +240,10 @@ def _upstream_differences(policy: UpstreamPolicy) -> str:
     if policy.next_upstream_tries != _DEFAULTS.next_upstream_tries:
         tries = policy.next_upstream_tries
         differences.append(f"next-upstream-tries {tries or 'unlimited'}")
+    if policy.eject_after_failures:
+        differences.append(
+            f"eject after {policy.eject_after_failures} failures for {policy.eject_seconds:g}s"
+        )
     return ", ".join(differences)
 
 
