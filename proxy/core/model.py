@@ -79,6 +79,24 @@ class UpstreamPolicy:
     body_size: int = 1024 * 1024  # 0 = unlimited
     next_upstream: frozenset[str] = frozenset({"error", "timeout"})
     next_upstream_tries: int = 3  # 0 = unlimited, as nginx
+    tls: UpstreamTls | None = None  # backend-protocol HTTPS (docs/behaviour.md, "Upstream TLS")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTls:
+    """How to speak TLS to an upstream (backend-protocol HTTPS with proxy-ssl-*): what an
+    SSLContext is built from, once per value, in the data plane."""
+
+    source: str = ""  # "Secret ns/name" of proxy-ssl-secret, "" without one: how logs name it
+    ca: bytes | None = None  # trusted CA certificates (PEM); None: nothing to verify against
+    chain: bytes | None = None  # client certificate chain (PEM), presented when asked
+    key: bytes | None = field(default=None, repr=False)
+    verify: bool = False  # proxy-ssl-verify
+    name: str = "upstream_balancer"  # proxy-ssl-name: checked, and sent by SNI if `sni`
+    sni: bool = False  # proxy-ssl-server-name
+    # proxy-ssl-protocols: ingress-nginx's default with a Secret, nginx's without
+    protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    ciphers: str = "DEFAULT"  # proxy-ssl-ciphers, OpenSSL's format (TLS 1.2 and older)
 
 
 @dataclass(frozen=True, slots=True)

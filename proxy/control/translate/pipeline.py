@@ -15,6 +15,7 @@ from proxy.control.translate.options import TranslateOptions
 from proxy.control.translate.routes import Layout, check_routes
 from proxy.control.translate.selection import processing_order, selected
 from proxy.control.translate.tls import certificates, with_redirects
+from proxy.control.translate.upstream_tls import resolved
 from proxy.control.translate.world import read_world
 from proxy.core.routing import Snapshot
 
@@ -28,7 +29,8 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     )
     settings: dict[str, IngressSettings] = {}
     for ingress in ingresses:
-        settings[ingress.ref] = parse_annotations(ingress.annotations, options.upstream)
+        parsed = parse_annotations(ingress.annotations, options.upstream)
+        settings[ingress.ref] = resolved(parsed, ingress.namespace, world.secret_data)
         warnings.extend(f"{ingress.ref}: {line}" for line in settings[ingress.ref].warnings)
     entries = path_entries(ingresses, settings, warnings)
     backends = merge_backends(ingresses, entries, settings, warnings)
