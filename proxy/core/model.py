@@ -70,19 +70,6 @@ class Affinity:
 
 
 @dataclass(frozen=True, slots=True)
-class UpstreamPolicy:
-    """The proxy-* annotations/flags that govern talking to a cluster."""
-
-    connect_timeout: float = 5.0
-    read_timeout: float = 60.0
-    send_timeout: float = 60.0
-    body_size: int = 1024 * 1024  # 0 = unlimited
-    next_upstream: frozenset[str] = frozenset({"error", "timeout"})
-    next_upstream_tries: int = 3  # 0 = unlimited, as nginx
-    tls: UpstreamTls | None = None  # backend-protocol HTTPS (docs/behaviour.md, "Upstream TLS")
-
-
-@dataclass(frozen=True, slots=True)
 class UpstreamTls:
     """How to speak TLS to an upstream (backend-protocol HTTPS with proxy-ssl-*): what an
     SSLContext is built from, once per value, in the data plane."""
@@ -97,6 +84,19 @@ class UpstreamTls:
     # proxy-ssl-protocols: ingress-nginx's default with a Secret, nginx's without
     protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
     ciphers: str = "DEFAULT"  # proxy-ssl-ciphers, OpenSSL's format (TLS 1.2 and older)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamPolicy:
+    """The proxy-* annotations/flags that govern talking to a cluster."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    send_timeout: float = 60.0
+    body_size: int = 1024 * 1024  # 0 = unlimited
+    next_upstream: frozenset[str] = frozenset({"error", "timeout"})
+    next_upstream_tries: int = 3  # 0 = unlimited, as nginx
+    tls: UpstreamTls | None = None  # backend-protocol HTTPS (docs/behaviour.md, "Upstream TLS")
 
 
 @dataclass(frozen=True, slots=True)
