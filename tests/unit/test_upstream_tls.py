@@ -14,6 +14,7 @@ import pytest
 
 from proxy.control.translate import TranslateOptions, translate
 from proxy.control.translate.annotations import PREFIX, IngressSettings, parse_annotations
+from proxy.control.translate.describe import describe
 from proxy.control.translate.proxy_ssl import ProxySsl
 from proxy.core.model import Endpoint, UpstreamPolicy, UpstreamTls
 from proxy.core.routing import Route, Snapshot
@@ -228,6 +229,24 @@ def test_without_ca_crt_only_the_name_settings_apply_as_in_ingress_nginx() -> No
     assert route_of(snapshot).upstream.tls == UpstreamTls(
         source=f"Secret {NAMESPACE}/backend", name="backend.internal", sni=True
     )
+
+
+def test_routes_shows_what_the_upstream_is_spoken_to_in() -> None:
+    snapshot = translate(
+        objects(
+            secret(ca_crt=CA, tls_crt=CLIENT_CHAIN, tls_key=CLIENT_KEY),
+            backend_protocol="HTTPS",
+            proxy_ssl_secret=f"{NAMESPACE}/backend",
+            proxy_ssl_verify="on",
+            proxy_ssl_name="backend.internal",
+            proxy_ssl_server_name="on",
+        ),
+        TranslateOptions(),
+    )
+    assert (
+        "proxy: https (verified for backend.internal, SNI backend.internal, client certificate,"
+        f" Secret {NAMESPACE}/backend)"
+    ) in describe(snapshot)
 
 
 def test_a_secret_with_plain_http_changes_nothing() -> None:
