@@ -429,7 +429,8 @@ class Exchange(ResponseSink, ProxiedRequest):
             self._gateway().session_header = header
 
     def _connect(self, endpoint: Endpoint) -> None:
-        upstream = self.route.upstream  # type: ignore[union-attr]  # set before any try
+        assert self.route is not None
+        upstream = self.route.upstream
         pool = self.ctx.pools.get(endpoint, upstream.tls)
         conn = pool.take_idle()
         if conn is not None:
