@@ -54,6 +54,32 @@ def test_an_unknown_backend_protocol_is_http_with_a_warning() -> None:
     )
 
 
+def test_parse_annotations() -> None:
+    """backendprotocol/main_test.go: the value is trimmed."""
+    assert parsed(backend_protocol="  HTTPS  ").backend_protocol == "HTTPS"
+
+
+def test_parse_invalid_annotations() -> None:
+    assert parsed().backend_protocol == "HTTP"
+    assert parsed(backend_protocol="INVALID").backend_protocol == "HTTP"
+
+
+# --- service-upstream (serviceupstream/main_test.go) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        pytest.param("true", True, id="ServiceUpstreamEnabled"),
+        pytest.param("false", False, id="ServiceUpstreamSetFalse"),
+        pytest.param(None, False, id="WithDefaultConfig"),
+    ],
+)
+def test_ingress_annotation_service_upstream(written: str | None, expected: bool) -> None:
+    settings = parsed(**({} if written is None else {"service_upstream": written}))
+    assert (settings.service_upstream, settings.warnings) == (expected, ())
+
+
 # --- proxy-ssl-* (proxyssl/main_test.go) -------------------------------------------------------
 
 
