@@ -70,6 +70,23 @@ class Affinity:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamTls:
+    """How to speak TLS to an upstream (backend-protocol HTTPS with proxy-ssl-*): what an
+    SSLContext is built from, once per value, in the data plane."""
+
+    source: str = ""  # "Secret ns/name" of proxy-ssl-secret, "" without one: how logs name it
+    ca: bytes | None = None  # trusted CA certificates (PEM); None: nothing to verify against
+    chain: bytes | None = None  # client certificate chain (PEM), presented when asked
+    key: bytes | None = field(default=None, repr=False)
+    verify: bool = False  # proxy-ssl-verify
+    name: str = "upstream_balancer"  # proxy-ssl-name: checked, and sent by SNI if `sni`
+    sni: bool = False  # proxy-ssl-server-name
+    # proxy-ssl-protocols: ingress-nginx's default with a Secret, nginx's without
+    protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    ciphers: str = "DEFAULT"  # proxy-ssl-ciphers, OpenSSL's format (TLS 1.2 and older)
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamPolicy:
     """The proxy-* annotations/flags that govern talking to a cluster."""
 
@@ -83,6 +100,7 @@ class UpstreamPolicy:
     # eject an endpoint (0 = never), and the first back-off.
     eject_after_failures: int = 0
     eject_seconds: float = 10.0
+    tls: UpstreamTls | None = None  # backend-protocol HTTPS (docs/behaviour.md, "Upstream TLS")
 
 
 @dataclass(frozen=True, slots=True)

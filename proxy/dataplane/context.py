@@ -90,7 +90,7 @@ class ServerContext:
         if snapshot is not self._snapshot_seen:
             # first request on a new table: let go of connections to endpoints no longer in it
             self._snapshot_seen = snapshot
-            self.pools.retain(snapshot.nodes)
+            self.pools.retain(snapshot)
             self.ejections.retain(snapshot.nodes)
         return snapshot.table.match(host, path, request, tls)
 

@@ -476,13 +476,14 @@ class Exchange(ResponseSink, ProxiedRequest):
             self._gateway().session_header = header
 
     def _connect(self, endpoint: Endpoint) -> None:
-        pool = self.ctx.pools.get(endpoint)
+        assert self.route is not None
+        upstream = self.route.upstream
+        pool = self.ctx.pools.get(endpoint, upstream.tls)
         conn = pool.take_idle()
         if conn is not None:
             self._connected(conn)
         else:
-            assert self.route is not None
-            self.connecting = pool.connect(self.route.upstream.connect_timeout, self._on_connect)
+            self.connecting = pool.connect(upstream.connect_timeout, self._on_connect)
 
     def _on_connect(self, conn: UpstreamConnection | None, error: UpstreamError | None) -> None:
         self.connecting = None

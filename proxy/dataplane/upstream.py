@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import Callable, Collection
 from typing import Final, cast
 
@@ -18,7 +19,9 @@ import httptools
 from mypy_extensions import trait
 
 from proxy.core.errors import UpstreamError, UpstreamTimeout
-from proxy.core.model import Endpoint
+from proxy.core.model import Endpoint, UpstreamTls
+from proxy.core.routing import Snapshot
+from proxy.dataplane.upstream_tls import ClientTls, certificate_names, client_tls, matches
 
 # nginx's upstream keepalive_timeout: an idle pooled connection older than this is not reused,
 # because the upstream may be closing it at the same moment.
@@ -242,28 +245,64 @@ def dial_tcp(pool: Pool, timeout: float, done: ConnectDone) -> asyncio.Task[None
 
 async def _connect_tcp(pool: Pool, timeout: float, done: ConnectDone) -> None:
     endpoint = pool.endpoint
+    tls = pool.tls
+    if tls is not None and tls.context is None:
+        done(None, UpstreamError("connect", tls.problem))
+        return
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout):  # the TLS handshake included
             _, conn = await pool.loop.create_connection(
-                lambda: UpstreamConnection(pool), endpoint.address, endpoint.port
+                lambda: UpstreamConnection(pool),
+                endpoint.address,
+                endpoint.port,
+                ssl=None if tls is None else tls.context,
+                server_hostname=None if tls is None else tls.server_hostname,
             )
     except TimeoutError:
         done(None, UpstreamTimeout("connect timed out"))
+    except ssl.SSLError as exc:
+        done(None, UpstreamError("connect", f"TLS handshake failed: {_ssl_reason(exc)}"))
     except OSError as exc:
         # "Connection refused": the log line around it names the endpoint
         done(None, UpstreamError("connect", exc.strerror or str(exc)))
     else:
-        done(conn, None)
+        problem = _wrong_name(conn, tls)
+        if problem:
+            conn.close()
+            done(None, UpstreamError("connect", problem))
+        else:
+            done(conn, None)
+
+
+def _ssl_reason(error: ssl.SSLError) -> str:
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {error.verify_message}"
+    return error.reason or str(error)
+
+
+def _wrong_name(conn: UpstreamConnection, tls: ClientTls | None) -> str:
+    """Why a verified certificate does not do for proxy-ssl-name; "" when it does."""
+    if tls is None or tls.check_name is None or conn.transport is None:
+        return ""
+    names = certificate_names(conn.transport.get_extra_info("peercert") or {})
+    if matches(names, tls.check_name):
+        return ""
+    return f"TLS certificate is for {', '.join(names) or 'no name'}, not {tls.check_name}"
 
 
 class Pool:
     """Idle keep-alive connections to one endpoint, most recently used first."""
 
     def __init__(
-        self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop, dial: Dial = dial_tcp
+        self,
+        endpoint: Endpoint,
+        loop: asyncio.AbstractEventLoop,
+        dial: Dial = dial_tcp,
+        tls: ClientTls | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.loop = loop
+        self.tls = tls  # None: plain TCP
         self.closed = False  # the endpoint left the routing table
         self._dial = dial
         self._idle: list[UpstreamConnection] = []
@@ -304,27 +343,55 @@ class Pool:
 
 
 class Pools:
-    """Every endpoint's pool, keyed by node text (address:port) so pools survive snapshot swaps."""
+    """Every endpoint's pool, keyed by node text (address:port) so pools survive snapshot swaps;
+    TLS ones apart, per TLS setting, so plain and TLS connections (or two settings') never mix."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, dial: Dial = dial_tcp) -> None:
         self.loop = loop
         self._dial = dial
         self._pools: dict[str, Pool] = {}  # by node text, address:port
+        # per TLS setting: its context (built once) and its pools by node text
+        self._tls: dict[UpstreamTls, tuple[ClientTls, dict[str, Pool]]] = {}
 
-    def get(self, endpoint: Endpoint) -> Pool:
+    def get(self, endpoint: Endpoint, tls: UpstreamTls | None = None) -> Pool:
+        if tls is not None:
+            return self._tls_pool(endpoint, tls)
         key = endpoint.node
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = Pool(endpoint, self.loop, self._dial)
         return pool
 
-    def retain(self, nodes: Collection[str]) -> None:
-        """Close the pools of endpoints whose node text (address:port) is not in `nodes` any
-        more, so pod churn leaves nothing behind."""
-        for key in [key for key in self._pools if key not in nodes]:
-            self._pools.pop(key).close()
+    def _tls_pool(self, endpoint: Endpoint, tls: UpstreamTls) -> Pool:
+        entry = self._tls.get(tls)
+        if entry is None:
+            entry = self._tls[tls] = (client_tls(tls), {})
+        context, pools = entry
+        pool = pools.get(endpoint.node)
+        if pool is None:
+            pool = pools[endpoint.node] = Pool(endpoint, self.loop, self._dial, context)
+        return pool
+
+    def retain(self, snapshot: Snapshot) -> None:
+        """Close the pools of endpoints whose node text (address:port) is not in `snapshot` any
+        more, and those of TLS settings no route has, so churn leaves nothing behind."""
+        nodes = snapshot.nodes
+        _retain(self._pools, nodes)
+        if not self._tls:
+            return
+        routes = (*snapshot.routes, *((snapshot.default_route,) if snapshot.default_route else ()))
+        in_use = {route.upstream.tls for route in routes}
+        for tls in [tls for tls in self._tls if tls not in in_use]:
+            _retain(self._tls.pop(tls)[1], ())
+        for _, pools in self._tls.values():
+            _retain(pools, nodes)
 
     def close(self) -> None:
-        for pool in self._pools.values():
-            pool.close()
-        self._pools.clear()
+        for pools in (self._pools, *(pools for _, pools in self._tls.values())):
+            _retain(pools, ())
+        self._tls.clear()
+
+
+def _retain(pools: dict[str, Pool], nodes: Collection[str]) -> None:
+    for key in [key for key in pools if key not in nodes]:
+        pools.pop(key).close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -44,7 +45,11 @@ class Upstream:
         await self.runner.cleanup()
 
 
-async def start_upstream(name: str, port: int = 0, host: str = "127.0.0.1") -> Upstream:
+async def start_upstream(
+    name: str, port: int = 0, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+) -> Upstream:
+    """An `Upstream` on `host`:`port` (0: any free one), speaking TLS with `tls` if given; the
+    echo then also says which client certificate's subject it was shown."""
     upstream: Upstream
 
     async def echo(request: web.Request) -> web.StreamResponse:
@@ -58,6 +63,7 @@ async def start_upstream(name: str, port: int = 0, host: str = "127.0.0.1") -> U
                 "path_qs": request.raw_path,
                 "headers": [[k.decode(), v.decode()] for k, v in request.raw_headers],
                 "body_size": len(body),
+                **({"client_cert": _client_name(request)} if tls else {}),
             }
         )
         for cookie in upstream.set_cookies:
@@ -118,9 +124,18 @@ async def start_upstream(name: str, port: int = 0, host: str = "127.0.0.1") -> U
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
     await runner.setup()
     sock = socket.create_server((host, port))
-    await web.SockSite(runner, sock).start()
+    await web.SockSite(runner, sock, ssl_context=tls).start()
     upstream = Upstream(name, runner, sock.getsockname()[1], host=host)
     return upstream
+
+
+def _client_name(request: web.Request) -> str | None:
+    """The common name of the certificate a TLS client showed; None if it showed none."""
+    transport = request.transport
+    peer = transport.get_extra_info("peercert") if transport is not None else None
+    subject = (peer or {}).get("subject", ())
+    names = [value for rdn in subject for key, value in rdn if key == "commonName"]
+    return names[0] if names else None
 
 
 def url(server: ProxyServer, path: str = "/") -> str:

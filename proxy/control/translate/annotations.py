@@ -14,6 +14,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from proxy.control.translate.coverage import Support, verdict
+from proxy.control.translate.proxy_ssl import (
+    ProxySsl,
+    parse_backend_protocol,
+    parse_ciphers,
+    parse_on_off,
+    parse_protocols,
+    parse_secret,
+)
 from proxy.core.canary import CanaryPolicy, variable_name
 from proxy.core.cookies import CookieSettings
 from proxy.core.model import AffinityMode, UpstreamPolicy
@@ -48,6 +56,13 @@ _CANARY_ANNOTATIONS = (
     "canary-weight",
     "canary-weight-total",
 )
+_PROXY_SSL_ANNOTATIONS = (
+    "proxy-ssl-verify",
+    "proxy-ssl-name",
+    "proxy-ssl-server-name",
+    "proxy-ssl-protocols",
+    "proxy-ssl-ciphers",
+)
 _HONOURED = frozenset(
     {
         "affinity",
@@ -64,9 +79,13 @@ _HONOURED = frozenset(
         "proxy-body-size",
         "proxy-next-upstream",
         "proxy-next-upstream-tries",
+        "proxy-ssl-secret",
         "ssl-redirect",
         "force-ssl-redirect",
         "preserve-trailing-slash",
+        "service-upstream",
+        "backend-protocol",
+        *_PROXY_SSL_ANNOTATIONS,
     }
 )
 
@@ -110,6 +129,10 @@ class IngressSettings:
     canary: CanaryPolicy | None
     canary_sticky: bool
     warnings: tuple[str, ...]
+    service_upstream: bool = False  # dial the Service's cluster IP, not its endpoints
+    backend_protocol: str = "HTTP"  # upper-case, as ingress-nginx's options
+    proxy_ssl: ProxySsl | None = None  # only with a proxy-ssl-secret
+    denied: str | None = None  # why its routes answer 503 (set once Secrets are looked up)
 
 
 def parse_server_name(text: str) -> str:
@@ -147,6 +170,9 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         reader.warnings.append(
             f'{PREFIX}affinity-canary-behavior has effect only with {PREFIX}canary: "true"'
         )
+    service_upstream = reader.value("service-upstream", _go_bool) or False
+    backend_protocol = reader.value("backend-protocol", parse_backend_protocol) or "HTTP"
+    proxy_ssl = _proxy_ssl(reader)
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -161,6 +187,9 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         canary=canary,
         canary_sticky=behaviour != "legacy",
         warnings=(*reader.warnings, *own.warnings),
+        service_upstream=service_upstream,
+        backend_protocol=backend_protocol,
+        proxy_ssl=proxy_ssl,
     )
 
 
@@ -261,6 +290,24 @@ def _upstream_policy(reader: _Reader, own: _Reader, defaults: UpstreamPolicy) ->
     return defaults if policy == defaults else policy  # shared, so snapshots compare cheaply
 
 
+def _proxy_ssl(reader: _Reader) -> ProxySsl | None:
+    """As ingress-nginx: the other proxy-ssl-* annotations count only next to a secret."""
+    secret = reader.value("proxy-ssl-secret", parse_secret)
+    if secret is None:
+        for name in _PROXY_SSL_ANNOTATIONS:
+            reader.ignored_without(name, "proxy-ssl-secret")
+        return None
+    defaults = ProxySsl(secret)
+    return ProxySsl(
+        secret=secret,
+        verify=_or(reader.value("proxy-ssl-verify", parse_on_off), defaults.verify),
+        name=reader.value("proxy-ssl-name", _proxy_ssl_name),
+        sni=_or(reader.value("proxy-ssl-server-name", parse_on_off), defaults.sni),
+        protocols=_or(reader.value("proxy-ssl-protocols", parse_protocols), defaults.protocols),
+        ciphers=_or(reader.value("proxy-ssl-ciphers", parse_ciphers), defaults.ciphers),
+    )
+
+
 def _or(value: T | None, default: T) -> T:
     return default if value is None else value
 
@@ -296,8 +343,11 @@ class _Reader:
         return name in self._values
 
     def ignored_without_affinity(self, name: str) -> None:
+        self.ignored_without(name, "affinity: cookie")
+
+    def ignored_without(self, name: str, needed: str) -> None:
         if name in self._values:
-            self.warnings.append(f"{PREFIX}{name} is ignored without {PREFIX}affinity: cookie")
+            self.warnings.append(f"{PREFIX}{name} is ignored without {PREFIX}{needed}")
 
     def unsupported(self) -> None:
         """A warning for each annotation this proxy does not act on; one honoured with a
@@ -365,6 +415,13 @@ def _cookie_seconds(text: str) -> int:
 def _whole_seconds(text: str) -> float:
     """ingress-nginx's proxy timeouts are whole seconds (`30`, not `30s` or `0.5`)."""
     return float(parse_positive(text))
+
+
+def _proxy_ssl_name(text: str) -> str:
+    """A host name; nginx variables such as `$host` are refused (one name per Ingress here)."""
+    if not _SERVER_NAME.fullmatch(text.lower()):
+        raise ValueError(f"{text!r} is not a host name (nginx variables are not supported)")
+    return text.lower()
 
 
 def _server_aliases(text: str) -> tuple[str, ...]:

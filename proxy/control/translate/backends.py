@@ -81,6 +81,7 @@ class BackendPlan:
     # (docs/ingress-nginx-compat.md, "Affinity locations")
     locations: dict[str | None, set[str]] = field(default_factory=dict)
     affinity: Affinity | None = None
+    service_upstream: bool = False  # dial the Service's cluster IP (docs/behaviour.md)
 
 
 def merge_backends(
@@ -105,7 +106,41 @@ def merge_backends(
             plan.locations.setdefault(entry.host, set()).add(entry.path)
     for plan in plans.values():
         _merge_affinity(plan, settings, warnings)
+    _merge_service_upstream(ingresses, plans, settings, warnings)
     return plans
+
+
+def _merge_service_upstream(
+    ingresses: list[Ingress],
+    plans: Mapping[str, BackendPlan],
+    settings: Mapping[str, IngressSettings],
+    warnings: list[str],
+) -> None:
+    """service-upstream is the setting of the Ingress that creates ingress-nginx's upstream: the
+    first with a path to the backend, unless a later one has it as defaultBackend, which
+    creates it anew (controller.createUpstreams)."""
+    owners: dict[str, Ingress] = {}
+    users: dict[str, list[Ingress]] = {}
+    for ingress in ingresses:
+        backends = [path.backend for path in ingress.paths if path.backend is not None]
+        if ingress.default_backend is not None:
+            owners[ingress.default_backend.cluster_name] = ingress
+            backends.append(ingress.default_backend)
+        for backend in backends:
+            owners.setdefault(backend.cluster_name, ingress)
+            users.setdefault(backend.cluster_name, []).append(ingress)
+    for name, owner in owners.items():
+        plan = plans.get(name)
+        if plan is None:
+            continue  # only paths that were skipped use it
+        wanted = settings[owner.ref].service_upstream
+        plan.service_upstream = wanted
+        for ingress in {user.ref: user for user in users[name]}.values():
+            if settings[ingress.ref].service_upstream != wanted:
+                warnings.append(
+                    f"{ingress.ref}: service-upstream does not apply to backend {name}:"
+                    f" {owner.ref} sets it up ({'on' if wanted else 'off'}), as in ingress-nginx"
+                )
 
 
 def _merge_affinity(

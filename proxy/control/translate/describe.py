@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from proxy.control.translate.annotations import SAMESITE_SPELLINGS
 from proxy.core.affinity import Cluster
-from proxy.core.model import Affinity, ObjectStatus, UpstreamPolicy
+from proxy.core.model import Affinity, ObjectStatus, UpstreamPolicy, UpstreamTls
 from proxy.core.routing import Route, Snapshot
 
 _DEFAULTS = UpstreamPolicy()  # the built-in defaults: a route shows what differs from them
@@ -244,7 +244,22 @@ def _upstream_differences(policy: UpstreamPolicy) -> str:
         differences.append(
             f"eject after {policy.eject_after_failures} failures for {policy.eject_seconds:g}s"
         )
+    if policy.tls is not None:
+        differences.append(_tls(policy.tls))
     return ", ".join(differences)
+
+
+def _tls(tls: UpstreamTls) -> str:
+    """backend-protocol HTTPS and what proxy-ssl-* made of it
+    (docs/behaviour.md, "Upstream TLS")."""
+    details = [f"verified for {tls.name}" if tls.verify else "unverified"]
+    if tls.sni:
+        details.append(f"SNI {tls.name}")
+    if tls.chain is not None:
+        details.append("client certificate")
+    if tls.source:
+        details.append(tls.source)
+    return f"https ({', '.join(details)})"
 
 
 def _size(size: int) -> str:

@@ -23,7 +23,13 @@ class BuiltCluster:
 
 
 def build_backend_cluster(plan: BackendPlan, world: World, warnings: list[str]) -> BuiltCluster:
-    endpoints, problem = endpoints_of(plan.backend, world, warnings)
+    endpoint = (
+        _cluster_ip_endpoint(plan.backend, world, warnings) if plan.service_upstream else None
+    )
+    if endpoint is not None:
+        endpoints, problem = [endpoint], None
+    else:
+        endpoints, problem = endpoints_of(plan.backend, world, warnings)
     cluster = build_cluster(plan.backend.cluster_name, endpoints, plan.affinity)
     return BuiltCluster(cluster, plan.locations, problem)
 
@@ -52,6 +58,29 @@ def endpoints_of(
     }
     # Ready before draining for the same address: the cluster keeps the first copy of a node.
     return sorted(found, key=lambda e: (e.address, e.port, e.draining, e.pod or "")), None
+
+
+def _cluster_ip_endpoint(backend: Backend, world: World, warnings: list[str]) -> Endpoint | None:
+    """service-upstream: the Service's cluster IP and port as the one endpoint, so the cluster's
+    own proxying (kube-proxy) picks the pod (docs/behaviour.md, "service-upstream"). As
+    ingress-nginx (controller.getServiceClusterEndpoint): a numeric Ingress port is dialled as
+    written, a named one is looked up among the Service's port names; without a cluster IP
+    (headless, ExternalName, not found) the pods' endpoints are used after all."""
+    service = world.services.get((backend.namespace, backend.service))
+    name = f"service {backend.namespace}/{backend.service}"
+    if service is None:
+        return None  # endpoints_of says why there are none
+    port: int | None = backend.port if isinstance(backend.port, int) else None
+    if port is None:
+        port = next((p.port for p in service.ports if p.name == backend.port), None)
+    if service.cluster_ip in ("", "None"):
+        problem = "it has no cluster IP"
+    elif port is None:
+        problem = f"it has no port named {backend.port!r}"
+    else:
+        return Endpoint(service.cluster_ip, port)
+    warnings.append(f"{name}: service-upstream cannot be used: {problem}; its endpoints are used")
+    return None
 
 
 def _service_port(service: Service, backend_port: int | str) -> ServicePort | None:

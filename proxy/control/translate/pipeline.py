@@ -16,6 +16,7 @@ from proxy.control.translate.options import TranslateOptions
 from proxy.control.translate.routes import Layout, check_routes
 from proxy.control.translate.selection import processing_order, selected
 from proxy.control.translate.tls import certificates, with_redirects
+from proxy.control.translate.upstream_tls import resolved
 from proxy.control.translate.world import read_world
 from proxy.core.routing import Snapshot
 
@@ -29,7 +30,8 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     )
     settings: dict[str, IngressSettings] = {}
     for ingress in ingresses:
-        settings[ingress.ref] = parse_annotations(ingress.annotations, options.upstream)
+        parsed = parse_annotations(ingress.annotations, options.upstream)
+        settings[ingress.ref] = resolved(parsed, ingress.namespace, world.secret_data)
         warnings.extend(f"{ingress.ref}: {line}" for line in settings[ingress.ref].warnings)
     # Canary Ingresses make no routes of their own; they join the main ones' at the end. With
     # no main Ingress at all there is nothing to join (ingress-nginx: nonCanaryIngressExists).

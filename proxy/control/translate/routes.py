@@ -11,6 +11,7 @@ from proxy.control.translate.annotations import IngressSettings
 from proxy.control.translate.backends import PathEntry
 from proxy.control.translate.endpoints import BuiltCluster
 from proxy.control.translate.ingresses import ROOT, Backend, Ingress
+from proxy.core.affinity import build_cluster
 from proxy.core.model import PathType
 from proxy.core.routing import Route
 
@@ -137,13 +138,18 @@ class Layout:
         backend: Backend,
     ) -> Route:
         built = self._clusters[backend.cluster_name]
-        affinity = built.cluster.affinity
+        cluster = built.cluster
+        if self._settings[ingress.ref].denied is not None:
+            # ingress-nginx's denied location answers 503; a cluster of its own, without
+            # endpoints, does that here and leaves the backend's cluster to its other routes
+            cluster = build_cluster(f"{cluster.name} (denied)", (), None)
+        affinity = cluster.affinity
         cookie_path = affinity.cookie.path if affinity is not None else None
         return Route(
             host=host,
             path=path,
             path_type=path_type,
-            cluster=built.cluster,
+            cluster=cluster,
             sets_cookie=_is_affinity_location(built.locations, host, path),
             cookie_path=cookie_path or path,
             upstream=self._settings[ingress.ref].upstream,
@@ -180,7 +186,8 @@ def check_routes(
     """Warnings about what routes will do: answer 503, or set cookies with a regex Path."""
     for route in (*routes, *([default_route] if default_route else [])):
         ref = f"Ingress {route.namespace}/{route.ingress}"
-        problem = clusters[route.cluster.name].problem
+        built = clusters.get(route.cluster.name)  # None: denied, and warned about
+        problem = built.problem if built is not None else None
         if problem is not None:
             what = "the default backend" if route is default_route else f"path {route.path}"
             warnings.append(f"{ref}: {problem}; {what} answers 503")

@@ -24,6 +24,7 @@ class Service:
     ref: str
     external_name: bool
     ports: tuple[ServicePort, ...]
+    cluster_ip: str = ""  # "" or "None" (headless): none, so service-upstream cannot be used
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +77,8 @@ def read_service(fields: Fields, ref: str) -> Service:
                 protocol=port.text("protocol") or "TCP",
             )
         )
-    return Service(ref, spec.text("type") == "ExternalName", tuple(ports))
+    external_name = spec.text("type") == "ExternalName"
+    return Service(ref, external_name, tuple(ports), spec.text("clusterIP") or "")
 
 
 def read_slice(fields: Fields, metadata: Fields, namespace: str) -> EndpointSource | None:

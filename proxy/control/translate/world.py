@@ -30,6 +30,7 @@ from proxy.control.translate.objects import (
     object_ref,
 )
 from proxy.control.translate.options import TranslateOptions
+from proxy.control.translate.proxy_ssl import SecretData
 from proxy.control.translate.services import (
     EndpointSource,
     Group,
@@ -45,6 +46,8 @@ from proxy.control.translate.tls import TlsSecret
 class World:
     ingresses: dict[str, Ingress] = field(default_factory=dict)  # by ref
     secrets: dict[tuple[str, str], TlsSecret] = field(default_factory=dict)  # TLS ones only
+    # every Secret's ca.crt, tls.crt and tls.key, for proxy-ssl-secret
+    secret_data: dict[tuple[str, str], SecretData] = field(default_factory=dict)
     services: dict[tuple[str, str], Service] = field(default_factory=dict)
     sources: dict[str, EndpointSource] = field(default_factory=dict)  # by ref
     by_service: dict[tuple[str, str], list[tuple[str, EndpointSource]]] = field(
@@ -101,6 +104,7 @@ def read_world(
             secret = _read_tls_secret(fields)
             if secret is not None:
                 world.secrets[key] = secret
+            world.secret_data[key] = _read_secret_data(fields)
         elif kind in _GATEWAY_KINDS:
             _read_gateway_kind(world, kind, fields, metadata, ref=ref, key=key)
         # IngressClass objects are accepted and not needed: --ingress-class selects by name;
@@ -158,22 +162,34 @@ def _identify(fields: Fields) -> tuple[Fields, tuple[str, str]]:
     return metadata, (metadata.text("namespace") or DEFAULT_NAMESPACE, name)
 
 
+def _read_secret_data(fields: Fields) -> SecretData:
+    values = [_secret_value(fields, name) for name in ("ca.crt", "tls.crt", "tls.key")]
+    return SecretData(*values)
+
+
+def _secret_value(fields: Fields, name: str) -> bytes | None:
+    """One key of a Secret: `stringData` as written by hand, else base64 `data`."""
+    plain = fields.string_map("stringData").get(name)
+    if plain is not None:
+        return plain.encode()
+    encoded = fields.string_map("data").get(name)
+    if encoded is None:
+        return None
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        raise fields.error(f"data.{name}", "is not base64") from None
+
+
 def _read_tls_secret(fields: Fields) -> TlsSecret | None:
     """The chain and key of a `kubernetes.io/tls` Secret (base64 `data`, or `stringData` as
     written by hand); None for other Secret types, which routing never needs."""
     if fields.text("type") != "kubernetes.io/tls":
         return None
-    plain = fields.string_map("stringData")
-    encoded = fields.string_map("data")
-    values: dict[str, bytes] = {}
+    pems = []
     for name in ("tls.crt", "tls.key"):
-        if name in plain:
-            values[name] = plain[name].encode()
-        elif name in encoded:
-            try:
-                values[name] = base64.b64decode(encoded[name], validate=True)
-            except binascii.Error:
-                raise fields.error(f"data.{name}", "is not base64") from None
-        else:
+        value = _secret_value(fields, name)
+        if value is None:
             raise fields.error(f"data.{name}", "missing (a kubernetes.io/tls Secret needs it)")
-    return TlsSecret(values["tls.crt"], values["tls.key"])
+        pems.append(value)
+    return TlsSecret(*pems)
