@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from proxy.control.translate.coverage import Support, verdict
+from proxy.core.balancing import DEFAULT_SUBSET_SIZE, Balancing, HashBy, LoadBalance
 from proxy.core.cookies import CookieSettings
+from proxy.core.hash_key import HashKey
 from proxy.core.model import AffinityMode, UpstreamPolicy
 from proxy.core.values import parse_count, parse_next_upstream, parse_positive, parse_size
 
@@ -30,6 +32,12 @@ _COOKIE_ANNOTATIONS = (
     "session-cookie-max-age",
     "session-cookie-expires",
     "session-cookie-change-on-failure",
+)
+_BALANCING_ANNOTATIONS = (
+    "upstream-hash-by",
+    "upstream-hash-by-subset",
+    "upstream-hash-by-subset-size",
+    "load-balance",
 )
 _HONOURED = frozenset(
     {
@@ -47,6 +55,7 @@ _HONOURED = frozenset(
         "ssl-redirect",
         "force-ssl-redirect",
         "preserve-trailing-slash",
+        *_BALANCING_ANNOTATIONS,
     }
 )
 
@@ -55,6 +64,11 @@ _HONOURED = frozenset(
 _BASIC_CHARS = re.compile(r"[-._~a-zA-Z0-9/:]+")
 _URL_CHARS = re.compile(r"[-._~a-zA-Z0-9/:,?&=]+")
 _SECONDS = re.compile(r"-?[0-9]+")  # ingress-nginx passes 0 and negative numbers through
+_HASH_BY = re.compile(r"[-A-Za-z0-9_${}]+")  # ingress-nginx's hashByRegex (upstreamhashby)
+# load-balance values ingress-nginx accepts that only mean something there with a cookie or a
+# hash-by key, which are annotations of their own here
+# (docs/ingress-nginx-compat.md, "Load balancing")
+_OTHER_BALANCERS = frozenset({"chash", "chashsubset", "sticky_balanced", "sticky_persistent"})
 # Go's strconv.ParseBool, which ingress-nginx's boolean annotations use.
 _GO_BOOLS = {
     **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
@@ -83,6 +97,7 @@ class IngressSettings:
     ssl_redirect: bool  # default true: hosts with TLS redirect plain HTTP
     force_ssl_redirect: bool  # redirect even without TLS configured here (TLS ends elsewhere)
     preserve_trailing_slash: bool  # else a redirect drops the target's last "/", as ingress-nginx
+    balancing: Balancing | None  # upstream-hash-by* and load-balance; None: none set
     warnings: tuple[str, ...]
 
 
@@ -113,6 +128,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     ssl_redirect = reader.value("ssl-redirect", _go_bool)
     force_ssl_redirect = reader.value("force-ssl-redirect", _go_bool) or False
     preserve_trailing_slash = reader.value("preserve-trailing-slash", _go_bool) or False
+    balancing = _balancing(reader)
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -124,6 +140,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         ssl_redirect=_or(ssl_redirect, True),
         force_ssl_redirect=force_ssl_redirect,
         preserve_trailing_slash=preserve_trailing_slash,
+        balancing=balancing,
         warnings=tuple(reader.warnings),
     )
 
@@ -150,6 +167,28 @@ def _cookie_settings(reader: _Reader) -> CookieSettings:
         expires=reader.value("session-cookie-expires", _cookie_seconds),
         change_on_failure=bool(reader.value("session-cookie-change-on-failure", _go_bool)),
     )
+
+
+def _balancing(reader: _Reader) -> Balancing | None:
+    """upstream-hash-by* and load-balance (docs/ingress-nginx-compat.md, "Hash-by keys")."""
+    key = reader.value("upstream-hash-by", _hash_key)
+    subset = reader.value("upstream-hash-by-subset", _go_bool) or False
+    size = reader.value("upstream-hash-by-subset-size", _subset_size)
+    algorithm = reader.value("load-balance", _load_balance)
+    hash_by = None
+    if key is None:
+        for name in ("upstream-hash-by-subset", "upstream-hash-by-subset-size"):
+            reader.ignored_without(name, "upstream-hash-by")
+    else:
+        if key.unknown:
+            names = ", ".join(f"${name}" for name in key.unknown)
+            reader.warnings.append(
+                f"{PREFIX}upstream-hash-by: {names} not known here, read as empty text"
+            )
+        hash_by = HashBy(key, (size or DEFAULT_SUBSET_SIZE) if subset else 0)
+    if hash_by is None and algorithm is None:
+        return None
+    return Balancing(algorithm, hash_by)
 
 
 def _upstream_policy(reader: _Reader, defaults: UpstreamPolicy) -> UpstreamPolicy:
@@ -201,8 +240,11 @@ class _Reader:
             return None
 
     def ignored_without_affinity(self, name: str) -> None:
+        self.ignored_without(name, "affinity: cookie")
+
+    def ignored_without(self, name: str, needed: str) -> None:
         if name in self._values:
-            self.warnings.append(f"{PREFIX}{name} is ignored without {PREFIX}affinity: cookie")
+            self.warnings.append(f"{PREFIX}{name} is ignored without {PREFIX}{needed}")
 
     def unsupported(self) -> None:
         """A warning for each annotation this proxy does not act on; one honoured with a
@@ -227,6 +269,30 @@ def _affinity_mode(text: str) -> AffinityMode:
         return AffinityMode(text)  # case-sensitive, as in ingress-nginx
     except ValueError:
         raise ValueError(f"{text!r} is not balanced or persistent") from None
+
+
+def _hash_key(text: str) -> HashKey:
+    if not _HASH_BY.fullmatch(text):
+        raise ValueError(f"{text!r} holds characters other than letters, digits and -_${{}}")
+    return HashKey(text)
+
+
+def _subset_size(text: str) -> int:
+    size = int(text) if _SECONDS.fullmatch(text) else 0
+    if size < 1:
+        raise ValueError(f"{text!r} is not a positive number")
+    return size
+
+
+def _load_balance(text: str) -> LoadBalance:
+    if text in _OTHER_BALANCERS:
+        raise ValueError(
+            f"{text!r} is chosen here by affinity or upstream-hash-by, not by load-balance"
+        )
+    try:
+        return LoadBalance(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not round_robin or ewma") from None
 
 
 def _go_bool(text: str) -> bool:

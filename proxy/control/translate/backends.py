@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from proxy.control.translate.annotations import IngressSettings
 from proxy.control.translate.ingresses import Backend, Ingress
+from proxy.core.balancing import Balancing
 from proxy.core.model import Affinity, AffinityMode, PathType
 
 # Characters that make a path a regex to nginx; `.` is left out, it is common in plain paths.
@@ -80,6 +81,7 @@ class BackendPlan:
     # (docs/ingress-nginx-compat.md, "Affinity locations")
     locations: dict[str | None, set[str]] = field(default_factory=dict)
     affinity: Affinity | None = None
+    balancing: Balancing | None = None  # from the Ingress that names the backend first
 
 
 def merge_backends(
@@ -90,21 +92,52 @@ def merge_backends(
 ) -> dict[str, BackendPlan]:
     """One plan per backend name (docs/ingress-nginx-compat.md, "Backend names"): affinity is on
     if any Ingress path to it has `affinity: cookie`; the mode is the first one set; the cookie
-    settings are the last affinity Ingress's; the affinity locations collect all of them."""
+    settings are the last affinity Ingress's; the affinity locations collect all of them. Hash-by
+    and load-balance are those of the first Ingress naming the backend
+    (docs/ingress-nginx-compat.md, "Load balancing")."""
     plans: dict[str, BackendPlan] = {}
-    for ingress in ingresses:
+    # ingress-nginx creates a backend's upstream, with these settings, where it first meets it:
+    # Ingress by Ingress, each one's default backend before its paths
+    first: dict[str, tuple[int, int, Ingress]] = {}
+    for index, ingress in enumerate(ingresses):
         if ingress.default_backend is not None:
             backend = ingress.default_backend
             plans.setdefault(backend.cluster_name, BackendPlan(backend))
+            first.setdefault(backend.cluster_name, (index, 0, ingress))
+    order = {id(ingress): index for index, ingress in enumerate(ingresses)}
     for entry in entries:
+        mention = (order[id(entry.ingress)], 1, entry.ingress)
+        name = entry.backend.cluster_name
+        if name not in first or mention[:2] < first[name][:2]:
+            first[name] = mention
         plan = plans.setdefault(entry.backend.cluster_name, BackendPlan(entry.backend))
         if not plan.users or plan.users[-1] is not entry.ingress:  # entries come per Ingress
             plan.users.append(entry.ingress)
         if settings[entry.ingress.ref].affinity:
             plan.locations.setdefault(entry.host, set()).add(entry.path)
-    for plan in plans.values():
+    for name, plan in plans.items():
         _merge_affinity(plan, settings, warnings)
+        _merge_balancing(plan, first[name][2], settings, warnings)
     return plans
+
+
+def _merge_balancing(
+    plan: BackendPlan, first: Ingress, settings: Mapping[str, IngressSettings], warnings: list[str]
+) -> None:
+    name = plan.backend.cluster_name
+    balancing = plan.balancing = settings[first.ref].balancing
+    for ingress in plan.users:
+        own = settings[ingress.ref].balancing
+        if ingress is not first and own is not None and own != balancing:
+            warnings.append(
+                f"{ingress.ref}: its upstream-hash-by and load-balance settings do not apply to"
+                f" backend {name}: those of {first.ref}, which names it first, do"
+            )
+    if plan.affinity is not None and balancing is not None:
+        warnings.append(
+            f"{first.ref}: upstream-hash-by and load-balance have no effect on backend {name}:"
+            " its affinity cookie picks the endpoint, as in ingress-nginx"
+        )
 
 
 def _merge_affinity(

@@ -24,7 +24,7 @@ class BuiltCluster:
 
 def build_backend_cluster(plan: BackendPlan, world: World, warnings: list[str]) -> BuiltCluster:
     endpoints, problem = endpoints_of(plan.backend, world, warnings)
-    cluster = build_cluster(plan.backend.cluster_name, endpoints, plan.affinity)
+    cluster = build_cluster(plan.backend.cluster_name, endpoints, plan.affinity, plan.balancing)
     return BuiltCluster(cluster, plan.locations, problem)
 
 
