@@ -11,14 +11,21 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from proxy.core.affinity import Balancer, Cluster, Decision
 from proxy.core.balancing import LoadBalance, decayed, ewma_pick, round_robin_index
+from proxy.core.headers import Forwarding, Request
 from proxy.core.model import Endpoint
 
-if TYPE_CHECKING:
-    from proxy.dataplane.exchange import Exchange
+
+class Balanced(Protocol):
+    """What the load balancer reads of a request's exchange, and the one thing it writes."""
+
+    request: Request
+    via: Forwarding
+    tried: list[Endpoint]
+    ewma_started: float  # perf_counter of an EWMA pick, so that its answer's time is fed back
 
 
 class Loads:
@@ -32,7 +39,7 @@ class Loads:
         self._ewma: dict[str, list[float]] = {}
         self._synced: dict[str, Balancer] = {}  # EWMA: the balancer each cluster was last seen with
 
-    def choose(self, cluster: Cluster, exchange: Exchange, now: float) -> Decision | None:
+    def choose(self, cluster: Cluster, exchange: Balanced, now: float) -> Decision | None:
         """The endpoint for one try of `exchange` (None: no ready endpoint it has not tried). An
         EWMA pick stamps `exchange.ewma_started`, so that its answer's time is fed back."""
         balancer = cluster.balancer
