@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from proxy.control.translate import TranslateOptions, translate
+from proxy.control.translate.describe import describe
 from proxy.core.affinity import Cluster, build_cluster
 from proxy.core.balancing import Balancing, HashBy, LoadBalance, decayed, ewma_pick
 from proxy.core.hash_key import HashKey
@@ -92,6 +93,10 @@ def test_hash_by_with_subsets_is_the_backend_s_balancing() -> None:
     cluster = _cluster(snapshot, "a.example.com")
     assert cluster.balancing == Balancing(None, HashBy(HashKey("$request_uri"), 2))
     assert snapshot.warnings == ()
+    assert (
+        "cluster default-web-80: no affinity, upstream-hash-by $request_uri, subsets of 2"
+        in describe(snapshot)
+    )
 
 
 @pytest.mark.parametrize(
