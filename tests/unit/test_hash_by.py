@@ -145,3 +145,13 @@ def test_forwarded_for_and_request_id_are_read_where_they_are_noted() -> None:
 )
 def test_uri_is_decoded_and_normalised(target: bytes, uri: str) -> None:
     assert uri_path(target) == uri
+
+
+def test_the_hash_ring_is_built_cold_and_warmed_with_the_others() -> None:
+    endpoints = [Endpoint("10.2.0.1", 80), Endpoint("10.2.0.2", 80)]
+    balancer = build_cluster("default-hashed-80", endpoints, None, Balancing()).balancer
+    assert not balancer.cold  # round robin: no ring to build
+    hashed = _hashed(endpoints)
+    assert hashed.cold
+    hashed.warm()
+    assert not hashed.cold
