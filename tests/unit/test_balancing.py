@@ -145,7 +145,20 @@ def test_a_shared_backend_takes_the_first_ingress_s_settings() -> None:
         assert _cluster(snapshot, host).balancing == Balancing(LoadBalance.EWMA)
     assert any(
         "Ingress default/a: its upstream-hash-by and load-balance settings do not apply to backend"
-        " default-web-80: those of Ingress default/b" in line
+        " default-web-80: those of Ingress default/b do" in line
+        for line in snapshot.warnings
+    ), snapshot.warnings
+
+
+def test_a_default_backend_mention_makes_the_backend_anew() -> None:
+    """ingress-nginx's createUpstreams re-creates an Ingress's default backend's upstream, with
+    that Ingress's settings, even when a path of an earlier Ingress already made it."""
+    later = _ingress("a", **{"load-balance": "ewma"})
+    later["spec"]["defaultBackend"] = {"service": {"name": "web", "port": {"number": 80}}}
+    snapshot = _world(_ingress("b", **{"upstream-hash-by": "$uri"}), later)
+    assert _cluster(snapshot, "b.example.com").balancing == Balancing(LoadBalance.EWMA)
+    assert any(
+        "Ingress default/b: its upstream-hash-by and load-balance settings do not apply" in line
         for line in snapshot.warnings
     ), snapshot.warnings
 

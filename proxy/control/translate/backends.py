@@ -81,7 +81,7 @@ class BackendPlan:
     # (docs/ingress-nginx-compat.md, "Affinity locations")
     locations: dict[str | None, set[str]] = field(default_factory=dict)
     affinity: Affinity | None = None
-    balancing: Balancing | None = None  # from the Ingress that names the backend first
+    balancing: Balancing | None = None  # see merge_backends
 
 
 def merge_backends(
@@ -93,23 +93,19 @@ def merge_backends(
     """One plan per backend name (docs/ingress-nginx-compat.md, "Backend names"): affinity is on
     if any Ingress path to it has `affinity: cookie`; the mode is the first one set; the cookie
     settings are the last affinity Ingress's; the affinity locations collect all of them. Hash-by
-    and load-balance are those of the first Ingress naming the backend
-    (docs/ingress-nginx-compat.md, "Load balancing")."""
+    and load-balance are those of the last Ingress naming the backend as its default backend, else
+    of the first naming it in a path (docs/ingress-nginx-compat.md, "Load balancing")."""
     plans: dict[str, BackendPlan] = {}
-    # ingress-nginx creates a backend's upstream, with these settings, where it first meets it:
-    # Ingress by Ingress, each one's default backend before its paths
-    first: dict[str, tuple[int, int, Ingress]] = {}
-    for index, ingress in enumerate(ingresses):
+    # ingress-nginx (createUpstreams) makes a backend's upstream, with those settings, at its
+    # first mention in a path, but anew at each mention as an Ingress's default backend
+    setter: dict[str, Ingress] = {}
+    for ingress in ingresses:
         if ingress.default_backend is not None:
             backend = ingress.default_backend
             plans.setdefault(backend.cluster_name, BackendPlan(backend))
-            first.setdefault(backend.cluster_name, (index, 0, ingress))
-    order = {id(ingress): index for index, ingress in enumerate(ingresses)}
+            setter[backend.cluster_name] = ingress
     for entry in entries:
-        mention = (order[id(entry.ingress)], 1, entry.ingress)
-        name = entry.backend.cluster_name
-        if name not in first or mention[:2] < first[name][:2]:
-            first[name] = mention
+        setter.setdefault(entry.backend.cluster_name, entry.ingress)
         plan = plans.setdefault(entry.backend.cluster_name, BackendPlan(entry.backend))
         if not plan.users or plan.users[-1] is not entry.ingress:  # entries come per Ingress
             plan.users.append(entry.ingress)
@@ -117,25 +113,25 @@ def merge_backends(
             plan.locations.setdefault(entry.host, set()).add(entry.path)
     for name, plan in plans.items():
         _merge_affinity(plan, settings, warnings)
-        _merge_balancing(plan, first[name][2], settings, warnings)
+        _merge_balancing(plan, setter[name], settings, warnings)
     return plans
 
 
 def _merge_balancing(
-    plan: BackendPlan, first: Ingress, settings: Mapping[str, IngressSettings], warnings: list[str]
+    plan: BackendPlan, setter: Ingress, settings: Mapping[str, IngressSettings], warnings: list[str]
 ) -> None:
     name = plan.backend.cluster_name
-    balancing = plan.balancing = settings[first.ref].balancing
+    balancing = plan.balancing = settings[setter.ref].balancing
     for ingress in plan.users:
         own = settings[ingress.ref].balancing
-        if ingress is not first and own is not None and own != balancing:
+        if ingress is not setter and own is not None and own != balancing:
             warnings.append(
                 f"{ingress.ref}: its upstream-hash-by and load-balance settings do not apply to"
-                f" backend {name}: those of {first.ref}, which names it first, do"
+                f" backend {name}: those of {setter.ref} do, as in ingress-nginx"
             )
     if plan.affinity is not None and balancing is not None:
         warnings.append(
-            f"{first.ref}: upstream-hash-by and load-balance have no effect on backend {name}:"
+            f"{setter.ref}: upstream-hash-by and load-balance have no effect on backend {name}:"
             " its affinity cookie picks the endpoint, as in ingress-nginx"
         )
 
