@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from proxy.app.cli import parse_command
 from proxy.control.translate import TranslateOptions, translate
 from proxy.control.translate.describe import describe
 from proxy.core.affinity import Cluster, build_cluster
@@ -285,3 +286,10 @@ def test_scores_decay_towards_zero_and_two_draws_take_the_lower() -> None:
     scores = {"a": 0.3, "b": 0.1}
     rng = random.Random(13)
     assert {ewma_pick(["a", "b"], scores.__getitem__, rng) for _ in range(20)} == {"b"}
+
+
+def test_the_load_balance_flag_sets_the_default() -> None:
+    serve = ["serve", "--backend", "http://127.0.0.1:8001"]
+    assert parse_command(serve).settings.load_balance is LoadBalance.ROUND_ROBIN
+    command = parse_command([*serve, "--load-balance", "ewma"])
+    assert command.settings.load_balance is LoadBalance.EWMA
