@@ -7,12 +7,15 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from proxy.app.runtime import ProxyServer
 from proxy.core.balancing import LoadBalance
-from tests.integration.cluster import Pods, get, web_app, write_manifest
+from proxy.core.ring import HashRing
+from tests.integration.cluster import Pods, by_endpoint, get, web_app, write_manifest
 from tests.integration.conftest import StartManifestProxy, StartProxy
-from tests.integration.harness import start_upstream
+from tests.integration.harness import start_upstream, url
 
 
 @pytest.fixture
@@ -67,6 +70,52 @@ async def test_hash_by_spreads_keys_over_every_pod(
     assert all(50 <= count <= 150 for count in shares.values()), shares
     for user in range(0, 600, 60):
         assert (await get(server, f"/?user={user}&other=1")).pod == first[user]
+
+
+async def _answered_by(server: ProxyServer, target: str, headers: dict[str, str]) -> str | None:
+    async with (
+        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session,
+        session.get(url(server, target), headers={"Host": "app.test", **headers}) as response,
+    ):
+        if response.status != 200:
+            return None
+        name: str = (await response.json())["name"]
+        return name
+
+
+async def test_a_header_and_cookie_key_reaches_the_pod_its_text_hashes_to(
+    pods: Pods, manifest: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """The key the proxy builds from a real request is the text nginx would build, and it lands
+    where the ring (the one tests/fixtures/chash_vectors.json checks) puts that text."""
+    started = await pods.start(4)
+    write_manifest(manifest, web_app(started, upstream_hash_by="$http_x_user-${cookie_sid}"))
+    server = await manifest_proxy(manifest)
+    ring = HashRing(pod.endpoint.node for pod in started)
+    pod_of = by_endpoint(started)
+    for user in range(40):
+        headers = {"X-User": f"u{user}", "Cookie": f"theme=dark; sid=s{user * 3}"}
+        expected = pod_of[ring.lookup(f"u{user}-s{user * 3}")].name
+        assert await _answered_by(server, f"/any/{user}", headers) == expected
+
+
+async def test_a_hash_by_retry_goes_back_to_the_key_s_pod(
+    pods: Pods, manifest: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """As chash.lua: every try of a key goes to its pod, so a key whose pod is down fails (after
+    proxy-next-upstream-tries tries) while the other keys are served."""
+    started = await pods.start(3)
+    write_manifest(manifest, web_app(started, upstream_hash_by="$arg_k"))
+    server = await manifest_proxy(manifest)
+    ring = HashRing(pod.endpoint.node for pod in started)
+    pod_of = by_endpoint(started)
+    down = started[0]
+    await down.stop()
+    owners = {key: pod_of[ring.lookup(str(key))] for key in range(30)}
+    assert down in owners.values()  # 30 keys all miss one of 3 pods with p < 1e-5
+    for key, owner in owners.items():
+        answered = await _answered_by(server, f"/?k={key}", {})
+        assert answered == (None if owner is down else owner.name), key
 
 
 async def test_should_evenly_distribute_requests_with_round_robin_default_algorithm(
