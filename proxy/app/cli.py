@@ -27,6 +27,7 @@ from proxy.app.settings import (
 )
 from proxy.control.sources.static import static_backends
 from proxy.control.translate.options import EndpointsApi
+from proxy.core.balancing import LoadBalance
 from proxy.core.cookies import CookieSettings
 from proxy.core.model import Affinity, AffinityMode, TlsCertificate, UpstreamPolicy
 from proxy.core.values import (
@@ -507,6 +508,13 @@ def _add_proxy_flags(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="time in-flight requests get to finish after SIGTERM " + _DEFAULT,
     )
+    group.add_argument(
+        "--load-balance",
+        choices=[algorithm.value for algorithm in LoadBalance],
+        default=SERVE.load_balance.value,
+        help="how clusters without affinity or upstream-hash-by pick endpoints, where no"
+        " load-balance annotation says (ingress-nginx's ConfigMap load-balance) " + _DEFAULT,
+    )
 
 
 def parse_command(argv: Sequence[str] | None = None) -> Command:
@@ -568,6 +576,7 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
         client_body_timeout=args.client_body_timeout,
         max_connections=args.max_connections,
         underscores_in_headers=args.enable_underscores_in_headers,
+        load_balance=LoadBalance(args.load_balance),
         shutdown_grace=args.shutdown_grace,
         upstream=UpstreamPolicy(
             connect_timeout=args.proxy_connect_timeout,

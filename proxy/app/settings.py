@@ -11,6 +11,7 @@ from proxy.control.translate.options import (
     DEFAULT_INGRESS_CLASS,
     EndpointsApi,
 )
+from proxy.core.balancing import LoadBalance
 from proxy.core.model import Affinity, Endpoint, TlsCertificate, UpstreamPolicy
 from proxy.core.values import Address
 from proxy.dataplane.context import (
@@ -62,6 +63,9 @@ class ServeSettings:
     # Forward request headers whose names have underscores (ingress-nginx's
     # enable-underscores-in-headers, off by default: they are dropped).
     underscores_in_headers: bool = False
+    # --load-balance: how clusters without affinity or hash-by spread requests, unless their
+    # Ingress's load-balance annotation says otherwise (ingress-nginx's ConfigMap load-balance).
+    load_balance: LoadBalance = LoadBalance.ROUND_ROBIN
     shutdown_grace: float = 30.0
     # Defaults for every cluster; Ingress annotations override them per route.
     upstream: UpstreamPolicy = field(default_factory=UpstreamPolicy)

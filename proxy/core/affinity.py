@@ -25,6 +25,7 @@ from typing import Final
 
 from mypy_extensions import mypyc_attr
 
+from proxy.core.balancing import Balancing, subset_node, subsets
 from proxy.core.cookies import backend_key, new_balanced_key, upstream_key
 from proxy.core.model import Affinity, AffinityMode, Endpoint
 from proxy.core.ring import HashRing
@@ -93,13 +94,15 @@ class Balancer:
         "__weakref__",
         "_by_key",
         "_by_node",
+        "_hash_subset",
+        "_hashed",
         "_mode",
         "_pinned_by_cookie",
-        "_plain",
         "_ready_keys",
         "_ring_lookup",
         "backend_key",
         "endpoints",
+        "plain",
         "ready",
     )
 
@@ -108,6 +111,7 @@ class Balancer:
         backend_name: str,
         endpoints: tuple[Endpoint, ...],
         mode: AffinityMode | None,
+        hash_subset: int | None = None,
     ) -> None:
         self.backend_key: str = backend_key(backend_name)
         self.endpoints: tuple[Endpoint, ...] = endpoints  # distinct by node, ready and draining
@@ -121,10 +125,14 @@ class Balancer:
         self._ring_lookup: tuple[HashRing, tuple[Decision, ...]] | None = None
         self._by_key: dict[str, Decision] = {}  # persistent key -> cookie-hit decision
         self._ready_keys: tuple[str, ...] = ()  # persistent key of each `ready` endpoint
-        self._plain: tuple[Decision, ...] = ()  # no affinity: one decision per ready endpoint
+        self.plain: tuple[Decision, ...] = ()  # no affinity: one decision per ready endpoint
+        # upstream-hash-by (None: not hashed; 0: one endpoint per key; else the subset size) and,
+        # once built, its ring and the decisions of each ring node, by rank
+        self._hash_subset = hash_subset
+        self._hashed: tuple[HashRing, tuple[tuple[Decision, ...], ...]] | None = None
         self._pinned_by_cookie: dict[str, Decision | None] = {}  # see PINNED_CACHE_SIZE
         if mode is None:
-            self._plain = tuple(Decision(e, None, None) for e in self.ready)
+            self.plain = tuple(Decision(e, None, None) for e in self.ready)
         elif mode is AffinityMode.BALANCED and endpoints:
             self._by_node = {e.node: _pinned(e) for e in endpoints}
         elif mode is AffinityMode.PERSISTENT:
@@ -134,7 +142,11 @@ class Balancer:
 
     @classmethod
     def build(
-        cls, backend_name: str, endpoints: Sequence[Endpoint], affinity: Affinity | None
+        cls,
+        backend_name: str,
+        endpoints: Sequence[Endpoint],
+        affinity: Affinity | None,
+        hash_subset: int | None = None,
     ) -> Balancer:
         """Everything a request needs, precomputed. Endpoints are deduplicated by node text
         (docs/ingress-nginx-compat.md, "Node text").
@@ -144,7 +156,7 @@ class Balancer:
         ring is 8,000 points).
         """
         mode = affinity.mode if affinity is not None else None
-        key = (backend_name, _distinct(endpoints), mode)
+        key = (backend_name, _distinct(endpoints), mode, hash_subset)
         balancer = _LIVE.get(key)
         if balancer is None:
             balancer = _LIVE[key] = cls(*key)
@@ -159,11 +171,41 @@ class Balancer:
     @property
     def cold(self) -> bool:
         """Whether this balancer still has a ring to build before it can answer."""
+        if self._hash_subset is not None:
+            return self._hashed is None and bool(self.ready)
         return self._ring_lookup is None and bool(self._by_node)
 
     def warm(self) -> None:
         """Build the ring now, so that no request has to."""
         self._lookup()
+        self._hash_lookup()
+
+    def _hash_lookup(self) -> tuple[HashRing, tuple[tuple[Decision, ...], ...]] | None:
+        """upstream-hash-by's ring, built on first use (None: not hashed, or no ready endpoint):
+        the ready endpoints' node texts, or with subsets the subsets' names, each with the
+        decisions it stands for (docs/ingress-nginx-compat.md, "Hash-by keys")."""
+        if self._hashed is not None or self._hash_subset is None or not self.plain:
+            return self._hashed
+        if self._hash_subset:
+            groups = {
+                subset_node(i): s for i, s in enumerate(subsets(self.plain, self._hash_subset))
+            }
+        else:
+            groups = {d.endpoint.node: (d,) for d in self.plain}
+        ring = HashRing(groups)
+        hashed = self._hashed = (ring, tuple(groups[node] for node in ring.nodes))
+        return hashed
+
+    def choose_hashed(self, key: str, rng: random.Random) -> Decision | None:
+        """The endpoint `key` hashes to, whatever this request already tried: ingress-nginx
+        retries a key on the endpoint it hashes to. With subsets, one of its subset at random.
+        None: no ready endpoint."""
+        hashed = self._hash_lookup()
+        if hashed is None:
+            return None
+        ring, groups = hashed
+        group = groups[ring.lookup_rank(key)]
+        return group[0] if len(group) == 1 else group[rng.randrange(len(group))]
 
     def _lookup(self) -> tuple[HashRing, tuple[Decision, ...]] | None:
         """The ring and its decisions by rank, built on first use (None: not a balanced cluster
@@ -279,8 +321,9 @@ class Balancer:
         return Decision(self.ready[index], self._ready_keys[index], outcome)
 
     def _pick_plain(self, tried: Collection[Endpoint], rng: random.Random) -> Decision | None:
-        """No affinity: uniform over ready, untried endpoints, no cookie, no outcome."""
-        candidates = [d for d in self._plain if d.endpoint not in tried] if tried else self._plain
+        """No affinity: uniform over ready, untried endpoints, no cookie, no outcome (a Gateway
+        API session's first pick; other requests go through the data plane's load balancer)."""
+        candidates = [d for d in self.plain if d.endpoint not in tried] if tried else self.plain
         if not candidates:
             return None
         return candidates[rng.randrange(len(candidates))]
@@ -294,14 +337,25 @@ class Balancer:
 # Balancers still referenced by some snapshot, by what they were built from. Weak values: once no
 # snapshot holds one, it goes, so the cache never outgrows the routing tables in use.
 _LIVE: weakref.WeakValueDictionary[
-    tuple[str, tuple[Endpoint, ...], AffinityMode | None], Balancer
+    tuple[str, tuple[Endpoint, ...], AffinityMode | None, int | None], Balancer
 ] = weakref.WeakValueDictionary()
 
 
-def build_cluster(name: str, endpoints: Sequence[Endpoint], affinity: Affinity | None) -> Cluster:
-    """A `Cluster` with its `Balancer`; the cluster keeps the deduplicated endpoint list."""
-    balancer = Balancer.build(name, endpoints, affinity)
-    return Cluster(name=name, endpoints=balancer.endpoints, affinity=affinity, balancer=balancer)
+def build_cluster(
+    name: str,
+    endpoints: Sequence[Endpoint],
+    affinity: Affinity | None,
+    balancing: Balancing | None = None,
+) -> Cluster:
+    """A `Cluster` with its `Balancer`; the cluster keeps the deduplicated endpoint list.
+    `balancing` only counts without `affinity`: the cookie wins, as in ingress-nginx."""
+    if affinity is not None:
+        balancing = None
+    hash_by = balancing.hash_by if balancing is not None else None
+    balancer = Balancer.build(
+        name, endpoints, affinity, hash_by.subset_size if hash_by is not None else None
+    )
+    return Cluster(name, balancer.endpoints, affinity, balancer, balancing)
 
 
 def _distinct(endpoints: Sequence[Endpoint]) -> tuple[Endpoint, ...]:
@@ -329,24 +383,27 @@ def _persistent_key(backend_name: str, endpoint: Endpoint) -> str:
 class Cluster:
     """A Service port (ingress-nginx backend) and its endpoints.
 
-    `affinity` is None when no Ingress enabled cookie affinity for this backend; then requests are
-    spread uniformly at random over ready endpoints. The balancer (ring or persistent map) is built
-    once, when the snapshot is built, never per request.
+    `affinity` is None when no Ingress enabled cookie affinity for this backend; then `balancing`
+    says how requests are spread (None: round robin or the --load-balance default; see
+    proxy/core/balancing.py). The balancer (ring or persistent map) is built once, when the
+    snapshot is built, never per request.
     """
 
     name: str
     endpoints: tuple[Endpoint, ...]
     affinity: Affinity | None
     balancer: Balancer
+    balancing: Balancing | None = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Cluster):
             return NotImplemented
-        return (self.name, self.endpoints, self.affinity) == (
+        return (self.name, self.endpoints, self.affinity, self.balancing) == (
             other.name,
             other.endpoints,
             other.affinity,
+            other.balancing,
         )
 
     def __hash__(self) -> int:
-        return hash((self.name, self.endpoints, self.affinity))
+        return hash((self.name, self.endpoints, self.affinity, self.balancing))

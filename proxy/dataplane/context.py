@@ -1,5 +1,5 @@
 """What every client connection of a process shares: the routing snapshot, the upstream pools,
-metrics, settings, and the set of open connections that shutdown walks.
+the load balancing state, metrics, settings, and the set of open connections that shutdown walks.
 
 Both sides of a request use it: the downstream connection for its timeouts and limits, the
 exchange for routing, pools, request ids and counting.
@@ -14,9 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Final, Protocol
 
+from proxy.core.balancing import LoadBalance
 from proxy.core.errors import NoEndpoint
 from proxy.core.headers import Request
 from proxy.core.routing import Route, Snapshot
+from proxy.dataplane.balancing import Loads
 from proxy.dataplane.ejection import Ejections
 from proxy.dataplane.upstream import Dial, Pools, dial_tcp
 from proxy.observability.failure_log import FailureLog
@@ -58,6 +60,7 @@ class ServerContext:
         max_connections: int = MAX_CONNECTIONS,
         https_port: int = HTTPS_PORT,
         underscores_in_headers: bool = False,
+        load_balance: LoadBalance = LoadBalance.ROUND_ROBIN,
         rng: random.Random | None = None,
         now: Callable[[], float] = time.time,
         dial: Dial = dial_tcp,  # how upstream connections open (tests: in memory)
@@ -76,6 +79,7 @@ class ServerContext:
         self.underscores_in_headers = underscores_in_headers
         self.rng = rng or random.Random(os.urandom(16))
         self.now = now
+        self.loads = Loads(load_balance, self.rng)
         self.pid = os.getpid()
         self._request_ids = b""
         self._request_ids_used = 0

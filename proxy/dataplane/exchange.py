@@ -117,6 +117,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         "ctx",
         "downstream",
         "endpoint",
+        "ewma_started",
         "finished",
         "framing",
         "gateway",
@@ -181,6 +182,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.set_cookie: bytes | None = None
         self.gateway: GatewayState | None = None  # for Gateway API routes only
         self.endpoint: Endpoint | None = None
+        self.ewma_started = 0.0  # perf_counter of an EWMA-picked try, fed back at the end
         self.upstream: UpstreamConnection | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.framing = h.Framing.NONE
@@ -311,12 +313,14 @@ class Exchange(ResponseSink, ProxiedRequest):
         session = route.session
         if session is not None:
             decision = self._session_choice(route, previous_failed, now)
+        elif affinity is None:
+            decision = ctx.loads.choose(cluster, self, now)
         else:
             decision = cluster.balancer.choose(
                 self.cookie_value,
                 self.tried,
                 previous_failed,
-                affinity is not None and affinity.cookie.change_on_failure,
+                affinity.cookie.change_on_failure,
                 ctx.rng,
                 now,
                 ctx.pid,
@@ -784,6 +788,10 @@ class Exchange(ResponseSink, ProxiedRequest):
             return
         self.finished = True
         self._stop_timers()
+        if self.ewma_started:
+            assert self.endpoint is not None
+            ctx = self.ctx
+            ctx.loads.observe(self.endpoint, perf_counter() - self.ewma_started, ctx.now())
         self.ctx.metrics.finished(self)
         self.downstream.exchange_finished(self)
 

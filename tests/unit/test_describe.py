@@ -64,7 +64,8 @@ def test_hosts_in_order_then_default_backend_clusters_and_warnings() -> None:
         "host status.example.com",
         "every other host (rules without host)",
         "default backend (when no route matches)",
-        "cluster default-blog-80: no affinity (uniform random over ready endpoints)",
+        "cluster default-blog-80: no affinity, load-balance of --load-balance (round_robin by"
+        " default)",
     ]
     assert headings[-1] == "warnings (4)"
     assert lines_with(text, "/", "default-fallback-80", "default/catch-all")

@@ -22,8 +22,10 @@ from proxy.control.translate.proxy_ssl import (
     parse_protocols,
     parse_secret,
 )
+from proxy.core.balancing import DEFAULT_SUBSET_SIZE, Balancing, HashBy, LoadBalance
 from proxy.core.canary import CanaryPolicy, variable_name
 from proxy.core.cookies import CookieSettings
+from proxy.core.hash_key import HashKey
 from proxy.core.model import AffinityMode, UpstreamPolicy
 from proxy.core.values import (
     parse_count,
@@ -63,6 +65,12 @@ _PROXY_SSL_ANNOTATIONS = (
     "proxy-ssl-protocols",
     "proxy-ssl-ciphers",
 )
+_BALANCING_ANNOTATIONS = (
+    "upstream-hash-by",
+    "upstream-hash-by-subset",
+    "upstream-hash-by-subset-size",
+    "load-balance",
+)
 _HONOURED = frozenset(
     {
         "affinity",
@@ -86,6 +94,7 @@ _HONOURED = frozenset(
         "service-upstream",
         "backend-protocol",
         *_PROXY_SSL_ANNOTATIONS,
+        *_BALANCING_ANNOTATIONS,
     }
 )
 
@@ -95,6 +104,11 @@ _BASIC_CHARS = re.compile(r"[-._~a-zA-Z0-9/:]+")
 _URL_CHARS = re.compile(r"[-._~a-zA-Z0-9/:,?&=]+")
 _PATTERN_CHARS = re.compile(r"[-._~a-zA-Z0-9/:^$\[\](){}*+?|&=\\]+")  # and IsValidRegex
 _SECONDS = re.compile(r"-?[0-9]+")  # ingress-nginx passes 0 and negative numbers through
+_HASH_BY = re.compile(r"[-A-Za-z0-9_${}]+")  # ingress-nginx's hashByRegex (upstreamhashby)
+# load-balance values ingress-nginx accepts that only mean something there with a cookie or a
+# hash-by key, which are annotations of their own here
+# (docs/ingress-nginx-compat.md, "Load balancing")
+_OTHER_BALANCERS = frozenset({"chash", "chashsubset", "sticky_balanced", "sticky_persistent"})
 # Go's strconv.ParseBool, which ingress-nginx's boolean annotations use.
 _GO_BOOLS = {
     **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
@@ -128,6 +142,7 @@ class IngressSettings:
     # sticky, the default) or none (legacy)
     canary: CanaryPolicy | None
     canary_sticky: bool
+    balancing: Balancing | None  # upstream-hash-by* and load-balance; None: none set
     warnings: tuple[str, ...]
     service_upstream: bool = False  # dial the Service's cluster IP, not its endpoints
     backend_protocol: str = "HTTP"  # upper-case, as ingress-nginx's options
@@ -173,6 +188,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     service_upstream = reader.value("service-upstream", _go_bool) or False
     backend_protocol = reader.value("backend-protocol", parse_backend_protocol) or "HTTP"
     proxy_ssl = _proxy_ssl(reader)
+    balancing = _balancing(reader)
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -190,6 +206,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         service_upstream=service_upstream,
         backend_protocol=backend_protocol,
         proxy_ssl=proxy_ssl,
+        balancing=balancing,
     )
 
 
@@ -266,6 +283,28 @@ def _cookie_settings(reader: _Reader) -> CookieSettings:
         expires=reader.value("session-cookie-expires", _cookie_seconds),
         change_on_failure=bool(reader.value("session-cookie-change-on-failure", _go_bool)),
     )
+
+
+def _balancing(reader: _Reader) -> Balancing | None:
+    """upstream-hash-by* and load-balance (docs/ingress-nginx-compat.md, "Hash-by keys")."""
+    key = reader.value("upstream-hash-by", _hash_key)
+    subset = reader.value("upstream-hash-by-subset", _go_bool) or False
+    size = reader.value("upstream-hash-by-subset-size", _subset_size)
+    algorithm = reader.value("load-balance", _load_balance)
+    hash_by = None
+    if key is None:
+        for name in ("upstream-hash-by-subset", "upstream-hash-by-subset-size"):
+            reader.ignored_without(name, "upstream-hash-by")
+    else:
+        if key.unknown:
+            names = ", ".join(f"${name}" for name in key.unknown)
+            reader.warnings.append(
+                f"{PREFIX}upstream-hash-by: {names} not known here, read as empty text"
+            )
+        hash_by = HashBy(key, (size or DEFAULT_SUBSET_SIZE) if subset else 0)
+    if hash_by is None and algorithm is None:
+        return None
+    return Balancing(algorithm, hash_by)
 
 
 def _upstream_policy(reader: _Reader, own: _Reader, defaults: UpstreamPolicy) -> UpstreamPolicy:
@@ -372,6 +411,30 @@ def _affinity_mode(text: str) -> AffinityMode:
         return AffinityMode(text)  # case-sensitive, as in ingress-nginx
     except ValueError:
         raise ValueError(f"{text!r} is not balanced or persistent") from None
+
+
+def _hash_key(text: str) -> HashKey:
+    if not _HASH_BY.fullmatch(text):
+        raise ValueError(f"{text!r} holds characters other than letters, digits and -_${{}}")
+    return HashKey(text)
+
+
+def _subset_size(text: str) -> int:
+    size = int(text) if _SECONDS.fullmatch(text) else 0
+    if size < 1:
+        raise ValueError(f"{text!r} is not a positive number")
+    return size
+
+
+def _load_balance(text: str) -> LoadBalance:
+    if text in _OTHER_BALANCERS:
+        raise ValueError(
+            f"{text!r} is chosen here by affinity or upstream-hash-by, not by load-balance"
+        )
+    try:
+        return LoadBalance(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not round_robin or ewma") from None
 
 
 def _go_bool(text: str) -> bool:

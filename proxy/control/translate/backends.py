@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from proxy.control.translate.annotations import IngressSettings
 from proxy.control.translate.ingresses import Backend, Ingress
+from proxy.core.balancing import Balancing
 from proxy.core.model import Affinity, AffinityMode, PathType
 
 # Characters that make a path a regex to nginx; `.` is left out, it is common in plain paths.
@@ -82,6 +83,7 @@ class BackendPlan:
     locations: dict[str | None, set[str]] = field(default_factory=dict)
     affinity: Affinity | None = None
     service_upstream: bool = False  # dial the Service's cluster IP (docs/behaviour.md)
+    balancing: Balancing | None = None  # see merge_backends
 
 
 def merge_backends(
@@ -92,55 +94,64 @@ def merge_backends(
 ) -> dict[str, BackendPlan]:
     """One plan per backend name (docs/ingress-nginx-compat.md, "Backend names"): affinity is on
     if any Ingress path to it has `affinity: cookie`; the mode is the first one set; the cookie
-    settings are the last affinity Ingress's; the affinity locations collect all of them."""
+    settings are the last affinity Ingress's; the affinity locations collect all of them. Hash-by
+    and load-balance are those of the last Ingress naming the backend as its default backend, else
+    of the first naming it in a path (docs/ingress-nginx-compat.md, "Load balancing")."""
     plans: dict[str, BackendPlan] = {}
+    # ingress-nginx (createUpstreams) makes a backend's upstream, with those settings, at its
+    # first mention in a path, but anew at each mention as an Ingress's default backend
+    setter: dict[str, Ingress] = {}
     for ingress in ingresses:
         if ingress.default_backend is not None:
             backend = ingress.default_backend
             plans.setdefault(backend.cluster_name, BackendPlan(backend))
+            setter[backend.cluster_name] = ingress
     for entry in entries:
+        setter.setdefault(entry.backend.cluster_name, entry.ingress)
         plan = plans.setdefault(entry.backend.cluster_name, BackendPlan(entry.backend))
         if not plan.users or plan.users[-1] is not entry.ingress:  # entries come per Ingress
             plan.users.append(entry.ingress)
         if settings[entry.ingress.ref].affinity:
             plan.locations.setdefault(entry.host, set()).add(entry.path)
-    for plan in plans.values():
+    for name, plan in plans.items():
         _merge_affinity(plan, settings, warnings)
-    _merge_service_upstream(ingresses, plans, settings, warnings)
+        _merge_balancing(plan, setter[name], settings, warnings)
+        _merge_service_upstream(plan, setter[name], settings, warnings)
     return plans
 
 
-def _merge_service_upstream(
-    ingresses: list[Ingress],
-    plans: Mapping[str, BackendPlan],
-    settings: Mapping[str, IngressSettings],
-    warnings: list[str],
+def _merge_balancing(
+    plan: BackendPlan, setter: Ingress, settings: Mapping[str, IngressSettings], warnings: list[str]
 ) -> None:
-    """service-upstream is the setting of the Ingress that creates ingress-nginx's upstream: the
-    first with a path to the backend, unless a later one has it as defaultBackend, which
-    creates it anew (controller.createUpstreams)."""
-    owners: dict[str, Ingress] = {}
-    users: dict[str, list[Ingress]] = {}
-    for ingress in ingresses:
-        backends = [path.backend for path in ingress.paths if path.backend is not None]
-        if ingress.default_backend is not None:
-            owners[ingress.default_backend.cluster_name] = ingress
-            backends.append(ingress.default_backend)
-        for backend in backends:
-            owners.setdefault(backend.cluster_name, ingress)
-            users.setdefault(backend.cluster_name, []).append(ingress)
-    for name, owner in owners.items():
-        plan = plans.get(name)
-        if plan is None:
-            continue  # only paths that were skipped use it
-        wanted = settings[owner.ref].service_upstream
-        plan.service_upstream = wanted
-        for ingress in {user.ref: user for user in users[name]}.values():
-            if settings[ingress.ref].service_upstream != wanted:
-                warnings.append(
-                    f"{ingress.ref}: service-upstream does not apply to backend {name}:"
-                    f" {owner.ref} sets it up ({'on' if wanted else 'off'}), as in ingress-nginx"
-                )
+    name = plan.backend.cluster_name
+    balancing = plan.balancing = settings[setter.ref].balancing
+    for ingress in plan.users:
+        own = settings[ingress.ref].balancing
+        if ingress is not setter and own is not None and own != balancing:
+            warnings.append(
+                f"{ingress.ref}: its upstream-hash-by and load-balance settings do not apply to"
+                f" backend {name}: those of {setter.ref} do, as in ingress-nginx"
+            )
+    if plan.affinity is not None and balancing is not None:
+        warnings.append(
+            f"{setter.ref}: upstream-hash-by and load-balance have no effect on backend {name}:"
+            " its affinity cookie picks the endpoint, as in ingress-nginx"
+        )
+
+
+def _merge_service_upstream(
+    plan: BackendPlan, setter: Ingress, settings: Mapping[str, IngressSettings], warnings: list[str]
+) -> None:
+    """service-upstream is the setting of the Ingress that creates ingress-nginx's upstream
+    (`setter`, as merge_backends finds it)."""
+    name = plan.backend.cluster_name
+    wanted = plan.service_upstream = settings[setter.ref].service_upstream
+    for ingress in plan.users:
+        if settings[ingress.ref].service_upstream != wanted:
+            warnings.append(
+                f"{ingress.ref}: service-upstream does not apply to backend {name}:"
+                f" {setter.ref} sets it up ({'on' if wanted else 'off'}), as in ingress-nginx"
+            )
 
 
 def _merge_affinity(

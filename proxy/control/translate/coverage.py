@@ -42,9 +42,8 @@ _NOT_BUILT = (
     "limit-whitelist", "mirror-host", "mirror-request-body", "mirror-target", "permanent-redirect",
     "permanent-redirect-code", "proxy-cookie-domain", "proxy-cookie-path",
     "proxy-next-upstream-timeout", "proxy-redirect-from", "proxy-redirect-to", "rewrite-target",
-    "satisfy", "temporal-redirect", "temporal-redirect-code", "upstream-hash-by-subset",
-    "upstream-hash-by-subset-size", "upstream-vhost", "whitelist-source-range",
-    "x-forwarded-prefix",
+    "satisfy", "temporal-redirect", "temporal-redirect-code", "upstream-vhost",
+    "whitelist-source-range", "x-forwarded-prefix",
 )  # fmt: skip
 
 # name -> (support, why or how); the ingress-nginx user guide's list, every name it mentions.
@@ -82,7 +81,10 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "enable-rewrite-log": (Support.NO_EFFECT, "there are no nginx rewrites to log"),
     "force-ssl-redirect": (Support.HONOURED, "308 to https even without TLS configured here"),
     "http2-push-preload": (Support.NO_EFFECT, "clients speak HTTP/1.1 to the proxy"),
-    "load-balance": (Support.NOT_SUPPORTED, "without affinity, uniform at random"),
+    "load-balance": (
+        Support.DIFFERENT,
+        "round_robin and ewma; EWMA averages per worker; a retry skips tried endpoints",
+    ),
     "modsecurity-snippet": (Support.NO_EFFECT, _MODSECURITY),
     "modsecurity-transaction-id": (Support.NO_EFFECT, _MODSECURITY),
     "opentelemetry-trust-incoming-span": (Support.NO_EFFECT, _TRACING),
@@ -133,7 +135,15 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "ssl-prefer-server-ciphers": (Support.NO_EFFECT, _TLS_GLOBAL),
     "ssl-redirect": (Support.HONOURED, "308 to https for hosts with TLS, default true"),
     "stream-snippet": (Support.NO_EFFECT, _SNIPPET),
-    "upstream-hash-by": (Support.NOT_SUPPORTED, "without affinity, uniform at random"),
+    "upstream-hash-by": (
+        Support.DIFFERENT,
+        "same ring and pod as ingress-nginx; variables not known here read as empty",
+    ),
+    "upstream-hash-by-subset": (
+        Support.DIFFERENT,
+        "subsets cut from endpoints sorted by address, not in EndpointSlice order",
+    ),
+    "upstream-hash-by-subset-size": (Support.HONOURED, "default 3"),
     "use-regex": (Support.HONOURED, "paths as regular expressions matched from the start"),
 }
 

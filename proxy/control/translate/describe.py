@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from proxy.control.translate.annotations import SAMESITE_SPELLINGS
 from proxy.core.affinity import Cluster
+from proxy.core.balancing import Balancing
 from proxy.core.model import Affinity, ObjectStatus, UpstreamPolicy, UpstreamTls
 from proxy.core.routing import Route, Snapshot
 
@@ -190,7 +191,7 @@ def _route_affinity(route: Route) -> str:
 
 
 def _cluster_section(cluster: Cluster) -> str:
-    lines = [f"cluster {cluster.name}: {_cluster_affinity(cluster.affinity)}"]
+    lines = [f"cluster {cluster.name}: {_cluster_affinity(cluster.affinity, cluster.balancing)}"]
     if not cluster.endpoints:
         lines.append("  no endpoints: requests answer 503")
     rows = [
@@ -200,9 +201,20 @@ def _cluster_section(cluster: Cluster) -> str:
     return "\n".join(lines)
 
 
-def _cluster_affinity(affinity: Affinity | None) -> str:
+def _balancing(balancing: Balancing | None) -> str:
+    """docs/ingress-nginx-compat.md, "Load balancing"."""
+    hash_by = balancing.hash_by if balancing is not None else None
+    if hash_by is not None:
+        subsets = f", subsets of {hash_by.subset_size}" if hash_by.subset_size else ""
+        return f"upstream-hash-by {hash_by.key.text}{subsets}"
+    if balancing is not None and balancing.algorithm is not None:
+        return f"load-balance {balancing.algorithm.value}"
+    return "load-balance of --load-balance (round_robin by default)"
+
+
+def _cluster_affinity(affinity: Affinity | None, balancing: Balancing | None) -> str:
     if affinity is None:
-        return "no affinity (uniform random over ready endpoints)"
+        return f"no affinity, {_balancing(balancing)}"
     cookie = affinity.cookie
     attributes = []
     if cookie.expires is not None:

@@ -30,7 +30,7 @@ def build_backend_cluster(plan: BackendPlan, world: World, warnings: list[str]) 
         endpoints, problem = [endpoint], None
     else:
         endpoints, problem = endpoints_of(plan.backend, world, warnings)
-    cluster = build_cluster(plan.backend.cluster_name, endpoints, plan.affinity)
+    cluster = build_cluster(plan.backend.cluster_name, endpoints, plan.affinity, plan.balancing)
     return BuiltCluster(cluster, plan.locations, problem)
 
 
