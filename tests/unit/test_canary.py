@@ -10,6 +10,7 @@ from typing import Any
 from proxy.control.translate import TranslateOptions, translate
 from proxy.control.translate.annotations import PREFIX, parse_annotations
 from proxy.core.affinity import build_cluster
+from proxy.core.balancing import LoadBalance
 from proxy.core.canary import CanaryPolicy, first_cookie, header_variable, takes_canary
 from proxy.core.cookies import CookieSettings, backend_key
 from proxy.core.headers import Request, scan_request
@@ -280,3 +281,20 @@ def test_a_backend_takes_the_first_canary() -> None:
 def test_only_canaries_make_no_routes() -> None:
     snap = snapshot(ingress("canary", "shop.test", ("/", "canary"), canary="true"))
     assert snap.routes == ()
+
+
+def test_a_canary_backend_without_affinity_keeps_its_own_balancing() -> None:
+    """ingress-nginx makes the canary's upstream from the canary Ingress's own annotations."""
+    snap = snapshot(
+        ingress("shop", "shop.test", ("/", "web")),
+        ingress(
+            "canary", "shop.test", ("/", "canary"), canary="true", load_balance="ewma",
+            upstream_hash_by="$remote_addr",
+        ),
+    )  # fmt: skip
+    (route,) = snap.routes
+    assert route.canary is not None
+    balancing = route.canary.cluster.balancing
+    assert balancing is not None and balancing.algorithm is LoadBalance.EWMA
+    assert balancing.hash_by is not None
+    assert route.cluster.balancing is None

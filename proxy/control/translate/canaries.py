@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from proxy.control.translate.annotations import IngressSettings
-from proxy.control.translate.backends import path_type_of
-from proxy.control.translate.endpoints import endpoints_of
+from proxy.control.translate.backends import BackendPlan, path_type_of
+from proxy.control.translate.endpoints import build_backend_cluster
 from proxy.control.translate.ingresses import ROOT, Backend, Ingress
 from proxy.control.translate.world import World
-from proxy.core.affinity import Cluster, build_cluster
+from proxy.core.affinity import Cluster
 from proxy.core.canary import CanaryPolicy
 from proxy.core.model import PathType
 from proxy.core.routing import Route
@@ -87,13 +87,21 @@ def with_canaries(
         key = (name, route.cluster.name)
         cluster = built.get(key)
         if cluster is None:
-            endpoints, problem = endpoints_of(alternative.backend, world, warnings)
-            if problem is not None:
+            # the canary Ingress's own backend settings (ingress-nginx's createUpstreams)
+            own = settings[alternative.ingress.ref]
+            plan = BackendPlan(
+                alternative.backend,
+                affinity=affinity,
+                balancing=own.balancing,
+                service_upstream=own.service_upstream,
+            )
+            made = build_backend_cluster(plan, world, warnings)
+            if made.problem is not None:
                 warnings.append(
-                    f"{alternative.ingress.ref}: {problem}; requests sent to canary {name}"
+                    f"{alternative.ingress.ref}: {made.problem}; requests sent to canary {name}"
                     " answer 503"
                 )
-            cluster = built[key] = build_cluster(name, endpoints, affinity)
+            cluster = built[key] = made.cluster
         canary = dataclasses.replace(
             route,
             cluster=cluster,
