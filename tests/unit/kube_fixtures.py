@@ -9,6 +9,8 @@ from typing import Any
 import yaml
 
 from proxy.control.translate import TranslateOptions, translate
+from proxy.control.translate.annotations import PREFIX, IngressSettings, parse_annotations
+from proxy.core.model import UpstreamPolicy
 from proxy.core.routing import Route, Snapshot
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "translate"
@@ -49,3 +51,46 @@ def endpoints(route: Route) -> list[str]:
 def warned(snapshot: Snapshot, *fragments: str) -> bool:
     """Whether one warning line contains every fragment."""
     return any(all(f in line for f in fragments) for line in snapshot.warnings)
+
+
+def annotations_of(**annotations: str) -> dict[str, str]:
+    """ingress-nginx annotations, each named without its prefix and with `_` for `-`."""
+    return {PREFIX + name.replace("_", "-"): value for name, value in annotations.items()}
+
+
+def parsed(**annotations: str) -> IngressSettings:
+    """One Ingress's settings from annotations named as `annotations_of` names them."""
+    return parse_annotations(annotations_of(**annotations), UpstreamPolicy())
+
+
+def ingress_object(
+    name: str,
+    host: str | None,
+    *paths: tuple[str, str],
+    namespace: str = "default",
+    created: str | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Ingress `name` of class sticky with one rule for `host` (None: without host): each
+    (path, service) a Prefix path to the Service's port 80, by default `/` to `web`."""
+    backends = [
+        {
+            "path": path,
+            "pathType": "Prefix",
+            "backend": {"service": {"name": service, "port": {"number": 80}}},
+        }
+        for path, service in paths or (("/", "web"),)
+    ]
+    rule: dict[str, Any] = {"http": {"paths": backends}}
+    if host is not None:
+        rule["host"] = host
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    metadata["annotations"] = annotations or {}
+    if created is not None:
+        metadata["creationTimestamp"] = created
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata,
+        "spec": {"ingressClassName": "sticky", "rules": [rule]},
+    }

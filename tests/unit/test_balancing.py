@@ -19,38 +19,15 @@ from proxy.core.headers import Forwarding, Request, scan_request
 from proxy.core.model import Endpoint
 from proxy.core.routing import Snapshot
 from proxy.dataplane.balancing import Loads
+from tests.unit.kube_fixtures import ingress_object
 
 PREFIX = "nginx.ingress.kubernetes.io/"
 PODS = [f"10.0.0.{i}" for i in range(1, 4)]
 
 
 def _ingress(name: str, service: str = "web", **annotations: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": {
-            "name": name,
-            "namespace": "default",
-            "annotations": {PREFIX + key: value for key, value in annotations.items()},
-        },
-        "spec": {
-            "ingressClassName": "sticky",
-            "rules": [
-                {
-                    "host": f"{name}.example.com",
-                    "http": {
-                        "paths": [
-                            {
-                                "path": "/",
-                                "pathType": "Prefix",
-                                "backend": {"service": {"name": service, "port": {"number": 80}}},
-                            }
-                        ]
-                    },
-                }
-            ],
-        },
-    }
+    written = {PREFIX + key: value for key, value in annotations.items()}
+    return ingress_object(name, f"{name}.example.com", ("/", service), annotations=written)
 
 
 def _world(*ingresses: dict[str, Any]) -> Snapshot:

@@ -8,14 +8,15 @@ import re
 from typing import Any
 
 from proxy.control.translate import TranslateOptions, translate
-from proxy.control.translate.annotations import PREFIX, parse_annotations
+from proxy.control.translate.annotations import PREFIX
 from proxy.core.affinity import build_cluster
 from proxy.core.balancing import LoadBalance
 from proxy.core.canary import CanaryPolicy, first_cookie, header_variable, takes_canary
 from proxy.core.cookies import CookieSettings, backend_key
 from proxy.core.headers import Request, scan_request
-from proxy.core.model import Affinity, AffinityMode, Endpoint, UpstreamPolicy
+from proxy.core.model import Affinity, AffinityMode, Endpoint
 from proxy.core.routing import Snapshot
+from tests.unit.kube_fixtures import annotations_of, ingress_object, parsed
 
 MAIN = build_cluster("default-web-80", [Endpoint("10.0.0.1", 8080)], Affinity())
 CANARY = build_cluster("default-canary-80", [Endpoint("10.0.0.2", 8080)], Affinity())
@@ -107,14 +108,8 @@ def test_a_legacy_canary_has_no_cookie_to_be_tied_by() -> None:
 # --- annotations --------------------------------------------------------------------------------
 
 
-def settings(**annotations: str) -> Any:
-    return parse_annotations(
-        {PREFIX + k.replace("_", "-"): v for k, v in annotations.items()}, UpstreamPolicy()
-    )
-
-
 def test_canary_annotations() -> None:
-    parsed = settings(
+    got = parsed(
         canary="true",
         canary_by_header="X-Canary",
         canary_by_header_value="yes",
@@ -123,22 +118,22 @@ def test_canary_annotations() -> None:
         canary_weight_total="1000",
         affinity_canary_behavior="legacy",
     )
-    assert parsed.canary == CanaryPolicy(
+    assert got.canary == CanaryPolicy(
         header="x_canary", header_value="yes", cookie="beta", weight=10, weight_total=1000
     )
-    assert not parsed.canary_sticky
-    assert parsed.warnings == ()
-    assert settings(canary="true").canary_sticky
+    assert not got.canary_sticky
+    assert got.warnings == ()
+    assert parsed(canary="true").canary_sticky
 
 
 def test_bad_canary_annotations_are_warned_about() -> None:
-    parsed = settings(canary_weight="10", affinity_canary_behavior="legacy")
-    assert parsed.canary is None
-    assert parsed.warnings == (
+    got = parsed(canary_weight="10", affinity_canary_behavior="legacy")
+    assert got.canary is None
+    assert got.warnings == (
         f'{PREFIX}canary-weight is ignored without {PREFIX}canary: "true"',
         f'{PREFIX}affinity-canary-behavior has effect only with {PREFIX}canary: "true"',
     )
-    parsed = settings(
+    got = parsed(
         canary="true",
         canary_weight="ten",
         canary_weight_total="50",
@@ -146,40 +141,17 @@ def test_bad_canary_annotations_are_warned_about() -> None:
         canary_by_header_pattern="[",
         affinity_canary_behavior="Sticky",
     )
-    assert parsed.canary is not None
-    assert parsed.canary.pattern_error
-    assert (parsed.canary.weight, parsed.canary.weight_total, parsed.canary.header) == (0, 50, "")
-    assert len(parsed.warnings) == 5, parsed.warnings
+    assert got.canary is not None
+    assert got.canary.pattern_error
+    assert (got.canary.weight, got.canary.weight_total, got.canary.header) == (0, 50, "")
+    assert len(got.warnings) == 5, got.warnings
 
 
 # --- translation --------------------------------------------------------------------------------
 
 
 def ingress(name: str, host: str | None, *paths: tuple[str, str], **annotations: str) -> Any:
-    rule: dict[str, Any] = {
-        "http": {
-            "paths": [
-                {
-                    "path": p,
-                    "pathType": "Prefix",
-                    "backend": {"service": {"name": svc, "port": {"number": 80}}},
-                }
-                for p, svc in paths
-            ]
-        }
-    }
-    if host:
-        rule["host"] = host
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": {
-            "name": name,
-            "namespace": "default",
-            "annotations": {PREFIX + k.replace("_", "-"): v for k, v in annotations.items()},
-        },
-        "spec": {"rules": [rule]},
-    }
+    return ingress_object(name, host, *paths, annotations=annotations_of(**annotations))
 
 
 def services(*names: str) -> list[Any]:

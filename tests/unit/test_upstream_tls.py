@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from proxy.control.translate import TranslateOptions, translate
-from proxy.control.translate.annotations import PREFIX, IngressSettings, parse_annotations
+from proxy.control.translate.annotations import PREFIX
 from proxy.control.translate.describe import describe
 from proxy.control.translate.proxy_ssl import ProxySsl
 from proxy.core.model import Endpoint, UpstreamPolicy, UpstreamTls
@@ -21,14 +21,9 @@ from proxy.core.routing import Route, Snapshot
 from proxy.dataplane.upstream import Pools
 from proxy.dataplane.upstream_tls import certificate_names, client_tls, matches
 from tests.certs import self_signed
-from tests.unit.kube_fixtures import warned
+from tests.unit.kube_fixtures import ingress_object, parsed, warned
 
 NAMESPACE = "shop"
-
-
-def parsed(**annotations: str) -> IngressSettings:
-    values = {PREFIX + name.replace("_", "-"): value for name, value in annotations.items()}
-    return parse_annotations(values, UpstreamPolicy())
 
 
 # --- backend-protocol --------------------------------------------------------------------------
@@ -171,19 +166,8 @@ def objects(*extra: dict[str, Any], ingresses: int = 1, **annotations: str) -> l
 
 def ingress(name: str, host: str, age: int, annotations: dict[str, str]) -> dict[str, Any]:
     """Ingress `name` for `host`, its `/` to Service web port 80; older for a lower `age`."""
-    backend = {"service": {"name": "web", "port": {"number": 80}}}
-    paths = [{"path": "/", "pathType": "Prefix", "backend": backend}]
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "annotations": annotations,
-            "creationTimestamp": f"2024-01-0{age + 1}T00:00:00Z",
-        },
-        "spec": {"ingressClassName": "sticky", "rules": [{"host": host, "http": {"paths": paths}}]},
-    }
+    created = f"2024-01-0{age + 1}T00:00:00Z"
+    return ingress_object(name, host, namespace=NAMESPACE, created=created, annotations=annotations)
 
 
 def secret(name: str = "backend", namespace: str = NAMESPACE, **keys: bytes) -> dict[str, Any]:
