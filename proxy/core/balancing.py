@@ -50,6 +50,18 @@ class Balancing:
     hash_by: HashBy | None = None  # wins over `algorithm`, as in ingress-nginx
 
 
+def balancing_text(balancing: Balancing | None) -> str:
+    """How a cluster without affinity picks its pod, as `routes` and /status say it
+    (docs/ingress-nginx-compat.md, "Load balancing")."""
+    hash_by = balancing.hash_by if balancing is not None else None
+    if hash_by is not None:
+        subsets = f", subsets of {hash_by.subset_size}" if hash_by.subset_size else ""
+        return f"upstream-hash-by {hash_by.key.text}{subsets}"
+    if balancing is not None and balancing.algorithm is not None:
+        return f"load-balance {balancing.algorithm.value}"
+    return "load-balance of --load-balance (round_robin by default)"
+
+
 def subsets(endpoints: Sequence[T], size: int) -> list[tuple[T, ...]]:
     """Endpoints cut into subsets of `size`, in order; the last one is filled up with the first
     endpoints again, so all subsets have `size` members (chashsubset.lua build_subset_map)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from proxy.core.balancing import balancing_text
 from proxy.core.routing import Snapshot
 from proxy.system import build
 
@@ -34,6 +35,7 @@ def status(snapshot: Snapshot | None, totals: Totals) -> dict[str, Any]:
                 "ingress": f"{route.namespace}/{route.ingress}" if route.ingress else None,
                 "cluster": route.cluster.name,
                 "sets_cookie": route.set_cookie is not None,
+                "canary": route.canary.cluster.name if route.canary is not None else None,
             }
             for route in routes
         ],
@@ -42,6 +44,7 @@ def status(snapshot: Snapshot | None, totals: Totals) -> dict[str, Any]:
                 "name": cluster.name,
                 "affinity": cluster.affinity.mode.value if cluster.affinity else None,
                 "cookie": cluster.affinity.cookie.name if cluster.affinity else None,
+                "balancing": None if cluster.affinity else balancing_text(cluster.balancing),
                 "endpoints": [
                     {
                         "endpoint": endpoint.label,

@@ -73,13 +73,15 @@ function drawCluster(cluster, routes) {
   box.dataset.cluster = cluster.name;
   const title = el("h2", "", cluster.name);
   title.append(el("span", "affinity", cluster.affinity
-    ? cluster.affinity + " affinity, cookie " + cluster.cookie : "no affinity"));
+    ? cluster.affinity + " affinity, cookie " + cluster.cookie
+    : "no affinity, " + cluster.balancing));
   box.append(title);
   const list = el("ul", "routes");
   for (const route of routes) {
     const item = el("li", "", "route ");
     item.append(el("code", "", route.host + route.path));
     item.append(" (" + route.type + (route.ingress ? ", " + route.ingress : "") + ")");
+    if (route.canary) item.append(", canary " + route.canary);
     list.append(item);
   }
   box.append(list);

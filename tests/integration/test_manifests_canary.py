@@ -421,3 +421,25 @@ async def test_sessions_keep_their_side_when_the_weight_changes(
             assert await side(server, sides, cookie=f"{COOKIE}={canary_cookie}") == "canary"
         # a new client follows the weight
         assert await side(server, sides) == ("canary" if weight == "100" else "main")
+
+
+async def test_status_shows_each_route_s_canary_and_its_traffic(
+    sides: tuple[Upstream, Upstream], manifest: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    write_manifest(manifest, world(sides, {"canary_by_header": "CanaryByHeader"}))
+    server = await manifest_proxy(manifest)
+    for value in ("always", "always", "never"):
+        await side(server, sides, headers={"CanaryByHeader": value})
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://{server.metrics_address}/status") as response,
+    ):
+        status = await response.json()
+    (route,) = status["routes"]
+    assert (route["cluster"], route["canary"]) == ("default-web-80", "default-canary-80")
+    requests = {
+        cluster["name"]: (cluster["balancing"], sum(e["requests"] for e in cluster["endpoints"]))
+        for cluster in status["clusters"]
+    }
+    default = "load-balance of --load-balance (round_robin by default)"
+    assert requests == {"default-web-80": (default, 1), "default-canary-80": (default, 2)}

@@ -78,12 +78,14 @@ async def test_status_json_is_the_table_with_its_traffic(
     result = await status(server)
     assert result["ready"] is True
     assert result["routes"] == [{"host": "*", "path": "/", "type": "Prefix", "ingress": None,
-                                 "cluster": "static", "sets_cookie": True}]  # fmt: skip
+                                 "cluster": "static", "sets_cookie": True,
+                                 "canary": None}]  # fmt: skip
     (cluster,) = result["clusters"]
-    assert (cluster["name"], cluster["affinity"], cluster["cookie"]) == (
+    assert (cluster["name"], cluster["affinity"], cluster["cookie"], cluster["balancing"]) == (
         "static",
         "balanced",
         "key",
+        None,
     )
     endpoints = {e["endpoint"]: e for e in cluster["endpoints"]}
     assert set(endpoints) == {"web-u0", "web-u1", "web-u2"}

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from proxy.control.translate.annotations import SAMESITE_SPELLINGS
 from proxy.core.affinity import Cluster
-from proxy.core.balancing import Balancing
+from proxy.core.balancing import Balancing, balancing_text
 from proxy.core.model import Affinity, ObjectStatus, UpstreamPolicy, UpstreamTls
 from proxy.core.routing import Route, Snapshot
 
@@ -201,20 +201,9 @@ def _cluster_section(cluster: Cluster) -> str:
     return "\n".join(lines)
 
 
-def _balancing(balancing: Balancing | None) -> str:
-    """docs/ingress-nginx-compat.md, "Load balancing"."""
-    hash_by = balancing.hash_by if balancing is not None else None
-    if hash_by is not None:
-        subsets = f", subsets of {hash_by.subset_size}" if hash_by.subset_size else ""
-        return f"upstream-hash-by {hash_by.key.text}{subsets}"
-    if balancing is not None and balancing.algorithm is not None:
-        return f"load-balance {balancing.algorithm.value}"
-    return "load-balance of --load-balance (round_robin by default)"
-
-
 def _cluster_affinity(affinity: Affinity | None, balancing: Balancing | None) -> str:
     if affinity is None:
-        return f"no affinity, {_balancing(balancing)}"
+        return f"no affinity, {balancing_text(balancing)}"
     cookie = affinity.cookie
     attributes = []
     if cookie.expires is not None:
