@@ -241,6 +241,8 @@ class FakeApiServer:
         stored = copy.deepcopy(obj)
         stored["metadata"].setdefault("uid", f"uid-{plural}-{key[0]}-{key[1]}")
         old = self.objects[plural].get(key)
+        if plural == "secrets":
+            _store_secret(stored, old)
         if plural in CUSTOM:
             generation = 1
             if old is not None:
@@ -636,6 +638,19 @@ def _route(
         return None
     name, subresource = [*rest[1:], None, None][:2]
     return group, version, rest[0], namespace, name, subresource
+
+
+def _store_secret(secret: Obj, old: Obj | None) -> None:
+    """As the real server stores a Secret: `type` defaults to Opaque (so the fieldSelector
+    `type=Opaque` matches one written without it), `stringData` is merged into base64 `data` and
+    never shown, and the type of an existing Secret cannot change (it is immutable)."""
+    secret.setdefault("type", "Opaque")
+    plain = secret.pop("stringData", None) or {}
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in plain.items()}
+    if encoded:
+        secret["data"] = {**(secret.get("data") or {}), **encoded}
+    if old is not None and old["type"] != secret["type"]:
+        raise ValueError(f"Secret {secret['metadata']['name']}: type is immutable (422)")
 
 
 def _verb(method: str, name: str | None, subresource: str | None, watch: bool) -> str:
