@@ -56,6 +56,13 @@ KINDS: dict[tuple[str, str], tuple[str, str, bool]] = {
     (GATEWAY_GROUP, "httproutes"): ("HTTPRoute", f"{GATEWAY_GROUP}/v1", True),
     (GATEWAY_GROUP, "referencegrants"): ("ReferenceGrant", f"{GATEWAY_GROUP}/v1", True),
 }
+# The fields a fieldSelector may name, as the real server's field label conversion allows them
+# (every kind has the metadata ones; Secrets add `type`, Namespaces `status.phase`).
+_METADATA_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
+FIELD_LABELS = {
+    "secrets": _METADATA_FIELDS | {"type"},
+    "namespaces": _METADATA_FIELDS | {"status.phase"},
+}
 PLURALS = {kind: (group, plural) for (group, plural), (kind, _, _) in KINDS.items()}
 # The custom resources (CRDs) and the versions a current Gateway API install serves them as.
 CUSTOM: dict[str, tuple[str, ...]] = {
@@ -397,6 +404,9 @@ class FakeApiServer:
         if fault is not None:
             return _fault_response(fault, query.get("resourceVersion", ""))
         headers = {"Warning": ENDPOINTS_WARNING} if plural == "endpoints" else {}
+        unknown = set(_field_selector(query)) - FIELD_LABELS.get(plural, _METADATA_FIELDS)
+        if unknown:
+            return _error(400, "BadRequest", f"field label not supported: {min(unknown)}")
         if verb == "watch":
             watch = _Watch(plural, namespace, kind, api_version, _field_selector(query))
             return await self._watch(request, watch, query, headers)
