@@ -29,7 +29,7 @@ class Resource:
     status_written: bool = False
     # Only these keys of `data` are kept, with the name, namespace and type, and an object holding
     # none of them not at all: a Secret may hold anything, routing reads no more (docs/behaviour.md
-    # "Kubernetes API").
+    # "Startup", on Secrets).
     keep_data: tuple[str, ...] = ()
     # The restart metric's label, where another watch of the same plural needs telling apart.
     label: str = ""
