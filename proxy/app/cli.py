@@ -299,7 +299,7 @@ def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "TLS",
         "HTTPS on its own listener, for --tls-cert and for Ingress spec.tls with "
-        "kubernetes.io/tls Secrets (chosen by SNI). With --manifests or --kubernetes, a "
+        "Secrets holding tls.crt and tls.key (chosen by SNI). With --manifests or --kubernetes, a "
         "--tls-listen given or a --tls-cert binds it at start; without either, "
         f"{DEFAULT_TLS_LISTEN} is bound only once the first Ingress certificate loads (if that "
         "port is taken then: one error line, and plain HTTP goes on). With --backend: bound at "

@@ -56,6 +56,13 @@ KINDS: dict[tuple[str, str], tuple[str, str, bool]] = {
     (GATEWAY_GROUP, "httproutes"): ("HTTPRoute", f"{GATEWAY_GROUP}/v1", True),
     (GATEWAY_GROUP, "referencegrants"): ("ReferenceGrant", f"{GATEWAY_GROUP}/v1", True),
 }
+# The fields a fieldSelector may name, as the real server's field label conversion allows them
+# (every kind has the metadata ones; Secrets add `type`, Namespaces `status.phase`).
+_METADATA_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
+FIELD_LABELS = {
+    "secrets": _METADATA_FIELDS | {"type"},
+    "namespaces": _METADATA_FIELDS | {"status.phase"},
+}
 PLURALS = {kind: (group, plural) for (group, plural), (kind, _, _) in KINDS.items()}
 # The custom resources (CRDs) and the versions a current Gateway API install serves them as.
 CUSTOM: dict[str, tuple[str, ...]] = {
@@ -241,6 +248,8 @@ class FakeApiServer:
         stored = copy.deepcopy(obj)
         stored["metadata"].setdefault("uid", f"uid-{plural}-{key[0]}-{key[1]}")
         old = self.objects[plural].get(key)
+        if plural == "secrets":
+            _store_secret(stored, old)
         if plural in CUSTOM:
             generation = 1
             if old is not None:
@@ -395,6 +404,9 @@ class FakeApiServer:
         if fault is not None:
             return _fault_response(fault, query.get("resourceVersion", ""))
         headers = {"Warning": ENDPOINTS_WARNING} if plural == "endpoints" else {}
+        unknown = set(_field_selector(query)) - FIELD_LABELS.get(plural, _METADATA_FIELDS)
+        if unknown:
+            return _error(400, "BadRequest", f"field label not supported: {min(unknown)}")
         if verb == "watch":
             watch = _Watch(plural, namespace, kind, api_version, _field_selector(query))
             return await self._watch(request, watch, query, headers)
@@ -636,6 +648,19 @@ def _route(
         return None
     name, subresource = [*rest[1:], None, None][:2]
     return group, version, rest[0], namespace, name, subresource
+
+
+def _store_secret(secret: Obj, old: Obj | None) -> None:
+    """As the real server stores a Secret: `type` defaults to Opaque (so the fieldSelector
+    `type=Opaque` matches one written without it), `stringData` is merged into base64 `data` and
+    never shown, and the type of an existing Secret cannot change (it is immutable)."""
+    secret.setdefault("type", "Opaque")
+    plain = secret.pop("stringData", None) or {}
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in plain.items()}
+    if encoded:
+        secret["data"] = {**(secret.get("data") or {}), **encoded}
+    if old is not None and old["type"] != secret["type"]:
+        raise ValueError(f"Secret {secret['metadata']['name']}: type is immutable (422)")
 
 
 def _verb(method: str, name: str | None, subresource: str | None, watch: bool) -> str:

@@ -29,7 +29,8 @@ def test_missing_or_non_tls_secrets_are_warned_about() -> None:
     warnings = snapshot_of("tls").warnings
     assert any("Ingress shop/b: tls: Secret shop/missing-tls not found" in w for w in warnings)
     assert any(
-        "Ingress shop/d: tls: Secret shop/opaque not found or not of type" in w for w in warnings
+        "Ingress shop/d: tls: Secret shop/opaque not found or without tls.crt and" in w
+        for w in warnings
     )
 
 
@@ -57,6 +58,50 @@ def test_bad_base64_in_a_tls_secret_is_a_manifest_error() -> None:
     }  # fmt: skip
     with pytest.raises(ManifestError, match=r"^Secret shop/bad: data\.tls\.crt: is not base64"):
         translate([secret], TranslateOptions())
+
+
+def _secret(name: str, kind: str, **data: str) -> dict[str, object]:
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": kind,
+        "metadata": {"name": name, "namespace": "shop"},
+        "stringData": {key.replace("_", "."): value for key, value in data.items()},
+    }  # fmt: skip
+
+
+def _tls_ingress(*secrets: str) -> dict[str, object]:
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "a", "namespace": "shop"},
+        "spec": {
+            "tls": [{"hosts": [f"{name}.test"], "secretName": name} for name in secrets],
+            "defaultBackend": {"service": {"name": "web", "port": {"number": 80}}},
+        },
+    }  # fmt: skip
+
+
+def test_any_secret_type_with_tls_crt_and_tls_key_serves_spec_tls() -> None:
+    """As ingress-nginx's getPemCertificate: the keys matter, not the type (an Opaque Secret a
+    certificate tool writes serves as well); one without both is warned about."""
+    objects = [
+        _secret("opaque", "Opaque", tls_crt="chain", tls_key="key", ca_crt="ca"),
+        _secret("half", "Opaque", tls_crt="chain"),
+        _tls_ingress("opaque", "half"),
+    ]
+    snapshot = translate(objects, TranslateOptions())
+    certificate = next(c for c in snapshot.certificates if c.source == "Secret shop/opaque")
+    assert (certificate.hosts, certificate.chain, certificate.key) == (
+        ("opaque.test",),
+        b"chain",
+        b"key",
+    )
+    assert all(c.source != "Secret shop/half" for c in snapshot.certificates)
+    assert any("Secret shop/half not found or without tls.crt and tls.key" in w
+               for w in snapshot.warnings)  # fmt: skip
+
+
+def test_a_kubernetes_io_tls_secret_without_its_key_is_a_manifest_error() -> None:
+    with pytest.raises(ManifestError, match=r"^Secret shop/k: data\.tls\.key: missing"):
+        translate([_secret("k", "kubernetes.io/tls", tls_crt="chain")], TranslateOptions())
 
 
 CERTS = (

@@ -111,7 +111,11 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "proxy-ssl-ciphers": (Support.HONOURED, "OpenSSL's format, for TLS 1.2"),
     "proxy-ssl-name": (Support.DIFFERENT, "a host name; nginx variables such as $host are not"),
     "proxy-ssl-protocols": (Support.HONOURED, "TLSv1.2 and TLSv1.3"),
-    "proxy-ssl-secret": (Support.HONOURED, "ca.crt, and tls.crt and tls.key beside it"),
+    "proxy-ssl-secret": (
+        Support.DIFFERENT,
+        "ca.crt, and tls.crt and tls.key beside it; from the API server, kubernetes.io/tls and"
+        " Opaque Secrets only, with a TLS listener",
+    ),
     "proxy-ssl-server-name": (Support.HONOURED, "on sends proxy-ssl-name by SNI"),
     "proxy-ssl-verify": (Support.HONOURED, "on or off, default off"),
     "proxy-ssl-verify-depth": (Support.DIFFERENT, "the chain is verified to any depth"),

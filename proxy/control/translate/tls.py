@@ -1,4 +1,4 @@
-"""TLS from Ingress objects (pure): certificates from `kubernetes.io/tls` Secrets, and which
+"""TLS from Ingress objects (pure): certificates from Secrets with tls.crt and tls.key, and which
 routes redirect plain HTTP to https (the ssl-redirect annotations)."""
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def certificates(
             if secret is None:
                 warnings.append(
                     f"{ingress.ref}: tls: Secret {ingress.namespace}/{entry.secret} not found or"
-                    f" not of type kubernetes.io/tls; {', '.join(hosts)} get the default"
+                    f" without tls.crt and tls.key; {', '.join(hosts)} get the default"
                     " certificate"
                 )
                 continue

@@ -61,10 +61,10 @@ def _secret(
         return None, f"proxy-ssl-secret {ref}: Secrets of other namespaces are not allowed"
     data = secrets.get((parts[0], parts[1]))
     if data is None:
-        # (the Kubernetes source reads only kubernetes.io/tls Secrets, with a TLS listener)
+        # (the Kubernetes source reads kubernetes.io/tls and Opaque Secrets with a TLS listener)
         return None, (
-            f"proxy-ssl-secret {ref} not found (from the API server only kubernetes.io/tls"
-            " Secrets are read, and only with a TLS listener)"
+            f"proxy-ssl-secret {ref} not found (from the API server only Secrets of type"
+            " kubernetes.io/tls or Opaque are read, and only with a TLS listener)"
         )
     if data.ca is None and (data.chain is None or data.key is None):
         return None, f"proxy-ssl-secret {ref} has neither ca.crt nor tls.crt and tls.key"

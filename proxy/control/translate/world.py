@@ -45,7 +45,8 @@ from proxy.control.translate.tls import TlsSecret
 @dataclass
 class World:
     ingresses: dict[str, Ingress] = field(default_factory=dict)  # by ref
-    secrets: dict[tuple[str, str], TlsSecret] = field(default_factory=dict)  # TLS ones only
+    # every Secret with tls.crt and tls.key, for Ingress spec.tls and Gateway listeners
+    secrets: dict[tuple[str, str], TlsSecret] = field(default_factory=dict)
     # every Secret's ca.crt, tls.crt and tls.key, for proxy-ssl-secret
     secret_data: dict[tuple[str, str], SecretData] = field(default_factory=dict)
     services: dict[tuple[str, str], Service] = field(default_factory=dict)
@@ -182,14 +183,13 @@ def _secret_value(fields: Fields, name: str) -> bytes | None:
 
 
 def _read_tls_secret(fields: Fields) -> TlsSecret | None:
-    """The chain and key of a `kubernetes.io/tls` Secret (base64 `data`, or `stringData` as
-    written by hand); None for other Secret types, which routing never needs."""
+    """The chain and key of a Secret (base64 `data`, or `stringData` as written by hand): of any
+    type that holds both, as ingress-nginx reads them (docs/behaviour.md "TLS and redirects");
+    None for one that does not, unless it is a `kubernetes.io/tls` one, which must."""
+    chain, key = (_secret_value(fields, name) for name in ("tls.crt", "tls.key"))
+    if chain is not None and key is not None:
+        return TlsSecret(chain, key)
     if fields.text("type") != "kubernetes.io/tls":
         return None
-    pems = []
-    for name in ("tls.crt", "tls.key"):
-        value = _secret_value(fields, name)
-        if value is None:
-            raise fields.error(f"data.{name}", "missing (a kubernetes.io/tls Secret needs it)")
-        pems.append(value)
-    return TlsSecret(*pems)
+    name = "tls.crt" if chain is None else "tls.key"
+    raise fields.error(f"data.{name}", "missing (a kubernetes.io/tls Secret needs it)")

@@ -105,7 +105,7 @@ async def test_every_restart_reason_is_exported_from_startup(
 ) -> None:
     server, _ = await kube_proxy()
     await until(server.ready, "ready on an empty cluster")
-    for resource in (*WATCHED, "endpoints", "secrets"):
+    for resource in (*WATCHED, "endpoints", "secrets", "secrets-opaque"):
         for reason in (
             "closed",
             "expired",
@@ -340,22 +340,31 @@ def tls_secret(
 async def test_tls_secrets_are_watched_with_a_tls_listener_and_renewals_apply(
     fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods
 ) -> None:
+    """kubernetes.io/tls and Opaque Secrets, each asked for by type: no other type is read (a
+    service account token, a docker config); an Opaque one with tls.crt and tls.key serves
+    spec.tls as well, as in ingress-nginx."""
     world = web_app(await pods.start(1))
-    world[0]["spec"]["tls"] = [{"hosts": ["app.test"], "secretName": "web-tls"}]  # type: ignore[index]
-    first = self_signed("app.test")
-    apply(fake, [*world, tls_secret(*first), tls_secret(b"x", b"y", "password", "Opaque")])
+    world[0]["spec"]["tls"] = [  # type: ignore[index]
+        {"hosts": ["app.test"], "secretName": "web-tls"},
+        {"hosts": ["opaque.test"], "secretName": "opaque-tls"},
+        {"hosts": ["token.test"], "secretName": "token"},
+    ]
+    first, opaque = self_signed("app.test"), self_signed("opaque.test")
+    token = tls_secret(*self_signed("token.test"), "token", "kubernetes.io/service-account-token")
+    apply(fake, [*world, tls_secret(*first), tls_secret(*opaque, "opaque-tls", "Opaque"), token])
     server, _ = await kube_proxy(tls=True)
 
     def chains() -> list[bytes]:
         snapshot = server.publisher.current
         return [c.chain for c in snapshot.certificates] if snapshot is not None else []
 
-    await until(lambda: chains() == [first[0]], "the certificate of the Ingress's Secret")
+    await until(lambda: chains() == [opaque[0], first[0]], "the certificates of the Secrets")
     renewed = self_signed("app.test")
     fake.apply(tls_secret(*renewed))
-    await until(lambda: chains() == [renewed[0]], "the renewed certificate")
+    await until(lambda: chains() == [opaque[0], renewed[0]], "the renewed certificate")
     asked = fake.list_requests("secrets") + fake.watch_requests("secrets")
-    assert asked and all(r.query.get("fieldSelector") == "type=kubernetes.io/tls" for r in asked)
+    by_type = {r.query.get("fieldSelector") for r in asked}
+    assert by_type == {"type=kubernetes.io/tls", "type=Opaque"}
 
 
 async def test_without_a_tls_listener_no_secret_is_read(

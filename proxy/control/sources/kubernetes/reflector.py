@@ -47,6 +47,9 @@ Obj = dict[str, Any]
 # Metadata that changes without changing what the object means for routing.
 _NOISE_METADATA = ("resourceVersion", "managedFields", "generation")
 _NOISE_ANNOTATIONS = ("endpoints.kubernetes.io/last-change-trigger-time",)
+# Of an object trimmed to `keep_data`: enough to name it (its annotations may hold all of it,
+# kubectl's last-applied-configuration).
+_KEPT_METADATA = ("name", "namespace", "resourceVersion")
 # A watch that the server ended cleanly after this long, even without an event, was healthy:
 # resuming at once is fine.
 HEALTHY_WATCH_SECONDS = 1.0
@@ -98,12 +101,34 @@ async def _list_pages(
     params = {"limit": str(page_size), **selection}
     while True:
         page = await client.get(path, params)
-        items.extend(_with_type(item, resource) for item in page.get("items") or ())
+        for item in page.get("items") or ():
+            kept = _kept(item, resource)
+            if kept is not None:
+                items.append(kept)
         metadata = page.get("metadata") or {}
         token = metadata.get("continue")
         if not token:
             return items, str(metadata.get("resourceVersion") or "")
         params = {"limit": str(page_size), "continue": token, **selection}
+
+
+def _kept(obj: Obj, resource: Resource) -> Obj | None:
+    """What is kept of a listed or watched object: typed, and trimmed to `keep_data` where the
+    resource has it (None when nothing of it is left to keep)."""
+    if not resource.keep_data:
+        return _with_type(obj, resource)
+    data = obj.get("data")
+    kept = {k: data[k] for k in resource.keep_data if k in data} if isinstance(data, dict) else {}
+    if not kept:
+        return None
+    metadata = obj.get("metadata") or {}
+    return {
+        "kind": resource.kind,
+        "apiVersion": resource.api_version,
+        "metadata": {k: metadata[k] for k in _KEPT_METADATA if k in metadata},
+        "type": obj.get("type"),
+        "data": kept,
+    }
 
 
 def _with_type(obj: Obj, resource: Resource) -> Obj:
@@ -201,7 +226,8 @@ class Reflector:
     @property
     def name(self) -> str:
         where = f" in {self.namespace}" if self.namespace and self.resource.namespaced else ""
-        return f"{self.resource.qualified}{where}"
+        which = f" ({self.resource.field_selector})" if self.resource.label else ""
+        return f"{self.resource.qualified}{which}{where}"
 
     async def run(self) -> NoReturn:
         loop = asyncio.get_running_loop()
@@ -232,7 +258,7 @@ class Reflector:
             if healthy:
                 backoff.reset()
                 self._allowed_again()
-            self._count_restart(self.resource.plural, reason)
+            self._count_restart(self.resource.series, reason)
             if not (healthy and reason in ("closed", "expired")):
                 await asyncio.sleep(backoff.next_delay(retry_after))
 
@@ -321,10 +347,10 @@ class Reflector:
     def _apply(self, event: WatchEvent) -> None:
         version = event.resource_version
         if event.type != "BOOKMARK":
-            obj = _with_type(event.object, self._serving)
-            key = object_key(obj)
+            obj = _kept(event.object, self._serving)
+            key = object_key(event.object)
             old = self.objects.get(key)
-            if event.type == "DELETED":
+            if event.type == "DELETED" or obj is None:  # gone, or holds nothing to keep now
                 self.objects.pop(key, None)
                 new = None
             else:

@@ -27,10 +27,21 @@ class Resource:
     # Its status is written by this proxy and never read by translation: a change of the status
     # alone need not rebuild the routes (the status writer still hears of it).
     status_written: bool = False
+    # Only these keys of `data` are kept, with the name, namespace and type, and an object holding
+    # none of them not at all: a Secret may hold anything, routing reads no more (docs/behaviour.md
+    # "Startup", on Secrets).
+    keep_data: tuple[str, ...] = ()
+    # The restart metric's label, where another watch of the same plural needs telling apart.
+    label: str = ""
 
     @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def series(self) -> str:
+        """Its `resource` label in `sticky_proxy_kubernetes_watch_restarts_total`."""
+        return self.label or self.plural
 
     @property
     def qualified(self) -> str:
@@ -54,8 +65,19 @@ INGRESS_CLASSES = Resource("IngressClass", "ingressclasses", "networking.k8s.io"
 SERVICES = Resource("Service", "services", "", "v1")
 ENDPOINT_SLICES = Resource("EndpointSlice", "endpointslices", "discovery.k8s.io", "v1")
 ENDPOINTS = Resource("Endpoints", "endpoints", "", "v1")
-# Certificates for Ingress spec.tls; the server filters by type, so no other Secret is read.
-TLS_SECRETS = Resource("Secret", "secrets", "", "v1", field_selector="type=kubernetes.io/tls")
+# What routing reads of a Secret: Ingress spec.tls and proxy-ssl-secret.
+SECRET_KEYS = ("ca.crt", "tls.crt", "tls.key")
+# Secrets of the two types that can hold those keys, one watch each (a field selector cannot ask
+# for either of two types); the server filters, so no other type is read. kubernetes.io/tls ones
+# serve certificates; Opaque ones the CA-only Secrets that type cannot be (it requires tls.key).
+TLS_SECRETS = Resource(
+    "Secret", "secrets", "", "v1", field_selector="type=kubernetes.io/tls", keep_data=SECRET_KEYS
+)
+OPAQUE_SECRETS = Resource(
+    "Secret", "secrets", "", "v1", field_selector="type=Opaque", keep_data=SECRET_KEYS,
+    label="secrets-opaque",
+)  # fmt: skip
+SECRETS = (TLS_SECRETS, OPAQUE_SECRETS)
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_CLASSES = Resource(
@@ -81,7 +103,7 @@ ALL_RESOURCES = (
     SERVICES,
     ENDPOINT_SLICES,
     ENDPOINTS,
-    TLS_SECRETS,
+    *SECRETS,
     *GATEWAY_RESOURCES,
 )
 

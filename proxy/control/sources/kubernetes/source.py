@@ -41,8 +41,8 @@ from proxy.control.sources.kubernetes.resources import (
     INGRESSES,
     NAMESPACES,
     RESTART_REASONS,
+    SECRETS,
     SERVICES,
-    TLS_SECRETS,
     Resource,
 )
 from proxy.control.sources.kubernetes.status import (
@@ -70,8 +70,9 @@ COALESCE = 0.05
 def watched_resources(
     options: TranslateOptions, tls: bool = False, namespace: str | None = None
 ) -> tuple[Resource, ...]:
-    """What routing depends on; TLS Secrets only when there is a TLS listener to serve them
-    (reading Secrets needs RBAC that a plain-HTTP deployment should not have to grant). Scoped
+    """What routing depends on; Secrets (kubernetes.io/tls and Opaque) only when there is a TLS
+    listener to serve them (reading Secrets needs RBAC that a plain-HTTP deployment should not
+    have to grant; proxy-ssl-secret needs it too, docs/behaviour.md "Upstream TLS"). Scoped
     to one namespace, only that Namespace's labels matter (routes come from it alone)."""
     endpoints = ENDPOINTS if options.endpoints_api == "endpoints" else ENDPOINT_SLICES
     gateway = tuple(
@@ -81,7 +82,7 @@ def watched_resources(
         for r in GATEWAY_RESOURCES
     )
     return (
-        INGRESSES, INGRESS_CLASSES, SERVICES, endpoints, *((TLS_SECRETS,) if tls else ()),
+        INGRESSES, INGRESS_CLASSES, SERVICES, endpoints, *(SECRETS if tls else ()),
         *gateway,
     )  # fmt: skip
 
@@ -173,7 +174,7 @@ class KubernetesSource:
     restarts: RestartCounts
     namespace: str | None = None  # None: every namespace
     publish_service: Key | None = None  # (namespace, name) of the Service in front of the proxy
-    tls: bool = False  # watch kubernetes.io/tls Secrets for the TLS listener
+    tls: bool = False  # watch Secrets for the TLS listener (and proxy-ssl-secret)
     tuning: WatchTuning = field(default_factory=WatchTuning)
     coalesce: float = COALESCE
     rng: random.Random = field(default_factory=random.Random)
@@ -181,7 +182,7 @@ class KubernetesSource:
     def __post_init__(self) -> None:
         # every resource the source may watch, by every reason, from 0: a fixed set of series
         self.restarts.count_watch_restarts_from_zero(
-            (resource.plural, reason) for resource in ALL_RESOURCES for reason in RESTART_REASONS
+            (resource.series, reason) for resource in ALL_RESOURCES for reason in RESTART_REASONS
         )
 
     async def run(self, sink: SnapshotSink) -> None:

@@ -133,7 +133,7 @@ def _listener_certificates(
             return Condition("ResolvedRefs", False, "RefNotPermitted", where)
         secret = world.secrets.get((namespace, name))
         if secret is None:
-            message = f"{where} not found or not of type kubernetes.io/tls"
+            message = f"{where} not found or without tls.crt and tls.key"
             return Condition("ResolvedRefs", False, "InvalidCertificateRef", message)
         found.append(TlsCertificate(where, hosts, secret.chain, secret.key))
     return _RESOLVED
