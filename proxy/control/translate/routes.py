@@ -11,8 +11,11 @@ from proxy.control.translate.annotations import IngressSettings
 from proxy.control.translate.backends import PathEntry
 from proxy.control.translate.endpoints import BuiltCluster
 from proxy.control.translate.ingresses import ROOT, Backend, Ingress
+from proxy.control.translate.rewrite_annotations import APP_ROOT_CODE
 from proxy.core.affinity import build_cluster
+from proxy.core.filters import Filters
 from proxy.core.model import PathType
+from proxy.core.rewrites import FixedRedirect
 from proxy.core.routing import Route
 
 _RouteKey = tuple[str | None, str, PathType]
@@ -80,6 +83,34 @@ class Layout:
                 self._claimed[key] = ingress.ref
                 self._routes[key] = self._route(ingress, *key, ingress.default_backend)
 
+    def add_app_roots(self, ingresses: list[Ingress]) -> None:
+        """app-root: nginx.tmpl puts `if ($uri = /) { return 302 ... }` in the server, ahead of
+        every location, so "/" of each host of such an Ingress redirects, whichever location
+        would have taken it; an exact "/" route does that here. The first Ingress to set one
+        for a host has it (docs/behaviour.md, "Rewrites and redirects")."""
+        setters: dict[str | None, Ingress] = {}
+        for ingress in ingresses:
+            rewrites = self._settings[ingress.ref].rewrites
+            if rewrites is None or rewrites.app_root is None:
+                continue
+            backend = ingress.default_backend or next(
+                (path.backend for path in ingress.paths if path.backend is not None), None
+            )
+            for host in dict.fromkeys(ingress.hosts):
+                setter = setters.setdefault(host, ingress)
+                if setter is not ingress:
+                    self._warnings.append(
+                        f"{ingress.ref}: app-root for {host or 'every host'} ignored:"
+                        f" {setter.ref} set it"
+                    )
+                elif backend is not None:
+                    key = (host, ROOT, PathType.EXACT)
+                    redirect = FixedRedirect(rewrites.app_root, APP_ROOT_CODE, on_own_host=True)
+                    route = self._route(ingress, *key, backend)
+                    self._routes[key] = dataclasses.replace(
+                        route, filters=Filters(fixed_redirect=redirect), sets_cookie=False
+                    )
+
     def add_aliases(self, ingresses: list[Ingress]) -> None:
         """server-alias: the first Ingress to set aliases for a host has them; an alias that is a
         host of its own is dropped. An alias serves every path of its host
@@ -145,6 +176,7 @@ class Layout:
             cluster = build_cluster(f"{cluster.name} (denied)", (), None)
         affinity = cluster.affinity
         cookie_path = affinity.cookie.path if affinity is not None else None
+        rewrites = self._settings[ingress.ref].rewrites
         return Route(
             host=host,
             path=path,
@@ -156,6 +188,7 @@ class Layout:
             namespace=ingress.namespace,
             ingress=ingress.name,
             service=backend.service,
+            filters=rewrites.filters(path) if rewrites is not None else None,
         )
 
 
