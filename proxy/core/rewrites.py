@@ -37,11 +37,16 @@ class RegexRewrite:
 class FixedRedirect:
     """permanent-redirect and temporal-redirect (`url` as written), or app-root (`url` a path
     on the request's own scheme and Host, as nginx's `$scheme://$http_host<path>`). Either way
-    without the request's query, as nginx's `return`."""
+    without the request's query, as nginx's `return`. With `to_host`, from-to-www-redirect:
+    `url` is the other host, and the target goes along without its last "/", the port always
+    named (ingress-nginx's ngx_srv_redirect.lua)."""
 
     url: str
     status: int
     on_own_host: bool = False
+    to_host: bool = False
 
-    def location(self, scheme: str, host: str) -> str:
+    def location(self, scheme: str, host: str, port: str, target: str) -> str:
+        if self.to_host:
+            return f"{scheme}://{self.url}:{port}{target.removesuffix('/')}"
         return f"{scheme}://{host}{self.url}" if self.on_own_host else self.url

@@ -766,7 +766,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         if isinstance(redirect, FixedRedirect):
             # an Ingress's: app-root names the Host as sent, port and all ($http_host)
             host = request.host_header.decode("latin-1") or self._host()
-            text = redirect.location(scheme, host)
+            port = self.via.local.rsplit(b":", 1)[-1].decode("latin-1")
+            text = redirect.location(scheme, host, port, request.target.decode("latin-1"))
         else:
             query = request.target.partition(b"?")[2].decode("latin-1")
             text = redirect.location(scheme, self._host(), path, query, matched)

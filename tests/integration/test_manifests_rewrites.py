@@ -1,6 +1,7 @@
 """ingress-nginx's rewrite and redirect e2e cases (test/e2e/annotations/rewrite.go, approot.go,
-redirect.go, xforwardedprefix.go, upstreamvhost.go), each named after the Go test it mirrors,
-from manifest files through a real proxy to a real upstream; then hostile and precedence cases.
+redirect.go, xforwardedprefix.go, upstreamvhost.go, fromtowwwredirect.go), each named after the
+Go test it mirrors, from manifest files through a real proxy to a real upstream; then hostile and
+precedence cases.
 
 The Go tests write their paths as Prefix; ingress-nginx then reads every path of a host with a
 rewrite or use-regex as a regex. Here only ImplementationSpecific paths are regexes
@@ -230,6 +231,22 @@ async def test_set_host_to_upstreamvhost_bar_com(
     reply = await request(server, "/", host)
     assert reply.header("Host") == ["upstreamvhost.bar.com"]
     assert reply.header("X-Forwarded-Host") == [host]  # the client's, as ingress-nginx sends
+
+
+# --- fromtowwwredirect.go ---------------------------------------------------------------------
+
+
+async def test_should_redirect_from_www_http_to_http(
+    pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    host = "fromtowwwredirect.bar.com"
+    www = ingress(host, rule(host, path("/")), from_to_www_redirect="true")
+    server = await serve(manifest, manifest_proxy, pod, www)
+    port = url(server).rsplit(":", 1)[1].rstrip("/")  # the port the proxy listens on
+    reply = await request(server, "/foo", f"www.{host}")
+    assert (reply.status, reply.location) == (308, f"http://{host}:{port}/foo")
+    assert (await request(server, "/foo", host)).path_qs == "/foo"
+    assert pod.requests == 1
 
 
 # --- precedence and hostile input -------------------------------------------------------------

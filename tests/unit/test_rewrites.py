@@ -34,12 +34,15 @@ def test_regex_rewrite(pattern: str, target: str, path: str, result: str) -> Non
 
 
 def test_fixed_redirect_location() -> None:
-    assert FixedRedirect("https://x.test/a?b=c", 301).location("http", "h") == (
+    assert FixedRedirect("https://x.test/a?b=c", 301).location("http", "h", "80", "/t") == (
         "https://x.test/a?b=c"
     )
-    assert FixedRedirect("/app", 302, on_own_host=True).location("https", "h:8443") == (
-        "https://h:8443/app"
-    )
+    app_root = FixedRedirect("/app", 302, on_own_host=True)
+    assert app_root.location("https", "h:8443", "443", "/?q") == "https://h:8443/app"
+    www = FixedRedirect("x.test", 308, to_host=True)
+    assert www.location("http", "www.x.test", "80", "/foo/?a=b") == "http://x.test:80/foo/?a=b"
+    assert www.location("https", "www.x.test", "443", "/foo/") == "https://x.test:443/foo"
+    assert www.location("https", "www.x.test", "443", "/") == "https://x.test:443"
 
 
 def test_settings_from_valid_annotations() -> None:
@@ -176,3 +179,21 @@ def test_app_root_is_an_exact_root_route_of_each_host_first_ingress_wins() -> No
     assert root.filters.fixed_redirect == FixedRedirect("/app", 302, on_own_host=True)
     assert root.set_cookie is None and root.ingress == "first"
     assert warned(snapshot, "Ingress default/second: app-root for a.test ignored", "first")
+
+
+def test_from_to_www_redirect_routes_the_other_name_unless_it_is_a_host() -> None:
+    www = annotations_of(from_to_www_redirect="true")
+    objects = [
+        ingress_object("a", "a.test", annotations=www),
+        ingress_object("b", "www.b.test", annotations=www),
+        ingress_object("c", "c.test", annotations=www),
+        ingress_object("www-c", "www.c.test"),
+    ]
+    snapshot = translate(objects, TranslateOptions())
+    redirects = {
+        r.host: r.filters.fixed_redirect.url
+        for r in snapshot.routes
+        if r.filters is not None and r.filters.fixed_redirect is not None
+    }
+    assert redirects == {"www.a.test": "a.test", "b.test": "www.b.test"}
+    assert warned(snapshot, "Ingress default/c: from-to-www-redirect from www.c.test to c.test")

@@ -93,6 +93,7 @@ _REWRITE_ANNOTATIONS = (
     "temporal-redirect-code",
     "x-forwarded-prefix",
     "upstream-vhost",
+    "from-to-www-redirect",
 )
 _HONOURED = frozenset(
     {
@@ -335,8 +336,8 @@ def _balancing(reader: _Reader) -> Balancing | None:
 
 
 def _rewrites(reader: _Reader) -> RewriteSettings | None:
-    """rewrite-target, the redirects, app-root, x-forwarded-prefix and upstream-vhost
-    (docs/behaviour.md, "Rewrites and redirects"); None when none is set."""
+    """rewrite-target, the redirects, app-root, x-forwarded-prefix, upstream-vhost and
+    from-to-www-redirect (docs/behaviour.md, "Rewrites and redirects"); None when none is set."""
     redirect = None
     temporal = reader.value("temporal-redirect", parse_redirect_url)
     permanent = reader.value("permanent-redirect", parse_redirect_url)
@@ -361,6 +362,7 @@ def _rewrites(reader: _Reader) -> RewriteSettings | None:
         app_root=reader.value("app-root", parse_app_root),
         x_forwarded_prefix=reader.value("x-forwarded-prefix", parse_prefix),
         upstream_vhost=reader.value("upstream-vhost", parse_vhost),
+        from_to_www=reader.value("from-to-www-redirect", _go_bool) or False,
     )
     return None if settings == RewriteSettings() else settings
 

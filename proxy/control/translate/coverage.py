@@ -37,7 +37,7 @@ _NOT_BUILT = (
     "auth-tls-verify-depth", "auth-type", "auth-url", "cors-allow-credentials",
     "cors-allow-headers", "cors-allow-methods", "cors-allow-origin", "cors-expose-headers",
     "cors-max-age", "custom-headers", "custom-http-errors", "default-backend",
-    "denylist-source-range", "enable-cors", "from-to-www-redirect", "limit-burst-multiplier",
+    "denylist-source-range", "enable-cors", "limit-burst-multiplier",
     "limit-connections", "limit-rate", "limit-rate-after", "limit-rpm", "limit-rps",
     "limit-whitelist", "mirror-host", "mirror-request-body", "mirror-target",
     "proxy-cookie-domain", "proxy-cookie-path",
@@ -81,6 +81,10 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "enable-owasp-core-rules": (Support.NO_EFFECT, _MODSECURITY),
     "enable-rewrite-log": (Support.NO_EFFECT, "there are no nginx rewrites to log"),
     "force-ssl-redirect": (Support.HONOURED, "308 to https even without TLS configured here"),
+    "from-to-www-redirect": (
+        Support.DIFFERENT,
+        "308 from the other name; its TLS certificate must be listed in spec.tls",
+    ),
     "http2-push-preload": (Support.NO_EFFECT, "clients speak HTTP/1.1 to the proxy"),
     "load-balance": (
         Support.DIFFERENT,

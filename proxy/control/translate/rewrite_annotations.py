@@ -23,6 +23,7 @@ PERMANENT_CODES = range(300, 309)
 TEMPORAL_DEFAULT = 302
 PERMANENT_DEFAULT = 301
 APP_ROOT_CODE = 302  # nginx.tmpl's `return 302 $scheme://$http_host<app-root>`
+WWW_CODE = 308  # from-to-www-redirect: the ConfigMap's http-redirect-code, by default
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class RewriteSettings:
     app_root: str | None = None
     x_forwarded_prefix: str | None = None
     upstream_vhost: str | None = None
+    from_to_www: bool = False
 
     def rewrites(self, path: str) -> bool:
         """Whether a location of this path is rewritten: ingress-nginx's needsRewrite (which

@@ -11,7 +11,7 @@ from proxy.control.translate.annotations import IngressSettings
 from proxy.control.translate.backends import PathEntry
 from proxy.control.translate.endpoints import BuiltCluster
 from proxy.control.translate.ingresses import ROOT, Backend, Ingress
-from proxy.control.translate.rewrite_annotations import APP_ROOT_CODE
+from proxy.control.translate.rewrite_annotations import APP_ROOT_CODE, WWW_CODE
 from proxy.core.affinity import build_cluster
 from proxy.core.filters import Filters
 from proxy.core.model import PathType
@@ -110,6 +110,38 @@ class Layout:
                     self._routes[key] = dataclasses.replace(
                         route, filters=Filters(fixed_redirect=redirect), sets_cookie=False
                     )
+
+    def add_www_redirects(self, ingresses: list[Ingress]) -> None:
+        """from-to-www-redirect: a host's other name (with or without `www.`) answers every
+        request with a 308 to the host, unless it is a host of its own (ingress-nginx's
+        BuildRedirects; docs/behaviour.md, "Rewrites and redirects")."""
+        hosts = {host for ingress in ingresses for host in ingress.hosts if host is not None}
+        for ingress in ingresses:
+            rewrites = self._settings[ingress.ref].rewrites
+            if rewrites is None or not rewrites.from_to_www:
+                continue
+            for host in dict.fromkeys(ingress.hosts):
+                if host is None or host.startswith("*."):
+                    continue
+                other = host.removeprefix("www.") if host.startswith("www.") else f"www.{host}"
+                key = (other, ROOT, PathType.PREFIX)
+                if other in hosts:
+                    self._warnings.append(
+                        f"{ingress.ref}: from-to-www-redirect from {other} to {host} ignored:"
+                        f" {other} is a host of its own"
+                    )
+                    continue
+                route = self._routes.get((host, ROOT, PathType.PREFIX)) or next(
+                    (r for k, r in self._routes.items() if k[0] == host), None
+                )
+                if key in self._routes or route is None:
+                    continue  # (another Ingress of the host made the redirect already)
+                redirect = FixedRedirect(host, WWW_CODE, to_host=True)
+                self._routes[key] = dataclasses.replace(
+                    route, host=other, path=ROOT, path_type=PathType.PREFIX,
+                    filters=Filters(fixed_redirect=redirect), sets_cookie=False, canary=None,
+                    canary_policy=None,
+                )  # fmt: skip
 
     def add_aliases(self, ingresses: list[Ingress]) -> None:
         """server-alias: the first Ingress to set aliases for a host has them; an alias that is a
