@@ -10,6 +10,7 @@ import pytest
 
 from proxy.control.translate import TranslateOptions, translate
 from proxy.control.translate.annotations import PREFIX
+from proxy.control.translate.describe import describe
 from proxy.control.translate.rewrite_annotations import RewriteSettings
 from proxy.core.filters import HeaderEdit, Rewrite
 from proxy.core.model import PathType
@@ -197,3 +198,21 @@ def test_from_to_www_redirect_routes_the_other_name_unless_it_is_a_host() -> Non
     }
     assert redirects == {"www.a.test": "a.test", "b.test": "www.b.test"}
     assert warned(snapshot, "Ingress default/c: from-to-www-redirect from www.c.test to c.test")
+
+
+def test_routes_tells_each_routes_redirect_or_rewrite() -> None:
+    objects = [
+        ingress_object(
+            "rw",
+            "a.test",
+            annotations=annotations_of(
+                rewrite_target="/v2", x_forwarded_prefix="/api", upstream_vhost="in.test"
+            ),
+        ),
+        ingress_object(
+            "moved", "b.test", annotations=annotations_of(permanent_redirect="http://c.test")
+        ),
+    ]
+    text = describe(translate(objects, TranslateOptions()))
+    assert "rewrites the path to /v2, sends X-Forwarded-Prefix: /api, sends Host: in.test" in text
+    assert "redirects 301 to http://c.test" in text
