@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from proxy.core.headers import Headers, Request
+from proxy.core.rewrites import FixedRedirect, RegexRewrite
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -90,6 +91,10 @@ class Filters:
     response_headers: HeaderEdit | None = None
     redirect: Redirect | None = None
     rewrite: Rewrite | None = None
+    # an Ingress's annotations (docs/behaviour.md, "Rewrites and redirects"): permanent- or
+    # temporal-redirect or app-root, and rewrite-target
+    fixed_redirect: FixedRedirect | None = None
+    path_regex: RegexRewrite | None = None
 
 
 def rewritten(request: Request, filters: Filters, matched: str) -> Request:
@@ -110,6 +115,9 @@ def rewritten(request: Request, filters: Filters, matched: str) -> Request:
         if rewrite.path is not None:
             path, mark, query = target.decode("latin-1").partition("?")
             target = (rewrite.path.apply(path, matched) + mark + query).encode("latin-1")
+    if filters.path_regex is not None:
+        path, mark, query = target.decode("latin-1").partition("?")
+        target = (filters.path_regex.apply(path) + mark + query).encode("latin-1")
     return Request(
         method=request.method, target=target, http11=request.http11, forward=forward,
         spliced=None, host=request.host, host_header=host_header, cookie=request.cookie,

@@ -55,7 +55,7 @@ class Route:
     # Gateway API routes answer only on the listeners they attach to: plain HTTP, TLS, or both
     on_plain: bool = True
     on_tls: bool = True
-    filters: Filters | None = None  # a Gateway API rule's filters
+    filters: Filters | None = None  # a Gateway API rule's filters, or an Ingress's rewrites
     # sessionPersistence: the policy, and (on the route of the whole rule) the route of each
     # backend a session may be pinned to, as `session.backends` lists them
     session: SessionPolicy | None = None

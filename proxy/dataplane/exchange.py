@@ -39,6 +39,7 @@ from proxy.core.errors import (
 from proxy.core.filters import Redirect, rewritten
 from proxy.core.model import Endpoint
 from proxy.core.outliers import EJECTING_REASONS, substitute
+from proxy.core.rewrites import FixedRedirect
 from proxy.core.routing import Route
 from proxy.core.sessions import SessionKind, SessionPolicy
 from proxy.dataplane.upstream import ResponseSink, UpstreamConnection
@@ -374,8 +375,9 @@ class Exchange(ResponseSink, ProxiedRequest):
             route = self._backend_of(route)
         self.route = route  # (an answer given here is counted for this route)
         filters = route.filters
-        if filters is not None and filters.redirect is not None:
-            self._redirect(filters.redirect, path, route.path)
+        redirect = None if filters is None else filters.redirect or filters.fixed_redirect
+        if redirect is not None:
+            self._redirect(redirect, path, route.path)
             return None
         if route.invalid_backend:
             self.fail(InvalidBackend())
@@ -758,11 +760,18 @@ class Exchange(ResponseSink, ProxiedRequest):
         )
         self._reply(308, partial(redirect_response, location))
 
-    def _redirect(self, redirect: Redirect, path: str, matched: str) -> None:
+    def _redirect(self, redirect: Redirect | FixedRedirect, path: str, matched: str) -> None:
         request = self.request
-        query = request.target.partition(b"?")[2].decode("latin-1")
         scheme = "https" if self.downstream.tls else "http"
-        location = redirect.location(scheme, self._host(), path, query, matched).encode("latin-1")
+        if isinstance(redirect, FixedRedirect):
+            # an Ingress's: app-root names the Host as sent, port and all ($http_host)
+            host = request.host_header.decode("latin-1") or self._host()
+            port = self.via.local.rsplit(b":", 1)[-1].decode("latin-1")
+            text = redirect.location(scheme, host, port, request.target.decode("latin-1"))
+        else:
+            query = request.target.partition(b"?")[2].decode("latin-1")
+            text = redirect.location(scheme, self._host(), path, query, matched)
+        location = text.encode("latin-1")
         status = redirect.status
         self._reply(status, partial(redirect_response, location, status=status))
 

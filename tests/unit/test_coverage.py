@@ -41,16 +41,16 @@ def test_warnings_say_why_an_annotation_does_nothing() -> None:
     settings = parse_annotations(
         {
             f"{PREFIX}proxy-buffering": "on",
-            f"{PREFIX}rewrite-target": "/",
+            f"{PREFIX}mirror-target": "/mirror",
             f"{PREFIX}preserve-trailing-slash": "true",
             f"{PREFIX}affinity": "cookie",
         },
         UpstreamPolicy(),
     )
     assert settings.warnings == (
+        f"{PREFIX}mirror-target is not supported; ignored",
         f"{PREFIX}proxy-buffering has no effect here (the proxy streams bodies both ways and"
         " has no nginx buffers to size); ignored",
-        f"{PREFIX}rewrite-target is not supported; ignored",
     )  # (a difference is told by `routes`, not warned about)
 
 
@@ -64,7 +64,7 @@ def test_routes_reports_every_annotation_of_each_ingress() -> None:
             "annotations": {
                 f"{PREFIX}affinity": "cookie",
                 f"{PREFIX}configuration-snippet": "more_set_headers x: y;",
-                f"{PREFIX}rewrite-target": "/",
+                f"{PREFIX}mirror-target": "/mirror",
                 "kubernetes.io/ingress.class": "sticky",
             },
         },
@@ -78,5 +78,5 @@ def test_routes_reports_every_annotation_of_each_ingress() -> None:
         f"  {PREFIX}affinity               honoured: cookie, the only type",
         f"  {PREFIX}configuration-snippet  no effect here: there is no nginx configuration to"
         " add a snippet to",
-        f"  {PREFIX}rewrite-target         not supported",
+        f"  {PREFIX}mirror-target          not supported",
     ]

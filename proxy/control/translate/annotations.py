@@ -22,11 +22,24 @@ from proxy.control.translate.proxy_ssl import (
     parse_protocols,
     parse_secret,
 )
+from proxy.control.translate.rewrite_annotations import (
+    PERMANENT_CODES,
+    PERMANENT_DEFAULT,
+    TEMPORAL_CODES,
+    TEMPORAL_DEFAULT,
+    RewriteSettings,
+    parse_app_root,
+    parse_prefix,
+    parse_redirect_url,
+    parse_rewrite_target,
+    parse_vhost,
+)
 from proxy.core.balancing import DEFAULT_SUBSET_SIZE, Balancing, HashBy, LoadBalance
 from proxy.core.canary import CanaryPolicy, variable_name
 from proxy.core.cookies import CookieSettings
 from proxy.core.hash_key import HashKey
 from proxy.core.model import AffinityMode, UpstreamPolicy
+from proxy.core.rewrites import FixedRedirect
 from proxy.core.values import (
     parse_count,
     parse_next_upstream,
@@ -71,6 +84,17 @@ _BALANCING_ANNOTATIONS = (
     "upstream-hash-by-subset-size",
     "load-balance",
 )
+_REWRITE_ANNOTATIONS = (
+    "rewrite-target",
+    "app-root",
+    "permanent-redirect",
+    "permanent-redirect-code",
+    "temporal-redirect",
+    "temporal-redirect-code",
+    "x-forwarded-prefix",
+    "upstream-vhost",
+    "from-to-www-redirect",
+)
 _HONOURED = frozenset(
     {
         "affinity",
@@ -95,6 +119,7 @@ _HONOURED = frozenset(
         "backend-protocol",
         *_PROXY_SSL_ANNOTATIONS,
         *_BALANCING_ANNOTATIONS,
+        *_REWRITE_ANNOTATIONS,
     }
 )
 
@@ -148,6 +173,7 @@ class IngressSettings:
     backend_protocol: str = "HTTP"  # upper-case, as ingress-nginx's options
     proxy_ssl: ProxySsl | None = None  # only with a proxy-ssl-secret
     denied: str | None = None  # why its routes answer 503 (set once Secrets are looked up)
+    rewrites: RewriteSettings | None = None  # rewrite-target, redirects and the like; None: none
 
 
 def parse_server_name(text: str) -> str:
@@ -189,6 +215,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     backend_protocol = reader.value("backend-protocol", parse_backend_protocol) or "HTTP"
     proxy_ssl = _proxy_ssl(reader)
     balancing = _balancing(reader)
+    rewrites = _rewrites(reader)
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -207,6 +234,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         backend_protocol=backend_protocol,
         proxy_ssl=proxy_ssl,
         balancing=balancing,
+        rewrites=rewrites,
     )
 
 
@@ -305,6 +333,43 @@ def _balancing(reader: _Reader) -> Balancing | None:
     if hash_by is None and algorithm is None:
         return None
     return Balancing(algorithm, hash_by)
+
+
+def _rewrites(reader: _Reader) -> RewriteSettings | None:
+    """rewrite-target, the redirects, app-root, x-forwarded-prefix, upstream-vhost and
+    from-to-www-redirect (docs/behaviour.md, "Rewrites and redirects"); None when none is set."""
+    redirect = None
+    temporal = reader.value("temporal-redirect", parse_redirect_url)
+    permanent = reader.value("permanent-redirect", parse_redirect_url)
+    if temporal is not None:
+        # ingress-nginx reads temporal-redirect first and then no permanent-redirect
+        code = reader.value("temporal-redirect-code", _integer)
+        redirect = FixedRedirect(temporal, _code(code, TEMPORAL_CODES, TEMPORAL_DEFAULT))
+        if permanent is not None:
+            reader.warnings.append(
+                f"{PREFIX}permanent-redirect is ignored: {PREFIX}temporal-redirect comes first"
+            )
+    else:
+        reader.ignored_without("temporal-redirect-code", "temporal-redirect")
+    if temporal is None and permanent is not None:
+        code = reader.value("permanent-redirect-code", _integer)
+        redirect = FixedRedirect(permanent, _code(code, PERMANENT_CODES, PERMANENT_DEFAULT))
+    elif permanent is None:
+        reader.ignored_without("permanent-redirect-code", "permanent-redirect")
+    settings = RewriteSettings(
+        target=reader.value("rewrite-target", parse_rewrite_target),
+        redirect=redirect,
+        app_root=reader.value("app-root", parse_app_root),
+        x_forwarded_prefix=reader.value("x-forwarded-prefix", parse_prefix),
+        upstream_vhost=reader.value("upstream-vhost", parse_vhost),
+        from_to_www=reader.value("from-to-www-redirect", _go_bool) or False,
+    )
+    return None if settings == RewriteSettings() else settings
+
+
+def _code(code: int | None, allowed: range, default: int) -> int:
+    """ingress-nginx keeps a redirect code in its range and takes the default for any other."""
+    return code if code is not None and code in allowed else default
 
 
 def _upstream_policy(reader: _Reader, own: _Reader, defaults: UpstreamPolicy) -> UpstreamPolicy:

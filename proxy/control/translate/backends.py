@@ -34,9 +34,11 @@ def path_entries(
     # use-regex is per Ingress here (docs/behaviour.md, "Annotations"); in ingress-nginx it
     # turns every path of the host into a regex, so a path on such a host that looks like a
     # regex but is not one is flagged.
+    # A rewritten path is a regex location too (docs/behaviour.md, "Rewrites and redirects").
     regex_hosts: dict[str | None, str] = {}
     for ingress in ingresses:
-        if settings[ingress.ref].use_regex:
+        own = settings[ingress.ref]
+        if own.use_regex or any(_rewrites(own, path.path) for path in ingress.paths):
             for host in ingress.hosts:
                 regex_hosts.setdefault(host, ingress.ref)
     entries = []
@@ -47,7 +49,8 @@ def path_entries(
             if path.backend is None:
                 warnings.append(f"{where}: resource backends are not supported; path skipped")
                 continue
-            path_type = path_type_of(path.path_type, use_regex)
+            regex = use_regex or _rewrites(settings[ingress.ref], path.path)
+            path_type = path_type_of(path.path_type, regex)
             if path_type is PathType.REGEX:
                 try:
                     re.compile(path.path, re.IGNORECASE)
@@ -61,6 +64,10 @@ def path_entries(
                 )
             entries.append(PathEntry(ingress, path.host, path.path, path_type, path.backend))
     return entries
+
+
+def _rewrites(settings: IngressSettings, path: str) -> bool:
+    return settings.rewrites is not None and settings.rewrites.rewrites(path)
 
 
 def path_type_of(written: str, use_regex: bool) -> PathType:

@@ -28,7 +28,7 @@ _COOKIE = "as ingress-nginx sets the cookie, byte for byte"
 
 # Not built (yet): they would change routing or the request, and the Ingress is served without.
 _NOT_BUILT = (
-    "app-root", "auth-always-set-cookie", "auth-cache-duration", "auth-cache-key",
+    "auth-always-set-cookie", "auth-cache-duration", "auth-cache-key",
     "auth-keepalive", "auth-keepalive-requests", "auth-keepalive-share-vars",
     "auth-keepalive-timeout", "auth-method", "auth-proxy-set-headers", "auth-realm",
     "auth-request-redirect", "auth-response-headers", "auth-secret", "auth-secret-type",
@@ -37,13 +37,13 @@ _NOT_BUILT = (
     "auth-tls-verify-depth", "auth-type", "auth-url", "cors-allow-credentials",
     "cors-allow-headers", "cors-allow-methods", "cors-allow-origin", "cors-expose-headers",
     "cors-max-age", "custom-headers", "custom-http-errors", "default-backend",
-    "denylist-source-range", "enable-cors", "from-to-www-redirect", "limit-burst-multiplier",
+    "denylist-source-range", "enable-cors", "limit-burst-multiplier",
     "limit-connections", "limit-rate", "limit-rate-after", "limit-rpm", "limit-rps",
-    "limit-whitelist", "mirror-host", "mirror-request-body", "mirror-target", "permanent-redirect",
-    "permanent-redirect-code", "proxy-cookie-domain", "proxy-cookie-path",
-    "proxy-next-upstream-timeout", "proxy-redirect-from", "proxy-redirect-to", "rewrite-target",
-    "satisfy", "temporal-redirect", "temporal-redirect-code", "upstream-vhost",
-    "whitelist-source-range", "x-forwarded-prefix",
+    "limit-whitelist", "mirror-host", "mirror-request-body", "mirror-target",
+    "proxy-cookie-domain", "proxy-cookie-path",
+    "proxy-next-upstream-timeout", "proxy-redirect-from", "proxy-redirect-to",
+    "satisfy",
+    "whitelist-source-range",
 )  # fmt: skip
 
 # name -> (support, why or how); the ingress-nginx user guide's list, every name it mentions.
@@ -55,6 +55,7 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
         Support.HONOURED,
         "sticky: a cookie of either side keeps its client there; legacy: the canary sets none",
     ),
+    "app-root": (Support.HONOURED, "302 from / of the host, before any location"),
     "auth-snippet": (Support.NO_EFFECT, _SNIPPET),
     "backend-protocol": (
         Support.DIFFERENT,
@@ -80,6 +81,10 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "enable-owasp-core-rules": (Support.NO_EFFECT, _MODSECURITY),
     "enable-rewrite-log": (Support.NO_EFFECT, "there are no nginx rewrites to log"),
     "force-ssl-redirect": (Support.HONOURED, "308 to https even without TLS configured here"),
+    "from-to-www-redirect": (
+        Support.DIFFERENT,
+        "308 from the other name; its TLS certificate must be listed in spec.tls",
+    ),
     "http2-push-preload": (Support.NO_EFFECT, "clients speak HTTP/1.1 to the proxy"),
     "load-balance": (
         Support.DIFFERENT,
@@ -88,6 +93,8 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "modsecurity-snippet": (Support.NO_EFFECT, _MODSECURITY),
     "modsecurity-transaction-id": (Support.NO_EFFECT, _MODSECURITY),
     "opentelemetry-trust-incoming-span": (Support.NO_EFFECT, _TRACING),
+    "permanent-redirect": (Support.HONOURED, "an http or https URL, without the query"),
+    "permanent-redirect-code": (Support.HONOURED, "300 to 308, else 301"),
     "preserve-trailing-slash": (
         Support.HONOURED,
         "without it a redirect to https drops the target's last /, as ingress-nginx does",
@@ -119,6 +126,10 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "proxy-ssl-server-name": (Support.HONOURED, "on sends proxy-ssl-name by SNI"),
     "proxy-ssl-verify": (Support.HONOURED, "on or off, default off"),
     "proxy-ssl-verify-depth": (Support.DIFFERENT, "the chain is verified to any depth"),
+    "rewrite-target": (
+        Support.DIFFERENT,
+        "$1..$9 from the path as a Python regex; no nginx variables, no absolute URLs",
+    ),
     "server-alias": (Support.HONOURED, "exact names and *. wildcards"),
     "server-snippet": (Support.NO_EFFECT, _SNIPPET),
     "service-upstream": (
@@ -139,6 +150,8 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "ssl-prefer-server-ciphers": (Support.NO_EFFECT, _TLS_GLOBAL),
     "ssl-redirect": (Support.HONOURED, "308 to https for hosts with TLS, default true"),
     "stream-snippet": (Support.NO_EFFECT, _SNIPPET),
+    "temporal-redirect": (Support.HONOURED, "an http or https URL, before permanent-redirect"),
+    "temporal-redirect-code": (Support.HONOURED, "300 to 307, else 302"),
     "upstream-hash-by": (
         Support.DIFFERENT,
         "same ring and pod as ingress-nginx; variables not known here read as empty",
@@ -148,7 +161,9 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
         "subsets cut from endpoints sorted by address, not in EndpointSlice order",
     ),
     "upstream-hash-by-subset-size": (Support.HONOURED, "default 3"),
+    "upstream-vhost": (Support.DIFFERENT, "a host name; nginx variables such as $host are not"),
     "use-regex": (Support.HONOURED, "paths as regular expressions matched from the start"),
+    "x-forwarded-prefix": (Support.HONOURED, "sent with a rewrite-target only, as ingress-nginx"),
 }
 
 

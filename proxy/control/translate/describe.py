@@ -77,6 +77,7 @@ def _table(title: str, routes: Sequence[Route]) -> str:
                 _conditions(route),
                 _split(route),
                 _canary(route),
+                _rewrites(route),
                 "its backend reference does not resolve: answered 500"
                 if route.invalid_backend
                 else "",
@@ -103,6 +104,25 @@ def _conditions(route: Route) -> str:
     for kind, matches in (("header", conditions.headers), ("query", conditions.query)):
         parts.extend(f"{kind} {m.name} {'~' if m.regex else '='} {m.value!r}" for m in matches)
     return "only " + ", ".join(parts)
+
+
+def _rewrites(route: Route) -> str:
+    """An Ingress's redirect or rewrite (docs/behaviour.md, "Rewrites and redirects")."""
+    filters = route.filters
+    if filters is None:
+        return ""
+    redirect = filters.fixed_redirect
+    if redirect is not None:
+        to = f"{redirect.url}<target>" if redirect.to_host else redirect.url
+        return f"redirects {redirect.status} to {to}"
+    parts = []
+    if filters.path_regex is not None:
+        parts.append(f"rewrites the path to {filters.path_regex.target}")
+    if filters.request_headers is not None:
+        parts.extend(f"sends {name}: {value}" for name, value in filters.request_headers.set)
+    if filters.rewrite is not None and filters.rewrite.hostname is not None:
+        parts.append(f"sends Host: {filters.rewrite.hostname}")
+    return ", ".join(parts)
 
 
 def _canary(route: Route) -> str:

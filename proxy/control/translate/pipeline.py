@@ -47,6 +47,8 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     default_route = layout.add_default_backends(ingresses)
     layout.add_paths(entries)
     layout.add_server_roots(ingresses)
+    layout.add_app_roots(ingresses)
+    layout.add_www_redirects(ingresses)
     layout.add_aliases(ingresses)
     routes = layout.routes()
     check_routes(routes, default_route, clusters, warnings)

@@ -11,8 +11,11 @@ from proxy.control.translate.annotations import IngressSettings
 from proxy.control.translate.backends import PathEntry
 from proxy.control.translate.endpoints import BuiltCluster
 from proxy.control.translate.ingresses import ROOT, Backend, Ingress
+from proxy.control.translate.rewrite_annotations import APP_ROOT_CODE, WWW_CODE
 from proxy.core.affinity import build_cluster
+from proxy.core.filters import Filters
 from proxy.core.model import PathType
+from proxy.core.rewrites import FixedRedirect
 from proxy.core.routing import Route
 
 _RouteKey = tuple[str | None, str, PathType]
@@ -80,6 +83,66 @@ class Layout:
                 self._claimed[key] = ingress.ref
                 self._routes[key] = self._route(ingress, *key, ingress.default_backend)
 
+    def add_app_roots(self, ingresses: list[Ingress]) -> None:
+        """app-root: nginx.tmpl puts `if ($uri = /) { return 302 ... }` in the server, ahead of
+        every location, so "/" of each host of such an Ingress redirects, whichever location
+        would have taken it; an exact "/" route does that here. The first Ingress to set one
+        for a host has it (docs/behaviour.md, "Rewrites and redirects")."""
+        setters: dict[str | None, Ingress] = {}
+        for ingress in ingresses:
+            rewrites = self._settings[ingress.ref].rewrites
+            if rewrites is None or rewrites.app_root is None:
+                continue
+            backend = ingress.default_backend or next(
+                (path.backend for path in ingress.paths if path.backend is not None), None
+            )
+            for host in dict.fromkeys(ingress.hosts):
+                setter = setters.setdefault(host, ingress)
+                if setter is not ingress:
+                    self._warnings.append(
+                        f"{ingress.ref}: app-root for {host or 'every host'} ignored:"
+                        f" {setter.ref} set it"
+                    )
+                elif backend is not None:
+                    key = (host, ROOT, PathType.EXACT)
+                    redirect = FixedRedirect(rewrites.app_root, APP_ROOT_CODE, on_own_host=True)
+                    route = self._route(ingress, *key, backend)
+                    self._routes[key] = dataclasses.replace(
+                        route, filters=Filters(fixed_redirect=redirect), sets_cookie=False
+                    )
+
+    def add_www_redirects(self, ingresses: list[Ingress]) -> None:
+        """from-to-www-redirect: a host's other name (with or without `www.`) answers every
+        request with a 308 to the host, unless it is a host of its own (ingress-nginx's
+        BuildRedirects; docs/behaviour.md, "Rewrites and redirects")."""
+        hosts = {host for ingress in ingresses for host in ingress.hosts if host is not None}
+        for ingress in ingresses:
+            rewrites = self._settings[ingress.ref].rewrites
+            if rewrites is None or not rewrites.from_to_www:
+                continue
+            for host in dict.fromkeys(ingress.hosts):
+                if host is None or host.startswith("*."):
+                    continue
+                other = host.removeprefix("www.") if host.startswith("www.") else f"www.{host}"
+                key = (other, ROOT, PathType.PREFIX)
+                if other in hosts:
+                    self._warnings.append(
+                        f"{ingress.ref}: from-to-www-redirect from {other} to {host} ignored:"
+                        f" {other} is a host of its own"
+                    )
+                    continue
+                route = self._routes.get((host, ROOT, PathType.PREFIX)) or next(
+                    (r for k, r in self._routes.items() if k[0] == host), None
+                )
+                if key in self._routes or route is None:
+                    continue  # (another Ingress of the host made the redirect already)
+                redirect = FixedRedirect(host, WWW_CODE, to_host=True)
+                self._routes[key] = dataclasses.replace(
+                    route, host=other, path=ROOT, path_type=PathType.PREFIX,
+                    filters=Filters(fixed_redirect=redirect), sets_cookie=False, canary=None,
+                    canary_policy=None,
+                )  # fmt: skip
+
     def add_aliases(self, ingresses: list[Ingress]) -> None:
         """server-alias: the first Ingress to set aliases for a host has them; an alias that is a
         host of its own is dropped. An alias serves every path of its host
@@ -145,6 +208,7 @@ class Layout:
             cluster = build_cluster(f"{cluster.name} (denied)", (), None)
         affinity = cluster.affinity
         cookie_path = affinity.cookie.path if affinity is not None else None
+        rewrites = self._settings[ingress.ref].rewrites
         return Route(
             host=host,
             path=path,
@@ -156,6 +220,7 @@ class Layout:
             namespace=ingress.namespace,
             ingress=ingress.name,
             service=backend.service,
+            filters=rewrites.filters(path) if rewrites is not None else None,
         )
 
 
