@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from proxy.control.translate import cors
 from proxy.control.translate.coverage import Support, verdict
 from proxy.control.translate.proxy_ssl import (
     ProxySsl,
@@ -25,6 +26,7 @@ from proxy.control.translate.proxy_ssl import (
 from proxy.core.balancing import DEFAULT_SUBSET_SIZE, Balancing, HashBy, LoadBalance
 from proxy.core.canary import CanaryPolicy, variable_name
 from proxy.core.cookies import CookieSettings
+from proxy.core.cors import CorsPolicy
 from proxy.core.hash_key import HashKey
 from proxy.core.model import AffinityMode, UpstreamPolicy
 from proxy.core.values import (
@@ -71,6 +73,14 @@ _BALANCING_ANNOTATIONS = (
     "upstream-hash-by-subset-size",
     "load-balance",
 )
+_CORS_ANNOTATIONS = (
+    "cors-allow-origin",
+    "cors-allow-methods",
+    "cors-allow-headers",
+    "cors-allow-credentials",
+    "cors-expose-headers",
+    "cors-max-age",
+)
 _HONOURED = frozenset(
     {
         "affinity",
@@ -95,6 +105,8 @@ _HONOURED = frozenset(
         "backend-protocol",
         *_PROXY_SSL_ANNOTATIONS,
         *_BALANCING_ANNOTATIONS,
+        "enable-cors",
+        *_CORS_ANNOTATIONS,
     }
 )
 
@@ -148,6 +160,7 @@ class IngressSettings:
     backend_protocol: str = "HTTP"  # upper-case, as ingress-nginx's options
     proxy_ssl: ProxySsl | None = None  # only with a proxy-ssl-secret
     denied: str | None = None  # why its routes answer 503 (set once Secrets are looked up)
+    cors: CorsPolicy | None = None  # enable-cors and the cors-* annotations; None: off
 
 
 def parse_server_name(text: str) -> str:
@@ -189,6 +202,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     backend_protocol = reader.value("backend-protocol", parse_backend_protocol) or "HTTP"
     proxy_ssl = _proxy_ssl(reader)
     balancing = _balancing(reader)
+    cors_policy = _cors(reader)
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -207,6 +221,32 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         backend_protocol=backend_protocol,
         proxy_ssl=proxy_ssl,
         balancing=balancing,
+        cors=cors_policy,
+    )
+
+
+def _cors(reader: _Reader) -> CorsPolicy | None:
+    """enable-cors and the cors-* annotations, with ingress-nginx's defaults for values it
+    refuses (docs/behaviour.md, "CORS"); None without `enable-cors: true`."""
+    if not reader.value("enable-cors", _go_bool):
+        for name in _CORS_ANNOTATIONS:
+            reader.ignored_without(name, 'enable-cors: "true"')
+        return None
+    skipped: list[str] = []
+    origins = reader.value("cors-allow-origin", lambda text: cors.parse_origins(text, skipped))
+    if skipped:
+        reader.warnings.append(
+            f"{PREFIX}cors-allow-origin: {', '.join(map(repr, skipped))} not scheme://host[:port],"
+            " null or *; skipped"
+        )
+    default = CorsPolicy()
+    return CorsPolicy(
+        origins=origins,  # None (absent, invalid or with `*`): every origin
+        methods=_or(reader.value("cors-allow-methods", cors.parse_methods), default.methods),
+        headers=_or(reader.value("cors-allow-headers", cors.parse_headers), default.headers),
+        credentials=_or(reader.value("cors-allow-credentials", _go_bool), True),
+        expose=_or(reader.value("cors-expose-headers", cors.parse_expose), ""),
+        max_age=_or(reader.value("cors-max-age", cors.parse_max_age), default.max_age),
     )
 
 

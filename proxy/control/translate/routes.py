@@ -156,6 +156,7 @@ class Layout:
             namespace=ingress.namespace,
             ingress=ingress.name,
             service=backend.service,
+            cors=self._settings[ingress.ref].cors,
         )
 
 
