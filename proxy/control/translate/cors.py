@@ -8,11 +8,13 @@ import re
 
 # ingress-nginx's whole-value check of cors-allow-origin (spaces removed first), then the one
 # each listed origin must pass or be skipped
-_ORIGINS = re.compile(r"((((([a-z]+://)?(\*\.)?[A-Za-z0-9\-.]*(:\d+)?,?)|null)+)|\*)?")
-_ORIGIN = re.compile(r"([a-z]+://(\*\.)?[A-Za-z0-9\-.]*(:\d+)?|\*|null)?")
-_METHODS = re.compile(r"([A-Za-z]+,?\s?)+")
+_ORIGINS = re.compile(r"((((([a-z]+://)?(\*\.)?[A-Za-z0-9\-.]*(:[0-9]+)?,?)|null)+)|\*)?")
+_ORIGIN = re.compile(r"([a-z]+://(\*\.)?[A-Za-z0-9\-.]*(:[0-9]+)?|\*|null)?")
+# Go's \s is [\t\n\f\r ]; ingress-nginx then refuses \r and \n (MaliciousRegex), and \f is
+# refused here too: none of them may stand in a header value
+_METHODS = re.compile(r"([A-Za-z]+,?[\t ]?)+")
 _HEADERS = re.compile(r"[A-Za-z0-9\-_, ]*")
-_EXPOSE = re.compile(r"(([A-Za-z0-9\-_]+|\*),?\s?)+")
+_EXPOSE = re.compile(r"(([A-Za-z0-9\-_]+|\*),?[\t ]?)+")
 _GO_INT = re.compile(r"[+-]?[0-9]+")  # strconv.Atoi
 
 
@@ -54,6 +56,6 @@ def parse_expose(text: str) -> str:
 
 
 def parse_max_age(text: str) -> int:
-    if not _GO_INT.fullmatch(text):
-        raise ValueError(f"{text!r} is not a whole number of seconds")
+    if not _GO_INT.fullmatch(text) or not -(2**63) <= int(text) < 2**63:
+        raise ValueError(f"{text!r} is not a whole number of seconds")  # as Go's int64 holds
     return int(text)
