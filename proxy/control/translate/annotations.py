@@ -13,7 +13,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from proxy.control.translate import cors
+from proxy.control.translate.cors import (
+    parse_expose,
+    parse_headers,
+    parse_max_age,
+    parse_methods,
+    parse_origins,
+)
 from proxy.control.translate.coverage import Support, verdict
 from proxy.control.translate.proxy_ssl import (
     ProxySsl,
@@ -233,7 +239,7 @@ def _cors(reader: _Reader) -> CorsPolicy | None:
             reader.ignored_without(name, 'enable-cors: "true"')
         return None
     skipped: list[str] = []
-    origins = reader.value("cors-allow-origin", lambda text: cors.parse_origins(text, skipped))
+    origins = reader.value("cors-allow-origin", lambda text: parse_origins(text, skipped))
     if skipped:
         reader.warnings.append(
             f"{PREFIX}cors-allow-origin: {', '.join(map(repr, skipped))} not scheme://host[:port],"
@@ -242,11 +248,11 @@ def _cors(reader: _Reader) -> CorsPolicy | None:
     default = CorsPolicy()
     return CorsPolicy(
         origins=origins,  # None (absent, invalid or with `*`): every origin
-        methods=_or(reader.value("cors-allow-methods", cors.parse_methods), default.methods),
-        headers=_or(reader.value("cors-allow-headers", cors.parse_headers), default.headers),
+        methods=_or(reader.value("cors-allow-methods", parse_methods), default.methods),
+        headers=_or(reader.value("cors-allow-headers", parse_headers), default.headers),
         credentials=_or(reader.value("cors-allow-credentials", _go_bool), True),
-        expose=_or(reader.value("cors-expose-headers", cors.parse_expose), ""),
-        max_age=_or(reader.value("cors-max-age", cors.parse_max_age), default.max_age),
+        expose=_or(reader.value("cors-expose-headers", parse_expose), ""),
+        max_age=_or(reader.value("cors-max-age", parse_max_age), default.max_age),
     )
 
 
