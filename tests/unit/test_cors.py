@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.control.translate import TranslateOptions, translate
+from proxy.control.translate.describe import describe
 from proxy.core.cors import CorsPolicy, preflight_response, request_origin, with_lines
-from tests.unit.kube_fixtures import parsed
+from tests.unit.kube_fixtures import annotations_of, find, ingress_object, parsed
 
 
 def test_enable_cors_alone_takes_ingress_nginx_s_defaults() -> None:
@@ -138,3 +140,22 @@ def test_the_first_origin_header_counts() -> None:
 def test_a_preflight_answer_has_the_lines_after_its_status_line() -> None:
     answer = with_lines(preflight_response(False), b"A: 1\r\n")
     assert answer == b"HTTP/1.1 204 No Content\r\nA: 1\r\nConnection: keep-alive\r\n\r\n"
+
+
+def test_each_path_of_the_ingress_takes_its_policy_and_routes_shows_it() -> None:
+    written = annotations_of(enable_cors="true", cors_allow_origin="https://*.example.com")
+    snapshot = translate(
+        [
+            ingress_object("api", "api.test", ("/", "web"), ("/v2", "web"), annotations=written),
+            ingress_object("open", "open.test", annotations=annotations_of(enable_cors="true")),
+            ingress_object("plain", "plain.test"),
+        ],
+        TranslateOptions(),
+    )
+    policy = CorsPolicy(origins=("https://*.example.com",))
+    assert find(snapshot, "api.test", "/").cors == policy
+    assert find(snapshot, "api.test", "/v2").cors == policy
+    assert find(snapshot, "plain.test", "/").cors is None
+    text = describe(snapshot)
+    assert text.count("CORS: https://*.example.com") == 2
+    assert text.count("CORS: every origin") == 1
