@@ -19,6 +19,7 @@ from tests.integration.cluster import (
     Pods,
     endpoint_slice,
     ingress,
+    path,
     rule,
     service,
     write_manifest,
@@ -70,7 +71,9 @@ async def ask(
     headers = {"Host": host, **({"Origin": origin} if origin is not None else {})}
     async with (
         aiohttp.ClientSession() as session,
-        session.request(method, url(server, "/"), headers=headers) as response,
+        session.request(
+            method, url(server, "/"), headers=headers, allow_redirects=False
+        ) as response,
     ):
         echoed = response.content_type == "application/json"
         asked = (await response.json())["method"] if echoed else None
@@ -439,3 +442,46 @@ async def test_the_proxy_s_own_error_answers_carry_the_cors_headers_too(
     assert reply.headers.getall(ALLOW_ORIGIN) == [origin]
     refused = await ask(server, "https://other.example.com")
     assert refused.status == 503 and ALLOW_ORIGIN not in refused.headers
+
+
+async def test_a_preflight_is_answered_before_the_ssl_redirect_and_the_redirect_has_cors_headers(
+    manifest: Path, manifest_proxy: StartManifestProxy, pod: Upstream
+) -> None:
+    origin = "https://app.example.com"
+    server = await cors_server(
+        manifest, manifest_proxy, pod, cors_allow_origin=origin, force_ssl_redirect="true"
+    )
+    preflight = await ask(server, origin, method="OPTIONS")
+    assert (preflight.status, preflight.headers.getall(ALLOW_ORIGIN)) == (204, [origin])
+    redirect = await ask(server, origin)
+    assert redirect.status == 308
+    assert redirect.headers["Location"] == "https://cors.foo.com"  # "/" dropped, as nginx
+    assert redirect.headers.getall(ALLOW_ORIGIN) == [origin]
+
+
+async def test_a_request_the_canary_serves_takes_the_main_ingress_s_cors(
+    manifest: Path, manifest_proxy: StartManifestProxy, pods: Pods
+) -> None:
+    main, canary = await pods.start(2)
+    origin = "https://app.example.com"
+    objects = [
+        ingress("cors", rule(HOST), enable_cors="true", cors_allow_origin=origin),
+        ingress(
+            "cors-canary",
+            rule(HOST, path(service="canary")),
+            canary="true",
+            canary_weight="100",
+            enable_cors="true",  # not the location's: ignored, as in ingress-nginx
+            cors_allow_origin="https://other.example.com",
+        ),
+        service("web"),
+        service("canary"),
+        endpoint_slice([main]),
+        endpoint_slice([canary], service_name="canary"),
+    ]
+    write_manifest(manifest, objects)
+    server = await manifest_proxy(manifest)
+    before = canary.requests
+    assert_allowed(await ask(server, origin), origin)
+    assert canary.requests == before + 1
+    assert_refused(await ask(server, "https://other.example.com"))
