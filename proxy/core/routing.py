@@ -20,6 +20,7 @@ from random import Random
 from proxy.core.affinity import Cluster
 from proxy.core.canary import CanaryPolicy
 from proxy.core.cookies import SetCookieFormatter
+from proxy.core.cors import CorsPolicy
 from proxy.core.filters import Filters
 from proxy.core.headers import Request
 from proxy.core.matches import NO_CONDITIONS, RequestMatch
@@ -68,6 +69,7 @@ class Route:
     # the route a request takes instead when `canary_policy` and the cookies say so
     canary: Route | None = None
     canary_policy: CanaryPolicy | None = None
+    cors: CorsPolicy | None = None  # enable-cors: the headers, and preflights answered here
     # Computed once per snapshot so requests only read them:
     # (namespace, ingress, service, host, path), the metric labels
     labels: tuple[str, ...] = field(init=False, repr=False, compare=False)

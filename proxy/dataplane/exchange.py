@@ -25,6 +25,7 @@ from proxy.core import headers as h
 from proxy.core.affinity import Decision, Outcome
 from proxy.core.canary import takes_canary
 from proxy.core.cookies import parse_cookie
+from proxy.core.cors import CORS_HEADERS, preflight_response, request_origin, with_lines
 from proxy.core.errors import (
     BodyTooLarge,
     InvalidBackend,
@@ -115,6 +116,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         "body_sent",
         "connecting",
         "cookie_value",
+        "cors_lines",
         "ctx",
         "downstream",
         "endpoint",
@@ -182,6 +184,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.new_cookie: str | None = None  # the affinity cookie value `set_cookie` carries
         self.set_cookie: bytes | None = None
         self.gateway: GatewayState | None = None  # for Gateway API routes only
+        self.cors_lines = b""  # CORS headers every answer gets (docs/behaviour.md, "CORS")
         self.endpoint: Endpoint | None = None
         self.ewma_started = 0.0  # perf_counter of an EWMA-picked try, fed back at the end
         self.upstream: UpstreamConnection | None = None
@@ -223,6 +226,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         if route is None:
             self.fail(NoRoute())
             return
+        cors = route.cors  # the location's, which is the main Ingress's, not a canary's
         if route.canary is not None:
             route = self._canary_side(route)
         forwarded = request  # what the upstream is sent: Gateway API filters may change it
@@ -232,6 +236,8 @@ class Exchange(ResponseSink, ProxiedRequest):
                 return  # answered here
             route, forwarded = chosen
         self.route = route
+        if cors is not None and self._cors_preflight(cors.lines(request_origin(request.forward))):
+            return  # answered here, before ssl-redirect, as nginx's rewrite phase does
         if route.ssl_redirect and not self.downstream.tls:
             self._redirect_to_https(route)
             return
@@ -349,6 +355,17 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.tried.append(endpoint)
         self.tries += 1
         self._connect(endpoint)
+
+    def _cors_preflight(self, lines: bytes) -> bool:
+        """Note the CORS header lines of every answer, and answer an allowed preflight (an
+        OPTIONS request) with 204 here; True when it was."""
+        if not lines:
+            return False  # not an allowed origin: no CORS headers, and OPTIONS goes upstream
+        self.cors_lines = lines
+        if self.request.method != b"OPTIONS":
+            return False
+        self._reply(204, preflight_response)
+        return True
 
     def _canary_side(self, route: Route) -> Route:
         """The location's canary route when its cookies or policy send the request there
@@ -607,6 +624,10 @@ class Exchange(ResponseSink, ProxiedRequest):
         # An unread request body cannot be skipped: the connection closes after this answer.
         keep_alive = self.keep_alive and self.request_done and not self.ctx.closing
         route = self.route
+        if self.cors_lines:
+            # replaced, as headers-more's more_set_headers does (docs/behaviour.md, "CORS")
+            headers = [pair for pair in headers if pair[0].lower() not in CORS_HEADERS]
+            extra = self.cors_lines + extra
         if route is not None and route.gateway_extras:
             headers = self._edited_response(route, headers)
             if self.gateway is not None:
@@ -786,6 +807,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         if not self.request_done or self.request.upgrade is not None:
             self.keep_alive = False
         answer = render(not self.keep_alive or self.ctx.closing)
+        if self.cors_lines:
+            answer = with_lines(answer, self.cors_lines)  # nginx adds them to its own answers too
         if self.request.method == b"HEAD":
             # The same head, without the body it describes (RFC 9110 §9.3.2).
             answer = answer[: answer.index(b"\r\n\r\n") + 4]

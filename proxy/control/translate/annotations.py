@@ -13,6 +13,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from proxy.control.translate.cors import (
+    parse_expose,
+    parse_headers,
+    parse_max_age,
+    parse_methods,
+    parse_origins,
+)
 from proxy.control.translate.coverage import Support, verdict
 from proxy.control.translate.proxy_ssl import (
     ProxySsl,
@@ -37,6 +44,7 @@ from proxy.control.translate.rewrite_annotations import (
 from proxy.core.balancing import DEFAULT_SUBSET_SIZE, Balancing, HashBy, LoadBalance
 from proxy.core.canary import CanaryPolicy, variable_name
 from proxy.core.cookies import CookieSettings
+from proxy.core.cors import CorsPolicy
 from proxy.core.hash_key import HashKey
 from proxy.core.model import AffinityMode, UpstreamPolicy
 from proxy.core.rewrites import FixedRedirect
@@ -95,6 +103,14 @@ _REWRITE_ANNOTATIONS = (
     "upstream-vhost",
     "from-to-www-redirect",
 )
+_CORS_ANNOTATIONS = (
+    "cors-allow-origin",
+    "cors-allow-methods",
+    "cors-allow-headers",
+    "cors-allow-credentials",
+    "cors-expose-headers",
+    "cors-max-age",
+)
 _HONOURED = frozenset(
     {
         "affinity",
@@ -120,6 +136,8 @@ _HONOURED = frozenset(
         *_PROXY_SSL_ANNOTATIONS,
         *_BALANCING_ANNOTATIONS,
         *_REWRITE_ANNOTATIONS,
+        "enable-cors",
+        *_CORS_ANNOTATIONS,
     }
 )
 
@@ -174,6 +192,7 @@ class IngressSettings:
     proxy_ssl: ProxySsl | None = None  # only with a proxy-ssl-secret
     denied: str | None = None  # why its routes answer 503 (set once Secrets are looked up)
     rewrites: RewriteSettings | None = None  # rewrite-target, redirects and the like; None: none
+    cors: CorsPolicy | None = None  # enable-cors and the cors-* annotations; None: off
 
 
 def parse_server_name(text: str) -> str:
@@ -216,6 +235,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     proxy_ssl = _proxy_ssl(reader)
     balancing = _balancing(reader)
     rewrites = _rewrites(reader)
+    cors_policy = _cors(reader)
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -235,6 +255,32 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         proxy_ssl=proxy_ssl,
         balancing=balancing,
         rewrites=rewrites,
+        cors=cors_policy,
+    )
+
+
+def _cors(reader: _Reader) -> CorsPolicy | None:
+    """enable-cors and the cors-* annotations, with ingress-nginx's defaults for values it
+    refuses (docs/behaviour.md, "CORS"); None without `enable-cors: true`."""
+    if not reader.value("enable-cors", _go_bool):
+        for name in _CORS_ANNOTATIONS:
+            reader.ignored_without(name, 'enable-cors: "true"')
+        return None
+    skipped: list[str] = []
+    origins = reader.value("cors-allow-origin", lambda text: parse_origins(text, skipped))
+    if skipped:
+        reader.warnings.append(
+            f"{PREFIX}cors-allow-origin: {', '.join(map(repr, skipped))} not scheme://host[:port],"
+            " null or *; skipped"
+        )
+    default = CorsPolicy()
+    return CorsPolicy(
+        origins=origins,  # None (absent, invalid or with `*`): every origin
+        methods=_or(reader.value("cors-allow-methods", parse_methods), default.methods),
+        headers=_or(reader.value("cors-allow-headers", parse_headers), default.headers),
+        credentials=_or(reader.value("cors-allow-credentials", _go_bool), True),
+        expose=_or(reader.value("cors-expose-headers", parse_expose), ""),
+        max_age=_or(reader.value("cors-max-age", parse_max_age), default.max_age),
     )
 
 

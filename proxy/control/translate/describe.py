@@ -83,6 +83,7 @@ def _table(title: str, routes: Sequence[Route]) -> str:
                 else "",
                 "plain HTTP redirects to https (308)" if route.ssl_redirect else "",
                 f"proxy: {upstream}" if upstream else "",
+                _cors(route),
             )
             if part
         )
@@ -147,6 +148,16 @@ def _canary(route: Route) -> str:
         f"canary {canary.cluster.name} (Ingress {canary.namespace}/{canary.ingress},"
         f" {sessions}): {', '.join(ways)}"
     )
+
+
+def _cors(route: Route) -> str:
+    """Which origins get CORS headers (docs/behaviour.md, "CORS")."""
+    cors = route.cors
+    if cors is None:
+        return ""
+    if cors.origins is None:
+        return "CORS: every origin"
+    return f"CORS: {', '.join(cors.origins) or 'no origin'}"
 
 
 def _split(route: Route) -> str:

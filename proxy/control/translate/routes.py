@@ -221,6 +221,7 @@ class Layout:
             ingress=ingress.name,
             service=backend.service,
             filters=rewrites.filters(path) if rewrites is not None else None,
+            cors=self._settings[ingress.ref].cors,
         )
 
 
