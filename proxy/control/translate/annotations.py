@@ -22,6 +22,7 @@ from proxy.control.translate.proxy_ssl import (
     parse_protocols,
     parse_secret,
 )
+from proxy.core.access import AccessList, Network, parse_ranges
 from proxy.core.balancing import DEFAULT_SUBSET_SIZE, Balancing, HashBy, LoadBalance
 from proxy.core.canary import CanaryPolicy, variable_name
 from proxy.core.cookies import CookieSettings
@@ -71,6 +72,9 @@ _BALANCING_ANNOTATIONS = (
     "upstream-hash-by-subset-size",
     "load-balance",
 )
+# allowlist-source-range is read first; whitelist-source-range is its older name
+_ALLOW = "allowlist-source-range"
+_ACCESS_ANNOTATIONS = ("allowlist-source-range", "whitelist-source-range", "denylist-source-range")
 _HONOURED = frozenset(
     {
         "affinity",
@@ -95,6 +99,7 @@ _HONOURED = frozenset(
         "backend-protocol",
         *_PROXY_SSL_ANNOTATIONS,
         *_BALANCING_ANNOTATIONS,
+        *_ACCESS_ANNOTATIONS,
     }
 )
 
@@ -148,6 +153,7 @@ class IngressSettings:
     backend_protocol: str = "HTTP"  # upper-case, as ingress-nginx's options
     proxy_ssl: ProxySsl | None = None  # only with a proxy-ssl-secret
     denied: str | None = None  # why its routes answer 503 (set once Secrets are looked up)
+    access: AccessList | None = None  # *-source-range; None: every client
 
 
 def parse_server_name(text: str) -> str:
@@ -189,6 +195,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     backend_protocol = reader.value("backend-protocol", parse_backend_protocol) or "HTTP"
     proxy_ssl = _proxy_ssl(reader)
     balancing = _balancing(reader)
+    access, denied = _access_list(reader)
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -207,7 +214,31 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         backend_protocol=backend_protocol,
         proxy_ssl=proxy_ssl,
         balancing=balancing,
+        access=access,
+        denied=denied,
     )
+
+
+def _access_list(reader: _Reader) -> tuple[AccessList | None, str | None]:
+    """The *-source-range annotations (docs/ingress-nginx-compat.md, "Access by client
+    address"), and why the Ingress's paths answer 503 when a list is invalid: ingress-nginx
+    refuses such an Ingress, and serving it to every client instead would open what it closes."""
+    ranges: dict[str, tuple[Network, ...]] = {}  # by annotation name
+    invalid = []
+    for name in _ACCESS_ANNOTATIONS:
+        text = reader.text(name)
+        if text is None or (name == "whitelist-source-range" and _ALLOW in ranges):
+            continue  # (the older name counts only when the newer one is unset or empty)
+        try:
+            ranges[name] = parse_ranges(text)
+        except ValueError as error:
+            invalid.append(f"{PREFIX}{name}: {error}")
+    if invalid:
+        reader.warnings.extend(f"{line}; its paths answer 503" for line in invalid)
+        return None, "; ".join(invalid)
+    allow = ranges.get(_ALLOW) or ranges.get("whitelist-source-range", ())
+    deny = ranges.get("denylist-source-range", ())
+    return (AccessList(deny=deny, allow=allow) if allow or deny else None), None
 
 
 def _canary_policy(reader: _Reader) -> CanaryPolicy | None:
@@ -377,6 +408,10 @@ class _Reader:
         except ValueError as error:
             self.warnings.append(f"{self._prefix}{name}: {error}; ignored")
             return None
+
+    def text(self, name: str) -> str | None:
+        """The trimmed text of annotation `name`; None when absent or empty."""
+        return self.value(name, str)
 
     def present(self, name: str) -> bool:
         return name in self._values

@@ -37,13 +37,13 @@ _NOT_BUILT = (
     "auth-tls-verify-depth", "auth-type", "auth-url", "cors-allow-credentials",
     "cors-allow-headers", "cors-allow-methods", "cors-allow-origin", "cors-expose-headers",
     "cors-max-age", "custom-headers", "custom-http-errors", "default-backend",
-    "denylist-source-range", "enable-cors", "from-to-www-redirect", "limit-burst-multiplier",
+    "enable-cors", "from-to-www-redirect", "limit-burst-multiplier",
     "limit-connections", "limit-rate", "limit-rate-after", "limit-rpm", "limit-rps",
     "limit-whitelist", "mirror-host", "mirror-request-body", "mirror-target", "permanent-redirect",
     "permanent-redirect-code", "proxy-cookie-domain", "proxy-cookie-path",
     "proxy-next-upstream-timeout", "proxy-redirect-from", "proxy-redirect-to", "rewrite-target",
     "satisfy", "temporal-redirect", "temporal-redirect-code", "upstream-vhost",
-    "whitelist-source-range", "x-forwarded-prefix",
+    "x-forwarded-prefix",
 )  # fmt: skip
 
 # name -> (support, why or how); the ingress-nginx user guide's list, every name it mentions.
@@ -60,6 +60,12 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
         Support.DIFFERENT,
         "HTTP and HTTPS; the paths of GRPC, GRPCS, AUTO_HTTP and FCGI answer 503",
     ),
+    "allowlist-source-range": (
+        Support.HONOURED,
+        "IPv4 and IPv6 CIDRs and addresses; others get 403; an invalid list answers 503",
+    ),
+    "denylist-source-range": (Support.HONOURED, "checked before the allow list, 403"),
+    "whitelist-source-range": (Support.HONOURED, "allowlist-source-range's older name"),
     "canary": (Support.HONOURED, "merged into the main Ingress's route of the same path"),
     "canary-by-cookie": (Support.HONOURED, "always and never"),
     "canary-by-header": (Support.HONOURED, "always and never, after the affinity cookie"),

@@ -156,6 +156,7 @@ class Layout:
             namespace=ingress.namespace,
             ingress=ingress.name,
             service=backend.service,
+            access=self._settings[ingress.ref].access,
         )
 
 
