@@ -19,7 +19,7 @@ Network = IPv4Network | IPv6Network
 Address = IPv4Address | IPv6Address
 
 # An address or CIDR as Go's net.ParseCIDR / net.ParseIP read them (ingress-nginx's
-# ParseIPNets): Python's ip_network would also take "10", netmasks and zone ids, which Go refuses.
+# ParseIPNets): Python's ip_network would also take netmasks and zone ids, which Go refuses.
 _RANGE: Final = re.compile(r"[0-9A-Fa-f:.]+(?:/[0-9]{1,3})?")
 
 

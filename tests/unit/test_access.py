@@ -32,7 +32,7 @@ def test_ranges_parse_as_ingress_nginx_does(text: str, expected: list[str]) -> N
 @pytest.mark.parametrize(
     "text",
     [
-        "10",  # Python alone would read this as 0.0.0.10
+        "10",
         "10.0.0.0/33",
         "10.0.0.0/255.0.0.0",  # netmask form: Go refuses it
         "fe80::1%eth0",

@@ -220,9 +220,9 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
 
 
 def _access_list(reader: _Reader) -> tuple[AccessList | None, str | None]:
-    """The *-source-range annotations (docs/ingress-nginx-compat.md, "Access by client
-    address"), and why the Ingress's paths answer 503 when a list is invalid: ingress-nginx
-    refuses such an Ingress, and serving it to every client instead would open what it closes."""
+    """The *-source-range annotations, and why the Ingress's paths answer 503 when a list is
+    invalid: ingress-nginx refuses such an Ingress, and serving it to every client instead
+    would open what it closes (docs/ingress-nginx-compat.md, "Access by client address")."""
     ranges: dict[str, tuple[Network, ...]] = {}  # by annotation name
     invalid = []
     for name in _ACCESS_ANNOTATIONS:
