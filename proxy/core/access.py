@@ -97,8 +97,11 @@ class RealIp:
         # other header counts once, its first copy (nginx's realip takes the first).
         text = b",".join(values) if self.header == b"x-forwarded-for" else values[0]
         client = peer
-        for hop in reversed(text.split(b",")):
-            address = _hop(hop.strip())
+        for entry in reversed(text.split(b",")):
+            hop = entry.strip()
+            if not hop:
+                continue  # nginx steps over empty list elements ("a,, b", "a, ")
+            address = _hop(hop)
             if address is None:
                 break  # nginx stops at what it cannot read and keeps the last good address
             client = address

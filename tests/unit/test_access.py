@@ -107,6 +107,8 @@ def test_an_unreadable_hop_ends_the_walk() -> None:
     headers = [(b"X-Forwarded-For", b"198.51.100.1, unknown, 10.0.0.2")]
     assert trusted.client(b"127.0.0.1", headers) == b"10.0.0.2"
     assert trusted.client(b"127.0.0.1", [(b"X-Forwarded-For", b"garbage")]) == b"127.0.0.1"
+    empty = [(b"X-Forwarded-For", b"198.51.100.1,, 10.0.0.2, ")]
+    assert trusted.client(b"127.0.0.1", empty) == b"198.51.100.1"
 
 
 def test_hops_with_ports_and_several_headers() -> None:

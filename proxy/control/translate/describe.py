@@ -97,8 +97,8 @@ def _table(title: str, routes: Sequence[Route]) -> str:
 
 
 def _access(route: Route) -> str:
-    """The *-source-range lists, as nginx's rules run (docs/behaviour.md, "Access by client
-    address")."""
+    """The *-source-range lists in the order they are checked
+    (docs/behaviour.md, "Access by client address")."""
     access = route.access
     if access is None:
         return ""
