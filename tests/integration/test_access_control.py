@@ -42,8 +42,8 @@ async def serve(
 async def ask(
     server: ProxyServer, client: str = "127.0.0.1", **headers: str
 ) -> tuple[int, dict[str, str]]:
-    """The status of one request from `client`, and the headers the pod saw (none when the
-    proxy answered itself)."""
+    """The status of one request from `client`, and the headers the pod saw with its name as
+    "pod" (none when the proxy answered itself)."""
     sent = {"Host": "app.test", **{name.replace("_", "-"): v for name, v in headers.items()}}
     connector = aiohttp.TCPConnector(local_addr=(client, 0))
     async with (
@@ -52,8 +52,9 @@ async def ask(
     ):
         if response.content_type != "application/json":
             return response.status, {}
-        seen = (await response.json())["headers"]
-        return response.status, {name.lower(): value for name, value in seen}
+        echoed = await response.json()
+        seen = {name.lower(): value for name, value in echoed["headers"]}
+        return response.status, {**seen, "pod": echoed["name"]}
 
 
 async def test_should_set_valid_ip_allowlist_range(
@@ -169,3 +170,22 @@ async def test_an_invalid_list_answers_503_instead_of_serving_everyone(
     )
     assert (await ask(server))[0] == 503
     assert (await ask(server, "127.0.0.9"))[0] == 503
+
+
+async def test_hash_by_remote_addr_hashes_the_forwarded_client(
+    pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """$remote_addr is the client address use-forwarded-headers takes, as in nginx: every
+    request arrives from 127.0.0.1 here, yet clients spread over the pods, each kept on one."""
+    await pods.start(3)
+    server = await serve(
+        tmp_path, manifest_proxy, pods, FORWARDED_HEADERS, upstream_hash_by="$remote_addr"
+    )
+    chosen: dict[str, set[str]] = {}
+    for number in range(20):
+        client = f"198.51.100.{number}"
+        for _ in range(3):
+            _, seen = await ask(server, X_Forwarded_For=client)
+            chosen.setdefault(client, set()).add(seen["pod"])
+    assert all(len(pods_seen) == 1 for pods_seen in chosen.values())
+    assert len(set().union(*chosen.values())) > 1  # all 20 on one of 3 pods: odds of 3^-19
