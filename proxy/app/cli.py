@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from proxy.app.settings import (
 )
 from proxy.control.sources.static import static_backends
 from proxy.control.translate.options import EndpointsApi
+from proxy.core.access import DEFAULT_HEADER, DEFAULT_TRUSTED, RealIp, parse_ranges
 from proxy.core.balancing import LoadBalance
 from proxy.core.cookies import CookieSettings
 from proxy.core.model import Affinity, AffinityMode, TlsCertificate, UpstreamPolicy
@@ -59,6 +61,7 @@ from proxy.system import build
 T = TypeVar("T")
 
 _DEFAULT = "(default: %(default)s)"
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP field name (RFC 9110 §5.1)
 # Every default comes from the settings dataclasses, shown in --help as the flags spell them.
 SERVE = ServeSettings()
 UPSTREAM = SERVE.upstream
@@ -83,6 +86,19 @@ def _value(parse: Callable[[str], T]) -> Callable[[str], T]:
             raise argparse.ArgumentTypeError(str(error)) from None
 
     return convert
+
+
+def _header_name(text: str) -> str:
+    if not _TOKEN.fullmatch(text):
+        raise ValueError(f"{text!r} is not a header name")
+    return text
+
+
+def _real_ip(args: argparse.Namespace) -> RealIp | None:
+    if not args.use_forwarded_headers:
+        return None
+    # (argparse runs `type` on a default given as text, so both are parsed here)
+    return RealIp(args.forwarded_for_header.lower().encode(), args.proxy_real_ip_cidr)
 
 
 def _workers(text: str) -> int:
@@ -495,6 +511,26 @@ def _add_proxy_flags(parser: argparse.ArgumentParser) -> None:
         "ingress-nginx does)",
     )
     group.add_argument(
+        "--use-forwarded-headers",
+        action="store_true",
+        help="take the client's address from --forwarded-for-header when the connection comes "
+        "from --proxy-real-ip-cidr (off by default: the peer's address, as ingress-nginx)",
+    )
+    group.add_argument(
+        "--proxy-real-ip-cidr",
+        type=_value(parse_ranges),
+        default=DEFAULT_TRUSTED,
+        metavar="CIDR[,CIDR]",
+        help="the proxies trusted to name the client, with --use-forwarded-headers " + _DEFAULT,
+    )
+    group.add_argument(
+        "--forwarded-for-header",
+        type=_value(_header_name),
+        default=DEFAULT_HEADER,
+        metavar="NAME",
+        help="the header they name it in, with --use-forwarded-headers " + _DEFAULT,
+    )
+    group.add_argument(
         "--max-connections",
         type=_value(parse_positive),
         default=str(SERVE.max_connections),
@@ -576,6 +612,7 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
         client_body_timeout=args.client_body_timeout,
         max_connections=args.max_connections,
         underscores_in_headers=args.enable_underscores_in_headers,
+        real_ip=_real_ip(args),
         load_balance=LoadBalance(args.load_balance),
         shutdown_grace=args.shutdown_grace,
         upstream=UpstreamPolicy(

@@ -94,6 +94,7 @@ class ProxyServer:
             max_connections=settings.max_connections,
             https_port=settings.https_port,
             underscores_in_headers=settings.underscores_in_headers,
+            real_ip=settings.real_ip,
             load_balance=settings.load_balance,
         )
         self.ctx = ctx

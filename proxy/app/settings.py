@@ -11,6 +11,7 @@ from proxy.control.translate.options import (
     DEFAULT_INGRESS_CLASS,
     EndpointsApi,
 )
+from proxy.core.access import RealIp
 from proxy.core.balancing import LoadBalance
 from proxy.core.model import Affinity, Endpoint, TlsCertificate, UpstreamPolicy
 from proxy.core.values import Address
@@ -63,6 +64,9 @@ class ServeSettings:
     # Forward request headers whose names have underscores (ingress-nginx's
     # enable-underscores-in-headers, off by default: they are dropped).
     underscores_in_headers: bool = False
+    # --use-forwarded-headers, --proxy-real-ip-cidr and --forwarded-for-header: whose word on
+    # the client's address counts (None: the peer's address is the client's)
+    real_ip: RealIp | None = None
     # --load-balance: how clusters without affinity or hash-by spread requests, unless their
     # Ingress's load-balance annotation says otherwise (ingress-nginx's ConfigMap load-balance).
     load_balance: LoadBalance = LoadBalance.ROUND_ROBIN

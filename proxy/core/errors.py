@@ -43,6 +43,13 @@ class VersionNotSupported(ProxyError):
     status: ClassVar[int] = 505
 
 
+class Forbidden(ProxyError):
+    """The client's address is outside the route's allow list or inside its deny list: 403, as
+    nginx's `deny` (docs/behaviour.md, "Access by client address")."""
+
+    status: ClassVar[int] = 403
+
+
 class NoRoute(ProxyError):
     status: ClassVar[int] = 404
 
@@ -90,7 +97,7 @@ def _render(status: int, close: bool) -> bytes:
 
 _RESPONSES = {
     (status, close): _render(status, close)
-    for status in (400, 404, 408, 413, 431, 500, 501, 502, 503, 504, 505)
+    for status in (400, 403, 404, 408, 413, 431, 500, 501, 502, 503, 504, 505)
     for close in (False, True)
 }
 

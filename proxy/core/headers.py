@@ -393,8 +393,15 @@ class Forwarding:
     local: bytes  # the proxy's own address as host:port, the Host of requests that have none
 
 
-def upstream_head(request: Request, via: Forwarding, request_id: bytes) -> bytes:
-    """The request head sent upstream: HTTP/1.1, keep-alive, framed by the proxy."""
+def upstream_head(
+    request: Request, via: Forwarding, request_id: bytes, client: bytes = b""
+) -> bytes:
+    """The request head sent upstream: HTTP/1.1, keep-alive, framed by the proxy.
+
+    X-Real-IP is `client` when given (the address use-forwarded-headers takes, as nginx's
+    $remote_addr after its realip module), else the peer's; X-Forwarded-For always ends with
+    the peer's (docs/behaviour.md, "Access by client address")."""
+    real_ip = client or via.client_ip
     host = request.host_header
     own_host = b""
     if not host:  # HTTP/1.0 allowed it, HTTP/1.1 upstreams require one
@@ -413,12 +420,12 @@ def upstream_head(request: Request, via: Forwarding, request_id: bytes) -> bytes
     spliced = request.spliced
     if spliced is not None:
         return _SPLICED_HEAD % (
-            spliced, forwarded_for, host, via.port, via.proto, via.client_ip, request_id, framing,
+            spliced, forwarded_for, host, via.port, via.proto, real_ip, request_id, framing,
         )  # fmt: skip
     lines = b"".join([b"%s: %s\r\n" % header for header in request.forward])
     return _UPSTREAM_HEAD % (
         request.method, request.target, own_host, lines, forwarded_for, host, via.port, via.proto,
-        via.client_ip, request_id, framing,
+        real_ip, request_id, framing,
     )  # fmt: skip
 
 

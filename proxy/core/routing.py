@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from random import Random
 
+from proxy.core.access import AccessList
 from proxy.core.affinity import Cluster
 from proxy.core.canary import CanaryPolicy
 from proxy.core.cookies import SetCookieFormatter
@@ -48,6 +49,7 @@ class Route:
     service: str = ""
     ssl_redirect: bool = False  # plain-HTTP requests get a 308 to https (ssl-redirect annotations)
     keeps_trailing_slash: bool = False  # preserve-trailing-slash: else the redirect drops it
+    access: AccessList | None = None  # *-source-range: the clients it serves (None: all)
     # Gateway API routes: the match's method, header and query conditions (None: none), and
     # wildcard hosts that match any number of labels, not just one as an Ingress's do
     conditions: RequestMatch | None = None

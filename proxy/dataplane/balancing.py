@@ -15,7 +15,7 @@ from typing import Protocol
 
 from proxy.core.affinity import Balancer, Cluster, Decision
 from proxy.core.balancing import LoadBalance, decayed, ewma_pick, round_robin_index
-from proxy.core.headers import Forwarding, Request
+from proxy.core.headers import Request
 from proxy.core.model import Endpoint
 
 
@@ -23,7 +23,7 @@ class Balanced(Protocol):
     """What the load balancer reads of a request's exchange, and the one thing it writes."""
 
     request: Request
-    via: Forwarding
+    client: bytes  # the client's address, as $remote_addr in a hash-by key
     tried: list[Endpoint]
     ewma_started: float  # perf_counter of an EWMA pick, so that its answer's time is fed back
 
@@ -48,7 +48,7 @@ class Loads:
         if balancing is not None:
             hash_by = balancing.hash_by
             if hash_by is not None:
-                key = hash_by.key.evaluate(exchange.request, exchange.via.client_ip)
+                key = hash_by.key.evaluate(exchange.request, exchange.client)
                 return balancer.choose_hashed(key, self._rng)
             algorithm = balancing.algorithm or algorithm
         if algorithm is LoadBalance.EWMA:

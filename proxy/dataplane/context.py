@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Final, Protocol
 
+from proxy.core.access import RealIp
 from proxy.core.balancing import LoadBalance
 from proxy.core.errors import NoEndpoint
 from proxy.core.headers import Request
@@ -60,6 +61,7 @@ class ServerContext:
         max_connections: int = MAX_CONNECTIONS,
         https_port: int = HTTPS_PORT,
         underscores_in_headers: bool = False,
+        real_ip: RealIp | None = None,
         load_balance: LoadBalance = LoadBalance.ROUND_ROBIN,
         rng: random.Random | None = None,
         now: Callable[[], float] = time.time,
@@ -77,6 +79,7 @@ class ServerContext:
         # (https's own port goes without saying in a URL)
         self.https_suffix = b"" if https_port == HTTPS_PORT else b":%d" % https_port
         self.underscores_in_headers = underscores_in_headers
+        self.real_ip = real_ip  # --use-forwarded-headers: whom to believe about the client
         self.rng = rng or random.Random(os.urandom(16))
         self.now = now
         self.loads = Loads(load_balance, self.rng)

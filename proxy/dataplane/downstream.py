@@ -256,6 +256,8 @@ class DownstreamProtocol(asyncio.Protocol, Downstream):
             received,
         )  # fmt: skip
         exchange = Exchange(self.ctx, self, request, parser.should_keep_alive())
+        if self.ctx.real_ip is not None:  # --use-forwarded-headers
+            exchange.client = self.ctx.real_ip.client(self.via.client_ip, self._headers)
         self._incoming = exchange
         if request.has_body:
             self.timer_within(self.ctx.client_body_timeout, self.ctx.loop.time())

@@ -28,6 +28,7 @@ from proxy.core.cookies import parse_cookie
 from proxy.core.cors import CORS_HEADERS, preflight_response, request_origin, with_lines
 from proxy.core.errors import (
     BodyTooLarge,
+    Forbidden,
     InvalidBackend,
     NoEndpoint,
     NoRoute,
@@ -114,6 +115,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         "awaiting_upstream",
         "body_received",
         "body_sent",
+        "client",
         "connecting",
         "cookie_value",
         "cors_lines",
@@ -163,6 +165,9 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.ctx = ctx
         self.downstream = downstream
         self.via = downstream.via  # (kept: upstream heads, redirects and the access log read it)
+        # the client's address: the peer's, or with use-forwarded-headers the one the trusted
+        # proxies name (set by the downstream; docs/behaviour.md, "Access by client address")
+        self.client = downstream.via.client_ip
         self.request = request
         self.keep_alive = keep_alive
         self.route: Route | None = None
@@ -227,6 +232,7 @@ class Exchange(ResponseSink, ProxiedRequest):
             self.fail(NoRoute())
             return
         cors = route.cors  # the location's, which is the main Ingress's, not a canary's
+        access = route.access  # the location's own, not a canary's (as ingress-nginx)
         if route.canary is not None:
             route = self._canary_side(route)
         forwarded = request  # what the upstream is sent: Gateway API filters may change it
@@ -241,6 +247,10 @@ class Exchange(ResponseSink, ProxiedRequest):
         if route.ssl_redirect and not self.downstream.tls:
             self._redirect_to_https(route)
             return
+        if access is not None and not access.allows(self.client):
+            # (after the redirect: nginx's rewrite phase comes before its access phase)
+            self.fail(Forbidden())
+            return
         limit = route.upstream.body_size
         declared = request.content_length or 0
         if limit and max(declared, self.body_received) > limit:
@@ -250,7 +260,9 @@ class Exchange(ResponseSink, ProxiedRequest):
         cluster = route.cluster
         if cluster.affinity is not None and request.cookie is not None:
             self.cookie_value = parse_cookie(request.cookie, cluster.affinity.cookie.name)
-        self.upstream_head_bytes = h.upstream_head(forwarded, self.via, self.request_id)
+        self.upstream_head_bytes = h.upstream_head(
+            forwarded, self.via, self.request_id, self.client
+        )
         self.upstream_started_at = perf_counter()
         self.try_next(previous_failed=False)
 

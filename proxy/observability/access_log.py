@@ -43,7 +43,7 @@ class AccessLog:
         upstream = exchange.upstream_started_at
         self._entries.append((
             time.time(),
-            exchange.via.client_ip,
+            exchange.client,
             request.method,
             request.host,
             request.target,

@@ -27,6 +27,7 @@ class ProxiedRequest:
     __slots__ = ()
     request: Request
     via: Forwarding  # the client connection's facts: its address, the listener's port and scheme
+    client: bytes  # the client's address: the peer's, or the one trusted proxies name
     request_id: bytes
     route: Route | None  # None when no route matched (or none was looked up)
     endpoint: Endpoint | None  # the last try's, None before any

@@ -12,6 +12,7 @@ from proxy.app.settings import ServeSettings
 from proxy.control.sources.manifests import ManifestSource
 from proxy.control.sources.static import static_snapshot
 from proxy.control.translate import TranslateOptions
+from proxy.core.access import RealIp
 from proxy.core.model import Affinity, Endpoint, UpstreamPolicy
 from proxy.core.values import Address
 from tests.integration.cluster import Pods, until
@@ -84,13 +85,18 @@ async def manifest_proxy() -> AsyncIterator[StartManifestProxy]:
     started: list[ProxyServer] = []
 
     async def start(
-        *paths: Path, poll_interval: float = 0.05, tls: bool = False, **options: object
+        *paths: Path,
+        poll_interval: float = 0.05,
+        tls: bool = False,
+        real_ip: RealIp | None = None,
+        **options: object,
     ) -> ProxyServer:
         server = ProxyServer(
             ServeSettings(
                 listen=Address("127.0.0.1", 0),
                 metrics_listen=Address("127.0.0.1", 0),
                 tls_listen=Address("127.0.0.1", 0) if tls else None,
+                real_ip=real_ip,
             )
         )
         source = ManifestSource(paths, TranslateOptions(**options), poll_interval)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from proxy.control.translate.describe import describe
 from proxy.core.affinity import Cluster, build_cluster
 from proxy.core.balancing import Balancing, HashBy, LoadBalance, decayed, ewma_pick
 from proxy.core.hash_key import HashKey
-from proxy.core.headers import Forwarding, Request, scan_request
+from proxy.core.headers import Request, scan_request
 from proxy.core.model import Endpoint
 from proxy.core.routing import Snapshot
 from proxy.dataplane.balancing import Loads
@@ -151,8 +151,6 @@ def test_the_affinity_cookie_wins_over_hash_by() -> None:
 
 # --- the load balancer -------------------------------------------------------------------------
 
-VIA = Forwarding(client_ip=b"10.9.9.9", port=b"80", proto=b"http", local=b"127.0.0.1:80")
-
 
 @dataclass
 class Try:
@@ -161,7 +159,7 @@ class Try:
     request: Request = field(
         default_factory=lambda: scan_request(b"GET", b"/cart?id=1", True, [(b"Host", b"a")])
     )
-    via: Forwarding = VIA
+    client: bytes = b"10.9.9.9"
     tried: list[Endpoint] = field(default_factory=list)
     ewma_started: float = 0.0
 

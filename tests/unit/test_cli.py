@@ -8,6 +8,7 @@ import pytest
 
 from proxy.app.cli import parse_command
 from proxy.app.settings import DemoCommand, RoutesCommand, ServeCommand, ServeSettings
+from proxy.core.access import RealIp, parse_ranges
 from proxy.core.cookies import CookieSettings
 from proxy.core.model import Affinity, AffinityMode, Endpoint, UpstreamPolicy
 from proxy.core.values import Address
@@ -77,6 +78,18 @@ def test_every_serve_flag_reaches_the_settings() -> None:
             ),
         ),
     )
+
+
+def test_forwarded_headers_flags_make_the_real_ip_settings() -> None:
+    assert serve("--proxy-real-ip-cidr", "10.0.0.0/8").settings.real_ip is None  # needs the switch
+    assert serve("--use-forwarded-headers").settings.real_ip == RealIp(
+        b"x-forwarded-for", parse_ranges("0.0.0.0/0")
+    )
+    settings = serve(
+        *("--use-forwarded-headers", "--forwarded-for-header", "CF-Connecting-IP"),
+        *("--proxy-real-ip-cidr", "10.0.0.0/8, 2001:db8::/32"),
+    ).settings
+    assert settings.real_ip == RealIp(b"cf-connecting-ip", parse_ranges("10.0.0.0/8,2001:db8::/32"))
 
 
 def test_affinity_none_means_no_affinity_whatever_the_cookie_flags() -> None:
@@ -235,6 +248,8 @@ def test_demo_takes_replicas_listen_and_affinity_flags() -> None:
         (["serve", "--manifests", "a", "--ingress-class", "Nginx"], "--ingress-class: 'Nginx'"),
         (["serve", "--manifests", "a", "--endpoints-api", "pods"], "--endpoints-api: invalid"),
         (["routes", "--manifests", "a", "--listen", "0.0.0.0:1"], "unrecognized arguments"),
+        (["serve", "--manifests", "a", "--proxy-real-ip-cidr", "10/8"], "--proxy-real-ip-cidr"),
+        (["serve", "--manifests", "a", "--forwarded-for-header", "X:Y"], "--forwarded-for-header"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(

@@ -6,7 +6,7 @@ from proxy.control.translate import TranslateOptions, translate
 from proxy.control.translate.describe import describe
 from proxy.core.model import UpstreamPolicy
 from proxy.core.routing import Snapshot
-from tests.unit.kube_fixtures import load, snapshot_of
+from tests.unit.kube_fixtures import annotations_of, ingress_object, load, snapshot_of
 
 
 def lines_with(text: str, *fragments: str) -> list[str]:
@@ -84,3 +84,17 @@ def test_nothing_to_route() -> None:
 def test_upstream_policy_of_global_defaults_is_shown_when_not_built_in() -> None:
     snapshot = snapshot_of("seed", upstream=UpstreamPolicy(body_size=0, next_upstream=frozenset()))
     assert lines_with(describe(snapshot), "proxy: body-size unlimited, next-upstream off")
+
+
+def test_access_lists_are_shown_in_the_order_they_are_checked() -> None:
+    objects = [
+        ingress_object(
+            "web",
+            "app.test",
+            annotations=annotations_of(
+                denylist_source_range="10.1.0.0/16", whitelist_source_range="10.0.0.0/8, ::1"
+            ),
+        )
+    ]  # (no Service: its path answers 503, and is described all the same)
+    text = describe(translate(objects, TranslateOptions()))
+    assert lines_with(text, "clients: deny 10.1.0.0/16; allow 10.0.0.0/8, ::1/128, deny the rest")

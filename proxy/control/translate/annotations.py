@@ -41,6 +41,7 @@ from proxy.control.translate.rewrite_annotations import (
     parse_rewrite_target,
     parse_vhost,
 )
+from proxy.core.access import AccessList, Network, parse_ranges
 from proxy.core.balancing import DEFAULT_SUBSET_SIZE, Balancing, HashBy, LoadBalance
 from proxy.core.canary import CanaryPolicy, variable_name
 from proxy.core.cookies import CookieSettings
@@ -111,6 +112,9 @@ _CORS_ANNOTATIONS = (
     "cors-expose-headers",
     "cors-max-age",
 )
+# allowlist-source-range is read first; whitelist-source-range is its older name
+_ALLOW = "allowlist-source-range"
+_ACCESS_ANNOTATIONS = ("allowlist-source-range", "whitelist-source-range", "denylist-source-range")
 _HONOURED = frozenset(
     {
         "affinity",
@@ -138,6 +142,7 @@ _HONOURED = frozenset(
         *_REWRITE_ANNOTATIONS,
         "enable-cors",
         *_CORS_ANNOTATIONS,
+        *_ACCESS_ANNOTATIONS,
     }
 )
 
@@ -190,9 +195,10 @@ class IngressSettings:
     service_upstream: bool = False  # dial the Service's cluster IP, not its endpoints
     backend_protocol: str = "HTTP"  # upper-case, as ingress-nginx's options
     proxy_ssl: ProxySsl | None = None  # only with a proxy-ssl-secret
-    denied: str | None = None  # why its routes answer 503 (set once Secrets are looked up)
+    denied: str | None = None  # why its paths answer 503: a bad access list, or a Secret
     rewrites: RewriteSettings | None = None  # rewrite-target, redirects and the like; None: none
     cors: CorsPolicy | None = None  # enable-cors and the cors-* annotations; None: off
+    access: AccessList | None = None  # *-source-range; None: every client
 
 
 def parse_server_name(text: str) -> str:
@@ -236,6 +242,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     balancing = _balancing(reader)
     rewrites = _rewrites(reader)
     cors_policy = _cors(reader)
+    access, denied = _access_list(reader)
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -254,6 +261,8 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         backend_protocol=backend_protocol,
         proxy_ssl=proxy_ssl,
         balancing=balancing,
+        access=access,
+        denied=denied,
         rewrites=rewrites,
         cors=cors_policy,
     )
@@ -282,6 +291,28 @@ def _cors(reader: _Reader) -> CorsPolicy | None:
         expose=_or(reader.value("cors-expose-headers", parse_expose), ""),
         max_age=_or(reader.value("cors-max-age", parse_max_age), default.max_age),
     )
+
+
+def _access_list(reader: _Reader) -> tuple[AccessList | None, str | None]:
+    """The *-source-range annotations, and why the Ingress's paths answer 503 when a list is
+    invalid: ingress-nginx refuses such an Ingress, and serving it to every client instead
+    would open what it closes (docs/ingress-nginx-compat.md, "Access by client address")."""
+    ranges: dict[str, tuple[Network, ...]] = {}  # by annotation name
+    invalid = []
+    for name in _ACCESS_ANNOTATIONS:
+        text = reader.text(name)
+        if text is None or (name == "whitelist-source-range" and _ALLOW in ranges):
+            continue  # (the older name counts only when the newer one is unset or empty)
+        try:
+            ranges[name] = parse_ranges(text)
+        except ValueError as error:
+            invalid.append(f"{PREFIX}{name}: {error}")
+    if invalid:
+        reader.warnings.extend(f"{line}; its paths answer 503" for line in invalid)
+        return None, "; ".join(invalid)
+    allow = ranges.get(_ALLOW) or ranges.get("whitelist-source-range", ())
+    deny = ranges.get("denylist-source-range", ())
+    return (AccessList(deny=deny, allow=allow) if allow or deny else None), None
 
 
 def _canary_policy(reader: _Reader) -> CanaryPolicy | None:
@@ -488,6 +519,10 @@ class _Reader:
         except ValueError as error:
             self.warnings.append(f"{self._prefix}{name}: {error}; ignored")
             return None
+
+    def text(self, name: str) -> str | None:
+        """The trimmed text of annotation `name`; None when absent or empty."""
+        return self.value(name, str)
 
     def present(self, name: str) -> bool:
         return name in self._values

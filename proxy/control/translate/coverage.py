@@ -35,11 +35,10 @@ _NOT_BUILT = (
     "auth-signin-redirect-param", "auth-tls-error-page", "auth-tls-match-cn",
     "auth-tls-pass-certificate-to-upstream", "auth-tls-secret", "auth-tls-verify-client",
     "auth-tls-verify-depth", "auth-type", "auth-url", "custom-headers", "custom-http-errors",
-    "default-backend", "denylist-source-range", "limit-burst-multiplier", "limit-connections",
-    "limit-rate", "limit-rate-after", "limit-rpm", "limit-rps", "limit-whitelist", "mirror-host",
+    "default-backend", "limit-burst-multiplier", "limit-connections", "limit-rate",
+    "limit-rate-after", "limit-rpm", "limit-rps", "limit-whitelist", "mirror-host",
     "mirror-request-body", "mirror-target", "proxy-cookie-domain", "proxy-cookie-path",
     "proxy-next-upstream-timeout", "proxy-redirect-from", "proxy-redirect-to", "satisfy",
-    "whitelist-source-range",
 )  # fmt: skip
 
 # name -> (support, why or how); the ingress-nginx user guide's list, every name it mentions.
@@ -57,6 +56,12 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
         Support.DIFFERENT,
         "HTTP and HTTPS; the paths of GRPC, GRPCS, AUTO_HTTP and FCGI answer 503",
     ),
+    "allowlist-source-range": (
+        Support.HONOURED,
+        "IPv4 and IPv6 CIDRs and addresses; others get 403; an invalid list answers 503",
+    ),
+    "denylist-source-range": (Support.HONOURED, "checked before the allow list, 403"),
+    "whitelist-source-range": (Support.HONOURED, "allowlist-source-range's older name"),
     "canary": (Support.HONOURED, "merged into the main Ingress's route of the same path"),
     "canary-by-cookie": (Support.HONOURED, "always and never"),
     "canary-by-header": (Support.HONOURED, "always and never, after the affinity cookie"),

@@ -82,6 +82,7 @@ def _table(title: str, routes: Sequence[Route]) -> str:
                 if route.invalid_backend
                 else "",
                 "plain HTTP redirects to https (308)" if route.ssl_redirect else "",
+                _access(route),
                 f"proxy: {upstream}" if upstream else "",
                 _cors(route),
             )
@@ -95,6 +96,18 @@ def _table(title: str, routes: Sequence[Route]) -> str:
         if index in notes:
             lines.append(f"    {notes[index]}")
     return "\n".join(lines)
+
+
+def _access(route: Route) -> str:
+    """The *-source-range lists in the order they are checked
+    (docs/behaviour.md, "Access by client address")."""
+    access = route.access
+    if access is None:
+        return ""
+    parts = [f"deny {', '.join(map(str, access.deny))}"] if access.deny else []
+    if access.allow:
+        parts.append(f"allow {', '.join(map(str, access.allow))}, deny the rest")
+    return "clients: " + "; ".join(parts) + " (403)"
 
 
 def _conditions(route: Route) -> str:

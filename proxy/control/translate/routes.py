@@ -222,6 +222,7 @@ class Layout:
             service=backend.service,
             filters=rewrites.filters(path) if rewrites is not None else None,
             cors=self._settings[ingress.ref].cors,
+            access=self._settings[ingress.ref].access,
         )
 
 
