@@ -71,6 +71,19 @@ async def pods() -> AsyncIterator[Pods]:
     await started.stop()
 
 
+@pytest.fixture
+async def pod(pods: Pods) -> Upstream:
+    """One pod, for tests that need no more."""
+    (one,) = await pods.start(1)
+    return one
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Path:
+    """The manifest file a test writes its cluster into."""
+    return tmp_path / "cluster.yaml"
+
+
 StartManifestProxy = Callable[..., Awaitable[ProxyServer]]
 
 

@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from proxy.app.runtime import ProxyServer
 from proxy.core.balancing import LoadBalance
@@ -16,11 +15,6 @@ from proxy.core.ring import HashRing
 from tests.integration.cluster import Pods, by_endpoint, get, web_app, write_manifest
 from tests.integration.conftest import StartManifestProxy, StartProxy
 from tests.integration.harness import start_upstream, url
-
-
-@pytest.fixture
-def manifest(tmp_path: Path) -> Path:
-    return tmp_path / "cluster.yaml"
 
 
 async def _pods_reached(

@@ -38,11 +38,6 @@ async def sides(pods: Pods) -> tuple[Upstream, Upstream]:
     return main, canary
 
 
-@pytest.fixture
-def manifest(tmp_path: Path) -> Path:
-    return tmp_path / "cluster.yaml"
-
-
 def world(
     sides: tuple[Upstream, Upstream],
     canary: dict[str, str],

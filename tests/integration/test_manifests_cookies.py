@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from tests.integration.cluster import (
-    Pods,
     endpoint_slice,
     get,
     ingress,
@@ -24,17 +23,6 @@ from tests.integration.cluster import (
 )
 from tests.integration.conftest import StartManifestProxy
 from tests.integration.harness import Upstream
-
-
-@pytest.fixture
-async def pod(pods: Pods) -> Upstream:
-    (one,) = await pods.start(1)
-    return one
-
-
-@pytest.fixture
-def manifest(tmp_path: Path) -> Path:
-    return tmp_path / "cluster.yaml"
 
 
 async def test_cookie_name_comes_from_the_annotation_and_follows_edits(

@@ -43,11 +43,6 @@ class Reply:
     upstream_method: str | None  # what the upstream was asked; None: the proxy answered
 
 
-@pytest.fixture
-def manifest(tmp_path: Path) -> Path:
-    return tmp_path / "cluster.yaml"
-
-
 async def serve(
     manifest: Path,
     manifest_proxy: StartManifestProxy,
@@ -78,12 +73,6 @@ async def ask(
         echoed = response.content_type == "application/json"
         asked = (await response.json())["method"] if echoed else None
         return Reply(response.status, response.headers, asked)
-
-
-@pytest.fixture
-async def pod(pods: Pods) -> Upstream:
-    (started,) = await pods.start(1)
-    return started
 
 
 async def cors_server(

@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from proxy.app.runtime import ProxyServer
 from tests.integration.cluster import (
     Obj,
-    Pods,
     endpoint_slice,
     ingress,
     path,
@@ -32,17 +30,6 @@ from tests.integration.conftest import StartManifestProxy
 from tests.integration.harness import Upstream, url
 
 REGEX = "ImplementationSpecific"
-
-
-@pytest.fixture
-async def pod(pods: Pods) -> Upstream:
-    (one,) = await pods.start(1)
-    return one
-
-
-@pytest.fixture
-def manifest(tmp_path: Path) -> Path:
-    return tmp_path / "cluster.yaml"
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,6 @@ COOKIE = "INGRESSCOOKIE"
 SESSIONS = 200
 
 
-@pytest.fixture
-def manifest(tmp_path: Path) -> Path:
-    return tmp_path / "cluster.yaml"
-
-
 Sessions = list[tuple[str, str]]  # (cookie as `name=value`, the pod its first request reached)
 
 
