@@ -360,7 +360,7 @@ class Metrics:
             stats.new_sessions += 1
         session: str | bytes | None = new_cookie or exchange.cookie_value
         if view.by_client:
-            session = exchange.via.client_ip
+            session = exchange.client  # (the one trusted proxies name, if any)
         if session is not None:
             stats.sessions.seen.add(session)
 

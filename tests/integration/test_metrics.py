@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.app.runtime import ProxyServer
 from proxy.control.sources.static import static_snapshot
+from proxy.core.access import RealIp, parse_ranges
 from proxy.core.cookies import CookieSettings
 from proxy.core.model import Affinity, AffinityMode, Endpoint, UpstreamPolicy
 from proxy.observability.metrics import BYTES, SECONDS, Metrics
@@ -400,3 +401,16 @@ def test_a_new_tables_series_are_made_a_slice_at_a_time_and_a_scrape_completes_t
     metrics.registry.get_sample_value("sticky_proxy_requests_total")  # a scrape: syncs it all
     assert not metrics.series_pending
     assert endpoint_series() == 300
+
+
+async def test_persistent_sessions_count_clients_as_trusted_proxies_name_them(
+    upstreams: StartUpstreams, proxy: StartProxy
+) -> None:
+    """A persistent cookie names the pod, so sessions are told apart by client: behind a
+    trusted load balancer, the client it names, not the balancer's own address."""
+    (up,) = await upstreams(1)
+    behind_balancer = RealIp(b"x-forwarded-for", parse_ranges("127.0.0.0/8"))
+    server = await proxy([up.endpoint], Affinity(AffinityMode.PERSISTENT), real_ip=behind_balancer)
+    for client in ("203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.1"):
+        assert (await get(server, headers={"X-Forwarded-For": client})).status == 200
+    assert values((await scrape(server))["sticky_proxy_endpoint_active_sessions"]) == {"": 3}
