@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from urllib.parse import unquote_to_bytes
 
 from proxy.core.headers import Request
+from proxy.core.uri import uri_path
 
 # A part of the key: what it adds for a request and the client address (the downstream peer).
 Part = Callable[[Request, bytes], str]
@@ -131,24 +131,6 @@ def _argument(target: bytes, name: str) -> str:
         if mark and key.lower() == name:
             return value
     return ""
-
-
-def uri_path(target: bytes) -> str:
-    """nginx's $uri: the path without query, percent-decoded, repeated slashes merged and dot
-    segments resolved (ngx_http_parse_complex_uri with merge_slashes on)."""
-    path = target.partition(b"?")[0]
-    if b"%" not in path and b"//" not in path and b"/." not in path:
-        return _latin1(path)  # the common case: nothing to normalise
-    decoded = unquote_to_bytes(path)
-    segments: list[bytes] = []
-    for segment in decoded.split(b"/")[1:]:
-        if segment == b"..":
-            if segments:
-                segments.pop()
-        elif segment not in (b"", b"."):
-            segments.append(segment)
-    trailing = decoded.endswith((b"/", b"/.", b"/..")) and bool(segments)
-    return _latin1(b"/" + b"/".join(segments) + (b"/" if trailing else b""))
 
 
 _SIMPLE: dict[str, Part] = {

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Final
 
 from proxy.core.errors import BadRequest, UnknownTransferCoding, VersionNotSupported
+from proxy.core.uri import climbs_above_root
 
 HOP_BY_HOP: Final = frozenset(
     {
@@ -186,6 +187,8 @@ def scan_request(  # noqa: PLR0917 - one hot call per request, positional
     if not target.startswith(b"/") and not (target == b"*" and method == b"OPTIONS"):
         # absolute-form (or CONNECT's authority-form) would let the target and Host disagree
         raise BadRequest("request target must be a path")
+    if climbs_above_root(target):
+        raise BadRequest("the path climbs above the root")  # as nginx: no pod sees such a path
     forward: Headers = []
     connection_tokens: list[bytes] = []
     host_header = b""

@@ -30,10 +30,13 @@ from tests.integration.harness import connect, raw_request, start_raw_upstream, 
         b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1,2\r\n\r\nab",
         b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: +3\r\n\r\nabc",
+        b"GET /../etc/passwd HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /a/%2e%2e/%2E%2E/etc HTTP/1.1\r\nHost: t\r\n\r\n",
     ],
     ids=["absolute-form", "connect", "host-slash", "host-space", "host-userinfo", "bare-lf",
          "nul-in-header", "space-before-colon", "te-xchunked", "te-chunked-identity",
-         "bad-chunk-size", "negative-length", "list-length", "plus-length"],
+         "bad-chunk-size", "negative-length", "list-length", "plus-length", "dot-dot-above-root",
+         "encoded-dot-dot-above-root"],
 )  # fmt: skip
 async def test_smuggling_and_malformed_heads_are_400_and_never_reach_an_upstream(
     upstreams: StartUpstreams, proxy: StartProxy, request_bytes: bytes

@@ -13,9 +13,10 @@ import pytest
 
 from proxy.core.affinity import build_cluster
 from proxy.core.balancing import Balancing, HashBy, subsets
-from proxy.core.hash_key import HashKey, uri_path
+from proxy.core.hash_key import HashKey
 from proxy.core.headers import Request, scan_request
 from proxy.core.model import Endpoint
+from proxy.core.uri import uri_path
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parents[1] / "fixtures" / "hash_by_vectors.json").read_text()
