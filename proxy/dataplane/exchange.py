@@ -273,8 +273,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.try_next(previous_failed=False)
 
     def _within_limits(self, limits: RateLimits) -> bool:
-        """limit_req, then limit_conn, as nginx runs them (docs/behaviour.md, "Rate and
-        connection limits"); a refused request is answered here."""
+        """limit_req, then limit_conn, as nginx runs them; a refused request is answered here
+        (docs/behaviour.md, "Rate and connection limits")."""
         client = self.client
         if not limits.counts(client):
             return True  # limit-allowlist

@@ -1,5 +1,5 @@
-"""One worker's rate and connection limit tables (docs/behaviour.md, "Rate and connection
-limits"): per zone (an Ingress's limit-rps, limit-rpm, limit-connections), per client address.
+"""One worker's rate and connection limit tables, per zone (an Ingress's limit-rps, limit-rpm,
+limit-connections) and client address (docs/behaviour.md, "Rate and connection limits").
 
 Bounded as nginx's 5m zones are: a zone keeps at most `capacity` clients, least recently seen
 first out, and a client whose bucket has drained and that has been away a minute is dropped
@@ -16,9 +16,21 @@ from proxy.core.ratelimit import Bucket, RateLimits, RequestRate, forgettable, l
 from proxy.core.routing import Snapshot
 
 # Clients one limit_req zone remembers: ingress-nginx's 5m zones hold about 40,000 to 80,000
-# (nginx: 16,000 64-byte states per megabyte); 65,536 buckets cost about 10 MB of a worker's
-# memory in the worst case (docs/behaviour.md, "Rate and connection limits").
+# (nginx: 16,000 64-byte states per megabyte). Full, a zone costs a worker about 17 MB of RSS
+# (docs/behaviour.md, "Rate and connection limits").
 ZONE_CAPACITY: Final = 65_536
+# A bucket is kept as one int, the excess above the time it last passed (ms of the event loop's
+# monotonic clock, never negative): a tuple of two ints would cost 90 bytes more per client.
+_TIME_BITS: Final = 48
+_TIME_MASK: Final = (1 << _TIME_BITS) - 1
+
+
+def _packed(bucket: Bucket) -> int:
+    return (bucket[0] << _TIME_BITS) | bucket[1]
+
+
+def _unpacked(value: int) -> Bucket:
+    return value >> _TIME_BITS, value & _TIME_MASK
 
 
 class Limiter:
@@ -28,14 +40,14 @@ class Limiter:
 
     def __init__(self, capacity: int = ZONE_CAPACITY) -> None:
         self.capacity = capacity
-        # (Ingress namespace/name, "rps" or "rpm") -> client -> bucket, least recent first
-        self._buckets: dict[tuple[str, str], OrderedDict[bytes, Bucket]] = {}
+        # (Ingress namespace/name, "rps" or "rpm") -> client -> packed bucket, least recent first
+        self._buckets: dict[tuple[str, str], OrderedDict[bytes, int]] = {}
         self._connections: dict[str, dict[bytes, int]] = {}  # zone -> client -> in flight
 
     def admit(self, limits: RateLimits, client: bytes, now: int) -> bool:
         """limit_req: whether one more request of `client` at `now` (ms) is within every rate
         of `limits`. All or nothing, as nginx: a request one rate refuses counts in none."""
-        passed: list[tuple[OrderedDict[bytes, Bucket], Bucket, RequestRate]] = []
+        passed: list[tuple[OrderedDict[bytes, int], Bucket, RequestRate]] = []
         for rate in limits.requests:
             table = self._buckets.get((limits.zone, rate.name))
             if table is None:
@@ -43,17 +55,17 @@ class Limiter:
             known = table.get(client)
             if known is not None:
                 table.move_to_end(client)  # (refused or not, it is a recent client)
-            bucket = leak(known, now, rate)
+            bucket = leak(None if known is None else _unpacked(known), now, rate)
             if bucket is None:
                 return False
             passed.append((table, bucket, rate))
         for table, bucket, rate in passed:
             if client not in table:
                 self._make_room(table, now, rate)
-            table[client] = bucket
+            table[client] = _packed(bucket)
         return True
 
-    def _make_room(self, table: OrderedDict[bytes, Bucket], now: int, rate: RequestRate) -> None:
+    def _make_room(self, table: OrderedDict[bytes, int], now: int, rate: RequestRate) -> None:
         """Before a new client: drop the least recent one when full, and up to two drained
         idle ones (nginx frees as much when it adds a client)."""
         if len(table) >= self.capacity:
@@ -62,7 +74,7 @@ class Limiter:
             if not table:
                 return
             oldest = next(iter(table))
-            if not forgettable(table[oldest], now, rate):
+            if not forgettable(_unpacked(table[oldest]), now, rate):
                 return
             del table[oldest]
 

@@ -1,8 +1,8 @@
 """Rate and connection limits through a real proxy from manifest files: ingress-nginx's e2e
 cases (test/e2e/annotations/limitconnections.go, limitrate.go), each named after the Go test it
-mirrors, and clients that try to get past a limit (docs/behaviour.md, "Rate and connection
-limits"). Rates are per minute, so no test depends on how fast the machine is: one request
-per minute takes 62.5 s to drain from a bucket."""
+mirrors, and clients that try to get past a limit
+(docs/behaviour.md, "Rate and connection limits"). Rates are per minute, so no test depends on
+how fast the machine is: one request per minute takes 62.5 s to drain from a bucket."""
 
 from __future__ import annotations
 

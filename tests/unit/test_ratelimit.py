@@ -252,3 +252,13 @@ def test_connections_count_until_released() -> None:
     for client in (b"10.0.0.1", b"10.0.0.1", b"10.0.0.2"):
         limiter.release_connection("ns/web", client)
     assert limiter.tracked() == 0  # nothing is kept for clients with nothing in flight
+
+
+def test_a_zone_keeps_buckets_whole_at_any_monotonic_time() -> None:
+    """(The table packs a bucket into one int: the excess and a clock of days or years.)"""
+    limiter = Limiter()
+    rate = limits(per_second(1, 1))
+    late = 10 * 365 * 86_400_000  # ten years of uptime, in ms
+    assert [limiter.admit(rate, b"a", late) for _ in range(3)] == [True, True, False]
+    assert limiter.admit(rate, b"a", late + 1000)
+    assert not limiter.admit(rate, b"a", late + 1999)
