@@ -31,16 +31,17 @@ class RequestRate:
     name: str  # "rps" or "rpm": part of the zone's name
     rate: int
     burst: int
+    text: str = ""  # as nginx.conf writes the rate ("10r/s"), for `sticky-proxy routes`
 
 
 def per_second(requests: int, burst: int) -> RequestRate:
     """limit-rps: `rate=Nr/s`, `burst=` requests beyond it."""
-    return RequestRate("rps", requests * 1000, burst * 1000)
+    return RequestRate("rps", requests * 1000, burst * 1000, f"{requests}r/s")
 
 
 def per_minute(requests: int, burst: int) -> RequestRate:
     """limit-rpm: `rate=Nr/m`, which nginx keeps as N * 1000 / 60 (integer division)."""
-    return RequestRate("rpm", requests * 1000 // 60, burst * 1000)
+    return RequestRate("rpm", requests * 1000 // 60, burst * 1000, f"{requests}r/m")
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,8 +67,8 @@ def test_annotation_cidr() -> None:
 
 def test_rates_are_kept_as_nginx_keeps_them() -> None:
     # nginx: rate=Nr/s is N * 1000 thousandths a second, Nr/m is N * 1000 / 60, rounded down
-    assert per_second(10, 50) == RequestRate("rps", 10_000, 50_000)
-    assert per_minute(10, 50) == RequestRate("rpm", 166, 50_000)
+    assert per_second(10, 50) == RequestRate("rps", 10_000, 50_000, "10r/s")
+    assert per_minute(10, 50) == RequestRate("rpm", 166, 50_000, "10r/m")
 
 
 @pytest.mark.parametrize(

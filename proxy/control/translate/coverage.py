@@ -25,7 +25,7 @@ _MODSECURITY = "there is no ModSecurity here"
 _TRACING = "the proxy does not trace requests"
 _TLS_GLOBAL = "TLS settings are the proxy's own (Python's ssl defaults), not per Ingress"
 _COOKIE = "as ingress-nginx sets the cookie, byte for byte"
-_PER_WORKER = "per client address and worker process: --workers N lets a client have N times"
+_PER_WORKER = "per client address and worker process: --workers N allows N times the limit"
 _BANDWIDTH = "answers go to the client as fast as it reads them; there is no bandwidth cap"
 
 # Not built (yet): they would change routing or the request, and the Ingress is served without.
