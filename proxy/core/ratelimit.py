@@ -47,7 +47,7 @@ def per_minute(requests: int, burst: int) -> RequestRate:
 @dataclass(frozen=True, slots=True)
 class RateLimits:
     """One Ingress's limits; every path of the Ingress shares its zones (ingress-nginx names
-    them after the Ingress), so `zone` is the Ingress's namespace/name."""
+    them after the Ingress), so `zone` names the Ingress ("Ingress namespace/name")."""
 
     requests: tuple[RequestRate, ...] = ()  # limit-rps, then limit-rpm, as nginx checks them
     connections: int = 0  # limit-connections: requests at once; 0: no limit

@@ -40,7 +40,7 @@ class Limiter:
 
     def __init__(self, capacity: int = ZONE_CAPACITY) -> None:
         self.capacity = capacity
-        # (Ingress namespace/name, "rps" or "rpm") -> client -> packed bucket, least recent first
+        # (the Ingress, "rps" or "rpm") -> client -> packed bucket, least recent first
         self._buckets: dict[tuple[str, str], OrderedDict[bytes, int]] = {}
         self._connections: dict[str, dict[bytes, int]] = {}  # zone -> client -> in flight
 
