@@ -186,3 +186,19 @@ async def test_an_invalid_limit_answers_503_instead_of_serving_without_it(
     server = await serve(tmp_path, manifest_proxy, pods, limit_rps="lots")
     assert await statuses(server, 2) == [503, 503]
     assert pods.started[0].requests == 0
+
+
+async def test_a_websocket_counts_until_it_closes(
+    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """nginx's limit_conn counts an upgraded request until the connection ends."""
+    server = await serve(tmp_path, manifest_proxy, pods, limit_connections="1")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url(server, "/ws"), headers={"Host": "app.test"}) as ws,
+    ):
+        await ws.send_str("hello")
+        assert (await ws.receive_str()) == "pod-2:hello"
+        assert await status(server) == 503
+    await until(lambda: server.ctx is not None and server.ctx.limiter.tracked() == 0, "release")
+    assert await status(server) == 200
