@@ -55,6 +55,7 @@ from proxy.core.values import (
     parse_timeout,
     parse_workers,
 )
+from proxy.dataplane.context import LIMIT_STATUS
 from proxy.dataplane.tls_contexts import load_default_certificate
 from proxy.system import build
 
@@ -92,6 +93,13 @@ def _header_name(text: str) -> str:
     if not _TOKEN.fullmatch(text):
         raise ValueError(f"{text!r} is not a header name")
     return text
+
+
+def _limit_status(text: str) -> int:
+    """nginx's limit_req_status and limit_conn_status take 400 to 599."""
+    if not text.isdigit() or not 400 <= int(text) <= 599:
+        raise ValueError(f"{text!r} is not a status from 400 to 599")
+    return int(text)
 
 
 def _real_ip(args: argparse.Namespace) -> RealIp | None:
@@ -530,6 +538,15 @@ def _add_proxy_flags(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="the header they name it in, with --use-forwarded-headers " + _DEFAULT,
     )
+    limits = (("req", "over limit-rps or limit-rpm"), ("conn", "over limit-connections"))
+    for kind, refused in limits:
+        group.add_argument(
+            f"--limit-{kind}-status-code",
+            type=_value(_limit_status),
+            default=str(LIMIT_STATUS),
+            metavar="CODE",
+            help=f"the status of requests {refused}, 400 to 599 " + _DEFAULT,
+        )
     group.add_argument(
         "--max-connections",
         type=_value(parse_positive),
@@ -613,6 +630,8 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
         max_connections=args.max_connections,
         underscores_in_headers=args.enable_underscores_in_headers,
         real_ip=_real_ip(args),
+        limit_req_status=args.limit_req_status_code,
+        limit_conn_status=args.limit_conn_status_code,
         load_balance=LoadBalance(args.load_balance),
         shutdown_grace=args.shutdown_grace,
         upstream=UpstreamPolicy(

@@ -95,6 +95,8 @@ class ProxyServer:
             https_port=settings.https_port,
             underscores_in_headers=settings.underscores_in_headers,
             real_ip=settings.real_ip,
+            limit_req_status=settings.limit_req_status,
+            limit_conn_status=settings.limit_conn_status,
             load_balance=settings.load_balance,
         )
         self.ctx = ctx

@@ -19,6 +19,7 @@ from proxy.dataplane.context import (
     CLIENT_BODY_TIMEOUT,
     CLIENT_HEADER_TIMEOUT,
     HTTPS_PORT,
+    LIMIT_STATUS,
     MAX_CONNECTIONS,
 )
 
@@ -67,6 +68,10 @@ class ServeSettings:
     # --use-forwarded-headers, --proxy-real-ip-cidr and --forwarded-for-header: whose word on
     # the client's address counts (None: the peer's address is the client's)
     real_ip: RealIp | None = None
+    # --limit-req-status-code and --limit-conn-status-code: the answers to requests the limit-*
+    # annotations refuse (ingress-nginx's ConfigMap keys of the same names)
+    limit_req_status: int = LIMIT_STATUS
+    limit_conn_status: int = LIMIT_STATUS
     # --load-balance: how clusters without affinity or hash-by spread requests, unless their
     # Ingress's load-balance annotation says otherwise (ingress-nginx's ConfigMap load-balance).
     load_balance: LoadBalance = LoadBalance.ROUND_ROBIN

@@ -39,7 +39,7 @@ def parse_ranges(text: str) -> tuple[Network, ...]:
 
 
 @lru_cache(maxsize=4096)  # a few thousand clients come back again and again
-def _address(text: bytes) -> Address | None:
+def client_address(text: bytes) -> Address | None:
     """A client address, an IPv4-mapped IPv6 one as its IPv4 address (as nginx's access and
     realip modules compare them); None when it is not an address."""
     try:
@@ -51,7 +51,7 @@ def _address(text: bytes) -> Address | None:
     return address
 
 
-def _within(address: Address, networks: tuple[Network, ...]) -> bool:
+def within(address: Address, networks: tuple[Network, ...]) -> bool:
     # (an address and a network of the other IP version never match: no exception)
     return any(address in network for network in networks)
 
@@ -64,12 +64,12 @@ class AccessList:
     allow: tuple[Network, ...] = ()  # empty: every address not denied
 
     def allows(self, client: bytes) -> bool:
-        address = _address(client)
+        address = client_address(client)
         if address is None:
             return False  # not an address (cannot be for a TCP peer): refuse, never guess
-        if _within(address, self.deny):
+        if within(address, self.deny):
             return False
-        return not self.allow or _within(address, self.allow)
+        return not self.allow or within(address, self.allow)
 
 
 # ingress-nginx's proxy-real-ip-cidr default: every IPv4 address, and no IPv6 one
@@ -110,8 +110,8 @@ class RealIp:
         return client
 
     def _trusted(self, address: bytes) -> bool:
-        parsed = _address(address)
-        return parsed is not None and _within(parsed, self.trusted)
+        parsed = client_address(address)
+        return parsed is not None and within(parsed, self.trusted)
 
 
 def _hop(text: bytes) -> bytes | None:
@@ -121,5 +121,5 @@ def _hop(text: bytes) -> bytes | None:
         text = text[1 : text.find(b"]")] if b"]" in text else b""
     elif text.count(b":") == 1:
         text = text.partition(b":")[0]
-    address = _address(text)
+    address = client_address(text)
     return None if address is None else str(address).encode()

@@ -26,6 +26,7 @@ from proxy.core.filters import Filters
 from proxy.core.headers import Request
 from proxy.core.matches import NO_CONDITIONS, RequestMatch
 from proxy.core.model import ObjectStatus, PathType, TlsCertificate, UpstreamPolicy
+from proxy.core.ratelimit import RateLimits
 from proxy.core.sessions import SessionPolicy
 
 
@@ -72,6 +73,7 @@ class Route:
     canary: Route | None = None
     canary_policy: CanaryPolicy | None = None
     cors: CorsPolicy | None = None  # enable-cors: the headers, and preflights answered here
+    limits: RateLimits | None = None  # limit-rps, limit-rpm, limit-connections (None: none)
     # Computed once per snapshot so requests only read them:
     # (namespace, ingress, service, host, path), the metric labels
     labels: tuple[str, ...] = field(init=False, repr=False, compare=False)

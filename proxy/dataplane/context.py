@@ -21,6 +21,7 @@ from proxy.core.headers import Request
 from proxy.core.routing import Route, Snapshot
 from proxy.dataplane.balancing import Loads
 from proxy.dataplane.ejection import Ejections
+from proxy.dataplane.limits import Limiter
 from proxy.dataplane.upstream import Dial, Pools, dial_tcp
 from proxy.observability.failure_log import FailureLog
 from proxy.observability.metrics import Metrics
@@ -30,6 +31,8 @@ CLIENT_HEADER_TIMEOUT: Final = 60.0  # nginx's client_header_timeout: a whole re
 CLIENT_BODY_TIMEOUT: Final = 60.0  # nginx's client_body_timeout: between two reads of a body
 MAX_CONNECTIONS: Final = 16384  # ingress-nginx's max-worker-connections
 HTTPS_PORT: Final = 443  # where ssl-redirect sends plain-HTTP clients: https's own port
+# ingress-nginx's ConfigMap limit-req-status-code and limit-conn-status-code
+LIMIT_STATUS: Final = 503
 # At shutdown an idle keep-alive connection may already carry the client's next request: for
 # this long it is still answered (with Connection: close) instead of lost with the connection.
 IDLE_DRAIN_TIME: Final = 1.0
@@ -62,6 +65,8 @@ class ServerContext:
         https_port: int = HTTPS_PORT,
         underscores_in_headers: bool = False,
         real_ip: RealIp | None = None,
+        limit_req_status: int = LIMIT_STATUS,
+        limit_conn_status: int = LIMIT_STATUS,
         load_balance: LoadBalance = LoadBalance.ROUND_ROBIN,
         rng: random.Random | None = None,
         now: Callable[[], float] = time.time,
@@ -80,6 +85,10 @@ class ServerContext:
         self.https_suffix = b"" if https_port == HTTPS_PORT else b":%d" % https_port
         self.underscores_in_headers = underscores_in_headers
         self.real_ip = real_ip  # --use-forwarded-headers: whom to believe about the client
+        # limit-* annotations: this worker's tables, and the statuses of refused requests
+        self.limiter = Limiter()
+        self.limit_req_status = limit_req_status
+        self.limit_conn_status = limit_conn_status
         self.rng = rng or random.Random(os.urandom(16))
         self.now = now
         self.loads = Loads(load_balance, self.rng)
@@ -99,6 +108,7 @@ class ServerContext:
             self._snapshot_seen = snapshot
             self.pools.retain(snapshot)
             self.ejections.retain(snapshot.nodes)
+            self.limiter.retain(snapshot)
         return snapshot.table.match(host, path, request, tls)
 
     def new_request_id(self) -> bytes:

@@ -41,6 +41,7 @@ from proxy.core.errors import (
 from proxy.core.filters import Redirect, rewritten
 from proxy.core.model import Endpoint
 from proxy.core.outliers import EJECTING_REASONS, substitute
+from proxy.core.ratelimit import RateLimits
 from proxy.core.rewrites import FixedRedirect
 from proxy.core.routing import Route
 from proxy.core.sessions import SessionKind, SessionPolicy
@@ -129,6 +130,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         "keep_alive",
         "last_error",
         "last_read",
+        "limit_zone",
         "new_cookie",
         "outcome",
         "pending",
@@ -190,6 +192,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.set_cookie: bytes | None = None
         self.gateway: GatewayState | None = None  # for Gateway API routes only
         self.cors_lines = b""  # CORS headers every answer gets (docs/behaviour.md, "CORS")
+        self.limit_zone = ""  # the limit-connections zone this request counts in, until done
         self.endpoint: Endpoint | None = None
         self.ewma_started = 0.0  # perf_counter of an EWMA-picked try, fed back at the end
         self.upstream: UpstreamConnection | None = None
@@ -233,6 +236,7 @@ class Exchange(ResponseSink, ProxiedRequest):
             return
         cors = route.cors  # the location's, which is the main Ingress's, not a canary's
         access = route.access  # the location's own, not a canary's (as ingress-nginx)
+        limits = route.limits  # (the same)
         if route.canary is not None:
             route = self._canary_side(route)
         forwarded = request  # what the upstream is sent: Gateway API filters may change it
@@ -247,6 +251,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         if route.ssl_redirect and not self.downstream.tls:
             self._redirect_to_https(route)
             return
+        if limits is not None and not self._within_limits(limits):
+            return  # (nginx's preaccess phase: after its rewrite phase, before its access phase)
         if access is not None and not access.allows(self.client):
             # (after the redirect: nginx's rewrite phase comes before its access phase)
             self.fail(Forbidden())
@@ -265,6 +271,30 @@ class Exchange(ResponseSink, ProxiedRequest):
         )
         self.upstream_started_at = perf_counter()
         self.try_next(previous_failed=False)
+
+    def _within_limits(self, limits: RateLimits) -> bool:
+        """limit_req, then limit_conn, as nginx runs them; a refused request is answered here
+        (docs/behaviour.md, "Rate and connection limits")."""
+        client = self.client
+        if not limits.counts(client):
+            return True  # limit-allowlist
+        ctx = self.ctx
+        now = int(ctx.loop.time() * 1000)
+        if limits.requests and not ctx.limiter.admit(limits, client, now):
+            self._reply(ctx.limit_req_status, partial(error_response, ctx.limit_req_status))
+            return False
+        if limits.connections:
+            if not ctx.limiter.take_connection(limits, client):
+                self._reply(ctx.limit_conn_status, partial(error_response, ctx.limit_conn_status))
+                return False
+            self.limit_zone = limits.zone
+        return True
+
+    def _release_connection(self) -> None:
+        """The request no longer counts for limit-connections: nginx's limit_conn counts it
+        until the answer is done (or the client is gone)."""
+        self.ctx.limiter.release_connection(self.limit_zone, self.client)
+        self.limit_zone = ""
 
     def body(self, data: bytes) -> None:
         if self.finished:
@@ -313,6 +343,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         """The client went away: drop the upstream side without reusing it."""
         self.finished = True
         self._stop_timers()
+        if self.limit_zone:
+            self._release_connection()
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None
@@ -832,6 +864,8 @@ class Exchange(ResponseSink, ProxiedRequest):
             return
         self.finished = True
         self._stop_timers()
+        if self.limit_zone:
+            self._release_connection()
         if self.ewma_started:
             assert self.endpoint is not None
             ctx = self.ctx
@@ -854,6 +888,8 @@ class Exchange(ResponseSink, ProxiedRequest):
 
     def tunnel_closed(self) -> None:
         """The client side of a tunnel closed: close the upstream side too."""
+        if self.limit_zone:
+            self._release_connection()  # (the upstream side no longer reports to this exchange)
         if self.upstream is not None:
             self.upstream.close()
             self.upstream = None

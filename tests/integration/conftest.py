@@ -15,6 +15,7 @@ from proxy.control.translate import TranslateOptions
 from proxy.core.access import RealIp
 from proxy.core.model import Affinity, Endpoint, UpstreamPolicy
 from proxy.core.values import Address
+from proxy.dataplane.context import LIMIT_STATUS
 from tests.integration.cluster import Pods, until
 from tests.integration.harness import Upstream, start_upstream
 
@@ -102,6 +103,8 @@ async def manifest_proxy() -> AsyncIterator[StartManifestProxy]:
         poll_interval: float = 0.05,
         tls: bool = False,
         real_ip: RealIp | None = None,
+        limit_req_status: int = LIMIT_STATUS,
+        limit_conn_status: int = LIMIT_STATUS,
         **options: object,
     ) -> ProxyServer:
         server = ProxyServer(
@@ -110,6 +113,8 @@ async def manifest_proxy() -> AsyncIterator[StartManifestProxy]:
                 metrics_listen=Address("127.0.0.1", 0),
                 tls_listen=Address("127.0.0.1", 0) if tls else None,
                 real_ip=real_ip,
+                limit_req_status=limit_req_status,
+                limit_conn_status=limit_conn_status,
             )
         )
         source = ManifestSource(paths, TranslateOptions(**options), poll_interval)  # type: ignore[arg-type]

@@ -92,6 +92,13 @@ def test_forwarded_headers_flags_make_the_real_ip_settings() -> None:
     assert settings.real_ip == RealIp(b"cf-connecting-ip", parse_ranges("10.0.0.0/8,2001:db8::/32"))
 
 
+def test_limit_status_code_flags_default_to_503_as_ingress_nginx() -> None:
+    settings = serve().settings
+    assert (settings.limit_req_status, settings.limit_conn_status) == (503, 503)
+    settings = serve("--limit-req-status-code", "429", "--limit-conn-status-code", "599").settings
+    assert (settings.limit_req_status, settings.limit_conn_status) == (429, 599)
+
+
 def test_affinity_none_means_no_affinity_whatever_the_cookie_flags() -> None:
     assert serve("--affinity", "none", "--session-cookie-name", "x").settings.affinity is None
 
@@ -250,6 +257,8 @@ def test_demo_takes_replicas_listen_and_affinity_flags() -> None:
         (["routes", "--manifests", "a", "--listen", "0.0.0.0:1"], "unrecognized arguments"),
         (["serve", "--manifests", "a", "--proxy-real-ip-cidr", "10/8"], "--proxy-real-ip-cidr"),
         (["serve", "--manifests", "a", "--forwarded-for-header", "X:Y"], "--forwarded-for-header"),
+        (["serve", "--limit-req-status-code", "200"], "--limit-req-status-code: '200' is not"),
+        (["serve", "--limit-conn-status-code", "x"], "--limit-conn-status-code: 'x' is not"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(

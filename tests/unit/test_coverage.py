@@ -24,9 +24,10 @@ def test_what_the_parser_honours_is_what_the_table_calls_honoured() -> None:
 
 
 def test_the_table_lists_ingress_nginx_s_whole_user_guide() -> None:
-    # every name the user guide's annotations page mentions, and allowlist-source-range, which
-    # it does not, though ingress-nginx reads it before whitelist-source-range
-    assert len(ANNOTATIONS) == 131
+    # every name the user guide's annotations page mentions, and allowlist-source-range and
+    # limit-allowlist, which it does not, though ingress-nginx reads them before their older
+    # names whitelist-source-range and limit-whitelist
+    assert len(ANNOTATIONS) == 132
     assert verdict("made-up") == (Support.NOT_SUPPORTED, "not an ingress-nginx annotation")
 
 

@@ -98,3 +98,21 @@ def test_access_lists_are_shown_in_the_order_they_are_checked() -> None:
     ]  # (no Service: its path answers 503, and is described all the same)
     text = describe(translate(objects, TranslateOptions()))
     assert lines_with(text, "clients: deny 10.1.0.0/16; allow 10.0.0.0/8, ::1/128, deny the rest")
+
+
+def test_rate_and_connection_limits_are_shown_with_their_zone() -> None:
+    objects = [
+        ingress_object(
+            "web",
+            "app.test",
+            annotations=annotations_of(
+                limit_rps="10", limit_rpm="100", limit_connections="4", limit_allowlist="10.0.0.0/8"
+            ),
+        )
+    ]
+    text = describe(translate(objects, TranslateOptions()))
+    assert lines_with(
+        text,
+        "limits per client of Ingress default/web: 10r/s burst 50, 100r/m burst 500, 4 at once"
+        " (not 10.0.0.0/8)",
+    )

@@ -48,6 +48,7 @@ from proxy.core.cookies import CookieSettings
 from proxy.core.cors import CorsPolicy
 from proxy.core.hash_key import HashKey
 from proxy.core.model import AffinityMode, UpstreamPolicy
+from proxy.core.ratelimit import RateLimits, per_minute, per_second
 from proxy.core.rewrites import FixedRedirect
 from proxy.core.values import (
     parse_count,
@@ -115,6 +116,10 @@ _CORS_ANNOTATIONS = (
 # allowlist-source-range is read first; whitelist-source-range is its older name
 _ALLOW = "allowlist-source-range"
 _ACCESS_ANNOTATIONS = ("allowlist-source-range", "whitelist-source-range", "denylist-source-range")
+# limit-whitelist is limit-allowlist's older name, read when that one is unset or empty
+_LIMITS = ("limit-rps", "limit-rpm", "limit-connections")
+_LIMIT_ANNOTATIONS = (*_LIMITS, "limit-burst-multiplier", "limit-allowlist", "limit-whitelist")
+_BURST_MULTIPLIER = 5  # ingress-nginx's defBurst
 _HONOURED = frozenset(
     {
         "affinity",
@@ -143,6 +148,7 @@ _HONOURED = frozenset(
         "enable-cors",
         *_CORS_ANNOTATIONS,
         *_ACCESS_ANNOTATIONS,
+        *_LIMIT_ANNOTATIONS,
     }
 )
 
@@ -199,6 +205,7 @@ class IngressSettings:
     rewrites: RewriteSettings | None = None  # rewrite-target, redirects and the like; None: none
     cors: CorsPolicy | None = None  # enable-cors and the cors-* annotations; None: off
     access: AccessList | None = None  # *-source-range; None: every client
+    limits: RateLimits | None = None  # limit-rps, limit-rpm, limit-connections; None: none
 
 
 def parse_server_name(text: str) -> str:
@@ -243,6 +250,8 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     rewrites = _rewrites(reader)
     cors_policy = _cors(reader)
     access, denied = _access_list(reader)
+    limits, limits_denied = _rate_limits(reader)
+    denied = "; ".join(why for why in (denied, limits_denied) if why) or None
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -262,6 +271,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         proxy_ssl=proxy_ssl,
         balancing=balancing,
         access=access,
+        limits=limits,
         denied=denied,
         rewrites=rewrites,
         cors=cors_policy,
@@ -313,6 +323,60 @@ def _access_list(reader: _Reader) -> tuple[AccessList | None, str | None]:
     allow = ranges.get(_ALLOW) or ranges.get("whitelist-source-range", ())
     deny = ranges.get("denylist-source-range", ())
     return (AccessList(deny=deny, allow=allow) if allow or deny else None), None
+
+
+def _rate_limits(reader: _Reader) -> tuple[RateLimits | None, str | None]:
+    """limit-rps, limit-rpm, limit-connections, limit-burst-multiplier and limit-allowlist
+    (docs/behaviour.md, "Rate and connection limits"), and why the Ingress's paths answer 503:
+    ingress-nginx refuses an Ingress whose limit or allowlist is not valid, and serving it
+    without the limit instead would open what it closes."""
+    counts: dict[str, int] = {}
+    invalid = []
+    for name in _LIMITS:
+        text = reader.value(name, str)
+        if text is None:
+            continue
+        try:
+            counts[name] = _integer(text)
+        except ValueError as error:
+            invalid.append(f"{PREFIX}{name}: {error}")
+    allow_name = "limit-allowlist"
+    allow_text = reader.text(allow_name)
+    if allow_text is None:  # (the older name counts only when the newer one is unset or empty)
+        allow_name = "limit-whitelist"
+        allow_text = reader.text(allow_name)
+    exempt: tuple[Network, ...] = ()
+    if allow_text is not None:
+        try:
+            exempt = parse_ranges(allow_text)
+        except ValueError as error:
+            invalid.append(f"{PREFIX}{allow_name}: {error}")
+    if invalid:
+        reader.warnings.extend(f"{line}; its paths answer 503" for line in invalid)
+        return None, "; ".join(invalid)
+    multiplier = reader.value("limit-burst-multiplier", _burst_multiplier)
+    burst = _or(multiplier, _BURST_MULTIPLIER)
+    # (ingress-nginx writes no limit_req or limit_conn for 0 or a negative number)
+    rps, rpm, connections = (max(counts.get(name, 0), 0) for name in _LIMITS)
+    requests = (
+        *((per_second(rps, rps * burst),) if rps else ()),
+        *((per_minute(rpm, rpm * burst),) if rpm else ()),
+    )
+    if not requests and not connections:
+        for name in ("limit-burst-multiplier", "limit-allowlist", "limit-whitelist"):
+            reader.ignored_without(name, "limit-rps, limit-rpm or limit-connections")
+        return None, None
+    if not requests:
+        reader.ignored_without("limit-burst-multiplier", "limit-rps or limit-rpm")
+    return RateLimits(requests=requests, connections=connections, exempt=exempt), None
+
+
+def _burst_multiplier(text: str) -> int:
+    """A whole number from 1: nginx refuses `burst=0`, so ingress-nginx's reload would fail."""
+    multiplier = _integer(text)
+    if multiplier < 1:
+        raise ValueError(f"{text!r} is not a whole number from 1")
+    return multiplier
 
 
 def _canary_policy(reader: _Reader) -> CanaryPolicy | None:

@@ -25,6 +25,8 @@ _MODSECURITY = "there is no ModSecurity here"
 _TRACING = "the proxy does not trace requests"
 _TLS_GLOBAL = "TLS settings are the proxy's own (Python's ssl defaults), not per Ingress"
 _COOKIE = "as ingress-nginx sets the cookie, byte for byte"
+_PER_WORKER = "per client address and worker process: --workers N allows N times the limit"
+_BANDWIDTH = "answers go to the client as fast as it reads them; there is no bandwidth cap"
 
 # Not built (yet): they would change routing or the request, and the Ingress is served without.
 _NOT_BUILT = (
@@ -35,8 +37,7 @@ _NOT_BUILT = (
     "auth-signin-redirect-param", "auth-tls-error-page", "auth-tls-match-cn",
     "auth-tls-pass-certificate-to-upstream", "auth-tls-secret", "auth-tls-verify-client",
     "auth-tls-verify-depth", "auth-type", "auth-url", "custom-headers", "custom-http-errors",
-    "default-backend", "limit-burst-multiplier", "limit-connections", "limit-rate",
-    "limit-rate-after", "limit-rpm", "limit-rps", "limit-whitelist", "mirror-host",
+    "default-backend", "mirror-host",
     "mirror-request-body", "mirror-target", "proxy-cookie-domain", "proxy-cookie-path",
     "proxy-next-upstream-timeout", "proxy-redirect-from", "proxy-redirect-to", "satisfy",
 )  # fmt: skip
@@ -97,6 +98,14 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
         "308 from the other name; its TLS certificate must be listed in spec.tls",
     ),
     "http2-push-preload": (Support.NO_EFFECT, "clients speak HTTP/1.1 to the proxy"),
+    "limit-allowlist": (Support.HONOURED, "CIDRs and addresses no limit counts"),
+    "limit-burst-multiplier": (Support.HONOURED, "default 5; burst = limit x multiplier"),
+    "limit-connections": (Support.DIFFERENT, f"requests in flight, {_PER_WORKER}"),
+    "limit-rate": (Support.NOT_SUPPORTED, _BANDWIDTH),
+    "limit-rate-after": (Support.NOT_SUPPORTED, _BANDWIDTH),
+    "limit-rpm": (Support.DIFFERENT, _PER_WORKER),
+    "limit-rps": (Support.DIFFERENT, _PER_WORKER),
+    "limit-whitelist": (Support.HONOURED, "limit-allowlist's older name"),
     "load-balance": (
         Support.DIFFERENT,
         "round_robin and ewma; EWMA averages per worker; a retry skips tried endpoints",

@@ -83,6 +83,7 @@ def _table(title: str, routes: Sequence[Route]) -> str:
                 else "",
                 "plain HTTP redirects to https (308)" if route.ssl_redirect else "",
                 _access(route),
+                _limits(route),
                 f"proxy: {upstream}" if upstream else "",
                 _cors(route),
             )
@@ -108,6 +109,19 @@ def _access(route: Route) -> str:
     if access.allow:
         parts.append(f"allow {', '.join(map(str, access.allow))}, deny the rest")
     return "clients: " + "; ".join(parts) + " (403)"
+
+
+def _limits(route: Route) -> str:
+    """limit-rps, limit-rpm, limit-connections and their allowlist
+    (docs/behaviour.md, "Rate and connection limits")."""
+    limits = route.limits
+    if limits is None:
+        return ""
+    parts = [f"{rate.text} burst {rate.burst // 1000}" for rate in limits.requests]
+    if limits.connections:
+        parts.append(f"{limits.connections} at once")
+    exempt = f" (not {', '.join(map(str, limits.exempt))})" if limits.exempt else ""
+    return f"limits per client of {limits.zone}: {', '.join(parts)}{exempt}"
 
 
 def _conditions(route: Route) -> str:

@@ -209,6 +209,7 @@ class Layout:
         affinity = cluster.affinity
         cookie_path = affinity.cookie.path if affinity is not None else None
         rewrites = self._settings[ingress.ref].rewrites
+        limits = self._settings[ingress.ref].limits
         return Route(
             host=host,
             path=path,
@@ -223,6 +224,8 @@ class Layout:
             filters=rewrites.filters(path) if rewrites is not None else None,
             cors=self._settings[ingress.ref].cors,
             access=self._settings[ingress.ref].access,
+            # every path of the Ingress counts in its zones, as ingress-nginx names them after it
+            limits=None if limits is None else dataclasses.replace(limits, zone=ingress.ref),
         )
 
 
