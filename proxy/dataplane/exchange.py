@@ -18,6 +18,7 @@ from collections.abc import Callable
 from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
 
 from mypy_extensions import trait
 
@@ -38,12 +39,23 @@ from proxy.core.errors import (
     error_response,
     redirect_response,
 )
+from proxy.core.external_auth import (
+    ExternalAuth,
+    Facts,
+    answer_lines,
+    forwarded_with,
+    refusal,
+    signin_location,
+    subrequest_headers,
+    with_forward,
+)
 from proxy.core.filters import Redirect, rewritten
 from proxy.core.model import Endpoint
 from proxy.core.outliers import EJECTING_REASONS, substitute
 from proxy.core.rewrites import FixedRedirect
 from proxy.core.routing import Route
 from proxy.core.sessions import SessionKind, SessionPolicy
+from proxy.dataplane.external_auth import AuthAnswer, AuthCheck, AuthState
 from proxy.dataplane.upstream import ResponseSink, UpstreamConnection
 from proxy.observability.proxied_request import ProxiedRequest
 
@@ -112,6 +124,7 @@ class GatewayState:
 
 class Exchange(ResponseSink, ProxiedRequest):
     __slots__ = (
+        "auth",
         "awaiting_upstream",
         "body_received",
         "body_sent",
@@ -190,6 +203,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.set_cookie: bytes | None = None
         self.gateway: GatewayState | None = None  # for Gateway API routes only
         self.cors_lines = b""  # CORS headers every answer gets (docs/behaviour.md, "CORS")
+        self.auth: AuthState | None = None  # for routes with external auth only
         self.endpoint: Endpoint | None = None
         self.ewma_started = 0.0  # perf_counter of an EWMA-picked try, fed back at the end
         self.upstream: UpstreamConnection | None = None
@@ -233,6 +247,7 @@ class Exchange(ResponseSink, ProxiedRequest):
             return
         cors = route.cors  # the location's, which is the main Ingress's, not a canary's
         access = route.access  # the location's own, not a canary's (as ingress-nginx)
+        external_auth = route.external_auth  # the location's too
         if route.canary is not None:
             route = self._canary_side(route)
         forwarded = request  # what the upstream is sent: Gateway API filters may change it
@@ -251,6 +266,18 @@ class Exchange(ResponseSink, ProxiedRequest):
             # (after the redirect: nginx's rewrite phase comes before its access phase)
             self.fail(Forbidden())
             return
+        if external_auth is not None:
+            # nginx's access phase, after the address lists: the request waits for the auth
+            # service's answer, which resumes it (docs/behaviour.md, "External authentication")
+            self._authenticate(external_auth, forwarded)
+            return
+        self._forward(forwarded)
+
+    def _forward(self, forwarded: h.Request) -> None:
+        """Start the first try of a request that may go upstream (as `forwarded`)."""
+        route = self.route
+        request = self.request
+        assert route is not None
         limit = route.upstream.body_size
         declared = request.content_length or 0
         if limit and max(declared, self.body_received) > limit:
@@ -313,6 +340,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         """The client went away: drop the upstream side without reusing it."""
         self.finished = True
         self._stop_timers()
+        if self.auth is not None:
+            self.auth.cancel()  # (no subrequest outlives its request)
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None
@@ -367,6 +396,63 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.tried.append(endpoint)
         self.tries += 1
         self._connect(endpoint)
+
+    # -- external authentication (docs/behaviour.md, "External authentication") ----------------
+
+    def _authenticate(self, policy: ExternalAuth, forwarded: h.Request) -> None:
+        """Ask the auth service about this request; `_authenticated` carries on. The body that
+        arrives meanwhile waits in `pending`, as for a connection being opened."""
+        route = self.route
+        assert route is not None
+        facts = self._auth_facts()
+        url = policy.url.expand(facts.values())
+        headers = subrequest_headers(
+            policy, self.request.forward, facts, self.request_id.decode("latin-1"),
+            urlsplit(url).hostname or "",
+        )  # fmt: skip
+        check = AuthCheck(
+            url, policy.method or "GET", headers, route.upstream.connect_timeout,
+            route.upstream.read_timeout,
+        )  # fmt: skip
+        state = self.auth = AuthState(policy, forwarded)
+        state.task = self.ctx.auth.ask(check, self._authenticated)
+
+    def _authenticated(self, answer: AuthAnswer) -> None:
+        state = self.auth
+        assert state is not None
+        state.task = None
+        if self.finished:
+            return  # (answered meanwhile: a body over the limit)
+        policy = state.policy
+        state.cookies = answer_lines(answer.headers, b"set-cookie")
+        refused = refusal(answer.status)
+        if not refused:
+            forwarded = state.forwarded
+            if policy.response_headers:
+                forward = forwarded_with(forwarded.forward, policy.response_headers, answer.headers)
+                forwarded = with_forward(forwarded, forward)
+            self._forward(forwarded)
+        elif refused == 401 and policy.signin is not None:
+            # error_page 401 = the sign-in location, whose answer is this 302
+            location = signin_location(policy, self._auth_facts()).encode("latin-1")
+            self._reply(302, partial(redirect_response, location, status=302))
+        elif refused == 401:
+            # nginx's auth_request passes the auth service's challenge on
+            challenge = answer_lines(answer.headers, b"www-authenticate")
+            self._reply(401, partial(_with_challenge, challenge))
+        else:
+            self._reply(refused, partial(error_response, refused))
+
+    def _auth_facts(self) -> Facts:
+        request = self.request
+        return Facts(
+            host=self._host(),
+            http_host=request.host_header.decode("latin-1"),
+            scheme="https" if self.downstream.tls else "http",
+            request_uri=request.target.decode("latin-1"),
+            method=request.method.decode("latin-1"),
+            client=self.client.decode("latin-1"),
+        )
 
     def _cors_preflight(self, lines: bytes) -> bool:
         """Note the CORS header lines of every answer, and answer an allowed preflight (an
@@ -640,6 +726,8 @@ class Exchange(ResponseSink, ProxiedRequest):
             # replaced, as headers-more's more_set_headers does (docs/behaviour.md, "CORS")
             headers = [pair for pair in headers if pair[0].lower() not in CORS_HEADERS]
             extra = self.cors_lines + extra
+        if self.auth is not None:
+            extra = self.auth.lines(status) + extra
         if route is not None and route.gateway_extras:
             headers = self._edited_response(route, headers)
             if self.gateway is not None:
@@ -821,6 +909,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         answer = render(not self.keep_alive or self.ctx.closing)
         if self.cors_lines:
             answer = with_lines(answer, self.cors_lines)  # nginx adds them to its own answers too
+        if self.auth is not None and self.auth.lines(status):
+            answer = with_lines(answer, self.auth.lines(status))
         if self.request.method == b"HEAD":
             # The same head, without the body it describes (RFC 9110 §9.3.2).
             answer = answer[: answer.index(b"\r\n\r\n") + 4]
@@ -857,3 +947,9 @@ class Exchange(ResponseSink, ProxiedRequest):
         if self.upstream is not None:
             self.upstream.close()
             self.upstream = None
+
+
+def _with_challenge(challenge: bytes, close: bool) -> bytes:
+    """nginx's own 401 with the auth service's WWW-Authenticate lines."""
+    answer = error_response(401, close)
+    return with_lines(answer, challenge) if challenge else answer

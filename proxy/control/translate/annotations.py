@@ -21,6 +21,8 @@ from proxy.control.translate.cors import (
     parse_origins,
 )
 from proxy.control.translate.coverage import Support, verdict
+from proxy.control.translate.external_auth import ANNOTATIONS as _EXTERNAL_AUTH_ANNOTATIONS
+from proxy.control.translate.external_auth import external_auth
 from proxy.control.translate.proxy_ssl import (
     ProxySsl,
     parse_backend_protocol,
@@ -46,6 +48,7 @@ from proxy.core.balancing import DEFAULT_SUBSET_SIZE, Balancing, HashBy, LoadBal
 from proxy.core.canary import CanaryPolicy, variable_name
 from proxy.core.cookies import CookieSettings
 from proxy.core.cors import CorsPolicy
+from proxy.core.external_auth import ExternalAuth
 from proxy.core.hash_key import HashKey
 from proxy.core.model import AffinityMode, UpstreamPolicy
 from proxy.core.rewrites import FixedRedirect
@@ -143,6 +146,7 @@ _HONOURED = frozenset(
         "enable-cors",
         *_CORS_ANNOTATIONS,
         *_ACCESS_ANNOTATIONS,
+        *_EXTERNAL_AUTH_ANNOTATIONS,
     }
 )
 
@@ -199,6 +203,7 @@ class IngressSettings:
     rewrites: RewriteSettings | None = None  # rewrite-target, redirects and the like; None: none
     cors: CorsPolicy | None = None  # enable-cors and the cors-* annotations; None: off
     access: AccessList | None = None  # *-source-range; None: every client
+    external_auth: ExternalAuth | None = None  # auth-url and the like; None: none
 
 
 def parse_server_name(text: str) -> str:
@@ -243,6 +248,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     rewrites = _rewrites(reader)
     cors_policy = _cors(reader)
     access, denied = _access_list(reader)
+    auth, auth_denied = external_auth(reader, _go_bool)
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -262,9 +268,10 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         proxy_ssl=proxy_ssl,
         balancing=balancing,
         access=access,
-        denied=denied,
+        denied=denied or auth_denied,
         rewrites=rewrites,
         cors=cors_policy,
+        external_auth=auth,
     )
 
 

@@ -1,0 +1,160 @@
+"""The external authentication annotations (auth-url and the ones beside it), validated as
+ingress-nginx's authreq parser does (internal/ingress/annotations/authreq/main.go), into the
+route's `ExternalAuth` (docs/behaviour.md, "External authentication"). Pure.
+
+A value ingress-nginx refuses by denying the location (503) denies it here too. Where it would
+instead drop the whole auth config and serve the paths to everyone (an invalid
+auth-request-redirect or auth-always-set-cookie), or drop the Ingress (an auth-url of other
+characters), the paths answer 503 here: open is not a safe way to fail
+(docs/ingress-nginx-compat.md, "External authentication").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+from urllib.parse import urlsplit
+
+from proxy.core.external_auth import ExternalAuth, parse_template, signin_join
+
+PREFIX = "nginx.ingress.kubernetes.io/"
+URL = "auth-url"
+# the annotations that mean something only beside auth-url, and are honoured
+WITH_URL = (
+    "auth-method",
+    "auth-signin",
+    "auth-signin-redirect-param",
+    "auth-response-headers",
+    "auth-request-redirect",
+    "auth-always-set-cookie",
+)
+ANNOTATIONS = (URL, *WITH_URL)
+DEFAULT_REDIRECT_PARAM = "rd"  # ingress-nginx's defaultGlobalAuthRedirectParam
+
+# ingress-nginx's validators (annotations/parser/validators.go), checked with spaces removed:
+# URLWithNginxVariableRegex (auth-url, auth-signin), URLIsValidRegex (auth-signin-redirect-param,
+# auth-request-redirect), HeadersVariable (auth-response-headers); and authreq's own
+_URL_WITH_VARIABLES = re.compile(r"[-._~a-zA-Z0-9/:, ?&=$]*")
+_URL_CHARS = re.compile(r"[-._~a-zA-Z0-9/:,?&=]*")
+_HEADERS = re.compile(r"[A-Za-z0-9\-_, ]*")
+_HEADER = re.compile(r"[a-zA-Z0-9\-_]+")
+_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE"}
+)
+
+T = TypeVar("T")
+
+
+class Annotations(Protocol):
+    """What is read of one Ingress's annotations (annotations.py's reader)."""
+
+    warnings: list[str]
+
+    def value(self, name: str, parse: Callable[[str], T]) -> T | None: ...
+    def text(self, name: str) -> str | None: ...
+    def ignored_without(self, name: str, needed: str) -> None: ...
+
+
+def external_auth(
+    reader: Annotations, go_bool: Callable[[str], bool]
+) -> tuple[ExternalAuth | None, str | None]:
+    """The route's external auth (None without auth-url), and why its paths answer 503 when a
+    value ingress-nginx denies the location for is invalid (None when none is); `go_bool`
+    reads booleans as the other annotations are read."""
+    text = reader.text(URL)
+    if text is None:
+        for name in WITH_URL:
+            reader.ignored_without(name, URL)
+        return None, None
+    invalid: list[str] = []
+    url = _checked(URL, text, _auth_url, invalid)
+    method = _checked("auth-method", reader.text("auth-method"), _method, invalid)
+    headers = _checked(
+        "auth-response-headers", reader.text("auth-response-headers"), _header_names, invalid
+    )
+    redirect = _checked(
+        "auth-request-redirect", reader.text("auth-request-redirect"), _url_chars, invalid
+    )
+    always = _checked(
+        "auth-always-set-cookie", reader.text("auth-always-set-cookie"), go_bool, invalid
+    )
+    # ingress-nginx warns about these two and goes on without them
+    signin = reader.value("auth-signin", _signin)
+    param = reader.value("auth-signin-redirect-param", _redirect_param) or DEFAULT_REDIRECT_PARAM
+    if invalid or url is None:
+        reader.warnings.extend(f"{line}; its paths answer 503" for line in invalid)
+        return None, "; ".join(invalid)
+    return (
+        ExternalAuth(
+            url=parse_template(url),
+            method=method,
+            signin=parse_template(signin) if signin is not None else None,
+            signin_join=signin_join(signin, param) if signin is not None else "",
+            response_headers=headers or (),
+            request_redirect=redirect,
+            always_set_cookie=bool(always),
+        ),
+        None,
+    )
+
+
+def _checked(
+    name: str, text: str | None, parse: Callable[[str], T], invalid: list[str]
+) -> T | None:
+    """`text` parsed, None when absent; a refused value is noted in `invalid`."""
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except ValueError as error:
+        invalid.append(f"{PREFIX}{name}: {error}")
+        return None
+
+
+def _auth_url(text: str) -> str:
+    if not _URL_WITH_VARIABLES.fullmatch(text.replace(" ", "")):
+        raise ValueError(f"{text!r} holds characters other than letters, digits, -._~/:,?&=$")
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"}:
+        # (ingress-nginx requires a scheme; nginx's proxy_pass then takes http and https only)
+        raise ValueError(f"{text!r} is not an http or https URL")
+    if not parts.netloc or ".." in parts.netloc:
+        raise ValueError(f"could not parse auth-url annotation: invalid url host in {text!r}")
+    parse_template(text)  # (its variables must be known here)
+    return text
+
+
+def _method(text: str) -> str:
+    if text.replace(" ", "") not in _METHODS:
+        raise ValueError(f"{text!r} is not an HTTP method ingress-nginx allows")
+    return text.replace(" ", "")
+
+
+def _header_names(text: str) -> tuple[str, ...]:
+    if not _HEADERS.fullmatch(text.replace(" ", "")):
+        raise ValueError(f"{text!r} is not a comma-separated list of header names")
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        if not _HEADER.fullmatch(name):
+            raise ValueError(f"{name!r} is not a header name")
+    return names
+
+
+def _url_chars(text: str) -> str:
+    if not _URL_CHARS.fullmatch(text.replace(" ", "")):
+        raise ValueError(f"{text!r} holds characters other than letters, digits, -._~/:,?&=")
+    return text
+
+
+def _signin(text: str) -> str:
+    if not _URL_WITH_VARIABLES.fullmatch(text.replace(" ", "")):
+        raise ValueError(f"{text!r} holds characters other than letters, digits, -._~/:,?&=$")
+    parse_template(text)
+    return text
+
+
+def _redirect_param(text: str) -> str:
+    if not _URL_CHARS.fullmatch(text.replace(" ", "")):
+        raise ValueError(f"{text!r} holds characters other than letters, digits, -._~/:,?&=")
+    return text

@@ -1,0 +1,221 @@
+"""External authentication as ingress-nginx's `auth-url` does it with nginx's auth_request
+(docs/behaviour.md, "External authentication"): what the auth service is asked, what its
+answer means, and what the upstream and the client then get.
+
+Pure: the data plane makes the subrequest (proxy/dataplane/external_auth.py) and applies what
+these functions decide.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import quote
+
+from proxy.core.headers import Request
+
+# The nginx variables an auth-url or auth-signin may name here (ingress-nginx lets nginx expand
+# any; these are the ones that make sense in a URL). Another name is refused at translation.
+VARIABLES: Final = frozenset(
+    {
+        "host",
+        "http_host",
+        "scheme",
+        "pass_access_scheme",
+        "request_uri",
+        "escaped_request_uri",
+        "request_method",
+        "remote_addr",
+    }
+)
+_VARIABLE = re.compile(r"\$([A-Za-z0-9_]*)")
+# add_header without `always` adds the auth service's Set-Cookie to answers of these statuses
+# only (nginx's ngx_http_headers_filter)
+COOKIE_STATUSES: Final = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
+# What the client sent that the subrequest does not pass on: the body's framing (nginx's
+# `proxy_pass_request_body off; proxy_set_header Content-Length ""` and its proxy module's
+# defaults), and each header the auth location sets itself (nginx.tmpl, `location =
+# /_external-auth-...`)
+_NOT_PASSED: Final = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "expect",
+        "x-forwarded-proto",
+        "x-request-id",
+        "x-original-url",
+        "x-original-method",
+        "x-original-uri",
+        "x-scheme",
+        "x-sent-from",
+        "x-real-ip",
+        "x-forwarded-for",
+        "x-auth-request-redirect",
+    }
+)
+SENT_FROM: Final = "nginx-ingress-controller"  # X-Sent-From, as ingress-nginx sends it
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A URL with nginx variables: literal text and variable names, alternately."""
+
+    parts: tuple[str, ...]
+
+    def expand(self, values: Mapping[str, str]) -> str:
+        parts = self.parts
+        return "".join(part if i % 2 == 0 else values[part] for i, part in enumerate(parts))
+
+
+def parse_template(text: str) -> Template:
+    """`text` with its `$name` variables found; ValueError names one not known here."""
+    parts: list[str] = []
+    last = 0
+    for found in _VARIABLE.finditer(text):
+        name = found.group(1)
+        if name not in VARIABLES:
+            raise ValueError(
+                f"${name} is not a variable known here ({', '.join(sorted(VARIABLES))})"
+            )
+        parts += [text[last : found.start()], name]
+        last = found.end()
+    parts.append(text[last:])
+    return Template(tuple(parts))
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalAuth:
+    """One Ingress's auth-url and the annotations beside it."""
+
+    url: Template
+    method: str | None = None  # auth-method; None: GET, without X-Original-URI and X-Scheme
+    signin: Template | None = None  # auth-signin: where a 401 redirects instead
+    # how the original URL joins the sign-in URL: "?rd=", "&rd=", or "" when its query already
+    # names the parameter (ingress-nginx's buildAuthSignURL, decided on the text as written)
+    signin_join: str = ""
+    response_headers: tuple[str, ...] = ()  # auth-response-headers, as written
+    request_redirect: str | None = None  # auth-request-redirect: X-Auth-Request-Redirect
+    always_set_cookie: bool = False  # auth-always-set-cookie
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the variables and the subrequest headers are made of, for one request."""
+
+    host: str  # nginx's $host: the request's host name, lower case, without port
+    http_host: str  # the Host header as sent
+    scheme: str  # of the client's connection to the proxy
+    request_uri: str  # the request target as sent
+    method: str
+    client: str  # the client address ($remote_addr)
+
+    def values(self) -> dict[str, str]:
+        return {
+            "host": self.host,
+            "http_host": self.http_host,
+            "scheme": self.scheme,
+            "pass_access_scheme": self.scheme,
+            "request_uri": self.request_uri,
+            "escaped_request_uri": escape_uri(self.request_uri),
+            "request_method": self.method,
+            "remote_addr": self.client,
+        }
+
+
+def escape_uri(text: str) -> str:
+    """set-misc's set_escape_uri: every byte but letters, digits and -._~ as %XX."""
+    return quote(text, safe="-._~")
+
+
+def signin_join(signin: str, param: str) -> str:
+    """How ingress-nginx's buildAuthSignURL appends the original URL to `signin`."""
+    query = signin.partition("?")[2].partition("#")[0]
+    if not query:
+        return f"?{param}="
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if name == param and value:
+            return ""  # already there: the URL is used as written
+    return f"&{param}="
+
+
+def signin_location(auth: ExternalAuth, facts: Facts) -> str:
+    """The sign-in redirect's Location: the URL with the original request's appended."""
+    assert auth.signin is not None
+    values = facts.values()
+    location = auth.signin.expand(values)
+    if auth.signin_join:
+        location += f"{auth.signin_join}{facts.scheme}://{facts.http_host}"
+        location += values["escaped_request_uri"]
+    return location
+
+
+def subrequest_headers(
+    auth: ExternalAuth, forward: list[tuple[bytes, bytes]], facts: Facts, request_id: str,
+    auth_host: str,
+) -> list[tuple[str, str]]:  # fmt: skip
+    """The subrequest's headers: the client's, without its body's framing, then the ones the
+    auth location sets (nginx.tmpl's `location = /_external-auth-...`)."""
+    headers = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in forward
+        if name.decode("latin-1").lower() not in _NOT_PASSED
+    ]
+    headers += [
+        ("Host", auth_host),
+        ("X-Original-URL", f"{facts.scheme}://{facts.http_host}{facts.request_uri}"),
+        ("X-Original-Method", facts.method),
+        ("X-Sent-From", SENT_FROM),
+        ("X-Real-IP", facts.client),
+        ("X-Forwarded-For", facts.client),
+        ("X-Auth-Request-Redirect", auth.request_redirect or facts.request_uri),
+        ("X-Request-ID", request_id),
+    ]
+    if auth.method is not None:
+        headers += [("X-Original-URI", facts.request_uri), ("X-Scheme", facts.scheme)]
+    return headers
+
+
+def refusal(status: int) -> int:
+    """The status the client gets for the auth service's `status` (0: no answer at all), or 0
+    when the request goes on: 2xx passes, 401 and 403 refuse, anything else is 500, as nginx's
+    auth_request module decides."""
+    if 200 <= status < 300:
+        return 0
+    if status in {401, 403}:
+        return status
+    return 500
+
+
+def forwarded_with(
+    forward: list[tuple[bytes, bytes]], names: tuple[str, ...], answer: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """The client's headers for the upstream, each of `names` replaced by the auth service's
+    (`proxy_set_header 'Name' $authHeaderN`): a client's own copy never gets through, and
+    when the auth service sends none, none is sent."""
+    wanted = {name.lower().encode("latin-1"): name for name in names}
+    kept = [(name, value) for name, value in forward if name.lower() not in wanted]
+    for lower, name in wanted.items():
+        values = [value for key, value in answer if key.lower() == lower]
+        if values:  # (several: nginx's $upstream_http_ variable joins them)
+            kept.append((name.encode("latin-1"), b", ".join(values)))
+    return kept
+
+
+def answer_lines(answer: list[tuple[bytes, bytes]], name: bytes) -> bytes:
+    """The auth answer's headers called `name` (lower case), as header lines."""
+    return b"".join(b"%s: %s\r\n" % (key, value) for key, value in answer if key.lower() == name)
+
+
+def with_forward(request: Request, forward: list[tuple[bytes, bytes]]) -> Request:
+    """`request` with other headers for the upstream (written from `forward`, not spliced)."""
+    return Request(
+        method=request.method, target=request.target, http11=request.http11, forward=forward,
+        spliced=None, host=request.host, host_header=request.host_header, cookie=request.cookie,
+        user_agent=request.user_agent, forwarded_for=request.forwarded_for,
+        request_id=request.request_id, content_length=request.content_length,
+        chunked=request.chunked, upgrade=request.upgrade,
+    )  # fmt: skip

@@ -1,0 +1,131 @@
+"""The subrequests of external authentication (docs/behaviour.md, "External authentication").
+
+aiohttp's client rather than the proxy's own upstream pools: an auth URL names a host by DNS
+name, maybe over https, where the pools hold connections to endpoint addresses the snapshot
+lists; aiohttp resolves, speaks TLS and keeps connections alive already. One session per worker
+process, made on the first subrequest on the running loop, closed at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import aiohttp
+from yarl import URL
+
+from proxy.core.external_auth import COOKIE_STATUSES, ExternalAuth
+from proxy.core.headers import Request
+
+log = logging.getLogger(__name__)
+
+# An auth answer's body is not used: read (to keep the connection) only when it is this small.
+_BODY_KEPT: Final = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class AuthCheck:
+    """One subrequest: where to, how, and with which headers."""
+
+    url: str
+    method: str
+    headers: list[tuple[str, str]]
+    connect_timeout: float
+    read_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class AuthAnswer:
+    """The auth service's status (0: it could not be asked, or did not answer in time) and
+    its headers as received."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+
+
+AuthDone = Callable[[AuthAnswer], None]
+
+
+class AuthClient:
+    """A worker's client for auth subrequests."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    def ask(self, check: AuthCheck, done: AuthDone) -> asyncio.Task[None]:
+        """Make the subrequest in a task; `done` gets the answer unless the task is cancelled
+        (the client went away)."""
+        return asyncio.ensure_future(self._ask(check, done))
+
+    async def _ask(self, check: AuthCheck, done: AuthDone) -> None:
+        answer = await self._answer(check)
+        done(answer)
+
+    async def _answer(self, check: AuthCheck) -> AuthAnswer:
+        timeout = aiohttp.ClientTimeout(
+            sock_connect=check.connect_timeout, sock_read=check.read_timeout
+        )
+        try:
+            async with self._client().request(
+                check.method,
+                URL(check.url, encoded=True),
+                headers=check.headers,
+                allow_redirects=False,
+                timeout=timeout,
+            ) as response:
+                length = response.content_length
+                if length is not None and length <= _BODY_KEPT:
+                    await response.read()
+                return AuthAnswer(response.status, list(response.raw_headers))
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
+            # nginx answers such a subrequest 502 or 504 itself, and the request 500
+            log.warning("external auth %s failed: %s", check.url, error or type(error).__name__)
+            return AuthAnswer(0, [])
+
+    def _client(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None:
+            # No verification of the auth service's certificate, with SNI: nginx's
+            # proxy_ssl_verify off and ingress-nginx's proxy_ssl_server_name on. No cookie jar:
+            # one client's cookies must never reach another's subrequest. No limit on
+            # connections: each waiting request holds one, as nginx's subrequests do.
+            connector = aiohttp.TCPConnector(ssl=False, limit=0)
+            session = self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+                auto_decompress=False,
+            )
+        return session
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+class AuthState:
+    """An exchange's external authentication: the subrequest under way, then the auth
+    service's Set-Cookie lines for the answer."""
+
+    __slots__ = ("always", "cookies", "forwarded", "policy", "task")
+
+    def __init__(self, policy: ExternalAuth, forwarded: Request) -> None:
+        self.policy = policy
+        self.forwarded = forwarded  # what the upstream is to be sent once the request passes
+        self.task: asyncio.Task[None] | None = None
+        self.cookies = b""
+        self.always = policy.always_set_cookie
+
+    def lines(self, status: int) -> bytes:
+        """The auth service's Set-Cookie lines for an answer with `status`: add_header's
+        statuses, or every one with auth-always-set-cookie."""
+        return self.cookies if self.always or status in COOKIE_STATUSES else b""
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
