@@ -65,6 +65,11 @@ class Template:
 
     parts: tuple[str, ...]
 
+    @property
+    def text(self) -> str:
+        """As written."""
+        return "".join(part if i % 2 == 0 else f"${part}" for i, part in enumerate(self.parts))
+
     def expand(self, values: Mapping[str, str]) -> str:
         parts = self.parts
         return "".join(part if i % 2 == 0 else values[part] for i, part in enumerate(parts))
