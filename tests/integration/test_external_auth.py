@@ -641,3 +641,35 @@ async def test_pipelined_requests_keep_their_order_behind_a_slow_auth(
     writer.close()
     assert answers.index(b'"/first"') < answers.index(b'"/second"')
     assert [seen.path_qs for seen in auth.seen] == ["/hold", "/hold"]
+
+
+async def test_a_request_the_canary_serves_is_asked_about_as_the_main_ingress_says(
+    auth: AuthService, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """A canary Ingress's own annotations other than its canary-* ones are ignored by
+    ingress-nginx: the location's auth is the main Ingress's."""
+    main, canary = await pods.start(2)
+    manifest = tmp_path / "cluster.yaml"
+    write_manifest(
+        manifest,
+        [
+            ingress("web", rule(HOST), auth_url=auth.url("/basic-auth/user/password")),
+            ingress(
+                "web-canary",
+                rule(HOST, path(service="canary")),
+                canary="true",
+                canary_weight="100",
+                auth_url=auth.url("/status/403"),  # not the location's: ignored
+            ),
+            service("web"),
+            service("canary"),
+            endpoint_slice([main]),
+            endpoint_slice([canary], service_name="canary"),
+        ],
+    )
+    server = await manifest_proxy(manifest)
+    assert (await ask(server)).status == 401
+    before = canary.requests
+    assert (await ask(server, user=USER)).status == 200
+    assert canary.requests == before + 1
+    assert [seen.path_qs for seen in auth.seen] == ["/basic-auth/user/password"] * 2
