@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote
 
+from proxy.core.hash_key import HashKey
 from proxy.core.headers import Request
 
 # The nginx variables an auth-url or auth-signin may name here (ingress-nginx lets nginx expand
@@ -57,6 +58,13 @@ _NOT_PASSED: Final = frozenset(
     }
 )
 SENT_FROM: Final = "nginx-ingress-controller"  # X-Sent-From, as ingress-nginx sends it
+# nginx's time units (ngx_parse_time), as auth-cache-duration's durations use them
+_TIME = re.compile(r"([0-9]+)(ms|s|m|h|d|w|M|y)")
+_UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800,
+                 "M": 2592000, "y": 31536000}  # fmt: skip
+_CODE = re.compile(r"[0-9]{3}")
+_MAX_AGE = re.compile(rb"(?:^|[,\s])(?:s-maxage|max-age)=([0-9]+)", re.IGNORECASE)
+_NOT_STORED = re.compile(rb"no-cache|no-store|private", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +100,65 @@ def parse_template(text: str) -> Template:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthCache:
+    """auth-cache-key and auth-cache-duration: for how long which answers stand for the
+    requests with the same key (nginx's proxy_cache in the auth location)."""
+
+    key: HashKey
+    # (statuses, seconds) in order, as proxy_cache_valid lines; no statuses: any status
+    valid: tuple[tuple[frozenset[int], float], ...]
+
+
+def parse_cache_durations(text: str) -> tuple[tuple[frozenset[int], float], ...]:
+    """auth-cache-duration: comma-separated `[code ...] time` (time in nginx units; without
+    codes, 200, 301 and 302 as proxy_cache_valid; `any` for every status)."""
+    valid = []
+    for entry in text.split(","):
+        words = entry.split()
+        if not words:
+            continue
+        time = _TIME.fullmatch(words[-1])
+        codes = words[:-1]
+        if time is None or not all(_CODE.fullmatch(code) or code == "any" for code in codes):
+            raise ValueError(f"{entry.strip()!r} is not [code ...] time (as 200 202 5m)")
+        statuses = frozenset(int(code) for code in codes if code != "any")
+        if not codes:
+            statuses = frozenset({200, 301, 302})
+        seconds = int(time.group(1)) * _UNITS[time.group(2)]
+        valid.append((frozenset() if "any" in codes else statuses, seconds))
+    if not valid:
+        raise ValueError(f"{text!r} names no duration")
+    return tuple(valid)
+
+
+def cache_seconds(cache: AuthCache, status: int, answer: list[tuple[bytes, bytes]]) -> float:
+    """How long an auth answer stands (0: not kept), as nginx's proxy cache decides: never
+    with Set-Cookie, `Vary: *` or Cache-Control no-cache, no-store or private; else for
+    X-Accel-Expires or Cache-Control's max-age seconds if given, else the status's duration."""
+    if not status:
+        return 0.0  # no answer: nothing to keep
+    accel = control = None
+    for name, value in answer:
+        lower = name.lower()
+        if lower == b"set-cookie" or (lower == b"vary" and value.strip() == b"*"):
+            return 0.0
+        if lower == b"cache-control":
+            if _NOT_STORED.search(value):
+                return 0.0
+            control = control or _MAX_AGE.search(value)
+        elif lower == b"x-accel-expires" and value.strip().isdigit():
+            accel = int(value)
+    if accel is not None:
+        return float(accel)
+    if control is not None:
+        return float(int(control.group(1)))
+    for statuses, seconds in cache.valid:
+        if not statuses or status in statuses:
+            return seconds
+    return 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class ExternalAuth:
     """One Ingress's auth-url and the annotations beside it."""
 
@@ -104,6 +171,7 @@ class ExternalAuth:
     response_headers: tuple[str, ...] = ()  # auth-response-headers, as written
     request_redirect: str | None = None  # auth-request-redirect: X-Auth-Request-Redirect
     always_set_cookie: bool = False  # auth-always-set-cookie
+    cache: AuthCache | None = None  # auth-cache-key and auth-cache-duration; None: none
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,7 +74,7 @@ class ServerContext:
         self.failure_log = FailureLog(loop.time)
         self.pools = Pools(loop, dial)
         self.ejections = Ejections(loop, self.pools, metrics)
-        self.auth = AuthClient()  # external auth's subrequests
+        self.auth = AuthClient(loop.time)  # external auth's subrequests, and their cache
         self.client_header_timeout = client_header_timeout
         self.client_body_timeout = client_body_timeout
         self.max_connections = max_connections

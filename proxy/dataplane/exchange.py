@@ -415,7 +415,17 @@ class Exchange(ResponseSink, ProxiedRequest):
             route.upstream.read_timeout,
         )  # fmt: skip
         state = self.auth = AuthState(policy, forwarded)
-        state.task = self.ctx.auth.ask(check, self._authenticated)
+        cache = policy.cache
+        if cache is None:
+            state.task = self.ctx.auth.ask(check, self._authenticated)
+            return
+        key = (route.host, route.path, route.path_type.value,
+               cache.key.evaluate(self.request, self.client))  # fmt: skip
+        cached = self.ctx.auth.cached(key)
+        if cached is not None:
+            self._authenticated(cached)  # (nginx's proxy_cache answers the subrequest)
+        else:
+            state.task = self.ctx.auth.ask(check, self._authenticated, cache, key)
 
     def _authenticated(self, answer: AuthAnswer) -> None:
         state = self.auth

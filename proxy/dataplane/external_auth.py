@@ -3,7 +3,8 @@
 aiohttp's client rather than the proxy's own upstream pools: an auth URL names a host by DNS
 name, maybe over https, where the pools hold connections to endpoint addresses the snapshot
 lists; aiohttp resolves, speaks TLS and keeps connections alive already. One session per worker
-process, made on the first subrequest on the running loop, closed at shutdown.
+process, made on the first subrequest on the running loop, closed at shutdown; beside it the
+worker's cache of answers for auth-cache-key.
 """
 
 from __future__ import annotations
@@ -17,13 +18,20 @@ from typing import Final
 import aiohttp
 from yarl import URL
 
-from proxy.core.external_auth import COOKIE_STATUSES, ExternalAuth
+from proxy.core.external_auth import COOKIE_STATUSES, AuthCache, ExternalAuth, cache_seconds
 from proxy.core.headers import Request
 
 log = logging.getLogger(__name__)
 
 # An auth answer's body is not used: read (to keep the connection) only when it is this small.
 _BODY_KEPT: Final = 64 * 1024
+# auth-cache-key: answers kept per worker at most (the oldest goes first); nginx's auth_cache
+# zone holds 10 MB of keys, shared by the workers
+CACHE_ENTRIES: Final = 10_000
+
+# (the location's host, path and path type, the request's auth-cache-key): nginx's cache key is
+# the server name, the auth location (named after the path and its type) and the key
+CacheKey = tuple[str | None, str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +60,45 @@ AuthDone = Callable[[AuthAnswer], None]
 class AuthClient:
     """A worker's client for auth subrequests."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._clock = clock
+        self._cache: dict[CacheKey, tuple[float, AuthAnswer]] = {}  # by key: (until, answer)
 
-    def ask(self, check: AuthCheck, done: AuthDone) -> asyncio.Task[None]:
+    def cached(self, key: CacheKey) -> AuthAnswer | None:
+        """The answer kept for `key`, if it still stands."""
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= self._clock():
+            del self._cache[key]
+            return None
+        return entry[1]
+
+    def ask(
+        self, check: AuthCheck, done: AuthDone, cache: AuthCache | None = None,
+        key: CacheKey | None = None,
+    ) -> asyncio.Task[None]:  # fmt: skip
         """Make the subrequest in a task; `done` gets the answer unless the task is cancelled
-        (the client went away)."""
-        return asyncio.ensure_future(self._ask(check, done))
+        (the client went away). With `cache`, an answer it keeps is kept under `key`."""
+        return asyncio.ensure_future(self._ask(check, done, cache, key))
 
-    async def _ask(self, check: AuthCheck, done: AuthDone) -> None:
+    async def _ask(
+        self, check: AuthCheck, done: AuthDone, cache: AuthCache | None, key: CacheKey | None
+    ) -> None:
         answer = await self._answer(check)
+        if cache is not None and key is not None:
+            self._keep(key, answer, cache_seconds(cache, answer.status, answer.headers))
         done(answer)
+
+    def _keep(self, key: CacheKey, answer: AuthAnswer, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        cache = self._cache
+        cache.pop(key, None)  # (re-inserted last: the newest)
+        if len(cache) >= CACHE_ENTRIES:
+            del cache[next(iter(cache))]
+        cache[key] = (self._clock() + seconds, answer)
 
     async def _answer(self, check: AuthCheck) -> AuthAnswer:
         timeout = aiohttp.ClientTimeout(

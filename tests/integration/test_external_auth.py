@@ -70,6 +70,11 @@ class AuthService:
     holding: int = 0
     transports: list[asyncio.BaseTransport] = field(default_factory=list)
 
+    async def stop(self) -> None:
+        """As the Go tests delete httpbin's Deployment: gone, its port closed."""
+        self.release.set()
+        await self.runner.cleanup()
+
     def url(self, path: str, scheme: str = "http") -> str:
         return f"{scheme}://{self.host}:{self.port}{path}"
 
@@ -139,8 +144,8 @@ async def start_auth_service(tls: ssl.SSLContext | None = None) -> AuthService:
 async def auth() -> AsyncIterator[AuthService]:
     service = await start_auth_service()
     yield service
-    service.release.set()
-    await service.runner.cleanup()
+    if service.runner.server is not None:  # (not stopped by the test)
+        await service.stop()
 
 
 @dataclass(frozen=True)
@@ -673,3 +678,120 @@ async def test_a_request_the_canary_serves_is_asked_about_as_the_main_ingress_sa
     assert (await ask(server, user=USER)).status == 200
     assert canary.requests == before + 1
     assert [seen.path_qs for seen in auth.seen] == ["/basic-auth/user/password"] * 2
+
+
+# --- "when external authentication with caching is configured" --------------------------------
+
+THIS_HOST, THAT_HOST = HOST, DIFFERENT_HOST
+
+
+async def caching_server(
+    auth: AuthService, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> ProxyServer:
+    """As the Go context: Ingresses for /foo and /bar on two hosts, all with the same auth and
+    the fixed cache key."""
+    await pods.start(1)
+    annotations = {
+        "auth_url": auth.url("/basic-auth/user/password"),
+        "auth_signin": "http://$host/auth/start",
+        "auth_cache_key": "fixed",
+        "auth_cache_duration": "200 201 401 30m",
+    }
+    objects = [
+        ingress(f"{name}-{host}-ing", rule(host, path(f"/{name}")), **annotations)
+        for host in (THIS_HOST, THAT_HOST)
+        for name in ("foo", "bar")
+    ]
+    manifest = tmp_path / "cluster.yaml"
+    write_manifest(manifest, [*objects, service(), endpoint_slice(pods.started)])
+    return await manifest_proxy(manifest)
+
+
+async def test_should_return_status_code_200_when_signed_in_after_auth_backend_is_deleted(
+    auth: AuthService, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    server = await caching_server(auth, pods, tmp_path, manifest_proxy)
+    assert (await ask(server, "/foo", user=USER)).status == 200
+    await auth.stop()
+    assert (await ask(server, "/foo", user=USER)).status == 200
+    assert len(auth.seen) == 1
+
+
+async def test_should_deny_login_for_different_location_on_same_server(
+    auth: AuthService, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    server = await caching_server(auth, pods, tmp_path, manifest_proxy)
+    assert (await ask(server, "/foo", user=USER)).status == 200
+    await auth.stop()
+    assert (await ask(server, "/foo", user=USER)).status == 200
+    assert (await ask(server, "/bar", user=USER)).status == 500  # no answer kept for /bar
+
+
+async def test_should_deny_login_for_different_servers(
+    auth: AuthService, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    server = await caching_server(auth, pods, tmp_path, manifest_proxy)
+    assert (await ask(server, "/foo", user=USER)).status == 200
+    await auth.stop()
+    assert (await ask(server, "/foo", user=USER)).status == 200
+    assert (await ask(server, "/foo", host=THAT_HOST, user=USER)).status == 500
+
+
+async def test_should_redirect_to_signin_url_when_not_signed_in_with_caching(
+    auth: AuthService, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """The Go test asks for / (which its Ingresses do not route here); /foo is theirs."""
+    server = await caching_server(auth, pods, tmp_path, manifest_proxy)
+    reply = await ask(server, "/foo?a=b&c=d")
+    assert reply.status == 302
+    expected = f"http://{HOST}/auth/start?rd=http://{HOST}{quote('/foo?a=b&c=d', safe='')}"
+    assert reply.headers["Location"] == expected
+
+
+async def test_a_cache_key_of_the_credentials_keeps_users_apart(
+    auth: AuthService, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """ingress-nginx's documented key, `$remote_user$http_authorization`: one user's answer
+    never stands for another's request, and a refusal is kept too (401 is in the default
+    durations)."""
+    server = await serve(
+        tmp_path, manifest_proxy, pods,
+        auth_url=auth.url("/basic-auth/user/password"),
+        auth_cache_key="$remote_user$http_authorization",
+    )  # fmt: skip
+    assert (await ask(server, user=USER)).status == 200
+    assert (await ask(server, user=("user", "wrong"))).status == 401
+    assert (await ask(server)).status == 401
+    assert len(auth.seen) == 3
+    for _ in range(3):
+        assert (await ask(server, user=USER)).status == 200
+        assert (await ask(server, user=("user", "wrong"))).status == 401
+    assert len(auth.seen) == 3  # all from the cache
+
+
+async def test_answers_with_set_cookie_or_no_store_are_not_kept(
+    auth: AuthService, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """nginx's proxy cache keeps no answer with Set-Cookie or Cache-Control no-store, and one
+    with max-age for that long, whatever the durations say."""
+    await pods.start(1)
+    answers = {"cookie": "Set-Cookie=a=1", "no-store": "Cache-Control=no-store",
+               "max-age": "Cache-Control=max-age=60"}  # fmt: skip
+    objects = [
+        ingress(
+            name,
+            rule(HOST, path(f"/{name}")),
+            auth_url=auth.url(f"/response-headers?{query}"),
+            auth_cache_key="fixed",
+            auth_cache_duration="200 1s",
+        )
+        for name, query in answers.items()
+    ]
+    manifest = tmp_path / "cluster.yaml"
+    write_manifest(manifest, [*objects, service(), endpoint_slice(pods.started)])
+    server = await manifest_proxy(manifest)
+    for _ in range(2):
+        for name in answers:
+            assert (await ask(server, f"/{name}")).status == 200
+    asked = [seen.path_qs.partition("?")[2] for seen in auth.seen]
+    assert asked == [*answers.values(), answers["cookie"], answers["no-store"]]

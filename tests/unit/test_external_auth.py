@@ -7,18 +7,22 @@ from __future__ import annotations
 import pytest
 
 from proxy.core.external_auth import (
+    AuthCache,
     ExternalAuth,
     Facts,
     Template,
     answer_lines,
+    cache_seconds,
     escape_uri,
     forwarded_with,
+    parse_cache_durations,
     parse_template,
     refusal,
     signin_join,
     signin_location,
     subrequest_headers,
 )
+from proxy.core.hash_key import HashKey
 from tests.unit.kube_fixtures import parsed
 
 P = "nginx.ingress.kubernetes.io/"
@@ -112,13 +116,71 @@ def test_an_invalid_signin_or_redirect_param_is_ignored_with_a_warning() -> None
     ]
 
 
-def test_keepalive_annotations_have_no_effect_and_cache_ones_are_not_supported() -> None:
-    settings = parsed(auth_url="http://auth/check", auth_keepalive="10", auth_cache_key="$x")
+def test_keepalive_annotations_have_no_effect() -> None:
+    settings = parsed(auth_url="http://auth/check", auth_keepalive="10")
     assert settings.external_auth is not None
     assert settings.warnings == (
-        f"{P}auth-cache-key is not supported; ignored",
         f"{P}auth-keepalive has no effect here (connections to auth services are kept alive per"
         " worker anyway); ignored",
+    )
+
+
+def test_a_cache_key_takes_ingress_nginx_s_default_durations() -> None:
+    settings = parsed(auth_url="http://auth/check", auth_cache_key="$remote_user${http_x_id}")
+    assert settings.external_auth is not None
+    cache = settings.external_auth.cache
+    assert cache is not None
+    assert cache.key == HashKey("$remote_user${http_x_id}")
+    assert cache.valid == ((frozenset({200, 202, 401}), 300.0),)
+    assert settings.warnings == ()
+
+
+def test_a_cache_key_with_a_variable_not_known_here_caches_nothing() -> None:
+    """Read as empty, it would let one user's answer stand for another's request."""
+    settings = parsed(auth_url="http://auth/check", auth_cache_key="$ssl_client_s_dn")
+    assert settings.external_auth is not None and settings.external_auth.cache is None
+    assert settings.warnings == (
+        f"{P}auth-cache-key: $ssl_client_s_dn not known here; answers are not cached; ignored",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"),
+    [
+        ("200 202 401 5m", ((frozenset({200, 202, 401}), 300.0),)),
+        ("30s", ((frozenset({200, 301, 302}), 30.0),)),  # proxy_cache_valid's default codes
+        ("200 1h, 401 500ms, any 2d", ((frozenset({200}), 3600.0), (frozenset({401}), 0.5),
+                                       (frozenset(), 172800.0))),
+    ],
+)  # fmt: skip
+def test_cache_durations_are_proxy_cache_valid_lines(
+    text: str, valid: tuple[tuple[frozenset[int], float], ...]
+) -> None:
+    assert parse_cache_durations(text) == valid
+
+
+@pytest.mark.parametrize("text", ["200", "200 5 m", "2000 5m", "abc 5m", "5m 200", "200 5x"])
+def test_invalid_cache_durations_deny_the_paths(text: str) -> None:
+    settings = parsed(auth_url="http://auth/check", auth_cache_key="k", auth_cache_duration=text)
+    assert settings.external_auth is None
+    assert settings.denied is not None and "auth-cache-duration" in settings.denied
+
+
+def test_what_nginx_s_proxy_cache_keeps_and_for_how_long() -> None:
+    cache = AuthCache(HashKey("k"), ((frozenset({200, 401}), 60.0),))
+    assert cache_seconds(cache, 200, []) == 60.0
+    assert cache_seconds(cache, 401, [(b"WWW-Authenticate", b"Basic")]) == 60.0
+    assert cache_seconds(cache, 403, []) == 0.0  # not a listed status
+    assert cache_seconds(cache, 0, []) == 0.0  # no answer at all
+    assert cache_seconds(cache, 200, [(b"Set-Cookie", b"a=1")]) == 0.0
+    assert cache_seconds(cache, 200, [(b"Vary", b"*")]) == 0.0
+    assert cache_seconds(cache, 200, [(b"cache-control", b"private, max-age=9")]) == 0.0
+    assert cache_seconds(cache, 200, [(b"Cache-Control", b"public, max-age=9")]) == 9.0
+    assert cache_seconds(cache, 403, [(b"Cache-Control", b"s-maxage=9")]) == 9.0
+    assert cache_seconds(cache, 200, [(b"X-Accel-Expires", b"0")]) == 0.0
+    assert (
+        cache_seconds(cache, 200, [(b"Cache-Control", b"max-age=9"), (b"X-Accel-Expires", b"20")])
+        == 20.0
     )
 
 

@@ -28,7 +28,6 @@ _COOKIE = "as ingress-nginx sets the cookie, byte for byte"
 
 # Not built (yet): they would change routing or the request, and the Ingress is served without.
 _NOT_BUILT = (
-    "auth-cache-duration", "auth-cache-key",
     "auth-proxy-set-headers", "auth-realm",
     "auth-secret", "auth-secret-type",
     "auth-tls-error-page", "auth-tls-match-cn",
@@ -73,6 +72,11 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
         Support.HONOURED,
         "the auth service's Set-Cookie on every answer, not only 2xx and 3xx",
     ),
+    "auth-cache-key": (
+        Support.DIFFERENT,
+        "answers kept per worker; the variables of upstream-hash-by, another refuses the key",
+    ),
+    "auth-cache-duration": (Support.HONOURED, "as proxy_cache_valid, default 200 202 401 5m"),
     **dict.fromkeys(
         ("auth-keepalive", "auth-keepalive-requests", "auth-keepalive-timeout"),
         (Support.NO_EFFECT, "connections to auth services are kept alive per worker anyway"),

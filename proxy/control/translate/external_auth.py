@@ -16,7 +16,14 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from proxy.core.external_auth import ExternalAuth, parse_template, signin_join
+from proxy.core.external_auth import (
+    AuthCache,
+    ExternalAuth,
+    parse_cache_durations,
+    parse_template,
+    signin_join,
+)
+from proxy.core.hash_key import HashKey
 
 PREFIX = "nginx.ingress.kubernetes.io/"
 URL = "auth-url"
@@ -28,9 +35,12 @@ WITH_URL = (
     "auth-response-headers",
     "auth-request-redirect",
     "auth-always-set-cookie",
+    "auth-cache-key",
+    "auth-cache-duration",
 )
 ANNOTATIONS = (URL, *WITH_URL)
 DEFAULT_REDIRECT_PARAM = "rd"  # ingress-nginx's defaultGlobalAuthRedirectParam
+DEFAULT_CACHE_DURATION = "200 202 401 5m"  # ingress-nginx's DefaultCacheDuration
 
 # ingress-nginx's validators (annotations/parser/validators.go), checked with spaces removed:
 # URLWithNginxVariableRegex (auth-url, auth-signin), URLIsValidRegex (auth-signin-redirect-param,
@@ -39,6 +49,8 @@ _URL_WITH_VARIABLES = re.compile(r"[-._~a-zA-Z0-9/:, ?&=$]*")
 _URL_CHARS = re.compile(r"[-._~a-zA-Z0-9/:,?&=]*")
 _HEADERS = re.compile(r"[A-Za-z0-9\-_, ]*")
 _HEADER = re.compile(r"[a-zA-Z0-9\-_]+")
+_NGINX_VARIABLE = re.compile(r"[A-Za-z0-9\-_${}]*")  # NGINXVariable (auth-cache-key)
+_EXTENDED_CHARS = re.compile(r"[/\-._~a-zA-Z0-9:, ]*")  # ExtendedCharsRegex (its duration)
 _METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE"}
 )
@@ -79,9 +91,16 @@ def external_auth(
     always = _checked(
         "auth-always-set-cookie", reader.text("auth-always-set-cookie"), go_bool, invalid
     )
-    # ingress-nginx warns about these two and goes on without them
+    durations = _checked(
+        "auth-cache-duration",
+        reader.text("auth-cache-duration") or DEFAULT_CACHE_DURATION,
+        _durations,
+        invalid,
+    )
+    # ingress-nginx warns about these and goes on without them
     signin = reader.value("auth-signin", _signin)
     param = reader.value("auth-signin-redirect-param", _redirect_param) or DEFAULT_REDIRECT_PARAM
+    key = reader.value("auth-cache-key", _cache_key)
     if invalid or url is None:
         reader.warnings.extend(f"{line}; its paths answer 503" for line in invalid)
         return None, "; ".join(invalid)
@@ -94,6 +113,7 @@ def external_auth(
             response_headers=headers or (),
             request_redirect=redirect,
             always_set_cookie=bool(always),
+            cache=AuthCache(key, durations) if key is not None and durations else None,
         ),
         None,
     )
@@ -158,3 +178,21 @@ def _redirect_param(text: str) -> str:
     if not _URL_CHARS.fullmatch(text.replace(" ", "")):
         raise ValueError(f"{text!r} holds characters other than letters, digits, -._~/:,?&=")
     return text
+
+
+def _durations(text: str) -> tuple[tuple[frozenset[int], float], ...]:
+    if not _EXTENDED_CHARS.fullmatch(text):
+        raise ValueError(f"{text!r} holds characters other than letters, digits, -._~/:, ")
+    return parse_cache_durations(text)
+
+
+def _cache_key(text: str) -> HashKey:
+    """A key of nginx variables, each known here: one read as empty would let requests of
+    different users share an answer."""
+    if not _NGINX_VARIABLE.fullmatch(text.replace(" ", "")):
+        raise ValueError(f"{text!r} holds characters other than letters, digits, -_${{}}")
+    key = HashKey(text.replace(" ", ""))
+    if key.unknown:
+        names = ", ".join(f"${name}" for name in key.unknown)
+        raise ValueError(f"{names} not known here; answers are not cached")
+    return key
