@@ -20,6 +20,7 @@ from yarl import URL
 
 from proxy.core.external_auth import COOKIE_STATUSES, AuthCache, ExternalAuth, cache_seconds
 from proxy.core.headers import Request
+from proxy.observability.failure_log import RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class AuthClient:
         self._session: aiohttp.ClientSession | None = None
         self._clock = clock
         self._cache: dict[CacheKey, tuple[float, AuthAnswer]] = {}  # by key: (until, answer)
+        self._failures = RateLimit(clock)  # a line per auth URL per second, as for upstreams
 
     def cached(self, key: CacheKey) -> AuthAnswer | None:
         """The answer kept for `key`, if it still stands."""
@@ -118,7 +120,11 @@ class AuthClient:
                 return AuthAnswer(response.status, list(response.raw_headers))
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
             # nginx answers such a subrequest 502 or 504 itself, and the request 500
-            log.warning("external auth %s failed: %s", check.url, error or type(error).__name__)
+            held_back = self._failures.admit(check.url)
+            if held_back is not None:
+                more = f" ({held_back} more since the last line, not logged)" if held_back else ""
+                log.warning("external auth %s failed: %s%s",
+                            check.url, error or type(error).__name__, more)  # fmt: skip
             return AuthAnswer(0, [])
 
     def _client(self) -> aiohttp.ClientSession:
