@@ -248,6 +248,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         cors = route.cors  # the location's, which is the main Ingress's, not a canary's
         access = route.access  # the location's own, not a canary's (as ingress-nginx)
         external_auth = route.external_auth  # the location's too
+        location = route
         if route.canary is not None:
             route = self._canary_side(route)
         forwarded = request  # what the upstream is sent: Gateway API filters may change it
@@ -269,7 +270,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         if external_auth is not None:
             # nginx's access phase, after the address lists: the request waits for the auth
             # service's answer, which resumes it (docs/behaviour.md, "External authentication")
-            self._authenticate(external_auth, forwarded)
+            self._authenticate(external_auth, forwarded, location)
             return
         self._forward(forwarded)
 
@@ -399,33 +400,30 @@ class Exchange(ResponseSink, ProxiedRequest):
 
     # -- external authentication (docs/behaviour.md, "External authentication") ----------------
 
-    def _authenticate(self, policy: ExternalAuth, forwarded: h.Request) -> None:
-        """Ask the auth service about this request; `_authenticated` carries on. The body that
-        arrives meanwhile waits in `pending`, as for a connection being opened."""
-        route = self.route
-        assert route is not None
+    def _authenticate(self, policy: ExternalAuth, forwarded: h.Request, location: Route) -> None:
+        """Ask the auth service about this request (for `location`, the route it matched);
+        `_authenticated` carries on. The body that arrives meanwhile waits in `pending`, as for
+        a connection being opened."""
+        state = self.auth = AuthState(policy, forwarded)
+        cache = policy.cache
+        key = None
+        if cache is not None:
+            key = (location.host, location.path, location.path_type.value,
+                   cache.key.evaluate(self.request, self.client))  # fmt: skip
+            cached = self.ctx.auth.cached(key)
+            if cached is not None:
+                self._authenticated(cached)  # (nginx's proxy_cache answers the subrequest)
+                return
         facts = self._auth_facts()
         url = policy.url.expand(facts.values())
         headers = subrequest_headers(
             policy, self.request.forward, facts, self.request_id.decode("latin-1"),
             urlsplit(url).hostname or "",
         )  # fmt: skip
-        check = AuthCheck(
-            url, policy.method or "GET", headers, route.upstream.connect_timeout,
-            route.upstream.read_timeout,
-        )  # fmt: skip
-        state = self.auth = AuthState(policy, forwarded)
-        cache = policy.cache
-        if cache is None:
-            state.task = self.ctx.auth.ask(check, self._authenticated)
-            return
-        key = (route.host, route.path, route.path_type.value,
-               cache.key.evaluate(self.request, self.client))  # fmt: skip
-        cached = self.ctx.auth.cached(key)
-        if cached is not None:
-            self._authenticated(cached)  # (nginx's proxy_cache answers the subrequest)
-        else:
-            state.task = self.ctx.auth.ask(check, self._authenticated, cache, key)
+        timeouts = location.upstream
+        check = AuthCheck(url, policy.method or "GET", headers, timeouts.connect_timeout,
+                          timeouts.read_timeout)  # fmt: skip
+        state.task = self.ctx.auth.ask(check, self._authenticated, cache, key)
 
     def _authenticated(self, answer: AuthAnswer) -> None:
         state = self.auth
@@ -919,8 +917,10 @@ class Exchange(ResponseSink, ProxiedRequest):
         answer = render(not self.keep_alive or self.ctx.closing)
         if self.cors_lines:
             answer = with_lines(answer, self.cors_lines)  # nginx adds them to its own answers too
-        if self.auth is not None and self.auth.lines(status):
-            answer = with_lines(answer, self.auth.lines(status))
+        if self.auth is not None:
+            cookies = self.auth.lines(status)
+            if cookies:
+                answer = with_lines(answer, cookies)
         if self.request.method == b"HEAD":
             # The same head, without the body it describes (RFC 9110 §9.3.2).
             answer = answer[: answer.index(b"\r\n\r\n") + 4]
