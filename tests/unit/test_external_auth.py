@@ -104,6 +104,21 @@ def test_values_ingress_nginx_denies_or_would_open_deny_the_paths(
     assert settings.warnings[0].endswith("; its paths answer 503")
 
 
+def test_headers_the_proxy_sets_itself_are_not_copied_from_the_auth_service() -> None:
+    """A Content-Length or Transfer-Encoding of the auth service's beside the proxy's own
+    framing would smuggle a request; a Host it does not send would leave none."""
+    settings = parsed(
+        auth_url="http://auth/check",
+        auth_response_headers="Content-Length, X-User, transfer-encoding, Host, X-Forwarded-For",
+    )
+    assert settings.external_auth is not None
+    assert settings.external_auth.response_headers == ("X-User",)
+    assert settings.warnings == (
+        f"{P}auth-response-headers: Content-Length, transfer-encoding, Host, X-Forwarded-For set"
+        " by the proxy itself; not copied",
+    )
+
+
 def test_an_invalid_signin_or_redirect_param_is_ignored_with_a_warning() -> None:
     settings = parsed(
         auth_url="http://auth/check", auth_signin="http://x/#y", auth_signin_redirect_param="a b!"

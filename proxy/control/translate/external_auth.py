@@ -24,6 +24,7 @@ from proxy.core.external_auth import (
     signin_join,
 )
 from proxy.core.hash_key import HashKey
+from proxy.core.headers import SET_BY_PROXY
 
 PREFIX = "nginx.ingress.kubernetes.io/"
 URL = "auth-url"
@@ -101,6 +102,8 @@ def external_auth(
     signin = reader.value("auth-signin", _signin)
     param = reader.value("auth-signin-redirect-param", _redirect_param) or DEFAULT_REDIRECT_PARAM
     key = reader.value("auth-cache-key", _cache_key)
+    if headers:
+        headers = _copyable(headers, reader.warnings)
     if invalid or url is None:
         reader.warnings.extend(f"{line}; its paths answer 503" for line in invalid)
         return None, "; ".join(invalid)
@@ -196,3 +199,16 @@ def _cache_key(text: str) -> HashKey:
         names = ", ".join(f"${name}" for name in key.unknown)
         raise ValueError(f"{names} not known here; answers are not cached")
     return key
+
+
+def _copyable(names: tuple[str, ...], warnings: list[str]) -> tuple[str, ...]:
+    """The names whose header an auth service may set for the upstream: not the framing, Host
+    or the forwarded headers the proxy writes itself (copied, they would stand beside its own,
+    or leave the request without Host)."""
+    refused = [name for name in names if name.lower().encode() in SET_BY_PROXY]
+    if refused:
+        warnings.append(
+            f"{PREFIX}auth-response-headers: {', '.join(refused)} set by the proxy itself;"
+            " not copied"
+        )
+    return tuple(name for name in names if name not in refused)
