@@ -159,6 +159,16 @@ def test_a_cache_key_with_a_variable_not_known_here_caches_nothing() -> None:
     )
 
 
+def test_answers_to_subrequests_other_than_get_or_head_are_not_cached() -> None:
+    settings = parsed(auth_url="http://auth/check", auth_method="POST", auth_cache_key="k")
+    assert settings.external_auth is not None and settings.external_auth.cache is None
+    assert settings.warnings == (
+        f"{P}auth-cache-key: answers to POST subrequests are not cached; ignored",
+    )
+    head = parsed(auth_url="http://auth/check", auth_method="HEAD", auth_cache_key="k")
+    assert head.external_auth is not None and head.external_auth.cache is not None
+
+
 @pytest.mark.parametrize(
     ("text", "valid"),
     [

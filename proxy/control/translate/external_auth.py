@@ -102,6 +102,12 @@ def external_auth(
     signin = reader.value("auth-signin", _signin)
     param = reader.value("auth-signin-redirect-param", _redirect_param) or DEFAULT_REDIRECT_PARAM
     key = reader.value("auth-cache-key", _cache_key)
+    if key is not None and method not in {None, "GET", "HEAD"}:
+        # nginx's proxy_cache_methods: GET and HEAD
+        reader.warnings.append(
+            f"{PREFIX}auth-cache-key: answers to {method} subrequests are not cached; ignored"
+        )
+        key = None
     if headers:
         headers = _copyable(headers, reader.warnings)
     if invalid or url is None:
