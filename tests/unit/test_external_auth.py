@@ -83,6 +83,7 @@ def test_without_auth_url_the_others_are_warned_about() -> None:
         ({"auth_url": "https://invalid..auth.url"}, "invalid url host"),  # the e2e case
         ({"auth_url": "/relative"}, "not an http or https URL"),
         ({"auth_url": "ftp://auth/x"}, "not an http or https URL"),
+        ({"auth_url": "http://auth:http/x"}, "invalid port"),
         ({"auth_url": "http://auth/#frag"}, "characters other than"),
         ({"auth_url": "http://auth/%41"}, "characters other than"),
         ({"auth_url": "http://auth/$cookie_session"}, "$cookie_session is not a variable"),

@@ -150,6 +150,10 @@ def _auth_url(text: str) -> str:
         raise ValueError(f"{text!r} is not an http or https URL")
     if not parts.netloc or ".." in parts.netloc:
         raise ValueError(f"could not parse auth-url annotation: invalid url host in {text!r}")
+    try:
+        _ = "$" in parts.netloc or parts.port  # (refused as Go's url.Parse refuses it)
+    except ValueError:
+        raise ValueError(f"could not parse auth-url annotation: invalid port in {text!r}") from None
     parse_template(text)  # (its variables must be known here)
     return text
 
