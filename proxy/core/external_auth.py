@@ -268,14 +268,21 @@ def forwarded_with(
 ) -> list[tuple[bytes, bytes]]:
     """The client's headers for the upstream, each of `names` replaced by the auth service's
     (`proxy_set_header 'Name' $authHeaderN`): a client's own copy never gets through, and
-    when the auth service sends none, none is sent."""
-    wanted = {name.lower().encode("latin-1"): name for name in names}
-    kept = [(name, value) for name, value in forward if name.lower() not in wanted]
-    for lower, name in wanted.items():
-        values = [value for key, value in answer if key.lower() == lower]
+    when the auth service sends none, none is sent. A client's twin spelled with `_` for `-`
+    goes too (with --enable-underscores-in-headers it would reach the pod, and many read
+    `X_User` as `X-User`)."""
+    wanted = {_dashed(name.encode("latin-1")): name for name in names}
+    kept = [(name, value) for name, value in forward if _dashed(name) not in wanted]
+    for dashed, name in wanted.items():
+        # (nginx's $upstream_http_x_user is the auth answer's X-User, or X_User)
+        values = [value for key, value in answer if _dashed(key) == dashed]
         if values:  # (several: nginx's $upstream_http_ variable joins them)
             kept.append((name.encode("latin-1"), b", ".join(values)))
     return kept
+
+
+def _dashed(name: bytes) -> bytes:
+    return name.lower().replace(b"_", b"-")
 
 
 def answer_lines(answer: list[tuple[bytes, bytes]], name: bytes) -> bytes:

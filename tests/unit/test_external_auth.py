@@ -110,12 +110,12 @@ def test_headers_the_proxy_sets_itself_are_not_copied_from_the_auth_service() ->
     framing would smuggle a request; a Host it does not send would leave none."""
     settings = parsed(
         auth_url="http://auth/check",
-        auth_response_headers="Content-Length, X-User, transfer-encoding, Host, X-Forwarded-For",
+        auth_response_headers="Content-Length, X-User, transfer-encoding, Host, X_Forwarded_For",
     )
     assert settings.external_auth is not None
     assert settings.external_auth.response_headers == ("X-User",)
     assert settings.warnings == (
-        f"{P}auth-response-headers: Content-Length, transfer-encoding, Host, X-Forwarded-For set"
+        f"{P}auth-response-headers: Content-Length, transfer-encoding, Host, X_Forwarded_For set"
         " by the proxy itself; not copied",
     )
 
@@ -297,12 +297,18 @@ def test_the_verdict_is_auth_request_s(status: int, refused: int) -> None:
 
 
 def test_named_headers_are_the_auth_services_whatever_the_client_sent() -> None:
-    forward = [(b"X-User", b"admin"), (b"x-user", b"root"), (b"X-Keep", b"1"), (b"X-GONE", b"1")]
+    forward = [(b"X-User", b"admin"), (b"x-user", b"root"), (b"X-Keep", b"1"), (b"X-GONE", b"1"),
+               (b"X_User", b"twin")]  # fmt: skip
     answer = [(b"x-user", b"alice"), (b"X-User", b"bob"), (b"X-Other", b"o")]
     assert forwarded_with(forward, ("X-User", "X-Gone"), answer) == [
         (b"X-Keep", b"1"),
         (b"X-User", b"alice, bob"),
     ]
+
+
+def test_a_name_with_underscores_matches_its_dashed_twins() -> None:
+    forward = [(b"X-Tenant", b"forged"), (b"x_tenant", b"forged")]
+    assert forwarded_with(forward, ("X_Tenant",), [(b"X-Tenant", b"t1")]) == [(b"X_Tenant", b"t1")]
 
 
 def test_answer_lines_keeps_each_set_cookie() -> None:

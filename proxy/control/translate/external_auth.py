@@ -215,7 +215,7 @@ def _copyable(names: tuple[str, ...], warnings: list[str]) -> tuple[str, ...]:
     """The names whose header an auth service may set for the upstream: not the framing, Host
     or the forwarded headers the proxy writes itself (copied, they would stand beside its own,
     or leave the request without Host)."""
-    refused = [name for name in names if name.lower().encode() in SET_BY_PROXY]
+    refused = [name for name in names if name.lower().replace("_", "-").encode() in SET_BY_PROXY]
     if refused:
         warnings.append(
             f"{PREFIX}auth-response-headers: {', '.join(refused)} set by the proxy itself;"
