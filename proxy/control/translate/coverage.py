@@ -64,8 +64,9 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     ),
     "auth-signin-redirect-param": (Support.HONOURED, "default rd"),
     "auth-response-headers": (
-        Support.HONOURED,
-        "the auth service's values replace the client's; a client's own copy never gets through",
+        Support.DIFFERENT,
+        "the auth service's values replace the client's, never sent through; not Host, framing"
+        " or X-Forwarded-* headers, which the proxy sets itself",
     ),
     "auth-request-redirect": (Support.HONOURED, "sent as X-Auth-Request-Redirect"),
     "auth-always-set-cookie": (
