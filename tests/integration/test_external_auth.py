@@ -795,3 +795,35 @@ async def test_answers_with_set_cookie_or_no_store_are_not_kept(
             assert (await ask(server, f"/{name}")).status == 200
     asked = [seen.path_qs.partition("?")[2] for seen in auth.seen]
     assert asked == [*answers.values(), answers["cookie"], answers["no-store"]]
+
+
+async def test_a_body_sent_while_auth_is_asked_reaches_the_pod_whole(
+    auth: AuthService, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """1 MiB: more than the 256 KiB buffered before reading from the client stops, and
+    reading resumes once the request goes upstream."""
+    server = await serve(tmp_path, manifest_proxy, pods, auth_url=auth.url("/hold"))
+    body = b"x" * (1024 * 1024)
+    sent = asyncio.ensure_future(ask(server, "/upload", method="POST", data=body))
+    await until(lambda: auth.holding == 1, "the subrequest")
+    auth.release.set()
+    reply = await sent
+    assert reply.status == 200
+    assert reply.pod_body_size == len(body)
+    assert auth.seen[-1].body == b""
+
+
+async def test_a_body_over_the_limit_while_auth_is_asked_is_a_413(
+    auth: AuthService, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    server = await serve(
+        tmp_path, manifest_proxy, pods, auth_url=auth.url("/hold"), proxy_body_size="1k"
+    )
+    reader, writer = await connect(server)
+    writer.write(f"POST / HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+    await until(lambda: auth.holding == 1, "the subrequest")
+    writer.write(b"800\r\n" + b"x" * 2048 + b"\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 413 ")
+    auth.release.set()  # (its answer then finds the request answered)
