@@ -827,3 +827,21 @@ async def test_a_body_over_the_limit_while_auth_is_asked_is_a_413(
     writer.close()
     assert head.startswith(b"HTTP/1.1 413 ")
     auth.release.set()  # (its answer then finds the request answered)
+
+
+async def test_a_refusal_carries_cors_headers_and_a_preflight_is_not_asked_about(
+    auth: AuthService, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """As the basic auth e2e case "401 and cors headers": CORS comes in nginx's rewrite phase,
+    before the access phase, so a preflight is answered without asking the auth service and a
+    refusal has the CORS headers."""
+    server = await serve(
+        tmp_path, manifest_proxy, pods,
+        auth_url=auth.url("/basic-auth/user/password"), enable_cors="true",
+    )  # fmt: skip
+    refused = await ask(server)
+    assert refused.status == 401
+    assert refused.headers["Access-Control-Allow-Origin"] == "*"
+    preflight = await ask(server, method="OPTIONS", headers=[("Origin", "https://a.example")])
+    assert preflight.status == 204
+    assert len(auth.seen) == 1
