@@ -199,8 +199,9 @@ class Facts:
 
 
 def escape_uri(text: str) -> str:
-    """set-misc's set_escape_uri: every byte but letters, digits and -._~ as %XX."""
-    return quote(text, safe="-._~")
+    """set-misc's set_escape_uri: every byte but letters, digits and -._~ as %XX (`text` holds
+    the bytes as received, read as latin-1)."""
+    return quote(text.encode("latin-1"), safe="-._~")
 
 
 def signin_join(signin: str, param: str) -> str:
