@@ -232,13 +232,14 @@ def subrequest_headers(
     auth_host: str,
 ) -> list[tuple[str, str]]:  # fmt: skip
     """The subrequest's headers: the client's, without its body's framing, then the ones the
-    auth location sets (nginx.tmpl's `location = /_external-auth-...`)."""
+    auth location sets (nginx.tmpl's `location = /_external-auth-...`). As text the HTTP
+    client writes back as the bytes received (`_wire`)."""
     headers = [
-        (name.decode("latin-1"), value.decode("latin-1"))
+        (name.decode("latin-1"), _wire(value))
         for name, value in forward
         if name.decode("latin-1").lower() not in _NOT_PASSED
     ]
-    headers += [
+    added = [
         ("Host", auth_host),
         ("X-Original-URL", f"{facts.scheme}://{facts.http_host}{facts.request_uri}"),
         ("X-Original-Method", facts.method),
@@ -249,8 +250,17 @@ def subrequest_headers(
         ("X-Request-ID", request_id),
     ]
     if auth.method is not None:
-        headers += [("X-Original-URI", facts.request_uri), ("X-Scheme", facts.scheme)]
-    return headers
+        added += [("X-Original-URI", facts.request_uri), ("X-Scheme", facts.scheme)]
+    return headers + [(name, _wire(value.encode("latin-1"))) for name, value in added]
+
+
+def _wire(value: bytes) -> str:
+    """`value` as aiohttp's client takes it: it writes header text as UTF-8, so bytes that are
+    UTF-8 go through unchanged; others (rare, and not text anyway) are read as latin-1."""
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
 
 def refusal(status: int) -> int:

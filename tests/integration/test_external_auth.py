@@ -845,3 +845,17 @@ async def test_a_refusal_carries_cors_headers_and_a_preflight_is_not_asked_about
     preflight = await ask(server, method="OPTIONS", headers=[("Origin", "https://a.example")])
     assert preflight.status == 204
     assert len(auth.seen) == 1
+
+
+async def test_utf_8_header_bytes_reach_the_auth_service_as_sent(
+    auth: AuthService, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    server = await serve(tmp_path, manifest_proxy, pods, auth_url=auth.url("/status/200"))
+    reader, writer = await connect(server)
+    writer.write(
+        f"GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Name: café\r\nConnection: close\r\n\r\n".encode()
+    )
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert auth.headers()["x-name"] == "café"

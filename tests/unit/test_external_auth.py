@@ -279,6 +279,15 @@ def test_the_subrequest_passes_the_clients_headers_but_replaces_the_auth_locatio
     ]
 
 
+def test_utf_8_in_the_clients_headers_and_target_reaches_the_auth_service_unchanged() -> None:
+    """aiohttp writes header text as UTF-8: what it is given must give the bytes received."""
+    auth = ExternalAuth(url=parse_template("http://auth/"))
+    facts = Facts("h", "h", "http", "/caf\xc3\xa9", "GET", "10.0.0.7")  # (bytes read as latin-1)
+    headers = dict(subrequest_headers(auth, [(b"X-Name", "é".encode())], facts, "r", "auth"))
+    assert headers["X-Name"].encode() == "é".encode()
+    assert headers["X-Original-URL"].encode() == "http://h/café".encode()
+
+
 def test_with_auth_method_the_subrequest_also_names_the_uri_and_scheme() -> None:
     auth = ExternalAuth(url=parse_template("http://auth/"), method="PUT", request_redirect="/r")
     headers = dict(subrequest_headers(auth, [], FACTS, "rid", "auth"))
