@@ -184,6 +184,7 @@ class ProxyServer:
             conn.close_now()
         ctx.pools.close()
         ctx.ejections.close()
+        await ctx.auth.close()
         if self._admin is not None:
             await self._admin.cleanup()
         for timer in (self._sync_timer, self._collect_timer):

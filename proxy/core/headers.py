@@ -41,6 +41,8 @@ _REPLACED: Final = frozenset(
     }
 )
 _DROP_REQUEST: Final = HOP_BY_HOP | _REPLACED
+# The request headers whose value the proxy decides, whatever a client or auth service says
+SET_BY_PROXY: Final = _DROP_REQUEST | {b"host"}
 _DROP_RESPONSE: Final = HOP_BY_HOP | {b"content-length"}
 
 Headers = list[tuple[bytes, bytes]]

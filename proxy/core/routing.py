@@ -22,6 +22,7 @@ from proxy.core.affinity import Cluster
 from proxy.core.canary import CanaryPolicy
 from proxy.core.cookies import SetCookieFormatter
 from proxy.core.cors import CorsPolicy
+from proxy.core.external_auth import ExternalAuth
 from proxy.core.filters import Filters
 from proxy.core.headers import Request
 from proxy.core.matches import NO_CONDITIONS, RequestMatch
@@ -74,6 +75,7 @@ class Route:
     canary_policy: CanaryPolicy | None = None
     cors: CorsPolicy | None = None  # enable-cors: the headers, and preflights answered here
     limits: RateLimits | None = None  # limit-rps, limit-rpm, limit-connections (None: none)
+    external_auth: ExternalAuth | None = None  # auth-url: each request is asked about first
     # Computed once per snapshot so requests only read them:
     # (namespace, ingress, service, host, path), the metric labels
     labels: tuple[str, ...] = field(init=False, repr=False, compare=False)

@@ -21,6 +21,7 @@ from proxy.core.headers import Request
 from proxy.core.routing import Route, Snapshot
 from proxy.dataplane.balancing import Loads
 from proxy.dataplane.ejection import Ejections
+from proxy.dataplane.external_auth import AuthClient
 from proxy.dataplane.limits import Limiter
 from proxy.dataplane.upstream import Dial, Pools, dial_tcp
 from proxy.observability.failure_log import FailureLog
@@ -78,6 +79,7 @@ class ServerContext:
         self.failure_log = FailureLog(loop.time)
         self.pools = Pools(loop, dial)
         self.ejections = Ejections(loop, self.pools, metrics)
+        self.auth = AuthClient(loop.time)  # external auth's subrequests, and their cache
         self.client_header_timeout = client_header_timeout
         self.client_body_timeout = client_body_timeout
         self.max_connections = max_connections

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
 
 from mypy_extensions import trait
 
@@ -38,6 +39,16 @@ from proxy.core.errors import (
     error_response,
     redirect_response,
 )
+from proxy.core.external_auth import (
+    ExternalAuth,
+    Facts,
+    answer_lines,
+    forwarded_with,
+    refusal,
+    signin_location,
+    subrequest_headers,
+    with_forward,
+)
 from proxy.core.filters import Redirect, rewritten
 from proxy.core.model import Endpoint
 from proxy.core.outliers import EJECTING_REASONS, substitute
@@ -45,6 +56,7 @@ from proxy.core.ratelimit import RateLimits
 from proxy.core.rewrites import FixedRedirect
 from proxy.core.routing import Route
 from proxy.core.sessions import SessionKind, SessionPolicy
+from proxy.dataplane.external_auth import AuthAnswer, AuthCheck, AuthState
 from proxy.dataplane.upstream import ResponseSink, UpstreamConnection
 from proxy.observability.proxied_request import ProxiedRequest
 
@@ -113,6 +125,7 @@ class GatewayState:
 
 class Exchange(ResponseSink, ProxiedRequest):
     __slots__ = (
+        "auth",
         "awaiting_upstream",
         "body_received",
         "body_sent",
@@ -193,6 +206,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.gateway: GatewayState | None = None  # for Gateway API routes only
         self.cors_lines = b""  # CORS headers every answer gets (docs/behaviour.md, "CORS")
         self.limit_zone = ""  # the limit-connections zone this request counts in, until done
+        self.auth: AuthState | None = None  # for routes with external auth only
         self.endpoint: Endpoint | None = None
         self.ewma_started = 0.0  # perf_counter of an EWMA-picked try, fed back at the end
         self.upstream: UpstreamConnection | None = None
@@ -237,6 +251,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         cors = route.cors  # the location's, which is the main Ingress's, not a canary's
         access = route.access  # the location's own, not a canary's (as ingress-nginx)
         limits = route.limits  # (the same)
+        external_auth = route.external_auth  # the location's too
+        location = route
         if route.canary is not None:
             route = self._canary_side(route)
         forwarded = request  # what the upstream is sent: Gateway API filters may change it
@@ -257,6 +273,18 @@ class Exchange(ResponseSink, ProxiedRequest):
             # (after the redirect: nginx's rewrite phase comes before its access phase)
             self.fail(Forbidden())
             return
+        if external_auth is not None:
+            # nginx's access phase, after the address lists: the request waits for the auth
+            # service's answer, which resumes it (docs/behaviour.md, "External authentication")
+            self._authenticate(external_auth, forwarded, location)
+            return
+        self._forward(forwarded)
+
+    def _forward(self, forwarded: h.Request) -> None:
+        """Start the first try of a request that may go upstream (as `forwarded`)."""
+        route = self.route
+        request = self.request
+        assert route is not None
         limit = route.upstream.body_size
         declared = request.content_length or 0
         if limit and max(declared, self.body_received) > limit:
@@ -345,6 +373,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         self._stop_timers()
         if self.limit_zone:
             self._release_connection()
+        if self.auth is not None:
+            self.auth.cancel()  # (no subrequest outlives its request)
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None
@@ -399,6 +429,70 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.tried.append(endpoint)
         self.tries += 1
         self._connect(endpoint)
+
+    # -- external authentication (docs/behaviour.md, "External authentication") ----------------
+
+    def _authenticate(self, policy: ExternalAuth, forwarded: h.Request, location: Route) -> None:
+        """Ask the auth service about this request (for `location`, the route it matched);
+        `_authenticated` carries on. The body that arrives meanwhile waits in `pending`, as for
+        a connection being opened."""
+        state = self.auth = AuthState(policy, forwarded)
+        cache = policy.cache
+        key = None
+        if cache is not None:
+            key = (location.host, location.path, location.path_type.value,
+                   cache.key.evaluate(self.request, self.client))  # fmt: skip
+            cached = self.ctx.auth.cached(key)
+            if cached is not None:
+                self._authenticated(cached)  # (nginx's proxy_cache answers the subrequest)
+                return
+        facts = self._auth_facts()
+        url = policy.url.expand(facts.values())
+        headers = subrequest_headers(
+            policy, self.request.forward, facts, self.request_id.decode("latin-1"),
+            urlsplit(url).hostname or "",
+        )  # fmt: skip
+        timeouts = location.upstream
+        check = AuthCheck(url, policy.method or "GET", headers, timeouts.connect_timeout,
+                          timeouts.read_timeout)  # fmt: skip
+        state.task = self.ctx.auth.ask(check, self._authenticated, cache, key)
+
+    def _authenticated(self, answer: AuthAnswer) -> None:
+        state = self.auth
+        assert state is not None
+        state.task = None
+        if self.finished:
+            return  # (answered meanwhile: a body over the limit)
+        policy = state.policy
+        state.cookies = answer_lines(answer.headers, b"set-cookie")
+        refused = refusal(answer.status)
+        if not refused:
+            forwarded = state.forwarded
+            if policy.response_headers:
+                forward = forwarded_with(forwarded.forward, policy.response_headers, answer.headers)
+                forwarded = with_forward(forwarded, forward)
+            self._forward(forwarded)
+        elif refused == 401 and policy.signin is not None:
+            # error_page 401 = the sign-in location, whose answer is this 302
+            location = signin_location(policy, self._auth_facts()).encode("latin-1")
+            self._reply(302, partial(redirect_response, location, status=302))
+        elif refused == 401:
+            # nginx's auth_request passes the auth service's challenge on
+            challenge = answer_lines(answer.headers, b"www-authenticate")
+            self._reply(401, partial(_with_challenge, challenge))
+        else:
+            self._reply(refused, partial(error_response, refused))
+
+    def _auth_facts(self) -> Facts:
+        request = self.request
+        return Facts(
+            host=self._host(),
+            http_host=request.host_header.decode("latin-1"),
+            scheme="https" if self.downstream.tls else "http",
+            request_uri=request.target.decode("latin-1"),
+            method=request.method.decode("latin-1"),
+            client=self.client.decode("latin-1"),
+        )
 
     def _cors_preflight(self, lines: bytes) -> bool:
         """Note the CORS header lines of every answer, and answer an allowed preflight (an
@@ -672,6 +766,8 @@ class Exchange(ResponseSink, ProxiedRequest):
             # replaced, as headers-more's more_set_headers does (docs/behaviour.md, "CORS")
             headers = [pair for pair in headers if pair[0].lower() not in CORS_HEADERS]
             extra = self.cors_lines + extra
+        if self.auth is not None:
+            extra = self.auth.lines(status) + extra
         if route is not None and route.gateway_extras:
             headers = self._edited_response(route, headers)
             if self.gateway is not None:
@@ -853,6 +949,10 @@ class Exchange(ResponseSink, ProxiedRequest):
         answer = render(not self.keep_alive or self.ctx.closing)
         if self.cors_lines:
             answer = with_lines(answer, self.cors_lines)  # nginx adds them to its own answers too
+        if self.auth is not None:
+            cookies = self.auth.lines(status)
+            if cookies:
+                answer = with_lines(answer, cookies)
         if self.request.method == b"HEAD":
             # The same head, without the body it describes (RFC 9110 §9.3.2).
             answer = answer[: answer.index(b"\r\n\r\n") + 4]
@@ -893,3 +993,9 @@ class Exchange(ResponseSink, ProxiedRequest):
         if self.upstream is not None:
             self.upstream.close()
             self.upstream = None
+
+
+def _with_challenge(challenge: bytes, close: bool) -> bytes:
+    """nginx's own 401 with the auth service's WWW-Authenticate lines."""
+    answer = error_response(401, close)
+    return with_lines(answer, challenge) if challenge else answer

@@ -86,6 +86,13 @@ def test_upstream_policy_of_global_defaults_is_shown_when_not_built_in() -> None
     assert lines_with(describe(snapshot), "proxy: body-size unlimited, next-upstream off")
 
 
+def test_external_auth_is_shown_with_its_signin() -> None:
+    annotations = annotations_of(auth_url="http://auth/$host", auth_signin="https://login/")
+    objects = [ingress_object("web", "app.test", annotations=annotations)]
+    text = describe(translate(objects, TranslateOptions()))
+    assert lines_with(text, "auth: GET http://auth/$host, 401 redirects to https://login/")
+
+
 def test_access_lists_are_shown_in_the_order_they_are_checked() -> None:
     objects = [
         ingress_object(

@@ -156,3 +156,22 @@ def test_the_hash_ring_is_built_cold_and_warmed_with_the_others() -> None:
     assert hashed.cold
     hashed.warm()
     assert not hashed.cold
+
+
+@pytest.mark.parametrize(
+    ("authorization", "user"),
+    [
+        ("Basic dXNlcjpwYXNzd29yZA==", "user"),  # user:password
+        ("basic  dXNlcjo=", "user"),  # user: (any case, spaces skipped)
+        ("Basic dXNlcg==", ""),  # user, without the colon nginx requires
+        ("Bearer dXNlcjpwYXNzd29yZA==", ""),
+        ("Basic not*base64", ""),
+        (None, ""),
+    ],
+)
+def test_remote_user_is_the_basic_credentials_user_name(
+    authorization: str | None, user: str
+) -> None:
+    """nginx's $remote_user (the usual auth-cache-key: `$remote_user$http_authorization`)."""
+    headers = [["Host", "app"], *([["Authorization", authorization]] if authorization else [])]
+    assert HashKey("$remote_user").evaluate(_request("GET", "/", headers), CLIENT) == user

@@ -21,6 +21,8 @@ from proxy.control.translate.cors import (
     parse_origins,
 )
 from proxy.control.translate.coverage import Support, verdict
+from proxy.control.translate.external_auth import ANNOTATIONS as _EXTERNAL_AUTH_ANNOTATIONS
+from proxy.control.translate.external_auth import external_auth
 from proxy.control.translate.proxy_ssl import (
     ProxySsl,
     parse_backend_protocol,
@@ -46,6 +48,7 @@ from proxy.core.balancing import DEFAULT_SUBSET_SIZE, Balancing, HashBy, LoadBal
 from proxy.core.canary import CanaryPolicy, variable_name
 from proxy.core.cookies import CookieSettings
 from proxy.core.cors import CorsPolicy
+from proxy.core.external_auth import ExternalAuth
 from proxy.core.hash_key import HashKey
 from proxy.core.model import AffinityMode, UpstreamPolicy
 from proxy.core.ratelimit import RateLimits, per_minute, per_second
@@ -149,6 +152,7 @@ _HONOURED = frozenset(
         *_CORS_ANNOTATIONS,
         *_ACCESS_ANNOTATIONS,
         *_LIMIT_ANNOTATIONS,
+        *_EXTERNAL_AUTH_ANNOTATIONS,
     }
 )
 
@@ -206,6 +210,7 @@ class IngressSettings:
     cors: CorsPolicy | None = None  # enable-cors and the cors-* annotations; None: off
     access: AccessList | None = None  # *-source-range; None: every client
     limits: RateLimits | None = None  # limit-rps, limit-rpm, limit-connections; None: none
+    external_auth: ExternalAuth | None = None  # auth-url and the like; None: none
 
 
 def parse_server_name(text: str) -> str:
@@ -251,7 +256,8 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     cors_policy = _cors(reader)
     access, denied = _access_list(reader)
     limits, limits_denied = _rate_limits(reader)
-    denied = "; ".join(why for why in (denied, limits_denied) if why) or None
+    auth, auth_denied = external_auth(reader, _go_bool)
+    denied = "; ".join(why for why in (denied, limits_denied, auth_denied) if why) or None
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -275,6 +281,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         denied=denied,
         rewrites=rewrites,
         cors=cors_policy,
+        external_auth=auth,
     )
 
 

@@ -30,14 +30,10 @@ _BANDWIDTH = "answers go to the client as fast as it reads them; there is no ban
 
 # Not built (yet): they would change routing or the request, and the Ingress is served without.
 _NOT_BUILT = (
-    "auth-always-set-cookie", "auth-cache-duration", "auth-cache-key", "auth-keepalive",
-    "auth-keepalive-requests", "auth-keepalive-share-vars", "auth-keepalive-timeout",
-    "auth-method", "auth-proxy-set-headers", "auth-realm", "auth-request-redirect",
-    "auth-response-headers", "auth-secret", "auth-secret-type", "auth-signin",
-    "auth-signin-redirect-param", "auth-tls-error-page", "auth-tls-match-cn",
-    "auth-tls-pass-certificate-to-upstream", "auth-tls-secret", "auth-tls-verify-client",
-    "auth-tls-verify-depth", "auth-type", "auth-url", "custom-headers", "custom-http-errors",
-    "default-backend", "mirror-host",
+    "auth-proxy-set-headers", "auth-realm", "auth-secret", "auth-secret-type",
+    "auth-tls-error-page", "auth-tls-match-cn", "auth-tls-pass-certificate-to-upstream",
+    "auth-tls-secret", "auth-tls-verify-client", "auth-tls-verify-depth", "auth-type",
+    "custom-headers", "custom-http-errors", "default-backend", "mirror-host",
     "mirror-request-body", "mirror-target", "proxy-cookie-domain", "proxy-cookie-path",
     "proxy-next-upstream-timeout", "proxy-redirect-from", "proxy-redirect-to", "satisfy",
 )  # fmt: skip
@@ -53,6 +49,39 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     ),
     "app-root": (Support.HONOURED, "302 from / of the host, before any location"),
     "auth-snippet": (Support.NO_EFFECT, _SNIPPET),
+    # external auth (docs/behaviour.md, "External authentication")
+    "auth-url": (
+        Support.DIFFERENT,
+        "http and https; 2xx passes, 401 and 403 refuse, else 500; of nginx's variables only"
+        " $host, $http_host, $scheme, $request_uri, $escaped_request_uri, $request_method and"
+        " $remote_addr",
+    ),
+    "auth-method": (Support.HONOURED, "the subrequest's method, default GET"),
+    "auth-signin": (
+        Support.DIFFERENT,
+        "a 401 becomes a 302 there with the original URL; auth-url's variables only",
+    ),
+    "auth-signin-redirect-param": (Support.HONOURED, "default rd"),
+    "auth-response-headers": (
+        Support.DIFFERENT,
+        "the auth service's values replace the client's, never sent through; not Host, framing"
+        " or X-Forwarded-* headers, which the proxy sets itself",
+    ),
+    "auth-request-redirect": (Support.HONOURED, "sent as X-Auth-Request-Redirect"),
+    "auth-always-set-cookie": (
+        Support.HONOURED,
+        "the auth service's Set-Cookie on every answer, not only 2xx and 3xx",
+    ),
+    "auth-cache-key": (
+        Support.DIFFERENT,
+        "answers kept per worker; the variables of upstream-hash-by, another refuses the key",
+    ),
+    "auth-cache-duration": (Support.HONOURED, "as proxy_cache_valid, default 200 202 401 5m"),
+    **dict.fromkeys(
+        ("auth-keepalive", "auth-keepalive-requests", "auth-keepalive-timeout"),
+        (Support.NO_EFFECT, "connections to auth services are kept alive per worker anyway"),
+    ),
+    "auth-keepalive-share-vars": (Support.NO_EFFECT, "there are no nginx variables to share"),
     "backend-protocol": (
         Support.DIFFERENT,
         "HTTP and HTTPS; the paths of GRPC, GRPCS, AUTO_HTTP and FCGI answer 503",

@@ -86,6 +86,7 @@ def _table(title: str, routes: Sequence[Route]) -> str:
                 _limits(route),
                 f"proxy: {upstream}" if upstream else "",
                 _cors(route),
+                _external_auth(route),
             )
             if part
         )
@@ -185,6 +186,15 @@ def _cors(route: Route) -> str:
     if cors.origins is None:
         return "CORS: every origin"
     return f"CORS: {', '.join(cors.origins) or 'no origin'}"
+
+
+def _external_auth(route: Route) -> str:
+    """Where requests are asked about (docs/behaviour.md, "External authentication")."""
+    auth = route.external_auth
+    if auth is None:
+        return ""
+    signin = f", 401 redirects to {auth.signin.text}" if auth.signin is not None else ""
+    return f"auth: {auth.method or 'GET'} {auth.url.text}{signin}"
 
 
 def _split(route: Route) -> str:

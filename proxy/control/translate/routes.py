@@ -226,6 +226,7 @@ class Layout:
             access=self._settings[ingress.ref].access,
             # every path of the Ingress counts in its zones, as ingress-nginx names them after it
             limits=None if limits is None else dataclasses.replace(limits, zone=ingress.ref),
+            external_auth=self._settings[ingress.ref].external_auth,
         )
 
 
