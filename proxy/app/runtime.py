@@ -75,7 +75,7 @@ class ProxyServer:
         self.tls_address: Address | None = None
         self._admin: web.AppRunner | None = None
         self.publisher = Publisher(self.metrics.count_reload, on_new_table=self._table_in_place)
-        self.metrics.follow(self.publisher.get)
+        self.metrics.follow(self.publisher.get, self.ready)
         if snapshot is not None:
             self.publisher.publish(snapshot)
 

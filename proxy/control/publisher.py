@@ -27,18 +27,18 @@ def warm_rings(snapshot: Snapshot, wanted: Callable[[Snapshot], bool]) -> None:
         cluster.balancer.warm()
 
 
-def _not_counted(accepted: bool) -> None:
+def _not_counted(accepted: bool, build_seconds: float | None) -> None:
     """No metrics to count reloads in (tests, tools)."""
 
 
 class Publisher:
-    """`count_reload` is told of every update a source delivers, accepted or refused (the
-    metrics' counter); `on_new_table` of each table swapped in, after the swap (the runtime
-    opens its listeners on the first one)."""
+    """`count_reload` is told of every update a source delivers, accepted or refused, and how
+    long the source took to build an accepted one (the metrics); `on_new_table` of each table
+    swapped in, after the swap (the runtime opens its listeners on the first one)."""
 
     def __init__(
         self,
-        count_reload: Callable[[bool], None] = _not_counted,
+        count_reload: Callable[[bool, float | None], None] = _not_counted,
         on_new_table: Callable[[Snapshot], None] | None = None,
     ) -> None:
         self.current: Snapshot | None = None
@@ -46,9 +46,10 @@ class Publisher:
         self._on_new_table = on_new_table
         self._stopping = False  # set by `stop_warming`: no ring is worth building any more
 
-    def publish(self, snapshot: Snapshot) -> bool:
-        """Swap in `snapshot`; False when it routes exactly like the current one."""
-        self._count_reload(True)
+    def publish(self, snapshot: Snapshot, build_seconds: float | None = None) -> bool:
+        """Swap in `snapshot`, built in `build_seconds` (None: not measured); False when it
+        routes exactly like the current one."""
+        self._count_reload(True, build_seconds)
         previous = self.current
         if snapshot == previous:
             return False
@@ -89,7 +90,7 @@ class Publisher:
         self._stopping = True
 
     def reject(self, problem: str) -> None:
-        self._count_reload(False)
+        self._count_reload(False, None)
         log.error("routing update refused, keeping the last good routes: %s", problem)
 
     def get(self) -> Snapshot | None:

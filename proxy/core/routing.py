@@ -239,6 +239,7 @@ class Snapshot:
     nodes: frozenset[str] = field(init=False, repr=False, compare=False)  # address:port
     endpoint_labels: frozenset[tuple[str, str]] = field(init=False, repr=False, compare=False)
     draining: int = field(init=False, repr=False, compare=False)  # endpoints draining
+    draining_labels: frozenset[tuple[str, str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__
@@ -255,6 +256,8 @@ class Snapshot:
         set_field(self, "nodes", frozenset(e.node for e in endpoints))
         set_field(self, "endpoint_labels",
                   frozenset((c.name, e.label) for c in clusters for e in c.endpoints))  # fmt: skip
+        draining = frozenset((c.name, e.label) for c in clusters for e in c.endpoints if e.draining)
+        set_field(self, "draining_labels", draining)
         set_field(self, "draining", sum(e.draining for e in endpoints))
 
     @property

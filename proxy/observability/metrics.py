@@ -56,6 +56,8 @@ ENDPOINT_STATES: Final = ("ready", "draining")
 SECONDS: Final[tuple[float, ...]] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 FASTEST: Final = SECONDS[0]
 BYTES: Final[tuple[float, ...]] = (10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7)
+# Building a table: a few ms for a handful of Ingresses, seconds for 50,000 endpoints.
+BUILD_SECONDS: Final[tuple[float, ...]] = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Sessions without a cookie lifetime (session cookies) count as active this long after a request.
 DEFAULT_SESSION_WINDOW: Final = 30 * 60.0
 _STATUS_FIELDS: Final = {
@@ -223,6 +225,37 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livemin",  # 0 while any worker's last reload failed
         )
+        self.config_last_reload_success = Gauge(
+            "sticky_proxy_config_last_reload_success_timestamp_seconds",
+            "When the last routing update was accepted (Unix time)",
+            registry=registry,
+            multiprocess_mode="livemin",  # the worker that took it last
+        )
+        self.config_build = Histogram(
+            "sticky_proxy_config_build_seconds",
+            "Time to build a routing table from the source's objects, reading included",
+            registry=registry,
+            buckets=BUILD_SECONDS,
+        )
+        self.table_routes = Gauge(
+            "sticky_proxy_routes",
+            "Routes (host and path) in the routing table",
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.ready = Gauge(
+            "sticky_proxy_ready",
+            "1 while /readyz answers 200: a routing table is in place and the proxy not stopping",
+            registry=registry,
+            multiprocess_mode="livemin",  # 0 while any worker is not ready
+        )
+        self.endpoint_draining = Gauge(
+            "sticky_proxy_endpoint_draining",
+            "1 for each endpoint that is draining (terminating): it keeps its pinned sessions",
+            ENDPOINT_LABELS,
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
         self.kubernetes_watch_restarts = Counter(
             "sticky_proxy_kubernetes_watch_restarts",
             "Kubernetes API watches started again, by resource and why (expired: relisted)",
@@ -258,6 +291,8 @@ class Metrics:
         self._histogram_children: dict[tuple[str, ...], tuple[Histogram, ...]] = {}
         # The routing table the series follow; set by `follow`.
         self._snapshot: Callable[[], Snapshot | None] = lambda: None
+        self._ready: Callable[[], bool] = lambda: self._snapshot() is not None
+        self._draining: frozenset[tuple[str, str]] = frozenset()  # the series at 1
         self._seen: Snapshot | None = None
         self.current_endpoints: frozenset[tuple[str, str]] = frozenset()
         self.current_routes: frozenset[tuple[str, ...]] = frozenset({_NO_ROUTE})
@@ -270,9 +305,14 @@ class Metrics:
         # Called with each finished request and its end time when the access log is on.
         self.access_log: Callable[[ProxiedRequest, float], None] | None = None
 
-    def follow(self, snapshot: Callable[[], Snapshot | None]) -> None:
-        """Where the current routing table comes from: endpoint gauges and series follow it."""
+    def follow(
+        self, snapshot: Callable[[], Snapshot | None], ready: Callable[[], bool] | None = None
+    ) -> None:
+        """Where the current routing table comes from (endpoint gauges and series follow it),
+        and whether the proxy is ready (`sticky_proxy_ready`)."""
         self._snapshot = snapshot
+        if ready is not None:
+            self._ready = ready
 
     # -- the data path ----------------------------------------------------------------------------
 
@@ -391,9 +431,14 @@ class Metrics:
             self._watch_restarts[resource, reason] = child
         return child
 
-    def count_reload(self, accepted: bool) -> None:
+    def count_reload(self, accepted: bool, build_seconds: float | None = None) -> None:
+        """A routing update, and how long the source took to build it (None: not measured)."""
         self._reloads["success" if accepted else "failure"].inc()
         self.config_last_reload_successful.set(1 if accepted else 0)
+        if accepted:
+            self.config_last_reload_success.set(time())
+        if build_seconds is not None:
+            self.config_build.observe(build_seconds)
 
     # -- once a second and at every scrape ------------------------------------------------------
 
@@ -406,6 +451,7 @@ class Metrics:
         if snapshot is not None and snapshot is not self._seen:
             self._seen = snapshot
             self._follow_table(snapshot)
+        self.ready.set(1 if self._ready() else 0)
         self.add_series(series)
         self._prune()
         now = time()
@@ -507,12 +553,26 @@ class Metrics:
                 self._unseen.append(cluster)  # a changed cluster: its series start at 0
         self._states["ready"].set(snapshot.endpoint_count - snapshot.draining)
         self._states["draining"].set(snapshot.draining)
+        self._follow_draining(snapshot.draining_labels)
+        self.table_routes.set(len(snapshot.routes))
         routes = snapshot.routes
         if snapshot.default_route is not None:
             routes = (*routes, snapshot.default_route)
         self.current_routes = frozenset({_NO_ROUTE, *(route.labels for route in routes)})
         self.current_endpoints = snapshot.endpoint_labels
         self._current_clusters = frozenset(id(cluster.balancer) for cluster in clusters)
+
+    def _follow_draining(self, draining: frozenset[tuple[str, str]]) -> None:
+        """A series at 1 per draining endpoint, gone (0 with workers, whose files cannot drop
+        one) once it stops draining or leaves: as many series as endpoints draining."""
+        for key in self._draining - draining:
+            if self.multiprocess:
+                self.endpoint_draining.labels(*key).set(0)
+            else:
+                self.endpoint_draining.remove(*key)
+        for key in draining - self._draining:
+            self.endpoint_draining.labels(*key).set(1)
+        self._draining = draining
 
     def _has_view(self, cluster: Cluster) -> bool:
         view = self._views.get(id(cluster.balancer))

@@ -34,7 +34,7 @@ KUSTOMIZATIONS = ("", "proxy", "demo", "monitoring")  # relative to k8s/
 # The oldest Kubernetes the manifests promise to work on, and the newest the schemas know.
 VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
 # Custom resources: no OpenAPI schema to check them against; their references are checked below.
-CUSTOM_KINDS = {"ServiceMonitor", "GatewayClass", "Gateway", "HTTPRoute"}
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "GatewayClass", "Gateway", "HTTPRoute"}
 READ = {"get", "list", "watch"}
 
 Obj = dict[str, Any]

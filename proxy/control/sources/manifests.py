@@ -62,20 +62,23 @@ class ManifestSource:
 
     async def run(self, sink: SnapshotSink) -> None:
         watch = ManifestWatch(self.paths)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
             first = await asyncio.to_thread(self._first_load, watch)
         except ManifestFileError as error:
             raise SourceError(str(error)) from None
-        sink.publish(first)
+        sink.publish(first, loop.time() - began)
         while True:
             await asyncio.sleep(self.poll_interval)
+            began = loop.time()
             try:
                 snapshot = await asyncio.to_thread(self._reload, watch)
             except ManifestFileError as error:
                 sink.reject(str(error))
                 continue
             if snapshot is not None:
-                sink.publish(snapshot)
+                sink.publish(snapshot, loop.time() - began)
 
     # Both run in a thread: reading and translating many objects would otherwise hold up the
     # requests in flight for all that time.

@@ -16,8 +16,9 @@ from proxy.core.routing import Snapshot
 
 
 class SnapshotSink(Protocol):
-    def publish(self, snapshot: Snapshot) -> bool:
-        """Swap in a whole new state (an accepted reload); False when it routes like the last."""
+    def publish(self, snapshot: Snapshot, build_seconds: float | None = None) -> bool:
+        """Swap in a whole new state (an accepted reload), built from the source's objects in
+        `build_seconds`; False when it routes like the last."""
         ...
 
     def reject(self, problem: str) -> None:

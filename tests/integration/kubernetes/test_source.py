@@ -29,6 +29,7 @@ from tests.integration.cluster import (
 )
 from tests.integration.harness import Upstream
 from tests.integration.kubernetes.conftest import StartKubeProxy, restarts, token_access
+from tests.integration.prometheus import prometheus, prometheus_binary
 from tests.integration.test_manifests_scaling import new_sessions, replay
 from tests.kube_fake.server import FakeApiServer
 from tests.kube_fake.tls import Pki
@@ -373,3 +374,37 @@ async def test_without_a_tls_listener_no_secret_is_read(
     server = await started(fake, kube_proxy, await pods.start(1))
     await until(server.ready, "ready")
     assert not fake.list_requests("secrets") and not fake.watch_requests("secrets")
+
+
+@pytest.mark.skipif(prometheus_binary() is None, reason="Prometheus is not installed here")
+async def test_prometheus_sees_a_forbidden_watch_restarting_and_the_proxy_not_ready(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods, tmp_path: Path
+) -> None:
+    """The dashboard's watch-restart panel and the not-ready alert, on the real Prometheus: a
+    list RBAC refuses restarts its watch in a loop, and the proxy stays unready until allowed."""
+    apply(fake, web_app(await pods.start(1)))
+    fake.forbid("endpointslices", "list")
+    server, _ = await kube_proxy()
+    assert server.metrics_address is not None
+    panel = (
+        "sum by (resource, reason) (rate(sticky_proxy_kubernetes_watch_restarts_total[1m])) * 60"
+    )
+    async with prometheus([str(server.metrics_address)], tmp_path) as prom:
+        await until(lambda: restarts(server, "endpointslices", "forbidden") >= 3, "retries")
+        await prom.scraped()
+        await prom.scraped()
+        per_minute = {
+            (s.labels["resource"], s.labels["reason"]): s.value for s in await prom.query(panel)
+        }
+        resources = (*WATCHED, "endpoints", "secrets", "secrets-opaque")
+        assert len(per_minute) == 8 * len(resources)  # every series, from zero
+        assert per_minute["endpointslices", "forbidden"] > 0
+        assert per_minute["ingresses", "forbidden"] == 0
+        not_ready = "min by (instance) (sticky_proxy_ready) == 0"  # the alert's expression
+        assert [s.labels["instance"] for s in await prom.query(not_ready)] == [
+            str(server.metrics_address)
+        ]
+        fake.allow("endpointslices", "list")
+        await until(server.ready, "ready once allowed")
+        await prom.scraped()
+        assert await prom.query(not_ready) == []

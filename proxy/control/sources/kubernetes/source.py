@@ -301,7 +301,7 @@ class KubernetesSource:
             except ManifestError as error:
                 sink.reject(str(error))
             else:
-                sink.publish(snapshot)
+                sink.publish(snapshot, loop.time() - began)
                 if status is not None:
                     status.writer.routes_changed(snapshot)
                 if complete:

@@ -1,0 +1,200 @@
+"""A real Prometheus scrapes a proxy: the PromQL operators run returns the traffic sent.
+
+Each query here is one a user writes against `/metrics` (and the dashboard and alerts in
+k8s/monitoring/ reuse them, see test_monitoring.py): counts by status, outcome and endpoint,
+sessions per pod, upstream errors, reloads and latency quantiles from the histograms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from proxy.app.runtime import ProxyServer
+from tests.e2e.serve_process import serve_process
+from tests.integration.cluster import Pods, get, reload_after, web_app, write_manifest
+from tests.integration.conftest import StartManifestProxy
+from tests.integration.prometheus import prometheus, prometheus_binary
+
+pytestmark = pytest.mark.skipif(
+    prometheus_binary() is None,
+    reason="Prometheus is not installed here (apt-get install prometheus; .ci/run does it)",
+)
+
+SESSIONS = 12
+REPEATS = 3  # requests each session sends after its first
+
+
+def target(server: ProxyServer) -> str:
+    assert server.metrics_address is not None
+    return str(server.metrics_address)
+
+
+async def sessions_traffic(server: ProxyServer) -> None:
+    """SESSIONS new visitors, each back REPEATS times with its cookie; 4 requests for a host
+    nobody serves."""
+    for _ in range(SESSIONS):
+        first = await get(server)
+        assert first.status == 200
+        cookie = "INGRESSCOOKIE=" + first.value("INGRESSCOOKIE")
+        for _ in range(REPEATS):
+            assert (await get(server, cookie=cookie)).status == 200
+    for _ in range(4):
+        assert (await get(server, host="nobody.test")).status == 404
+
+
+async def test_requests_outcomes_and_sessions_as_prometheus_sees_them(
+    pods: Pods, manifest: Path, manifest_proxy: StartManifestProxy, tmp_path: Path
+) -> None:
+    started = await pods.start(3)
+    write_manifest(manifest, web_app(started, affinity="cookie"))
+    server = await manifest_proxy(manifest)
+    async with prometheus([target(server)], tmp_path) as prom:
+        await sessions_traffic(server)
+        await prom.scraped()
+        served = SESSIONS * (1 + REPEATS)
+        by_status = await prom.values(
+            'sum by (status) (sticky_proxy_requests_total{namespace="default", ingress="web"})',
+            "status",
+        )
+        assert by_status == {"200": served}
+        unrouted = await prom.values('sum(sticky_proxy_requests_total{ingress=""})', "")
+        assert unrouted == {"": 4}
+        outcomes = await prom.values(
+            "sum by (outcome) (sticky_proxy_affinity_decisions_total)", "outcome"
+        )
+        assert {k: v for k, v in outcomes.items() if v} == {
+            "new": SESSIONS,
+            "sticky": SESSIONS * REPEATS,
+        }
+        sessions = await prom.values(
+            "sum by (endpoint) (sticky_proxy_endpoint_active_sessions)", "endpoint"
+        )
+        assert sorted(sessions) == sorted(pod.name for pod in started)  # the pods' names
+        assert sum(sessions.values()) == SESSIONS
+        requests = await prom.values(
+            "sum by (endpoint) (sticky_proxy_endpoint_requests_total)", "endpoint"
+        )
+        assert sum(requests.values()) == served
+        assert await prom.values("sticky_proxy_endpoints", "state") == {
+            "ready": 3,
+            "draining": 0,
+        }
+
+
+async def test_latency_quantiles_come_from_the_histograms(
+    pods: Pods, manifest: Path, manifest_proxy: StartManifestProxy, tmp_path: Path
+) -> None:
+    (pod,) = await pods.start(1)
+    pod.slow_seconds = 0.3
+    write_manifest(manifest, web_app([pod]))
+    server = await manifest_proxy(manifest)
+    async with prometheus([target(server)], tmp_path) as prom:
+        # rate() needs a sample from before the traffic: a route's series appear with its
+        # first request, as ingress-nginx's do
+        assert (await get(server)).status == 200
+        await prom.scraped()
+        for _ in range(15):
+            assert (await get(server)).status == 200
+        for _ in range(4):
+            assert (await get(server, "/slow")).status == 200
+        await prom.scraped()
+        await prom.scraped()  # two samples since the traffic: rate() sees all of it
+
+        async def quantile(q: float, histogram: str) -> float:
+            (series,) = await prom.query(
+                f"histogram_quantile({q}, sum by (le) (rate({histogram}_bucket[1m])))"
+            )
+            return series.value
+
+        for histogram in (
+            "sticky_proxy_request_duration_seconds",
+            "sticky_proxy_upstream_response_seconds",
+        ):
+            # 15 fast answers and 4 of 0.3 s in the window: the median is in the fastest
+            # buckets, the 95th percentile in the 0.25-0.5 s bucket
+            assert await quantile(0.5, histogram) <= 0.1, histogram
+            assert 0.25 <= await quantile(0.95, histogram) <= 0.5, histogram
+        counted = await prom.values("sum(sticky_proxy_request_duration_seconds_count)", "")
+        assert counted == {"": 20}
+
+
+async def test_upstream_errors_and_reloads_as_prometheus_sees_them(
+    pods: Pods, manifest: Path, manifest_proxy: StartManifestProxy, tmp_path: Path
+) -> None:
+    live, doomed = await pods.start(2)
+    write_manifest(manifest, web_app([live, doomed]))
+    server = await manifest_proxy(manifest)
+    async with prometheus([target(server)], tmp_path) as prom:
+        await doomed.stop()  # its port refuses connections; requests fail over to `live`
+        for _ in range(20):
+            assert (await get(server)).status == 200
+        assert await reload_after(server, lambda: write_manifest(manifest, web_app([live])))
+        await prom.scraped()
+        errors = await prom.values("sum by (reason) (sticky_proxy_upstream_errors_total)", "reason")
+        assert errors["connect"] >= 1  # round robin: every other new request tries `doomed`
+        failovers = await prom.values(
+            'sum(sticky_proxy_affinity_decisions_total{outcome="failover"})', ""
+        )
+        assert failovers == {"": 0}  # no affinity here: a retry is not a session's failover
+        reloads = await prom.values("sum by (result) (sticky_proxy_config_reloads_total)", "result")
+        assert reloads == {"success": 2, "failure": 0}
+        assert await prom.values("sticky_proxy_config_last_reload_successful", "") == {"": 1}
+        assert await prom.values("sticky_proxy_endpoints", "state") == {
+            "ready": 1,
+            "draining": 0,
+        }
+
+
+async def test_prometheus_reports_a_proxy_it_cannot_scrape_as_down(tmp_path: Path) -> None:
+    """The `up` series the readiness alert reads: 0 for a target that does not answer."""
+    async with prometheus(["127.0.0.1:9"], tmp_path) as prom:
+        with pytest.raises(AssertionError, match="down"):
+            await prom.scraped()
+        assert await prom.values("up", "instance") == {"127.0.0.1:9": 0}
+
+
+async def test_two_workers_add_up_in_prometheus(pods: Pods, manifest: Path, tmp_path: Path) -> None:
+    """`serve --workers 2`: each request on its own connection, so both workers serve; the
+    sums Prometheus computes are the traffic sent, once each."""
+    started = await pods.start(2)
+    write_manifest(manifest, web_app(started, affinity="cookie"))
+    async with (
+        serve_process("--workers", "2", "--manifests", str(manifest)) as served,
+        prometheus([served.admin.removeprefix("http://")], tmp_path) as prom,
+        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client,
+    ):
+
+        async def visit(cookie: str | None = None) -> str | None:
+            headers = {"Host": "app.test", **({"Cookie": cookie} if cookie else {})}
+            async with client.get(served.proxy, headers=headers) as response:
+                assert response.status == 200
+                return response.cookies["INGRESSCOOKIE"].value if not cookie else None
+
+        for _ in range(SESSIONS):
+            value = await visit()
+            for _ in range(REPEATS):
+                await visit(f"INGRESSCOOKIE={value}")
+        served_count = SESSIONS * (1 + REPEATS)
+        # the worker that answers a scrape counts up to then, the other writes once a second
+        expected = {"new": SESSIONS, "sticky": SESSIONS * REPEATS}
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            await prom.scraped()
+            outcomes = await prom.values(
+                "sum by (outcome) (sticky_proxy_affinity_decisions_total)", "outcome"
+            )
+            if {k: v for k, v in outcomes.items() if v} == expected:
+                break
+            assert asyncio.get_running_loop().time() < deadline, outcomes
+        total = await prom.values("sum(sticky_proxy_requests_total)", "")
+        assert total == {"": served_count}
+        sessions = await prom.values("sum(sticky_proxy_endpoint_active_sessions)", "")
+        assert SESSIONS - 1 <= sessions[""] <= SESSIONS  # merged sketches: each session once
+        assert await prom.values("sticky_proxy_endpoints", "state") == {
+            "ready": 2,
+            "draining": 0,
+        }
