@@ -511,7 +511,9 @@ class Metrics:
         routes = snapshot.routes
         if snapshot.default_route is not None:
             routes = (*routes, snapshot.default_route)
-        self.current_routes = frozenset({_NO_ROUTE, *(route.labels for route in routes)})
+        # A request the canary takes is counted under the canary's route: its series are current.
+        canaries = [route.canary for route in routes if route.canary is not None]
+        self.current_routes = frozenset({_NO_ROUTE, *(r.labels for r in (*routes, *canaries))})
         self.current_endpoints = snapshot.endpoint_labels
         self._current_clusters = frozenset(id(cluster.balancer) for cluster in clusters)
 
