@@ -36,6 +36,7 @@ from proxy.core.errors import UPSTREAM_ERROR_REASONS
 from proxy.core.model import AffinityMode, Endpoint
 from proxy.core.routing import Route, Snapshot
 from proxy.observability.active_sessions import SessionSketch
+from proxy.observability.ingress_nginx import Controller, IngressNginxMetrics, RequestKey
 from proxy.observability.proxied_request import ProxiedRequest
 from proxy.observability.session_share import SessionShare
 
@@ -73,11 +74,6 @@ _PROCESS_GAUGES: Final[dict[str, Literal["livesum", "livemax", "livemin"]]] = {
     "process_max_fds": "livemax",
     "process_start_time_seconds": "livemin",
 }
-
-
-# What requests are counted by: their route's labels (namespace, ingress, service, host, path),
-# method and status.
-RequestKey = tuple[tuple[str, ...], bytes, int]
 
 
 class Answers:
@@ -124,7 +120,8 @@ class ClusterView:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, ingress_nginx: Controller | None = None) -> None:
+        """`ingress_nginx`: also export ingress-nginx's series, with these controller labels."""
         directory = os.environ.get(MULTIPROC_DIR)
         self.multiprocess = directory is not None
         own = CollectorRegistry()
@@ -234,6 +231,9 @@ class Metrics:
             "Kubernetes API watches started again, by resource and why (expired: relisted)",
             ["resource", "reason"],
             registry=registry,
+        )
+        self.ingress_nginx = (
+            IngressNginxMetrics(ingress_nginx, registry, SECONDS, BYTES) if ingress_nginx else None
         )
         self._process_gauges = {
             name: Gauge(name, "As ProcessCollector's", registry=registry, multiprocess_mode=mode)
@@ -397,6 +397,8 @@ class Metrics:
     def count_reload(self, accepted: bool) -> None:
         self._reloads["success" if accepted else "failure"].inc()
         self.config_last_reload_successful.set(1 if accepted else 0)
+        if self.ingress_nginx is not None:
+            self.ingress_nginx.count_reload(accepted)
 
     # -- once a second and at every scrape ------------------------------------------------------
 
@@ -443,11 +445,19 @@ class Metrics:
 
     def _flush(self) -> None:
         routes, self._routes = self._routes, {}
+        compat = self.ingress_nginx
+        if compat is not None:
+            compat.follow(self._snapshot())  # before labelling what it counted
         for key, stats in routes.items():
             self._request_child(key).inc(stats.count)
             histograms = (stats.duration, stats.upstream, stats.request_size, stats.response_size)
             for child, counts in zip(self._histogram_child(key[0]), histograms, strict=True):
                 add_counts(child, counts)
+            if compat is not None:  # the same counts again, as ingress-nginx's series
+                requests, children = compat.children(key)
+                requests.inc(stats.count)
+                for child, counts in zip(children, (*histograms, stats.response_size), strict=True):
+                    add_counts(child, counts)
         for outcome, count in self._outcomes.items():
             if count:
                 self._outcome_children[outcome].inc(count)
@@ -569,6 +579,8 @@ class Metrics:
         for labels in [k for k in self._histogram_children if k not in self.current_routes]:
             del self._histogram_children[labels]
             self._forget(labels, self._histograms())
+        if self.ingress_nginx is not None:
+            self.ingress_nginx.prune(self.current_routes, self.multiprocess)
         self._pruned_sizes = self._sizes()
 
     def _endpoint_families(self) -> tuple[Counter | Gauge, ...]:
