@@ -117,6 +117,7 @@ class IngressNginxMetrics:
         # nginx counts a request the canary answers under the location's Ingress and Service,
         # with the canary's upstream in `canary` (docs/ingress-nginx-compat.md, "Canaries").
         self._canaries: dict[tuple[str, ...], tuple[tuple[str, ...], str]] = {}
+        self._current_canaries: frozenset[tuple[tuple[str, ...], str]] = frozenset()
         self._table: Snapshot | None = None  # the routing table `_canaries` is of
         self._children: dict[RequestKey, tuple[Gauge, tuple[Histogram, ...]]] = {}
         # the labels each was made with (the canaries may have moved since)
@@ -135,6 +136,12 @@ class IngressNginxMetrics:
             for route in mains
             if route.canary is not None
         }
+        self._current_canaries = frozenset(self._canaries.values())
+
+    def canary_is_current(self, location: tuple[str, ...], canary: str) -> bool:
+        """Whether the table still has this canary at this location (with workers, the files
+        keep the series of one removed since: see `Metrics.is_current`)."""
+        return (location, canary) in self._current_canaries
 
     def children(self, key: RequestKey) -> tuple[Gauge, tuple[Histogram, ...]]:
         """The series of the requests of `key`: their count, and HISTOGRAMS in that order."""

@@ -617,7 +617,11 @@ class Metrics:
         if "endpoint" in labels:
             return (labels["cluster"], labels["endpoint"]) in self.current_endpoints
         if "path" in labels:
-            return tuple(labels[name] for name in ROUTE_LABELS) in self.current_routes
+            route = tuple(labels[name] for name in ROUTE_LABELS)
+            if labels.get("canary") and self.ingress_nginx is not None:
+                # ingress-nginx's series of a canary's answers: labelled with its location
+                return self.ingress_nginx.canary_is_current(route, labels["canary"])
+            return route in self.current_routes
         return True
 
 
