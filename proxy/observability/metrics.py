@@ -521,9 +521,12 @@ class Metrics:
         routes = snapshot.routes
         if snapshot.default_route is not None:
             routes = (*routes, snapshot.default_route)
-        # A request the canary takes is counted under the canary's route: its series are current.
-        canaries = [route.canary for route in routes if route.canary is not None]
-        self.current_routes = frozenset({_NO_ROUTE, *(r.labels for r in (*routes, *canaries))})
+        # A request the canary or one backend of an HTTPRoute rule takes is counted under that
+        # route, which is in no list of routes: its series are current too.
+        taken = [route.canary for route in routes if route.canary is not None]
+        taken += [part for route in routes for _, part in route.split]
+        taken += [part for route in routes for part in route.session_backends]
+        self.current_routes = frozenset({_NO_ROUTE, *(r.labels for r in (*routes, *taken))})
         self.current_endpoints = snapshot.endpoint_labels
         self._current_clusters = frozenset(id(cluster.balancer) for cluster in clusters)
 

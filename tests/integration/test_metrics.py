@@ -12,11 +12,16 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.app.runtime import ProxyServer
+from proxy.app.settings import ServeSettings
 from proxy.control.sources.static import static_snapshot
+from proxy.control.translate import TranslateOptions
+from proxy.control.translate.pipeline import translate
 from proxy.core.access import RealIp, parse_ranges
 from proxy.core.cookies import CookieSettings
 from proxy.core.model import Affinity, AffinityMode, Endpoint, UpstreamPolicy
+from proxy.core.values import Address
 from proxy.observability.metrics import BYTES, SECONDS, Metrics
+from tests.gateway.test_sessions import GATEWAY
 from tests.integration.cluster import (
     Answer,
     Pods,
@@ -450,3 +455,33 @@ async def test_requests_a_canary_answers_count_under_the_canarys_route(
     assert values(families["sticky_proxy_request_duration_seconds"], "_count", "service") == {
         "web": 1, "canary": 2
     }  # fmt: skip
+
+
+async def test_requests_each_backend_of_an_httproute_rule_takes_count_under_its_service(
+    pods: Pods,
+) -> None:
+    """Each backendRef of a rule is a route of its own, in no list of routes either."""
+    web, other = await pods.start(2)
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "app", "namespace": "default"},
+             "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["app.test"],
+                      "rules": [{"backendRefs": [{"name": "web", "port": 80},
+                                                 {"name": "other", "port": 80}]}]}}  # fmt: skip
+    objects = [*GATEWAY, route, service("web"), service("other"),
+               endpoint_slice([web]), endpoint_slice([other], service_name="other")]  # fmt: skip
+    loopback = Address("127.0.0.1", 0)
+    server = ProxyServer(ServeSettings(listen=loopback, metrics_listen=loopback),
+                         translate(objects, TranslateOptions()))  # fmt: skip
+    await server.start()
+    try:
+        sent = 0
+        while not (web.requests and other.requests):  # equal weights: each one's turn comes
+            assert sent < 200, "a backend never answered"
+            assert (await get(server)).status == 200
+            sent += 1
+        families = await scrape(server)
+    finally:
+        await server.stop(grace=0.5)
+    by_service = values(families["sticky_proxy_requests"], "_total", "service")
+    assert by_service == {"web": web.requests, "other": other.requests}
+    assert sum(by_service.values()) == sent
