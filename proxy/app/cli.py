@@ -162,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=SERVE.access_log,
         help="one line per request " + _DEFAULT,
     )
+    serve.add_argument(
+        "--ingress-nginx-metrics",
+        action="store_true",
+        help="also export ingress-nginx's request and reload series (nginx_ingress_controller_*) "
+        "for its dashboards and alerts",
+    )
     sources = serve.add_mutually_exclusive_group()
     sources.add_argument(
         "--backend",
@@ -625,6 +631,7 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
         state_dir=args.state_dir,
         log_level=args.log_level,
         access_log=args.access_log,
+        ingress_nginx_metrics=args.ingress_nginx_metrics,
         client_header_timeout=args.client_header_timeout,
         client_body_timeout=args.client_body_timeout,
         max_connections=args.max_connections,

@@ -44,7 +44,6 @@ def run(command: Command) -> int:
         return show_routes(command)
     # Imported only now so a bad flag is reported without loading the data plane.
     from proxy.app import runtime  # noqa: PLC0415
-    from proxy.observability.metrics import Metrics  # noqa: PLC0415
 
     logging.basicConfig(
         level=command.settings.log_level.upper(),
@@ -58,7 +57,8 @@ def run(command: Command) -> int:
             from proxy.app.workers import run_workers  # noqa: PLC0415
 
             return run_workers(command)
-        metrics = Metrics()  # the Kubernetes source counts its watch restarts there too
+        # the Kubernetes source counts its watch restarts there too
+        metrics = runtime.new_metrics(command.settings)
         uvloop.run(runtime.serve(command.settings, _source(command, metrics), metrics=metrics))
     except KeyboardInterrupt:  # Ctrl-C before the runtime took over SIGINT: a normal stop
         return 0

@@ -24,6 +24,7 @@ from proxy.dataplane.listener import Listener, listening_socket
 from proxy.dataplane.tls_contexts import TlsContexts
 from proxy.observability.access_log import AccessLog
 from proxy.observability.admin import admin_app
+from proxy.observability.ingress_nginx import Controller
 from proxy.observability.metrics import Metrics
 from proxy.system import build
 from proxy.system.heap import FULL_COLLECTION_INTERVAL, collect_everything
@@ -56,7 +57,7 @@ class ProxyServer:
         metrics: Metrics | None = None,  # shared with a source that counts its own (Kubernetes)
     ) -> None:
         self.settings = settings
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or new_metrics(settings)
         self.access_log: AccessLog | None = None
         if settings.access_log != "off":
             self.access_log = AccessLog(settings.access_log)
@@ -223,6 +224,14 @@ class ProxyServer:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 KEEP_FREE_HEAP = 32 << 20
 HEAP_ALLOCATIONS_UP_TO = 4 << 20
+
+
+def new_metrics(settings: ServeSettings) -> Metrics:
+    """The metrics of a proxy with `settings`: ingress-nginx's series too with
+    --ingress-nginx-metrics (docs/behaviour.md, "ingress-nginx's metric names")."""
+    if not settings.ingress_nginx_metrics:
+        return Metrics()
+    return Metrics(Controller.from_environment(settings.ingress_class))
 
 
 def keep_freed_memory() -> None:

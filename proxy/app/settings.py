@@ -59,6 +59,8 @@ class ServeSettings:
     reuse_port: bool = False
     log_level: str = "info"
     access_log: str = "off"
+    # --ingress-nginx-metrics: ingress-nginx's series too (docs/behaviour.md, "Metrics")
+    ingress_nginx_metrics: bool = False
     client_header_timeout: float = CLIENT_HEADER_TIMEOUT
     client_body_timeout: float = CLIENT_BODY_TIMEOUT  # between two reads of a request body
     max_connections: int = MAX_CONNECTIONS  # client connections at once

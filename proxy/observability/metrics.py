@@ -36,6 +36,7 @@ from proxy.core.errors import UPSTREAM_ERROR_REASONS
 from proxy.core.model import AffinityMode, Endpoint
 from proxy.core.routing import Route, Snapshot
 from proxy.observability.active_sessions import SessionSketch
+from proxy.observability.ingress_nginx import Controller, IngressNginxMetrics, RequestKey
 from proxy.observability.proxied_request import ProxiedRequest
 from proxy.observability.session_share import SessionShare
 
@@ -77,14 +78,15 @@ _PROCESS_GAUGES: Final[dict[str, Literal["livesum", "livemax", "livemin"]]] = {
 }
 
 
-class _RouteStats:
-    """One route's requests since the last sync: counts by (method, status), and histograms as
-    bucket counts with the sum of observations in the last place."""
+class Answers:
+    """The requests of one `RequestKey` since the last sync: their count, and histograms as bucket
+    counts with the sum of observations in the last place (kept per method and status, not per
+    route, for ingress-nginx's series: docs/behaviour.md, "ingress-nginx's metric names")."""
 
-    __slots__ = ("duration", "request_size", "requests", "response_size", "upstream")
+    __slots__ = ("count", "duration", "request_size", "response_size", "upstream")
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[bytes, int], int] = {}
+        self.count = 0
         self.duration = [0.0] * (len(SECONDS) + 2)
         self.upstream = [0.0] * (len(SECONDS) + 2)
         self.request_size = [0.0] * (len(BYTES) + 2)
@@ -120,7 +122,8 @@ class ClusterView:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, ingress_nginx: Controller | None = None) -> None:
+        """`ingress_nginx`: also export ingress-nginx's series, with these controller labels."""
         directory = os.environ.get(MULTIPROC_DIR)
         self.multiprocess = directory is not None
         own = CollectorRegistry()
@@ -262,6 +265,9 @@ class Metrics:
             ["resource", "reason"],
             registry=registry,
         )
+        self.ingress_nginx = (
+            IngressNginxMetrics(ingress_nginx, registry, SECONDS, BYTES) if ingress_nginx else None
+        )
         self._process_gauges = {
             name: Gauge(name, "As ProcessCollector's", registry=registry, multiprocess_mode=mode)
             for name, mode in _PROCESS_GAUGES.items()
@@ -278,7 +284,7 @@ class Metrics:
         self._upstream_errors = _children(self.upstream_errors, UPSTREAM_ERROR_REASONS)
         self._watch_restarts: dict[tuple[str, str], Counter] = {}
         # What the data path bumps, moved into the metrics above by `sync`:
-        self._routes: dict[tuple[str, ...], _RouteStats] = {}
+        self._routes: dict[RequestKey, Answers] = {}
         self._outcomes = dict.fromkeys(Outcome, 0)
         self._views: dict[int, ClusterView] = {}
         self._endpoint_stats: dict[tuple[str, str], _EndpointStats] = {}
@@ -318,9 +324,7 @@ class Metrics:
 
     def count_request(self, route: Route | None, method: bytes, status: int) -> None:
         """A request answered without an exchange (turned away before one began)."""
-        stats = self._route_stats(route.labels if route is not None else _NO_ROUTE)
-        key = (method, status)
-        stats.requests[key] = stats.requests.get(key, 0) + 1
+        self._answers((route.labels if route is not None else _NO_ROUTE, method, status)).count += 1
 
     def abandoned(self, exchange: ProxiedRequest) -> None:
         """A request whose client left before its answer was done: nginx's 499, and the affinity
@@ -335,11 +339,10 @@ class Metrics:
         calls: this runs for every request)."""
         end = perf_counter()
         route = exchange.route
-        labels = route.labels if route is not None else _NO_ROUTE
-        stats = self._routes.get(labels) or self._route_stats(labels)
-        key = (exchange.request.method, exchange.status)
-        requests = stats.requests
-        requests[key] = requests.get(key, 0) + 1
+        key = (route.labels if route is not None else _NO_ROUTE, exchange.request.method,
+               exchange.status)  # fmt: skip
+        stats = self._routes.get(key) or self._answers(key)
+        stats.count += 1
         # `le` buckets: bisect_left finds the first bound >= the value; the sum is last. (Most
         # requests take under 5 ms: a comparison, not a call, finds their bucket.)
         seconds = end - exchange.started_at
@@ -365,10 +368,10 @@ class Metrics:
         if self.access_log is not None:
             self.access_log(exchange, end)
 
-    def _route_stats(self, labels: tuple[str, ...]) -> _RouteStats:
-        stats = self._routes.get(labels)
+    def _answers(self, key: RequestKey) -> Answers:
+        stats = self._routes.get(key)
         if stats is None:
-            stats = self._routes[labels] = _RouteStats()
+            stats = self._routes[key] = Answers()
         return stats
 
     def count_try(self, cluster: Cluster, endpoint: Endpoint) -> ClusterView:
@@ -439,6 +442,8 @@ class Metrics:
             self.config_last_reload_success.set(time())
         if build_seconds is not None:
             self.config_build.observe(build_seconds)
+        if self.ingress_nginx is not None:
+            self.ingress_nginx.count_reload(accepted)
 
     # -- once a second and at every scrape ------------------------------------------------------
 
@@ -486,12 +491,19 @@ class Metrics:
 
     def _flush(self) -> None:
         routes, self._routes = self._routes, {}
-        for labels, stats in routes.items():
-            for (method, status), count in stats.requests.items():
-                self._request_child(labels, method, status).inc(count)
+        compat = self.ingress_nginx
+        if compat is not None:
+            compat.follow(self._snapshot())  # before labelling what it counted
+        for key, stats in routes.items():
+            self._request_child(key).inc(stats.count)
             histograms = (stats.duration, stats.upstream, stats.request_size, stats.response_size)
-            for child, counts in zip(self._histogram_child(labels), histograms, strict=True):
-                _add_counts(child, counts)
+            for child, counts in zip(self._histogram_child(key[0]), histograms, strict=True):
+                add_counts(child, counts)
+            if compat is not None:  # the same counts again, as ingress-nginx's series
+                requests, children = compat.children(key)
+                requests.inc(stats.count)
+                for child, counts in zip(children, (*histograms, stats.response_size), strict=True):
+                    add_counts(child, counts)
         for outcome, count in self._outcomes.items():
             if count:
                 self._outcome_children[outcome].inc(count)
@@ -512,8 +524,7 @@ class Metrics:
             if endpoint.sessions.seen:
                 self._sketching.add(endpoint)
 
-    def _request_child(self, labels: tuple[str, ...], method: bytes, status: int) -> Counter:
-        key = (labels, method, status)
+    def _request_child(self, key: RequestKey) -> Counter:
         child = self._request_children.get(key)
         if child is None:
             child = self._request_children[key] = self.requests.labels(*_request_labels(key))
@@ -558,7 +569,12 @@ class Metrics:
         routes = snapshot.routes
         if snapshot.default_route is not None:
             routes = (*routes, snapshot.default_route)
-        self.current_routes = frozenset({_NO_ROUTE, *(route.labels for route in routes)})
+        # A request the canary or one backend of an HTTPRoute rule takes is counted under that
+        # route, which is in no list of routes: its series are current too.
+        taken = [route.canary for route in routes if route.canary is not None]
+        taken += [part for route in routes for _, part in route.split]
+        taken += [part for route in routes for part in route.session_backends]
+        self.current_routes = frozenset({_NO_ROUTE, *(r.labels for r in (*routes, *taken))})
         self.current_endpoints = snapshot.endpoint_labels
         self._current_clusters = frozenset(id(cluster.balancer) for cluster in clusters)
 
@@ -626,6 +642,8 @@ class Metrics:
         for labels in [k for k in self._histogram_children if k not in self.current_routes]:
             del self._histogram_children[labels]
             self._forget(labels, self._histograms())
+        if self.ingress_nginx is not None:
+            self.ingress_nginx.prune(self.current_routes, self.multiprocess)
         self._pruned_sizes = self._sizes()
 
     def _endpoint_families(self) -> tuple[Counter | Gauge, ...]:
@@ -662,7 +680,11 @@ class Metrics:
         if "endpoint" in labels:
             return (labels["cluster"], labels["endpoint"]) in self.current_endpoints
         if "path" in labels:
-            return tuple(labels[name] for name in ROUTE_LABELS) in self.current_routes
+            route = tuple(labels[name] for name in ROUTE_LABELS)
+            if labels.get("canary") and self.ingress_nginx is not None:
+                # ingress-nginx's series of a canary's answers: labelled with its location
+                return self.ingress_nginx.canary_is_current(route, labels["canary"])
+            return route in self.current_routes
         return True
 
 
@@ -672,12 +694,12 @@ def _histogram(
     return Histogram(name, documentation, ROUTE_LABELS, registry=registry, buckets=buckets)
 
 
-def _request_labels(key: tuple[tuple[str, ...], bytes, int]) -> tuple[str, ...]:
+def _request_labels(key: RequestKey) -> tuple[str, ...]:
     labels, method, status = key
     return (*labels, method.decode("ascii", "replace"), str(status))
 
 
-def _add_counts(child: Histogram, counts: list[float]) -> None:
+def add_counts(child: Histogram, counts: list[float]) -> None:
     """Add bucket counts gathered by `finished` to a histogram child in one `inc` per bucket.
 
     prometheus-client only offers `observe(value)`, one at a time; its per-bucket values

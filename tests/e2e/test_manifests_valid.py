@@ -160,7 +160,7 @@ def test_the_proxy_routes_the_rendered_objects_as_the_walkthrough_expects(tmp_pa
 def proxy_args(deployment: Obj) -> list[str]:
     """The container's args with the downward-API variables filled in, as the kubelet does."""
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    values = {"POD_NAMESPACE": deployment["metadata"]["namespace"]}
+    values = {"POD_NAMESPACE": deployment["metadata"]["namespace"], "POD_NAME": "sticky-proxy-0"}
     for env in container.get("env", ()):
         assert env["name"] in values, f"{env['name']}: not filled in by this test"
     args: list[str] = container["args"]

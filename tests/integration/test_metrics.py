@@ -5,19 +5,36 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import aiohttp
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.app.runtime import ProxyServer
+from proxy.app.settings import ServeSettings
 from proxy.control.sources.static import static_snapshot
+from proxy.control.translate import TranslateOptions
+from proxy.control.translate.pipeline import translate
 from proxy.core.access import RealIp, parse_ranges
 from proxy.core.cookies import CookieSettings
 from proxy.core.model import Affinity, AffinityMode, Endpoint, UpstreamPolicy
+from proxy.core.values import Address
 from proxy.observability.metrics import BYTES, SECONDS, Metrics
-from tests.integration.cluster import Answer, get, until
-from tests.integration.conftest import StartProxy, StartUpstreams
+from tests.gateway.test_sessions import GATEWAY
+from tests.integration.cluster import (
+    Answer,
+    Pods,
+    endpoint_slice,
+    get,
+    ingress,
+    path,
+    rule,
+    service,
+    until,
+    write_manifest,
+)
+from tests.integration.conftest import StartManifestProxy, StartProxy, StartUpstreams
 from tests.integration.harness import Upstream
 from tests.tables import affinity_table
 
@@ -419,3 +436,57 @@ async def test_persistent_sessions_count_clients_as_trusted_proxies_name_them(
     for client in ("203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.1"):
         assert (await get(server, headers={"X-Forwarded-For": client})).status == 200
     assert values((await scrape(server))["sticky_proxy_endpoint_active_sessions"]) == {"": 3}
+
+
+async def test_requests_a_canary_answers_count_under_the_canarys_route(
+    pods: Pods, manifest: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """A canary's route is in no table's list of routes, only its location's: its series must
+    still count as current, not be pruned as soon as they are made."""
+    main_pod, canary_pod = await pods.start(2)
+    canary = ingress("foo-canary", rule("foo", path("/", service="canary")), canary="true",
+                     canary_by_header="Canary")  # fmt: skip
+    write_manifest(manifest, [ingress("foo", rule("foo", path("/"))), canary, service("web"),
+                              service("canary"), endpoint_slice([main_pod]),
+                              endpoint_slice([canary_pod], service_name="canary")])  # fmt: skip
+    server = await manifest_proxy(manifest)
+    for _ in range(2):
+        assert (await get(server, "/", "foo", headers={"Canary": "always"})).pod == canary_pod.name
+    assert (await get(server, "/", "foo")).pod == main_pod.name
+    families = await scrape(server)
+    assert values(families["sticky_proxy_requests"], "_total", "ingress") == {
+        "foo": 1, "foo-canary": 2
+    }  # fmt: skip
+    assert values(families["sticky_proxy_request_duration_seconds"], "_count", "service") == {
+        "web": 1, "canary": 2
+    }  # fmt: skip
+
+
+async def test_requests_each_backend_of_an_httproute_rule_takes_count_under_its_service(
+    pods: Pods,
+) -> None:
+    """Each backendRef of a rule is a route of its own, in no list of routes either."""
+    web, other = await pods.start(2)
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "app", "namespace": "default"},
+             "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["app.test"],
+                      "rules": [{"backendRefs": [{"name": "web", "port": 80},
+                                                 {"name": "other", "port": 80}]}]}}  # fmt: skip
+    objects = [*GATEWAY, route, service("web"), service("other"),
+               endpoint_slice([web]), endpoint_slice([other], service_name="other")]  # fmt: skip
+    loopback = Address("127.0.0.1", 0)
+    server = ProxyServer(ServeSettings(listen=loopback, metrics_listen=loopback),
+                         translate(objects, TranslateOptions()))  # fmt: skip
+    await server.start()
+    try:
+        sent = 0
+        while not (web.requests and other.requests):  # equal weights: each one's turn comes
+            assert sent < 200, "a backend never answered"
+            assert (await get(server)).status == 200
+            sent += 1
+        families = await scrape(server)
+    finally:
+        await server.stop(grace=0.5)
+    by_service = values(families["sticky_proxy_requests"], "_total", "service")
+    assert by_service == {"web": web.requests, "other": other.requests}
+    assert sum(by_service.values()) == sent

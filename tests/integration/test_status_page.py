@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import itertools
 import json
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -12,12 +15,16 @@ import aiohttp
 import pytest
 
 from proxy.app.runtime import ProxyServer
+from proxy.app.settings import ServeSettings
 from proxy.control.sources.static import static_snapshot
+from proxy.control.translate import TranslateOptions
+from proxy.control.translate.pipeline import translate
 from proxy.core.cookies import CookieSettings
 from proxy.core.model import Affinity, Endpoint, UpstreamPolicy
+from proxy.core.values import Address
 from proxy.observability.status_page import PAGE
 from tests.integration.browser import chromium, open_page
-from tests.integration.cluster import get
+from tests.integration.cluster import Pods, endpoint_slice, get, ingress, rule, service
 from tests.integration.conftest import StartProxy, StartUpstreams
 from tests.integration.harness import Upstream
 
@@ -147,6 +154,87 @@ async def test_status_page_in_chromium_shows_endpoints_and_session_bars(
         await page_until(rows_shown, 2, "draining")
         assert {r["endpoint"]: r["state"] for r in rows} == {"web-u0": "ready",
                                                              "web-u1": "draining"}  # fmt: skip
+
+
+# Set to a path (docs/images/status-page.png) to keep the scale-up screenshot; CI leaves it unset.
+SCREENSHOT_ENV = "STICKY_PROXY_SCREENSHOT"
+SCREENSHOT_LIMIT = 200_000  # bytes: the README's picture stays small
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def shop(pods: list[Upstream]) -> list[Any]:
+    """Ingress shop (host shop.example, balanced cookie affinity) in front of `pods`."""
+    return [
+        ingress(
+            "shop",
+            rule("shop.example"),
+            affinity="cookie",
+            session_cookie_name="route",
+            session_cookie_max_age="1800",
+        ),
+        service(),
+        endpoint_slice(pods),
+    ]
+
+
+async def visitors(server: ProxyServer, count: int, reach: list[Upstream], clicks: int = 0) -> None:
+    """At least `count` new visitors to shop.example, each clicking `clicks` more times with its
+    cookie, and as many more as it takes for every pod of `reach` to have answered (the ring
+    decides where each one goes)."""
+    for visitor in itertools.count():
+        if visitor >= count and all(pod.requests for pod in reach):
+            return
+        assert visitor < 200, "the ring never sent a visitor to some pod"
+        cookie = "route=" + (await get(server, "/", "shop.example")).value("route")
+        for _ in range(clicks):
+            assert (await get(server, "/cart", "shop.example", cookie=cookie)).status == 200
+
+
+async def test_status_page_during_a_scale_up_in_chromium(pods: Pods, tmp_path: Path) -> None:
+    """Three pods with sessions, then five: the page shows the new pods taking new sessions while
+    the old ones keep theirs. Its screenshot is the README's picture (with SCREENSHOT_ENV set)."""
+    executable = chromium()
+    if executable is None:
+        pytest.skip("Chromium is not installed here (apt-get install chromium; .ci/run does it)")
+    first = await pods.start(3)
+    loopback = Address("127.0.0.1", 0)
+    server = ProxyServer(ServeSettings(listen=loopback, metrics_listen=loopback),
+                         translate(shop(first), TranslateOptions()))  # fmt: skip
+    await server.start()
+    try:
+        await visitors(server, 12, first, clicks=3)
+        added = await pods.start(2)
+        server.publisher.publish(translate(shop([*first, *added]), TranslateOptions()))
+        await visitors(server, 8, added)  # the ring now spreads new ones over five pods
+
+        async with open_page(executable, f"http://{server.metrics_address}/", tmp_path) as page:
+            await page.call("Emulation.setDeviceMetricsOverride", width=1000, height=600,
+                            deviceScaleFactor=1, mobile=False)  # fmt: skip
+            rows: list[dict[str, Any]] = []
+
+            async def new_pods_serving() -> bool:
+                rows[:] = await page.evaluate(ROWS) or []
+                serving = {r["endpoint"] for r in rows if r["requests"] > 0}
+                return len(rows) == 5 and {p.name for p in added} <= serving
+
+            await page_until(new_pods_serving)
+            assert {r["endpoint"] for r in rows} == {p.name for p in (*first, *added)}
+            assert {r["state"] for r in rows} == {"ready"}
+            old = [r for r in rows if r["endpoint"] in {p.name for p in first}]
+            assert all(r["active_sessions"] > 0 for r in old)  # their sessions are still there
+            # down to the last cluster's box and the page's margin below it
+            bottom = "document.getElementById('clusters').getBoundingClientRect().bottom"
+            height = await page.evaluate(f"Math.ceil({bottom}) + 8")
+            shot = await page.call("Page.captureScreenshot", format="png",
+                                   clip={"x": 0, "y": 0, "width": 1000, "height": height,
+                                         "scale": 1}, captureBeyondViewport=True)  # fmt: skip
+    finally:
+        await server.stop(grace=0.5)
+    image = base64.b64decode(shot["data"])
+    assert image.startswith(PNG) and len(image) < SCREENSHOT_LIMIT, len(image)
+    target = os.environ.get(SCREENSHOT_ENV)
+    if target:
+        Path(target).write_bytes(image)
 
 
 async def page_until(

@@ -32,7 +32,7 @@ def test_serve_defaults_are_the_settings_and_annotation_defaults() -> None:
 def test_every_serve_flag_reaches_the_settings() -> None:
     settings = serve(
         *("--listen", "[::1]:9000", "--metrics-listen", "127.0.0.1:0", "--workers", "1"),
-        *("--log-level", "debug", "--access-log", "json"),
+        *("--log-level", "debug", "--access-log", "json", "--ingress-nginx-metrics"),
         *("--affinity-mode", "persistent", "--session-cookie-name", "route"),
         *("--session-cookie-path", "/app", "--session-cookie-domain", ".example.com"),
         *("--session-cookie-samesite", "None", "--session-cookie-conditional-samesite-none"),
@@ -50,6 +50,7 @@ def test_every_serve_flag_reaches_the_settings() -> None:
         workers=1,
         log_level="debug",
         access_log="json",
+        ingress_nginx_metrics=True,
         client_header_timeout=7.0,
         client_body_timeout=9.0,
         max_connections=100,
