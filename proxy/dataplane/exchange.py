@@ -26,6 +26,7 @@ from proxy.core.affinity import Decision, Outcome
 from proxy.core.canary import takes_canary
 from proxy.core.cookies import parse_cookie
 from proxy.core.cors import CORS_HEADERS, preflight_response, request_origin, with_lines
+from proxy.core.error_pages import error_request, stand_in_request
 from proxy.core.errors import (
     BodyTooLarge,
     Forbidden,
@@ -42,7 +43,7 @@ from proxy.core.filters import Redirect, rewritten
 from proxy.core.model import Endpoint
 from proxy.core.outliers import EJECTING_REASONS, substitute
 from proxy.core.rewrites import FixedRedirect
-from proxy.core.routing import Route
+from proxy.core.routing import ErrorPages, Route
 from proxy.core.sessions import SessionKind, SessionPolicy
 from proxy.dataplane.upstream import ResponseSink, UpstreamConnection
 from proxy.observability.proxied_request import ProxiedRequest
@@ -122,6 +123,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         "ctx",
         "downstream",
         "endpoint",
+        "error_code",
         "ewma_started",
         "finished",
         "framing",
@@ -190,6 +192,9 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.set_cookie: bytes | None = None
         self.gateway: GatewayState | None = None  # for Gateway API routes only
         self.cors_lines = b""  # CORS headers every answer gets (docs/behaviour.md, "CORS")
+        # the status handed to the default backend (custom-http-errors), 0 before: from then on
+        # the request body goes nowhere (docs/behaviour.md, "Custom error pages")
+        self.error_code = 0
         self.endpoint: Endpoint | None = None
         self.ewma_started = 0.0  # perf_counter of an EWMA-picked try, fed back at the end
         self.upstream: UpstreamConnection | None = None
@@ -260,6 +265,10 @@ class Exchange(ResponseSink, ProxiedRequest):
         cluster = route.cluster
         if cluster.affinity is not None and request.cookie is not None:
             self.cookie_value = parse_cookie(request.cookie, cluster.affinity.cookie.name)
+        errors = route.errors
+        if errors is not None and errors.stands_in:
+            # the default-backend serves a Service without endpoints (content phase)
+            forwarded = stand_in_request(forwarded, errors.about)
         self.upstream_head_bytes = h.upstream_head(
             forwarded, self.via, self.request_id, self.client
         )
@@ -267,7 +276,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.try_next(previous_failed=False)
 
     def body(self, data: bytes) -> None:
-        if self.finished:
+        if self.finished or self.error_code:
             return
         self.body_received += len(data)
         limit = self.route.upstream.body_size if self.route is not None else 0
@@ -551,14 +560,14 @@ class Exchange(ResponseSink, ProxiedRequest):
             self.pending_size = 0
             if not self.tunnel_pending:  # (those wait for a 101: nothing more is needed till then)
                 self.downstream.hold_reading(WAIT_UPSTREAM, False)
-        if self.request_done:
+        if self.request_done or self.error_code:
             self._request_sent()
 
     def _request_sent(self) -> None:
         if self.sent_done:
             return
         self.sent_done = True
-        if self.request.chunked:
+        if self.request.chunked and not self.error_code:
             assert self.upstream is not None
             self.upstream.send(h.LAST_CHUNK)
         self._start_read_timer()
@@ -633,9 +642,12 @@ class Exchange(ResponseSink, ProxiedRequest):
         if self.outcome is not None:
             assert self.tried_view is not None  # (set with the outcome, by the same try)
             self.ctx.metrics.answer_started(self.tried_view, self)
+        route = self.route
+        if route is not None and route.errors is not None and status in route.errors.intercepted:
+            self._error_page(status, route.errors)  # proxy_intercept_errors
+            return
         # An unread request body cannot be skipped: the connection closes after this answer.
         keep_alive = self.keep_alive and self.request_done and not self.ctx.closing
-        route = self.route
         if self.cors_lines:
             # replaced, as headers-more's more_set_headers does (docs/behaviour.md, "CORS")
             headers = [pair for pair in headers if pair[0].lower() not in CORS_HEADERS]
@@ -779,7 +791,45 @@ class Exchange(ResponseSink, ProxiedRequest):
             self.downstream.close_now()
             self._finish()
             return
+        route = self.route
+        if route is not None and route.errors is not None and error.status in route.errors.codes:
+            self._error_page(error.status, route.errors)  # error_page applies to nginx's own too
+            return
         self._reply(error.status, partial(error_response, error.status))
+
+    def _error_page(self, status: int, pages: ErrorPages) -> None:
+        """nginx's `error_page <status> = @custom_...`: the answer so far (and the connection
+        it came on) is dropped and the default backend answers instead, whatever its status; or,
+        without one, the built-in default backend's 404. The error backend's route has no
+        error pages: nothing is intercepted twice (docs/behaviour.md, "Custom error pages")."""
+        self._stop_timers()
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        if self.upstream is not None:
+            self.upstream.close()
+            self.upstream = None
+        self.response_started = False
+        self.cors_lines = b""  # (the named location adds none)
+        self.set_cookie = None
+        backend = pages.backend
+        if backend is None:
+            self._reply(404, partial(error_response, 404))
+            return
+        self.error_code = status
+        self.route = backend
+        self.tried = []
+        self.tries = 0
+        self.last_error = None
+        self.cookie_value = self.new_cookie = None
+        self.replay = None
+        self.pending = []
+        self.pending_size = 0
+        self.body_sent = False
+        self.downstream.hold_reading(WAIT_UPSTREAM, False)
+        asked = error_request(self.request, status, pages.about)
+        self.upstream_head_bytes = h.upstream_head(asked, self.via, self.request_id, self.client)
+        self.try_next(previous_failed=False)
 
     def _redirect_to_https(self, route: Route) -> None:
         request = self.request

@@ -24,9 +24,9 @@ def test_what_the_parser_honours_is_what_the_table_calls_honoured() -> None:
 
 
 def test_the_table_lists_ingress_nginx_s_whole_user_guide() -> None:
-    # every name the user guide's annotations page mentions, and allowlist-source-range, which
-    # it does not, though ingress-nginx reads it before whitelist-source-range
-    assert len(ANNOTATIONS) == 131
+    # every name the user guide's annotations page mentions, and allowlist-source-range and
+    # disable-proxy-intercept-errors, which it does not, though ingress-nginx reads them
+    assert len(ANNOTATIONS) == 132
     assert verdict("made-up") == (Support.NOT_SUPPORTED, "not an ingress-nginx annotation")
 
 
@@ -78,7 +78,7 @@ def test_routes_reports_every_annotation_of_each_ingress() -> None:
     section = text.split("annotations of Ingress shop/shop\n")[1].split("\n\n")[0]
     assert section.splitlines() == [
         f"  {PREFIX}affinity               honoured: cookie, the only type",
-        f"  {PREFIX}configuration-snippet  no effect here: there is no nginx configuration to"
-        " add a snippet to",
+        f"  {PREFIX}configuration-snippet  not supported: refused, there is no nginx here;"
+        " move what it does into annotations or the application",
         f"  {PREFIX}mirror-target          not supported",
     ]

@@ -21,6 +21,7 @@ from proxy.control.translate.cors import (
     parse_origins,
 )
 from proxy.control.translate.coverage import Support, verdict
+from proxy.control.translate.error_annotations import parse_codes, parse_service_name
 from proxy.control.translate.proxy_ssl import (
     ProxySsl,
     parse_backend_protocol,
@@ -115,6 +116,7 @@ _CORS_ANNOTATIONS = (
 # allowlist-source-range is read first; whitelist-source-range is its older name
 _ALLOW = "allowlist-source-range"
 _ACCESS_ANNOTATIONS = ("allowlist-source-range", "whitelist-source-range", "denylist-source-range")
+_ERROR_ANNOTATIONS = ("custom-http-errors", "default-backend", "disable-proxy-intercept-errors")
 _HONOURED = frozenset(
     {
         "affinity",
@@ -143,6 +145,7 @@ _HONOURED = frozenset(
         "enable-cors",
         *_CORS_ANNOTATIONS,
         *_ACCESS_ANNOTATIONS,
+        *_ERROR_ANNOTATIONS,
     }
 )
 
@@ -199,6 +202,11 @@ class IngressSettings:
     rewrites: RewriteSettings | None = None  # rewrite-target, redirects and the like; None: none
     cors: CorsPolicy | None = None  # enable-cors and the cors-* annotations; None: off
     access: AccessList | None = None  # *-source-range; None: every client
+    # custom-http-errors (none: no error pages), disable-proxy-intercept-errors (inverted) and
+    # default-backend (a Service name) (docs/behaviour.md, "Custom error pages")
+    error_codes: frozenset[int] = frozenset()
+    intercept_errors: bool = True
+    default_backend: str | None = None
 
 
 def parse_server_name(text: str) -> str:
@@ -243,6 +251,9 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     rewrites = _rewrites(reader)
     cors_policy = _cors(reader)
     access, denied = _access_list(reader)
+    error_codes = reader.value("custom-http-errors", parse_codes) or frozenset()
+    intercept_errors = not reader.value("disable-proxy-intercept-errors", _go_bool)
+    default_backend = reader.value("default-backend", parse_service_name)
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -265,6 +276,9 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         denied=denied,
         rewrites=rewrites,
         cors=cors_policy,
+        error_codes=error_codes,
+        intercept_errors=intercept_errors,
+        default_backend=default_backend,
     )
 
 
@@ -543,7 +557,8 @@ class _Reader:
             if support is Support.NO_EFFECT:
                 self.warnings.append(f"{PREFIX}{name} has no effect here ({why}); ignored")
             elif support is Support.NOT_SUPPORTED:
-                self.warnings.append(f"{PREFIX}{name} is not supported; ignored")
+                because = f" ({why})" if why else ""
+                self.warnings.append(f"{PREFIX}{name} is not supported{because}; ignored")
 
 
 def _affinity_type(text: str) -> bool:

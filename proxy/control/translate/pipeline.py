@@ -10,6 +10,7 @@ from proxy.control.translate.backends import merge_backends, path_entries
 from proxy.control.translate.canaries import with_canaries
 from proxy.control.translate.coverage import report
 from proxy.control.translate.endpoints import build_backend_cluster
+from proxy.control.translate.error_pages import error_setups
 from proxy.control.translate.gateway.build import gateway_routes
 from proxy.control.translate.objects import KubeObject
 from proxy.control.translate.options import TranslateOptions
@@ -43,7 +44,8 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     clusters = {
         name: build_backend_cluster(plan, world, warnings) for name, plan in backends.items()
     }
-    layout = Layout(clusters, settings, warnings)
+    errors = error_setups(ingresses, settings, world, warnings)
+    layout = Layout(clusters, settings, warnings, errors)
     default_route = layout.add_default_backends(ingresses)
     layout.add_paths(entries)
     layout.add_server_roots(ingresses)

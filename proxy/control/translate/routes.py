@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from proxy.control.translate.annotations import IngressSettings
 from proxy.control.translate.backends import PathEntry
 from proxy.control.translate.endpoints import BuiltCluster
+from proxy.control.translate.error_pages import ErrorSetup
 from proxy.control.translate.ingresses import ROOT, Backend, Ingress
 from proxy.control.translate.rewrite_annotations import APP_ROOT_CODE, WWW_CODE
 from proxy.core.affinity import build_cluster
@@ -30,8 +31,10 @@ class Layout:
         clusters: Mapping[str, BuiltCluster],
         settings: Mapping[str, IngressSettings],
         warnings: list[str],
+        errors: Mapping[str, ErrorSetup] | None = None,
     ) -> None:
         self._clusters = clusters
+        self._errors = errors or {}  # by Ingress ref (docs/behaviour.md, "Custom error pages")
         self._settings = settings
         self._warnings = warnings
         self._routes: dict[_RouteKey, Route] = {}
@@ -209,7 +212,7 @@ class Layout:
         affinity = cluster.affinity
         cookie_path = affinity.cookie.path if affinity is not None else None
         rewrites = self._settings[ingress.ref].rewrites
-        return Route(
+        route = Route(
             host=host,
             path=path,
             path_type=path_type,
@@ -224,6 +227,13 @@ class Layout:
             cors=self._settings[ingress.ref].cors,
             access=self._settings[ingress.ref].access,
         )
+        setup = self._errors.get(ingress.ref)
+        if setup is None:
+            return route
+        # a default-backend serves a location whose Service has no ready endpoint (but a
+        # denied one still answers 503)
+        stands_in = not built.cluster.balancer.ready and self._settings[ingress.ref].denied is None
+        return setup.applied(route, backend.port, stands_in)
 
 
 def _is_affinity_location(
