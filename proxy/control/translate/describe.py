@@ -85,6 +85,7 @@ def _table(title: str, routes: Sequence[Route]) -> str:
                 _access(route),
                 f"proxy: {upstream}" if upstream else "",
                 _cors(route),
+                _errors(route),
             )
             if part
         )
@@ -171,6 +172,22 @@ def _cors(route: Route) -> str:
     if cors.origins is None:
         return "CORS: every origin"
     return f"CORS: {', '.join(cors.origins) or 'no origin'}"
+
+
+def _errors(route: Route) -> str:
+    """custom-http-errors and default-backend (docs/behaviour.md, "Custom error pages")."""
+    pages = route.errors
+    if pages is None:
+        return ""
+    backend = pages.backend.cluster.name if pages.backend is not None else "the built-in 404"
+    parts = []
+    if pages.stands_in:
+        parts.append("its Service has no ready endpoint: served by the default backend")
+    if pages.codes:
+        codes = ",".join(map(str, sorted(pages.codes)))
+        own = "" if pages.intercepted else " (the proxy's own answers only)"
+        parts.append(f"errors {codes}{own} answered by {backend}")
+    return "; ".join(parts)
 
 
 def _split(route: Route) -> str:
