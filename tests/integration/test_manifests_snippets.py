@@ -2,8 +2,8 @@
 administrator disabled snippets (test/e2e/annotations/snippet.go, serversnippet.go), each named
 after the Go test it mirrors (those for snippets an administrator allows have no counterpart:
 snippets are never run here). There is no nginx here, so every snippet is refused that way: the
-Ingress is served without it, and the warnings say so (docs/ingress-nginx-compat.md,
-"Snippets")."""
+Ingress is served without it, and the warnings say so
+(docs/ingress-nginx-compat.md, "Snippets")."""
 
 from __future__ import annotations
 
