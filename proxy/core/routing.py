@@ -22,6 +22,7 @@ from proxy.core.affinity import Cluster
 from proxy.core.canary import CanaryPolicy
 from proxy.core.cookies import SetCookieFormatter
 from proxy.core.cors import CorsPolicy
+from proxy.core.custom_headers import ResponseHeaders
 from proxy.core.error_pages import About
 from proxy.core.filters import Filters
 from proxy.core.headers import Request
@@ -75,6 +76,8 @@ class Route:
     cors: CorsPolicy | None = None  # enable-cors: the headers, and preflights answered here
     # custom-http-errors and default-backend (docs/behaviour.md, "Custom error pages")
     errors: ErrorPages | None = None
+    # custom-headers: set on every answer (docs/behaviour.md, "Custom response headers")
+    response_headers: ResponseHeaders | None = None
     # Computed once per snapshot so requests only read them:
     # (namespace, ingress, service, host, path), the metric labels
     labels: tuple[str, ...] = field(init=False, repr=False, compare=False)

@@ -648,6 +648,11 @@ class Exchange(ResponseSink, ProxiedRequest):
             return
         # An unread request body cannot be skipped: the connection closes after this answer.
         keep_alive = self.keep_alive and self.request_done and not self.ctx.closing
+        if route is not None and route.response_headers is not None:
+            # custom-headers: replaced, as more_set_headers does
+            # (docs/behaviour.md, "Custom response headers")
+            headers = route.response_headers.replaced(headers)
+            extra = route.response_headers.lines + extra
         if self.cors_lines:
             # replaced, as headers-more's more_set_headers does (docs/behaviour.md, "CORS")
             headers = [pair for pair in headers if pair[0].lower() not in CORS_HEADERS]
@@ -812,11 +817,11 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.response_started = False
         self.cors_lines = b""  # (the named location adds none)
         self.set_cookie = None
+        self.error_code = status
         backend = pages.backend
         if backend is None:
             self._reply(404, partial(error_response, 404))
             return
-        self.error_code = status
         self.route = backend
         self.tried = []
         self.tries = 0
@@ -871,6 +876,9 @@ class Exchange(ResponseSink, ProxiedRequest):
         answer = render(not self.keep_alive or self.ctx.closing)
         if self.cors_lines:
             answer = with_lines(answer, self.cors_lines)  # nginx adds them to its own answers too
+        route = self.route
+        if route is not None and route.response_headers is not None and not self.error_code:
+            answer = with_lines(answer, route.response_headers.lines)  # (not to an error page's)
         if self.request.method == b"HEAD":
             # The same head, without the body it describes (RFC 9110 §9.3.2).
             answer = answer[: answer.index(b"\r\n\r\n") + 4]

@@ -47,6 +47,7 @@ from proxy.core.balancing import DEFAULT_SUBSET_SIZE, Balancing, HashBy, LoadBal
 from proxy.core.canary import CanaryPolicy, variable_name
 from proxy.core.cookies import CookieSettings
 from proxy.core.cors import CorsPolicy
+from proxy.core.custom_headers import ResponseHeaders
 from proxy.core.hash_key import HashKey
 from proxy.core.model import AffinityMode, UpstreamPolicy
 from proxy.core.rewrites import FixedRedirect
@@ -117,6 +118,7 @@ _CORS_ANNOTATIONS = (
 _ALLOW = "allowlist-source-range"
 _ACCESS_ANNOTATIONS = ("allowlist-source-range", "whitelist-source-range", "denylist-source-range")
 _ERROR_ANNOTATIONS = ("custom-http-errors", "default-backend", "disable-proxy-intercept-errors")
+_RESPONSE_ANNOTATIONS = (*_ERROR_ANNOTATIONS, "custom-headers")
 _HONOURED = frozenset(
     {
         "affinity",
@@ -145,7 +147,7 @@ _HONOURED = frozenset(
         "enable-cors",
         *_CORS_ANNOTATIONS,
         *_ACCESS_ANNOTATIONS,
-        *_ERROR_ANNOTATIONS,
+        *_RESPONSE_ANNOTATIONS,
     }
 )
 
@@ -207,6 +209,10 @@ class IngressSettings:
     error_codes: frozenset[int] = frozenset()
     intercept_errors: bool = True
     default_backend: str | None = None
+    # custom-headers: the ConfigMap's `namespace/name`, then what is read of it
+    # (docs/behaviour.md, "Custom response headers")
+    custom_headers: str | None = None
+    response_headers: ResponseHeaders | None = None
 
 
 def parse_server_name(text: str) -> str:
@@ -254,6 +260,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     error_codes = reader.value("custom-http-errors", parse_codes) or frozenset()
     intercept_errors = not reader.value("disable-proxy-intercept-errors", _go_bool)
     default_backend = reader.value("default-backend", parse_service_name)
+    custom_headers = reader.value("custom-headers", _config_map_name)
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -279,6 +286,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         error_codes=error_codes,
         intercept_errors=intercept_errors,
         default_backend=default_backend,
+        custom_headers=custom_headers,
     )
 
 
@@ -619,6 +627,7 @@ def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
 _cookie_name = _matching(_BASIC_CHARS, "a cookie name (letters, digits and -._~/:)")
 _cookie_path = _matching(_URL_CHARS, "a cookie path (letters, digits and -._~/:,?&=)")
 _cookie_domain = _matching(_BASIC_CHARS, "a cookie domain (letters, digits and -._~/:)")
+_config_map_name = _matching(_BASIC_CHARS, "a ConfigMap's namespace/name")
 _canary_name = _matching(_BASIC_CHARS, "made of letters, digits and -._~/:")
 # ingress-nginx's IsValidRegex: the characters a path regex may use (compiled afterwards)
 _canary_pattern_text = _matching(_PATTERN_CHARS, "made of the characters a path regex may use")

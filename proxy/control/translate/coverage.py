@@ -36,7 +36,7 @@ _NOT_BUILT = (
     "auth-response-headers", "auth-secret", "auth-secret-type", "auth-signin",
     "auth-signin-redirect-param", "auth-tls-error-page", "auth-tls-match-cn",
     "auth-tls-pass-certificate-to-upstream", "auth-tls-secret", "auth-tls-verify-client",
-    "auth-tls-verify-depth", "auth-type", "auth-url", "custom-headers",
+    "auth-tls-verify-depth", "auth-type", "auth-url",
     "limit-burst-multiplier", "limit-connections", "limit-rate",
     "limit-rate-after", "limit-rpm", "limit-rps", "limit-whitelist", "mirror-host",
     "mirror-request-body", "mirror-target", "proxy-cookie-domain", "proxy-cookie-path",
@@ -81,6 +81,11 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     ),
     "cors-expose-headers": (Support.HONOURED, "sent on every answer to an allowed origin"),
     "cors-max-age": (Support.HONOURED, "default 1728000 seconds"),
+    "custom-headers": (
+        Support.DIFFERENT,
+        "a ConfigMap of the Ingress's namespace; no global-allowed-response-headers list: any"
+        " valid header but those the proxy writes",
+    ),
     "custom-http-errors": (
         Support.DIFFERENT,
         "the default backend answers, its status kept, else 404; it is not sent the request body",

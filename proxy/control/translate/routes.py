@@ -226,6 +226,7 @@ class Layout:
             filters=rewrites.filters(path) if rewrites is not None else None,
             cors=self._settings[ingress.ref].cors,
             access=self._settings[ingress.ref].access,
+            response_headers=self._settings[ingress.ref].response_headers,
         )
         setup = self._errors.get(ingress.ref)
         if setup is None:

@@ -31,6 +31,7 @@ from proxy.control.sources.kubernetes.gateway_writer import GatewayStatusWriter
 from proxy.control.sources.kubernetes.reflector import Key, Obj, Reflector, WatchTuning, list_all
 from proxy.control.sources.kubernetes.resources import (
     ALL_RESOURCES,
+    CONFIG_MAPS,
     ENDPOINT_SLICES,
     ENDPOINTS,
     GATEWAY_CLASSES,
@@ -83,7 +84,7 @@ def watched_resources(
     )
     return (
         INGRESSES, INGRESS_CLASSES, SERVICES, endpoints, *(SECRETS if tls else ()),
-        *gateway,
+        CONFIG_MAPS, *gateway,
     )  # fmt: skip
 
 

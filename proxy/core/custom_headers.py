@@ -1,0 +1,32 @@
+"""custom-headers: response headers an Ingress's ConfigMap adds to every answer of its paths
+(docs/behaviour.md, "Custom response headers").
+
+ingress-nginx writes one headers-more `more_set_headers "Name: value";` per ConfigMap entry,
+which applies to every status and content type and replaces a header of the same name: the
+upstream's copies are dropped, not repeated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxy.core.headers import Headers
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHeaders:
+    names: frozenset[bytes]  # lower case, to drop from the upstream's answer
+    lines: bytes  # "Name: value\r\n" each, in ConfigMap key order (as Go's template ranges)
+
+    @classmethod
+    def of(cls, headers: dict[str, str]) -> ResponseHeaders:
+        lines = b"".join(
+            b"%s: %s\r\n" % (name.encode("latin-1"), headers[name].encode("latin-1"))
+            for name in sorted(headers)
+        )
+        return cls(frozenset(name.lower().encode("latin-1") for name in headers), lines)
+
+    def replaced(self, headers: Headers) -> Headers:
+        """The upstream's headers without those these replace."""
+        names = self.names
+        return [pair for pair in headers if pair[0].lower() not in names]
