@@ -86,6 +86,7 @@ def _table(title: str, routes: Sequence[Route]) -> str:
                 f"proxy: {upstream}" if upstream else "",
                 _cors(route),
                 _errors(route),
+                _response_headers(route),
             )
             if part
         )
@@ -172,6 +173,15 @@ def _cors(route: Route) -> str:
     if cors.origins is None:
         return "CORS: every origin"
     return f"CORS: {', '.join(cors.origins) or 'no origin'}"
+
+
+def _response_headers(route: Route) -> str:
+    """custom-headers (docs/behaviour.md, "Custom response headers")."""
+    headers = route.response_headers
+    if headers is None:
+        return ""
+    names = [line.split(b":", 1)[0].decode() for line in headers.lines.splitlines()]
+    return f"sets headers {', '.join(names)}"
 
 
 def _errors(route: Route) -> str:
