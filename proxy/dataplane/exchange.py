@@ -831,7 +831,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.pending = []
         self.pending_size = 0
         self.body_sent = False
-        self.downstream.hold_reading(WAIT_UPSTREAM, False)
+        self.downstream.hold_reading(WAIT_UPSTREAM, False)  # (the rest of the body is dropped)
+        self.downstream.hold_reading(WAIT_UPSTREAM_WRITE, False)
         asked = error_request(self.request, status, pages.about)
         self.upstream_head_bytes = h.upstream_head(asked, self.via, self.request_id, self.client)
         self.try_next(previous_failed=False)
