@@ -30,3 +30,15 @@ class ResponseHeaders:
         """The upstream's headers without those these replace."""
         names = self.names
         return [pair for pair in headers if pair[0].lower() not in names]
+
+    def on_own_answer(self, answer: bytes) -> bytes:
+        """A complete answer of the proxy's own with these headers after its status line, and
+        its own headers of the same names (Content-Type, a redirect's Location) replaced."""
+        head_end = answer.index(b"\r\n\r\n") + 2
+        status_end = answer.index(b"\r\n") + 2
+        kept = [
+            line + b"\r\n"
+            for line in answer[status_end : head_end - 2].split(b"\r\n")
+            if line.split(b":", 1)[0].lower() not in self.names
+        ]
+        return answer[:status_end] + self.lines + b"".join(kept) + answer[head_end:]

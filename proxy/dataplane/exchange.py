@@ -879,7 +879,7 @@ class Exchange(ResponseSink, ProxiedRequest):
             answer = with_lines(answer, self.cors_lines)  # nginx adds them to its own answers too
         route = self.route
         if route is not None and route.response_headers is not None and not self.error_code:
-            answer = with_lines(answer, route.response_headers.lines)  # (not to an error page's)
+            answer = route.response_headers.on_own_answer(answer)  # (not to an error page's)
         if self.request.method == b"HEAD":
             # The same head, without the body it describes (RFC 9110 §9.3.2).
             answer = answer[: answer.index(b"\r\n\r\n") + 4]

@@ -81,3 +81,17 @@ def test_routes_names_the_headers_a_path_sets() -> None:
     }
     text = describe(translate([ingress, config_map], TranslateOptions()))
     assert "    sets headers X-A, X-B" in text.splitlines()
+
+
+def test_an_own_answer_gets_the_headers_in_place_of_its_own() -> None:
+    answer = (
+        b"HTTP/1.1 308 Permanent Redirect\r\nLocation: https://shop.test/\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 23\r\n\r\n"
+        b"308 Permanent Redirect\n"
+    )
+    headers = ResponseHeaders.of({"location": "https://elsewhere.test/", "X-A": "1"})
+    assert headers.on_own_answer(answer) == (
+        b"HTTP/1.1 308 Permanent Redirect\r\nX-A: 1\r\nlocation: https://elsewhere.test/\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 23\r\n\r\n"
+        b"308 Permanent Redirect\n"
+    )
