@@ -408,3 +408,22 @@ async def test_the_proxy_s_own_403_is_an_error_page_too(
     reply = await ask(server, "/status/200")
     assert reply.status == 200
     assert reply.echoed["x-code"] == "403"
+
+
+async def test_a_kept_alive_connection_carries_on_after_error_pages(
+    manifest: Path, manifest_proxy: StartManifestProxy, httpbun: StatusApp, echo: Upstream
+) -> None:
+    """The intercepted answer's upstream connection is dropped, not the client's: the next
+    requests on it are answered in turn, error pages or not."""
+    objects = world(httpbun, echo, errors_ingress(custom_http_errors="404", default_backend="echo"))
+    server = await serve(manifest, manifest_proxy, objects)
+    connector = aiohttp.TCPConnector(limit=1)
+    seen = []
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for target in ("/status/404", "/status/200", "/status/404"):
+            async with session.get(url(server, target), headers={"Host": HOST}) as response:
+                seen.append((response.status, await response.text()))
+                assert response.headers.get("Connection", "keep-alive") == "keep-alive"
+    assert [status for status, _ in seen] == [200, 200, 200]
+    assert '"x-code"' in seen[0][1].lower() and seen[1][1] == "upstream says 200"
+    assert echo.requests == 2 and len(echo.transports) == 1  # (the proxy kept its own too)
