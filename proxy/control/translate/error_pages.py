@@ -58,10 +58,9 @@ class ErrorSetup:
         )
         if stands_in:
             assert self.backend is not None
-            return dataclasses.replace(
-                route, cluster=self.backend, sets_cookie=False, errors=pages,
-                upstream=dataclasses.replace(route.upstream, tls=None),
-            )  # fmt: skip
+            # (spoken to as the location's own backend would be: with backend-protocol HTTPS,
+            # over TLS, as nginx's proxy_pass there keeps its scheme)
+            return dataclasses.replace(route, cluster=self.backend, sets_cookie=False, errors=pages)
         if not self.codes:
             return route  # a default backend only stands in for a Service without endpoints
         return dataclasses.replace(route, errors=pages)
