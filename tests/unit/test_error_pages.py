@@ -256,3 +256,19 @@ def test_routes_shows_the_error_pages() -> None:
     assert (
         "    errors 500 (the proxy's own answers only) answered by the built-in 404"
     ) in describe(built).splitlines()
+
+
+def test_a_stand_in_keeps_the_path_s_protocol_and_error_pages_speak_plain_http() -> None:
+    built = snapshot(
+        endpoint_slice("web", 80, "10.0.0.1", ready=False),
+        service("errors", 80),
+        endpoint_slice("errors", 80, "10.0.1.1"),
+        default_backend="errors",
+        custom_http_errors="502",
+        backend_protocol="HTTPS",
+    )
+    route = find(built, "shop.test", "/")
+    pages = route.errors
+    assert pages is not None and pages.stands_in and pages.backend is not None
+    assert route.upstream.tls is not None  # (nginx's proxy_pass https:// in the location)
+    assert pages.backend.upstream.tls is None  # (its @custom_ location's proxy_pass http://)
