@@ -31,6 +31,17 @@ class ResponseHeaders:
         names = self.names
         return [pair for pair in headers if pair[0].lower() not in names]
 
+    def strip(self, lines: bytes) -> bytes:
+        """Header `lines` ("Name: value\r\n" each) without those these replace: CORS headers
+        set before them in nginx.tmpl's location, which a ConfigMap entry of the same name
+        overrides."""
+        kept = [
+            line + b"\r\n"
+            for line in lines.split(b"\r\n")[:-1]
+            if line.split(b":", 1)[0].lower() not in self.names
+        ]
+        return b"".join(kept)
+
     def on_own_answer(self, answer: bytes) -> bytes:
         """A complete answer of the proxy's own with these headers after its status line, and
         its own headers of the same names (Content-Type, a redirect's Location) replaced."""

@@ -653,6 +653,8 @@ class Exchange(ResponseSink, ProxiedRequest):
             # (docs/behaviour.md, "Custom response headers")
             headers = route.response_headers.replaced(headers)
             extra = route.response_headers.lines + extra
+            if self.cors_lines:  # (a ConfigMap entry overrides a CORS header of its name)
+                self.cors_lines = route.response_headers.strip(self.cors_lines)
         if self.cors_lines:
             # replaced, as headers-more's more_set_headers does (docs/behaviour.md, "CORS")
             headers = [pair for pair in headers if pair[0].lower() not in CORS_HEADERS]

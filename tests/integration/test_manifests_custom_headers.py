@@ -218,3 +218,22 @@ async def test_a_changed_config_map_changes_the_headers(
     objects = world(pod, custom_headers=REF)  # the ConfigMap is gone
     assert await reload_after(server, lambda: write_manifest(manifest, objects)) == "success"
     assert (await ask(server))[0] == 503
+
+
+async def test_a_config_map_entry_overrides_a_cors_header_of_its_name(
+    manifest: Path, manifest_proxy: StartManifestProxy, pod: Upstream
+) -> None:
+    """nginx.tmpl sets the CORS headers before the custom ones, both with more_set_headers:
+    the ConfigMap's value is the one sent, once, on upstream answers as on the proxy's own."""
+    objects = world(
+        pod,
+        config_map({"Access-Control-Allow-Origin": "https://shop.test"}),
+        custom_headers=REF,
+        enable_cors="true",
+    )
+    server = await serve(manifest, manifest_proxy, objects)
+    for method in ("GET", "OPTIONS"):
+        status, headers, _ = await ask(server, method)
+        assert status == (200 if method == "GET" else 204)
+        assert headers.getall("Access-Control-Allow-Origin") == ["https://shop.test"]
+        assert headers.getall("Access-Control-Max-Age") == ["1728000"]

@@ -95,3 +95,9 @@ def test_an_own_answer_gets_the_headers_in_place_of_its_own() -> None:
         b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 23\r\n\r\n"
         b"308 Permanent Redirect\n"
     )
+
+
+def test_strip_drops_the_lines_the_headers_override() -> None:
+    headers = ResponseHeaders.of({"Access-Control-Allow-Origin": "https://shop.test"})
+    lines = b"Access-Control-Allow-Origin: *\r\nAccess-Control-Max-Age: 5\r\n"
+    assert headers.strip(lines) == b"Access-Control-Max-Age: 5\r\n"
