@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from proxy.control.translate.annotations import IngressSettings
+from proxy.control.translate.annotations import PREFIX, IngressSettings
+from proxy.control.translate.objects import KubeObject
 from proxy.core.custom_headers import ResponseHeaders
+
+_ANNOTATION = f"{PREFIX}custom-headers"
 
 # ingress-nginx's headerRegexp and valueRegexp (no control characters: no header injection)
 _NAME = re.compile(r"[a-zA-Z0-9\-_]+")
@@ -35,6 +38,19 @@ OWNED = frozenset(
         "upgrade",
     }
 )
+
+
+def named_config_maps(ingresses: Iterable[KubeObject]) -> set[tuple[str, str]]:
+    """(namespace, name) of each ConfigMap these Ingress objects' custom-headers name, read
+    loosely: for deciding what may change routes, not for routing."""
+    named = set()
+    for ingress in ingresses:
+        annotations = (ingress.get("metadata") or {}).get("annotations") or {}
+        ref = annotations.get(_ANNOTATION)
+        if isinstance(ref, str) and ref.strip().count("/") == 1:
+            namespace, name = ref.strip().split("/")
+            named.add((namespace, name))
+    return named
 
 
 def with_response_headers(

@@ -1,15 +1,18 @@
 """custom-headers ConfigMaps from the API server: watched like the other objects, so a change or
 a deletion reaches the answers; and a cluster whose RBAC does not let the proxy read ConfigMaps
-still serves (docs/behaviour.md, "Custom response headers", "Kubernetes API")."""
+still serves; and only the ConfigMaps Ingresses name rebuild the routes when they change
+(docs/behaviour.md, "Custom response headers", "Kubernetes API")."""
 
 from __future__ import annotations
 
 import aiohttp
 
 from proxy.app.runtime import ProxyServer
-from tests.integration.cluster import NAMESPACE, Pods, until, web_app
+from proxy.control.sources.kubernetes.resources import CONFIG_MAPS
+from proxy.control.translate.custom_headers import named_config_maps
+from tests.integration.cluster import ANNOTATION, NAMESPACE, Pods, until, web_app
 from tests.integration.harness import url
-from tests.integration.kubernetes.conftest import StartKubeProxy
+from tests.integration.kubernetes.conftest import StartKubeProxy, StartReflector
 from tests.integration.test_manifests_custom_headers import config_map
 from tests.kube_fake.server import FakeApiServer
 
@@ -58,3 +61,34 @@ async def test_without_rbac_for_config_maps_the_proxy_still_serves(
     server, _ = await kube_proxy()
     await until(server.ready, "ready without ConfigMaps")
     assert await header(server) == (200, None)
+
+
+async def test_only_a_named_config_map_s_change_rebuilds_the_routes(
+    fake: FakeApiServer, reflect: StartReflector
+) -> None:
+    """Clusters hold many ConfigMaps, some rewritten every few seconds: a watch event on one no
+    Ingress names is kept, and rebuilds nothing. (Events arrive in order: once the named one's
+    change is counted, the other one's was seen before it.)"""
+    state = await reflect(CONFIG_MAPS)
+    state.reflector.matters = lambda key: key == (NAMESPACE, "custom-headers")
+    before = state.changes
+    fake.apply(config_map({"X-Version": "1"}, name="controller-status"))
+    fake.apply(config_map({"X-Version": "1"}))
+    await until(lambda: state.names() == {"controller-status", "custom-headers"}, "both held")
+    await until(lambda: state.changes == before + 1, "the named one's change")
+    fake.apply(config_map({"X-Version": "2"}, name="controller-status"))
+    fake.delete(config_map({}))
+    await until(lambda: state.names() == {"controller-status"}, "the named one deleted")
+    assert state.changes == before + 2
+
+
+def test_the_config_maps_ingresses_name() -> None:
+    named = named_config_maps(
+        [
+            {"metadata": {"annotations": {f"{ANNOTATION}custom-headers": " shop/headers "}}},
+            {"metadata": {"annotations": {f"{ANNOTATION}custom-headers": "no-namespace"}}},
+            {"metadata": {"annotations": {f"{ANNOTATION}other": "a/b"}}},
+            {"metadata": {}},
+        ]
+    )
+    assert named == {("shop", "headers")}
