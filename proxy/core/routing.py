@@ -22,6 +22,8 @@ from proxy.core.affinity import Cluster
 from proxy.core.canary import CanaryPolicy
 from proxy.core.cookies import SetCookieFormatter
 from proxy.core.cors import CorsPolicy
+from proxy.core.custom_headers import ResponseHeaders
+from proxy.core.error_pages import About
 from proxy.core.external_auth import ExternalAuth
 from proxy.core.filters import Filters
 from proxy.core.headers import Request
@@ -76,6 +78,10 @@ class Route:
     cors: CorsPolicy | None = None  # enable-cors: the headers, and preflights answered here
     limits: RateLimits | None = None  # limit-rps, limit-rpm, limit-connections (None: none)
     external_auth: ExternalAuth | None = None  # auth-url: each request is asked about first
+    # custom-http-errors and default-backend (docs/behaviour.md, "Custom error pages")
+    errors: ErrorPages | None = None
+    # custom-headers: set on every answer (docs/behaviour.md, "Custom response headers")
+    response_headers: ResponseHeaders | None = None
     # Computed once per snapshot so requests only read them:
     # (namespace, ingress, service, host, path), the metric labels
     labels: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -106,6 +112,25 @@ class Route:
         extras = bool(self.split) or self.filters is not None or self.invalid_backend
         extras = extras or bool(self.response_deadline) or self.session is not None
         object.__setattr__(self, "gateway_extras", extras)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorPages:
+    """A route's custom-http-errors and default-backend, decided when the snapshot is built
+    (docs/behaviour.md, "Custom error pages"): which answers its default backend gives instead."""
+
+    codes: frozenset[int]  # custom-http-errors: the proxy's own answers with these codes
+    # the upstream's answers handed over: `codes`, or none with disable-proxy-intercept-errors
+    intercepted: frozenset[int]
+    # the default-backend's route for error pages (plain HTTP, no errors of its own); None: the
+    # built-in default backend, which answers 404 (ingress-nginx without --default-backend-service)
+    backend: Route | None
+    # X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port: the location's (its Ingress's
+    # Service, whichever backend answers)
+    about: About
+    # the route's Service had no ready endpoint: its cluster is the default backend's, and every
+    # request carries X-Code: 503 (ingress-nginx's custom-default-backend- upstream)
+    stands_in: bool = False
 
 
 class RouteTable:
@@ -247,6 +272,11 @@ class Snapshot:
         every = [*self.routes, *(part for route in self.routes for _, part in route.split)]
         mains = [*self.routes, *([self.default_route] if self.default_route else [])]
         every.extend(route.canary for route in mains if route.canary is not None)
+        every.extend(
+            route.errors.backend
+            for route in mains
+            if route.errors is not None and route.errors.backend is not None
+        )  # (a default backend's cluster, for error pages)
         seen = {r.cluster.name: r.cluster for r in every if not r.invalid_backend}
         if self.default_route is not None:
             seen.setdefault(self.default_route.cluster.name, self.default_route.cluster)

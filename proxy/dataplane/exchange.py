@@ -27,6 +27,7 @@ from proxy.core.affinity import Decision, Outcome
 from proxy.core.canary import takes_canary
 from proxy.core.cookies import parse_cookie
 from proxy.core.cors import CORS_HEADERS, preflight_response, request_origin, with_lines
+from proxy.core.error_pages import error_request, stand_in_request
 from proxy.core.errors import (
     BodyTooLarge,
     Forbidden,
@@ -54,7 +55,7 @@ from proxy.core.model import Endpoint
 from proxy.core.outliers import EJECTING_REASONS, substitute
 from proxy.core.ratelimit import RateLimits
 from proxy.core.rewrites import FixedRedirect
-from proxy.core.routing import Route
+from proxy.core.routing import ErrorPages, Route
 from proxy.core.sessions import SessionKind, SessionPolicy
 from proxy.dataplane.external_auth import AuthAnswer, AuthCheck, AuthState
 from proxy.dataplane.upstream import ResponseSink, UpstreamConnection
@@ -136,6 +137,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         "ctx",
         "downstream",
         "endpoint",
+        "error_code",
         "ewma_started",
         "finished",
         "framing",
@@ -207,6 +209,9 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.cors_lines = b""  # CORS headers every answer gets (docs/behaviour.md, "CORS")
         self.limit_zone = ""  # the limit-connections zone this request counts in, until done
         self.auth: AuthState | None = None  # for routes with external auth only
+        # the status handed to the default backend (custom-http-errors), 0 before: from then on
+        # the request body goes nowhere (docs/behaviour.md, "Custom error pages")
+        self.error_code = 0
         self.endpoint: Endpoint | None = None
         self.ewma_started = 0.0  # perf_counter of an EWMA-picked try, fed back at the end
         self.upstream: UpstreamConnection | None = None
@@ -294,6 +299,10 @@ class Exchange(ResponseSink, ProxiedRequest):
         cluster = route.cluster
         if cluster.affinity is not None and request.cookie is not None:
             self.cookie_value = parse_cookie(request.cookie, cluster.affinity.cookie.name)
+        errors = route.errors
+        if errors is not None and errors.stands_in:
+            # the default-backend serves a Service without endpoints (content phase)
+            forwarded = stand_in_request(forwarded, errors.about)
         self.upstream_head_bytes = h.upstream_head(
             forwarded, self.via, self.request_id, self.client
         )
@@ -325,7 +334,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.limit_zone = ""
 
     def body(self, data: bytes) -> None:
-        if self.finished:
+        if self.finished or self.error_code:
             return
         self.body_received += len(data)
         limit = self.route.upstream.body_size if self.route is not None else 0
@@ -677,14 +686,14 @@ class Exchange(ResponseSink, ProxiedRequest):
             self.pending_size = 0
             if not self.tunnel_pending:  # (those wait for a 101: nothing more is needed till then)
                 self.downstream.hold_reading(WAIT_UPSTREAM, False)
-        if self.request_done:
+        if self.request_done or self.error_code:
             self._request_sent()
 
     def _request_sent(self) -> None:
         if self.sent_done:
             return
         self.sent_done = True
-        if self.request.chunked:
+        if self.request.chunked and not self.error_code:
             assert self.upstream is not None
             self.upstream.send(h.LAST_CHUNK)
         self._start_read_timer()
@@ -759,9 +768,19 @@ class Exchange(ResponseSink, ProxiedRequest):
         if self.outcome is not None:
             assert self.tried_view is not None  # (set with the outcome, by the same try)
             self.ctx.metrics.answer_started(self.tried_view, self)
+        route = self.route
+        if route is not None and route.errors is not None and status in route.errors.intercepted:
+            self._error_page(status, route.errors)  # proxy_intercept_errors
+            return
         # An unread request body cannot be skipped: the connection closes after this answer.
         keep_alive = self.keep_alive and self.request_done and not self.ctx.closing
-        route = self.route
+        if route is not None and route.response_headers is not None:
+            # custom-headers: replaced, as more_set_headers does
+            # (docs/behaviour.md, "Custom response headers")
+            headers = route.response_headers.replaced(headers)
+            extra = route.response_headers.lines + extra
+            if self.cors_lines:  # (a ConfigMap entry overrides a CORS header of its name)
+                self.cors_lines = route.response_headers.strip(self.cors_lines)
         if self.cors_lines:
             # replaced, as headers-more's more_set_headers does (docs/behaviour.md, "CORS")
             headers = [pair for pair in headers if pair[0].lower() not in CORS_HEADERS]
@@ -907,7 +926,46 @@ class Exchange(ResponseSink, ProxiedRequest):
             self.downstream.close_now()
             self._finish()
             return
+        route = self.route
+        if route is not None and route.errors is not None and error.status in route.errors.codes:
+            self._error_page(error.status, route.errors)  # error_page applies to nginx's own too
+            return
         self._reply(error.status, partial(error_response, error.status))
+
+    def _error_page(self, status: int, pages: ErrorPages) -> None:
+        """nginx's `error_page <status> = @custom_...`: the answer so far (and the connection
+        it came on) is dropped and the default backend answers instead, whatever its status; or,
+        without one, the built-in default backend's 404. The error backend's route has no
+        error pages: nothing is intercepted twice (docs/behaviour.md, "Custom error pages")."""
+        self._stop_timers()
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        if self.upstream is not None:
+            self.upstream.close()
+            self.upstream = None
+        self.response_started = False
+        self.cors_lines = b""  # (the named location adds none)
+        self.set_cookie = None
+        self.error_code = status
+        backend = pages.backend
+        if backend is None:
+            self._reply(404, partial(error_response, 404))
+            return
+        self.route = backend
+        self.tried = []
+        self.tries = 0
+        self.last_error = None
+        self.cookie_value = self.new_cookie = None
+        self.replay = None
+        self.pending = []
+        self.pending_size = 0
+        self.body_sent = False
+        self.downstream.hold_reading(WAIT_UPSTREAM, False)  # (the rest of the body is dropped)
+        self.downstream.hold_reading(WAIT_UPSTREAM_WRITE, False)
+        asked = error_request(self.request, status, pages.about)
+        self.upstream_head_bytes = h.upstream_head(asked, self.via, self.request_id, self.client)
+        self.try_next(previous_failed=False)
 
     def _redirect_to_https(self, route: Route) -> None:
         request = self.request
@@ -953,6 +1011,9 @@ class Exchange(ResponseSink, ProxiedRequest):
             cookies = self.auth.lines(status)
             if cookies:
                 answer = with_lines(answer, cookies)
+        route = self.route
+        if route is not None and route.response_headers is not None and not self.error_code:
+            answer = route.response_headers.on_own_answer(answer)  # (not to an error page's)
         if self.request.method == b"HEAD":
             # The same head, without the body it describes (RFC 9110 §9.3.2).
             answer = answer[: answer.index(b"\r\n\r\n") + 4]

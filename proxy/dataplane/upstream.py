@@ -187,7 +187,7 @@ class UpstreamConnection(asyncio.Protocol):
         sink.upstream_head(status, self._reason, headers, upgrade)
         if upgrade:
             self._tunnel = True
-        elif self._head_request:
+        elif self._head_request and self.sink is not None:  # (not handed to an error page)
             # llhttp cannot be told that a HEAD answer has no body; finish it here and give the
             # connection a fresh parser for its next response (after reading this one's version:
             # a fresh parser's is 0.0, and the connection was never reused).

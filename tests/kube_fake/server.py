@@ -50,6 +50,7 @@ KINDS: dict[tuple[str, str], tuple[str, str, bool]] = {
     ("networking.k8s.io", "ingresses"): ("Ingress", "networking.k8s.io/v1", True),
     ("networking.k8s.io", "ingressclasses"): ("IngressClass", "networking.k8s.io/v1", False),
     ("", "secrets"): ("Secret", "v1", True),
+    ("", "configmaps"): ("ConfigMap", "v1", True),
     ("", "namespaces"): ("Namespace", "v1", False),
     (GATEWAY_GROUP, "gatewayclasses"): ("GatewayClass", f"{GATEWAY_GROUP}/v1", False),
     (GATEWAY_GROUP, "gateways"): ("Gateway", f"{GATEWAY_GROUP}/v1", True),

@@ -83,7 +83,10 @@ def test_invalid_annotations_fall_back_to_defaults() -> None:
         ("proxy-next-upstream-tries", ": 'three' is not a whole number"),
         ("mirror-target", " is not supported; ignored"),
         ("ssl-redirect", ": 'nope' is not a boolean"),
-        ("session-cookie-partitioned", " is not supported; ignored"),
+        (
+            "session-cookie-partitioned",
+            " is not supported (not an ingress-nginx annotation); ignored",
+        ),
     ],
 )
 def test_each_invalid_annotation_is_warned_about(annotation: str, complaint: str) -> None:

@@ -26,8 +26,9 @@ def test_what_the_parser_honours_is_what_the_table_calls_honoured() -> None:
 def test_the_table_lists_ingress_nginx_s_whole_user_guide() -> None:
     # every name the user guide's annotations page mentions, and allowlist-source-range and
     # limit-allowlist, which it does not, though ingress-nginx reads them before their older
-    # names whitelist-source-range and limit-whitelist
-    assert len(ANNOTATIONS) == 132
+    # names whitelist-source-range and limit-whitelist, and disable-proxy-intercept-errors,
+    # which it does not either, though ingress-nginx reads it
+    assert len(ANNOTATIONS) == 133
     assert verdict("made-up") == (Support.NOT_SUPPORTED, "not an ingress-nginx annotation")
 
 
@@ -79,7 +80,7 @@ def test_routes_reports_every_annotation_of_each_ingress() -> None:
     section = text.split("annotations of Ingress shop/shop\n")[1].split("\n\n")[0]
     assert section.splitlines() == [
         f"  {PREFIX}affinity               honoured: cookie, the only type",
-        f"  {PREFIX}configuration-snippet  no effect here: there is no nginx configuration to"
-        " add a snippet to",
+        f"  {PREFIX}configuration-snippet  not supported: refused, there is no nginx here;"
+        " move what it does into annotations or the application",
         f"  {PREFIX}mirror-target          not supported",
     ]

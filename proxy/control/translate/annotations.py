@@ -21,6 +21,7 @@ from proxy.control.translate.cors import (
     parse_origins,
 )
 from proxy.control.translate.coverage import Support, verdict
+from proxy.control.translate.error_annotations import parse_codes, parse_service_name
 from proxy.control.translate.external_auth import ANNOTATIONS as _EXTERNAL_AUTH_ANNOTATIONS
 from proxy.control.translate.external_auth import external_auth
 from proxy.control.translate.proxy_ssl import (
@@ -48,6 +49,7 @@ from proxy.core.balancing import DEFAULT_SUBSET_SIZE, Balancing, HashBy, LoadBal
 from proxy.core.canary import CanaryPolicy, variable_name
 from proxy.core.cookies import CookieSettings
 from proxy.core.cors import CorsPolicy
+from proxy.core.custom_headers import ResponseHeaders
 from proxy.core.external_auth import ExternalAuth
 from proxy.core.hash_key import HashKey
 from proxy.core.model import AffinityMode, UpstreamPolicy
@@ -123,6 +125,8 @@ _ACCESS_ANNOTATIONS = ("allowlist-source-range", "whitelist-source-range", "deny
 _LIMITS = ("limit-rps", "limit-rpm", "limit-connections")
 _LIMIT_ANNOTATIONS = (*_LIMITS, "limit-burst-multiplier", "limit-allowlist", "limit-whitelist")
 _BURST_MULTIPLIER = 5  # ingress-nginx's defBurst
+_ERROR_ANNOTATIONS = ("custom-http-errors", "default-backend", "disable-proxy-intercept-errors")
+_RESPONSE_ANNOTATIONS = (*_ERROR_ANNOTATIONS, "custom-headers")
 _HONOURED = frozenset(
     {
         "affinity",
@@ -153,6 +157,7 @@ _HONOURED = frozenset(
         *_ACCESS_ANNOTATIONS,
         *_LIMIT_ANNOTATIONS,
         *_EXTERNAL_AUTH_ANNOTATIONS,
+        *_RESPONSE_ANNOTATIONS,
     }
 )
 
@@ -211,6 +216,15 @@ class IngressSettings:
     access: AccessList | None = None  # *-source-range; None: every client
     limits: RateLimits | None = None  # limit-rps, limit-rpm, limit-connections; None: none
     external_auth: ExternalAuth | None = None  # auth-url and the like; None: none
+    # custom-http-errors (none: no error pages), disable-proxy-intercept-errors (inverted) and
+    # default-backend (a Service name) (docs/behaviour.md, "Custom error pages")
+    error_codes: frozenset[int] = frozenset()
+    intercept_errors: bool = True
+    default_backend: str | None = None
+    # custom-headers: the ConfigMap's `namespace/name`, then what is read of it
+    # (docs/behaviour.md, "Custom response headers")
+    custom_headers: str | None = None
+    response_headers: ResponseHeaders | None = None
 
 
 def parse_server_name(text: str) -> str:
@@ -258,6 +272,10 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     limits, limits_denied = _rate_limits(reader)
     auth, auth_denied = external_auth(reader, _go_bool)
     denied = "; ".join(why for why in (denied, limits_denied, auth_denied) if why) or None
+    error_codes = reader.value("custom-http-errors", parse_codes) or frozenset()
+    intercept_errors = not reader.value("disable-proxy-intercept-errors", _go_bool)
+    default_backend = reader.value("default-backend", parse_service_name)
+    custom_headers = reader.value("custom-headers", _config_map_name)
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -282,6 +300,10 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         rewrites=rewrites,
         cors=cors_policy,
         external_auth=auth,
+        error_codes=error_codes,
+        intercept_errors=intercept_errors,
+        default_backend=default_backend,
+        custom_headers=custom_headers,
     )
 
 
@@ -614,7 +636,8 @@ class _Reader:
             if support is Support.NO_EFFECT:
                 self.warnings.append(f"{PREFIX}{name} has no effect here ({why}); ignored")
             elif support is Support.NOT_SUPPORTED:
-                self.warnings.append(f"{PREFIX}{name} is not supported; ignored")
+                because = f" ({why})" if why else ""
+                self.warnings.append(f"{PREFIX}{name} is not supported{because}; ignored")
 
 
 def _affinity_type(text: str) -> bool:
@@ -675,6 +698,7 @@ def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
 _cookie_name = _matching(_BASIC_CHARS, "a cookie name (letters, digits and -._~/:)")
 _cookie_path = _matching(_URL_CHARS, "a cookie path (letters, digits and -._~/:,?&=)")
 _cookie_domain = _matching(_BASIC_CHARS, "a cookie domain (letters, digits and -._~/:)")
+_config_map_name = _matching(_BASIC_CHARS, "a ConfigMap's namespace/name")
 _canary_name = _matching(_BASIC_CHARS, "made of letters, digits and -._~/:")
 # ingress-nginx's IsValidRegex: the characters a path regex may use (compiled afterwards)
 _canary_pattern_text = _matching(_PATTERN_CHARS, "made of the characters a path regex may use")

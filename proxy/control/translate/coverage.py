@@ -20,7 +20,9 @@ class Support(StrEnum):
 
 
 _BUFFERS = "the proxy streams bodies both ways and has no nginx buffers to size"
-_SNIPPET = "there is no nginx configuration to add a snippet to"
+# refused, not just without effect (issue 18): a snippet is nginx configuration, and there is no
+# nginx here; the Ingress is served without it (docs/ingress-nginx-compat.md, "Snippets")
+_SNIPPET = "refused, there is no nginx here; move what it does into annotations or the application"
 _MODSECURITY = "there is no ModSecurity here"
 _TRACING = "the proxy does not trace requests"
 _TLS_GLOBAL = "TLS settings are the proxy's own (Python's ssl defaults), not per Ingress"
@@ -33,9 +35,9 @@ _NOT_BUILT = (
     "auth-proxy-set-headers", "auth-realm", "auth-secret", "auth-secret-type",
     "auth-tls-error-page", "auth-tls-match-cn", "auth-tls-pass-certificate-to-upstream",
     "auth-tls-secret", "auth-tls-verify-client", "auth-tls-verify-depth", "auth-type",
-    "custom-headers", "custom-http-errors", "default-backend", "mirror-host",
-    "mirror-request-body", "mirror-target", "proxy-cookie-domain", "proxy-cookie-path",
-    "proxy-next-upstream-timeout", "proxy-redirect-from", "proxy-redirect-to", "satisfy",
+    "mirror-host", "mirror-request-body", "mirror-target", "proxy-cookie-domain",
+    "proxy-cookie-path", "proxy-next-upstream-timeout", "proxy-redirect-from", "proxy-redirect-to",
+    "satisfy",
 )  # fmt: skip
 
 # name -> (support, why or how); the ingress-nginx user guide's list, every name it mentions.
@@ -48,7 +50,7 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
         "sticky: a cookie of either side keeps its client there; legacy: the canary sets none",
     ),
     "app-root": (Support.HONOURED, "302 from / of the host, before any location"),
-    "auth-snippet": (Support.NO_EFFECT, _SNIPPET),
+    "auth-snippet": (Support.NOT_SUPPORTED, _SNIPPET),
     # external auth (docs/behaviour.md, "External authentication")
     "auth-url": (
         Support.DIFFERENT,
@@ -109,7 +111,25 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     ),
     "cors-expose-headers": (Support.HONOURED, "sent on every answer to an allowed origin"),
     "cors-max-age": (Support.HONOURED, "default 1728000 seconds"),
-    "configuration-snippet": (Support.NO_EFFECT, _SNIPPET),
+    "custom-headers": (
+        Support.DIFFERENT,
+        "a ConfigMap of the Ingress's namespace; no global-allowed-response-headers list: any"
+        " valid header but those the proxy writes",
+    ),
+    "custom-http-errors": (
+        Support.DIFFERENT,
+        "the default backend answers, its status kept, else 404; it is not sent the request body",
+    ),
+    "default-backend": (
+        Support.DIFFERENT,
+        "its Service's first port, for error pages and a Service without ready endpoints;"
+        " without session affinity",
+    ),
+    "disable-proxy-intercept-errors": (
+        Support.HONOURED,
+        "the upstream's answers pass; the proxy's own errors still go to the error pages",
+    ),
+    "configuration-snippet": (Support.NOT_SUPPORTED, _SNIPPET),
     "connection-proxy-header": (
         Support.NO_EFFECT,
         "the proxy writes the upstream's Connection header itself (keep-alive, or upgrade)",
@@ -139,7 +159,7 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
         Support.DIFFERENT,
         "round_robin and ewma; EWMA averages per worker; a retry skips tried endpoints",
     ),
-    "modsecurity-snippet": (Support.NO_EFFECT, _MODSECURITY),
+    "modsecurity-snippet": (Support.NOT_SUPPORTED, _SNIPPET),
     "modsecurity-transaction-id": (Support.NO_EFFECT, _MODSECURITY),
     "opentelemetry-trust-incoming-span": (Support.NO_EFFECT, _TRACING),
     "permanent-redirect": (Support.HONOURED, "an http or https URL, without the query"),
@@ -180,7 +200,7 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
         "$1..$9 from the path as a Python regex; no nginx variables, no absolute URLs",
     ),
     "server-alias": (Support.HONOURED, "exact names and *. wildcards"),
-    "server-snippet": (Support.NO_EFFECT, _SNIPPET),
+    "server-snippet": (Support.NOT_SUPPORTED, _SNIPPET),
     "service-upstream": (
         Support.HONOURED,
         "the Service's cluster IP is the one endpoint, so cookies pin no pod",
@@ -198,7 +218,7 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "ssl-passthrough": (Support.NOT_SUPPORTED, "TLS is terminated by the proxy"),
     "ssl-prefer-server-ciphers": (Support.NO_EFFECT, _TLS_GLOBAL),
     "ssl-redirect": (Support.HONOURED, "308 to https for hosts with TLS, default true"),
-    "stream-snippet": (Support.NO_EFFECT, _SNIPPET),
+    "stream-snippet": (Support.NOT_SUPPORTED, _SNIPPET),
     "temporal-redirect": (Support.HONOURED, "an http or https URL, before permanent-redirect"),
     "temporal-redirect-code": (Support.HONOURED, "300 to 307, else 302"),
     "upstream-hash-by": (

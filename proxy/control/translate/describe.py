@@ -87,6 +87,8 @@ def _table(title: str, routes: Sequence[Route]) -> str:
                 f"proxy: {upstream}" if upstream else "",
                 _cors(route),
                 _external_auth(route),
+                _errors(route),
+                _response_headers(route),
             )
             if part
         )
@@ -195,6 +197,31 @@ def _external_auth(route: Route) -> str:
         return ""
     signin = f", 401 redirects to {auth.signin.text}" if auth.signin is not None else ""
     return f"auth: {auth.method or 'GET'} {auth.url.text}{signin}"
+
+
+def _response_headers(route: Route) -> str:
+    """custom-headers (docs/behaviour.md, "Custom response headers")."""
+    headers = route.response_headers
+    if headers is None:
+        return ""
+    names = [line.split(b":", 1)[0].decode() for line in headers.lines.splitlines()]
+    return f"sets headers {', '.join(names)}"
+
+
+def _errors(route: Route) -> str:
+    """custom-http-errors and default-backend (docs/behaviour.md, "Custom error pages")."""
+    pages = route.errors
+    if pages is None:
+        return ""
+    backend = pages.backend.cluster.name if pages.backend is not None else "the built-in 404"
+    parts = []
+    if pages.stands_in:
+        parts.append("its Service has no ready endpoint: served by the default backend")
+    if pages.codes:
+        codes = ",".join(map(str, sorted(pages.codes)))
+        own = "" if pages.intercepted else " (the proxy's own answers only)"
+        parts.append(f"errors {codes}{own} answered by {backend}")
+    return "; ".join(parts)
 
 
 def _split(route: Route) -> str:

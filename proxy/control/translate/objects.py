@@ -17,6 +17,7 @@ API_VERSIONS: dict[str, tuple[str, ...]] = {
     "EndpointSlice": ("discovery.k8s.io/v1",),
     "Endpoints": ("v1",),
     "Secret": ("v1",),
+    "ConfigMap": ("v1",),  # custom-headers
     "Namespace": ("v1",),
     "GatewayClass": ("gateway.networking.k8s.io/v1",),
     "Gateway": ("gateway.networking.k8s.io/v1",),

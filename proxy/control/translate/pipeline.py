@@ -9,7 +9,9 @@ from proxy.control.translate.annotations import PREFIX, IngressSettings, parse_a
 from proxy.control.translate.backends import merge_backends, path_entries
 from proxy.control.translate.canaries import with_canaries
 from proxy.control.translate.coverage import report
+from proxy.control.translate.custom_headers import with_response_headers
 from proxy.control.translate.endpoints import build_backend_cluster
+from proxy.control.translate.error_pages import error_setups
 from proxy.control.translate.gateway.build import gateway_routes
 from proxy.control.translate.objects import KubeObject
 from proxy.control.translate.options import TranslateOptions
@@ -31,7 +33,8 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     settings: dict[str, IngressSettings] = {}
     for ingress in ingresses:
         parsed = parse_annotations(ingress.annotations, options.upstream)
-        settings[ingress.ref] = resolved(parsed, ingress.namespace, world.secret_data)
+        parsed = resolved(parsed, ingress.namespace, world.secret_data)
+        settings[ingress.ref] = with_response_headers(parsed, ingress.namespace, world.config_maps)
         warnings.extend(f"{ingress.ref}: {line}" for line in settings[ingress.ref].warnings)
     # Canary Ingresses make no routes of their own; they join the main ones' at the end. With
     # no main Ingress at all there is nothing to join (ingress-nginx: nonCanaryIngressExists).
@@ -43,7 +46,8 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     clusters = {
         name: build_backend_cluster(plan, world, warnings) for name, plan in backends.items()
     }
-    layout = Layout(clusters, settings, warnings)
+    errors = error_setups(ingresses, settings, world, warnings)
+    layout = Layout(clusters, settings, warnings, errors)
     default_route = layout.add_default_backends(ingresses)
     layout.add_paths(entries)
     layout.add_server_roots(ingresses)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from proxy.control.translate.annotations import IngressSettings
 from proxy.control.translate.backends import PathEntry
 from proxy.control.translate.endpoints import BuiltCluster
+from proxy.control.translate.error_pages import ErrorSetup
 from proxy.control.translate.ingresses import ROOT, Backend, Ingress
 from proxy.control.translate.rewrite_annotations import APP_ROOT_CODE, WWW_CODE
 from proxy.core.affinity import build_cluster
@@ -30,8 +31,10 @@ class Layout:
         clusters: Mapping[str, BuiltCluster],
         settings: Mapping[str, IngressSettings],
         warnings: list[str],
+        errors: Mapping[str, ErrorSetup] | None = None,
     ) -> None:
         self._clusters = clusters
+        self._errors = errors or {}  # by Ingress ref (docs/behaviour.md, "Custom error pages")
         self._settings = settings
         self._warnings = warnings
         self._routes: dict[_RouteKey, Route] = {}
@@ -210,7 +213,7 @@ class Layout:
         cookie_path = affinity.cookie.path if affinity is not None else None
         rewrites = self._settings[ingress.ref].rewrites
         limits = self._settings[ingress.ref].limits
-        return Route(
+        route = Route(
             host=host,
             path=path,
             path_type=path_type,
@@ -227,7 +230,15 @@ class Layout:
             # every path of the Ingress counts in its zones, as ingress-nginx names them after it
             limits=None if limits is None else dataclasses.replace(limits, zone=ingress.ref),
             external_auth=self._settings[ingress.ref].external_auth,
+            response_headers=self._settings[ingress.ref].response_headers,
         )
+        setup = self._errors.get(ingress.ref)
+        if setup is None:
+            return route
+        # a default-backend serves a location whose Service has no ready endpoint (but a
+        # denied one still answers 503)
+        stands_in = not built.cluster.balancer.ready and self._settings[ingress.ref].denied is None
+        return setup.applied(route, backend.port, stands_in)
 
 
 def _is_affinity_location(

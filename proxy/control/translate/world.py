@@ -59,6 +59,7 @@ class World:
     http_routes: dict[str, HTTPRoute] = field(default_factory=dict)  # by ref
     reference_grants: list[ReferenceGrant] = field(default_factory=list)
     namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    config_maps: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # their data
 
     def index_sources(self) -> None:
         for ref, source in self.sources.items():
@@ -106,6 +107,8 @@ def read_world(
             if secret is not None:
                 world.secrets[key] = secret
             world.secret_data[key] = _read_secret_data(fields)
+        elif kind == "ConfigMap":
+            world.config_maps[key] = fields.string_map("data")
         elif kind in _GATEWAY_KINDS:
             _read_gateway_kind(world, kind, fields, metadata, ref=ref, key=key)
         # IngressClass objects are accepted and not needed: --ingress-class selects by name;

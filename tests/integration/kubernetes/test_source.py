@@ -34,7 +34,7 @@ from tests.integration.test_manifests_scaling import new_sessions, replay
 from tests.kube_fake.server import FakeApiServer
 from tests.kube_fake.tls import Pki
 
-RESOURCES = ("ingresses", "ingressclasses", "services", "endpointslices")
+RESOURCES = ("ingresses", "ingressclasses", "services", "endpointslices", "configmaps")
 # Watched too, and served by the fake unless it is told that their CRDs are not installed.
 GATEWAY_API = ("gatewayclasses", "gateways", "httproutes", "referencegrants", "namespaces")
 WATCHED = (*RESOURCES, *GATEWAY_API)

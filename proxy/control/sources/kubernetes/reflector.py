@@ -198,6 +198,9 @@ class Reflector:
         self._version = ""  # where the next watch resumes
         self._events = 0  # events received by the current watch
         self._refused: set[str] = set()  # verbs whose 403 was logged in this streak
+        # Which objects' changes matter for routing (None: all): a watch event on another is
+        # kept, and rebuilds nothing (a relist still counts every change)
+        self.matters: Callable[[Key], bool] | None = None
 
     def on_change(self, listener: Callable[[], None], *, status: bool = False) -> None:
         """Call `listener` when the objects change for routing; with `status`, also when only
@@ -357,7 +360,8 @@ class Reflector:
                 self.objects[key] = new = obj
             routing, changed = self._compare(old, new)
             if changed:
-                self._changed(routing)
+                matters = self.matters
+                self._changed(routing and (matters is None or matters(key)))
         if version:  # a bookmark's version counts as well: it may be far ahead of any object's
             self._version = version
 

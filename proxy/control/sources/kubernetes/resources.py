@@ -78,6 +78,9 @@ OPAQUE_SECRETS = Resource(
     label="secrets-opaque",
 )  # fmt: skip
 SECRETS = (TLS_SECRETS, OPAQUE_SECRETS)
+# custom-headers ConfigMaps (docs/behaviour.md, "Custom response headers"); optional, so that a
+# deployment whose RBAC predates them still serves, without those headers
+CONFIG_MAPS = Resource("ConfigMap", "configmaps", "", "v1", optional=True)
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_CLASSES = Resource(
@@ -104,6 +107,7 @@ ALL_RESOURCES = (
     ENDPOINT_SLICES,
     ENDPOINTS,
     *SECRETS,
+    CONFIG_MAPS,
     *GATEWAY_RESOURCES,
 )
 

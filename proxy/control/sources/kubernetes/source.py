@@ -31,6 +31,7 @@ from proxy.control.sources.kubernetes.gateway_writer import GatewayStatusWriter
 from proxy.control.sources.kubernetes.reflector import Key, Obj, Reflector, WatchTuning, list_all
 from proxy.control.sources.kubernetes.resources import (
     ALL_RESOURCES,
+    CONFIG_MAPS,
     ENDPOINT_SLICES,
     ENDPOINTS,
     GATEWAY_CLASSES,
@@ -58,6 +59,7 @@ from proxy.control.translate import (
     object_ref,
     translate,
 )
+from proxy.control.translate.custom_headers import named_config_maps
 from proxy.core.routing import Snapshot
 
 log = logging.getLogger("sticky_proxy.kubernetes")
@@ -83,8 +85,17 @@ def watched_resources(
     )
     return (
         INGRESSES, INGRESS_CLASSES, SERVICES, endpoints, *(SECRETS if tls else ()),
-        *gateway,
+        CONFIG_MAPS, *gateway,
     )  # fmt: skip
+
+
+def _only_named_config_maps(routing: list[Reflector]) -> None:
+    """A ConfigMap's change rebuilds the routes only when an Ingress's custom-headers names it:
+    clusters hold many ConfigMaps, some rewritten every few seconds (controllers' status)."""
+    config_maps, ingresses = (
+        next(r for r in routing if r.resource is resource) for resource in (CONFIG_MAPS, INGRESSES)
+    )
+    config_maps.matters = lambda key: key in named_config_maps(ingresses.objects.values())
 
 
 def translate_cluster(objects: Sequence[KubeObject], options: TranslateOptions) -> Snapshot:
@@ -196,6 +207,7 @@ class KubernetesSource:
             ]
             for reflector in routing:
                 reflector.on_change(changed.set)
+            _only_named_config_maps(routing)
             status = self._status_writer(client, routing)
             reflectors = [*routing]
             if status is not None:
