@@ -42,11 +42,13 @@ class Prometheus:
         self.url = url
         self.targets = targets
 
-    async def query(self, expr: str) -> list[Series]:
-        """An instant query's vector; a scalar comes back as one series without labels."""
+    async def query(self, expr: str, at: float | None = None) -> list[Series]:
+        """An instant query's vector, now or at Unix time `at`; a scalar comes back as one
+        series without labels."""
+        params = {"query": expr, **({"time": repr(at)} if at is not None else {})}
         async with (
             aiohttp.ClientSession() as session,
-            session.get(f"{self.url}/api/v1/query", params={"query": expr}) as response,
+            session.get(f"{self.url}/api/v1/query", params=params) as response,
         ):
             body: dict[str, Any] = await response.json()
         if body["status"] != "success":
@@ -56,9 +58,27 @@ class Prometheus:
             return [Series({}, float(data["result"][1]))]
         return [Series(item["metric"], float(item["value"][1])) for item in data["result"]]
 
-    async def values(self, expr: str, by: str) -> dict[str, float]:
+    async def over_time(
+        self, expr: str, by: str, start: float, end: float
+    ) -> dict[str, list[float]]:
+        """A range query's series, one point per scrape interval from `start` to `end`, as
+        {value of label `by`: the values}."""
+        params = {"query": expr, "start": repr(start), "end": repr(end), "step": SCRAPE_SECONDS}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{self.url}/api/v1/query_range", params=params) as response,
+        ):
+            body: dict[str, Any] = await response.json()
+        if body["status"] != "success":
+            raise AssertionError(f"{expr}: {body.get('errorType')}: {body.get('error')}")
+        return {
+            item["metric"].get(by, ""): [float(value) for _, value in item["values"]]
+            for item in body["data"]["result"]
+        }
+
+    async def values(self, expr: str, by: str, at: float | None = None) -> dict[str, float]:
         """The query's series as {value of label `by`: value}."""
-        return {series.labels.get(by, ""): series.value for series in await self.query(expr)}
+        return {s.labels.get(by, ""): s.value for s in await self.query(expr, at)}
 
     async def scraped(self) -> None:
         """Wait until every target has been scraped after this call began: what was counted

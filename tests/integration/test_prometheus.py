@@ -8,15 +8,31 @@ sessions per pod, upstream errors, reloads and latency quantiles from the histog
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from proxy.app.runtime import ProxyServer
+from proxy.app.settings import ServeSettings
+from proxy.control.translate import TranslateOptions, translate
+from proxy.core.values import Address
 from tests.e2e.serve_process import serve_process
-from tests.integration.cluster import Pods, get, reload_after, web_app, write_manifest
+from tests.integration.cluster import (
+    Pods,
+    endpoint_slice,
+    get,
+    ingress,
+    path,
+    reload_after,
+    rule,
+    service,
+    web_app,
+    write_manifest,
+)
 from tests.integration.conftest import StartManifestProxy
+from tests.integration.harness import url
 from tests.integration.prometheus import prometheus, prometheus_binary
 
 pytestmark = pytest.mark.skipif(
@@ -198,3 +214,94 @@ async def test_two_workers_add_up_in_prometheus(pods: Pods, manifest: Path, tmp_
             "ready": 2,
             "draining": 0,
         }
+
+
+# The main request-rate and latency panels of ingress-nginx's Grafana dashboards
+# (deploy/grafana/dashboards/nginx.json and request-handling-performance.json), as written there,
+# with their variables at "All".
+INGRESS_NGINX_PANELS = {
+    "Controller Request Volume": 'round(sum(irate(nginx_ingress_controller_requests{controller_pod=~".*",controller_class=~".*",namespace=~".*"}[2m])), 0.001)',  # noqa: E501
+    "Controller Success Rate": 'sum(rate(nginx_ingress_controller_requests{controller_pod=~".*",controller_class=~".*",namespace=~".*",status!~"[4-5].*"}[2m])) / sum(rate(nginx_ingress_controller_requests{controller_pod=~".*",controller_class=~".*",namespace=~".*"}[2m]))',  # noqa: E501
+    "Ingress Request Volume": 'round(sum(irate(nginx_ingress_controller_requests{controller_pod=~".*",controller_class=~".*",controller_namespace=~".*",exported_namespace=~".*",ingress=~".*"}[2m])) by (ingress), 0.001)',  # noqa: E501
+    "Ingress Success Rate": 'sum(rate(nginx_ingress_controller_requests{controller_pod=~".*",controller_class=~".*",namespace=~".*",exported_namespace=~".*",ingress=~".*",status!~"[4-5].*"}[2m])) by (ingress) / sum(rate(nginx_ingress_controller_requests{controller_pod=~".*",controller_class=~".*",namespace=~".*",exported_namespace=~".*",ingress=~".*"}[2m])) by (ingress)',  # noqa: E501
+    **{
+        f"Ingress Percentile Response Times p{q}": f'histogram_quantile(0.{q}, sum(rate(nginx_ingress_controller_request_duration_seconds_bucket{{ingress!="",controller_pod=~".*",controller_class=~".*",controller_namespace=~".*",ingress=~".*",exported_namespace=~".*"}}[2m])) by (le, ingress))'  # noqa: E501
+        for q in ("50", "90", "99")
+    },
+    "Request Latency Percentiles p95": 'histogram_quantile(0.95, sum by (le)(rate(nginx_ingress_controller_request_duration_seconds_bucket{ingress =~ ".*"}[5m])))',  # noqa: E501
+}
+APP = {"Host": "app.test"}
+OURS = {
+    "nginx_ingress_controller_requests": "sticky_proxy_requests_total",
+    "nginx_ingress_controller_request_duration_seconds": "sticky_proxy_request_duration_seconds",
+}
+
+
+async def traffic(server: ProxyServer, fast: int, refused: int, slow: int) -> None:
+    """`fast` answers of web, `refused` 413s of web (over its proxy-body-size), `slow` answers
+    of 0.3 s of Ingress slow."""
+    for _ in range(fast):
+        assert (await get(server)).status == 200
+    async with aiohttp.ClientSession() as client:
+        for _ in range(refused):
+            big = client.post(url(server, "/sink"), data=b"x" * 5000, headers=APP)
+            async with big as answer:
+                assert answer.status == 413
+    for _ in range(slow):
+        assert (await get(server, "/slow", host="slow.test")).status == 200
+
+
+async def test_ingress_nginx_dashboard_queries_read_the_same_traffic_with_the_flag(
+    pods: Pods, tmp_path: Path
+) -> None:
+    """--ingress-nginx-metrics: ingress-nginx's own dashboard queries, unchanged, return what
+    the same queries over sticky_proxy_* return, evaluated at the same scrape."""
+    fast, slow = await pods.start(2)
+    slow.slow_seconds = 0.3
+    objects = [
+        *web_app([fast], proxy_body_size="1k"),
+        ingress("slow", rule("slow.test", path(service="slow"))),
+        service("slow"),
+        endpoint_slice([slow], service_name="slow"),
+    ]
+    loopback = Address("127.0.0.1", 0)
+    settings = ServeSettings(listen=loopback, metrics_listen=loopback, ingress_nginx_metrics=True)
+    server = ProxyServer(settings, translate(objects, TranslateOptions()))
+    await server.start()
+    try:
+        async with prometheus([target(server)], tmp_path) as prom:
+            # one request of each kind, scraped before the traffic: ingress-nginx's series are
+            # per method and status, and rate() misses a series' first sample
+            await traffic(server, fast=1, refused=1, slow=1)
+            await prom.scraped()
+            began = time.time()
+            await traffic(server, fast=30, refused=5, slow=4)
+            await prom.scraped()
+            ended = time.time()
+
+            # Every point of each panel from before the traffic to after it: irate() reads the
+            # last two scrapes at each, so the traffic shows at some points and not at others.
+            for panel, theirs in INGRESS_NGINX_PANELS.items():
+                ours = theirs
+                for name, own in OURS.items():
+                    ours = ours.replace(name, own)
+                answer = await prom.over_time(theirs, "ingress", began, ended)
+                assert answer, f"{panel}: no data"
+                # equal up to rate()'s extrapolation, which Prometheus does per series: theirs
+                # are split by method and status, ours by route
+                expected = await prom.over_time(ours, "ingress", began, ended)
+                assert answer.keys() == expected.keys(), panel
+                for ingress_name, points in answer.items():
+                    assert points == pytest.approx(expected[ingress_name], rel=0.02, nan_ok=True), (
+                        panel,
+                        ingress_name,
+                    )
+            panels = INGRESS_NGINX_PANELS
+            volume = await prom.over_time(panels["Ingress Request Volume"], "ingress", began, ended)
+            assert max(volume["web"]) > 0 and max(volume["slow"]) > 0
+            success = await prom.values(panels["Ingress Success Rate"], "ingress")
+            assert success["slow"] == 1.0 and success["web"] < 1.0  # web's 5 answers of 413
+            (p95,) = await prom.query(panels["Request Latency Percentiles p95"])
+            assert 0.25 <= p95.value <= 0.5  # the 0.3 s answers of `slow`
+    finally:
+        await server.stop(grace=0.5)
