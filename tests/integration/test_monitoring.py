@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.integration.cluster import (
     Obj,
@@ -51,6 +52,11 @@ def dashboard_queries() -> list[tuple[str, str]]:
                 expr = expr.replace(name, value)
             queries.append((panel["title"], expr))
     return queries
+
+
+def alert_rules() -> list[dict[str, str]]:
+    rules = yaml.safe_load((MONITORING / "sticky-proxy.rules.yml").read_text())
+    return [rule for group in rules["groups"] for rule in group["rules"]]
 
 
 def world(web: list[Upstream], draining: list[Upstream]) -> list[Obj]:
@@ -148,7 +154,9 @@ async def test_every_dashboard_query_returns_data_and_the_alerts_go_pending(
         builds = await prom.values("sticky_proxy_config_build_seconds_count", "")
         assert builds == {"": 2}  # the first table and the draining one
 
-        # each alert's expression runs; those this traffic meets are pending (their `for`)
+        for rule in alert_rules():  # each one's expression runs on this Prometheus
+            await prom.query(rule["expr"])
+        # those this traffic meets are pending (their `for`), the others quiet
         await until_alerts(
             prom,
             {

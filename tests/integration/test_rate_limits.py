@@ -98,8 +98,8 @@ async def test_check_limit_rate_annotation(
         tmp_path, manifest_proxy, pods, proxy_buffering="on", limit_rate="1", limit_rate_after="1"
     )
     warnings = server.publisher.current.warnings
-    assert any("limit-rate is not supported; ignored" in line for line in warnings)
-    assert any("limit-rate-after is not supported; ignored" in line for line in warnings)
+    assert any("limit-rate is not supported (answers go to the client" in line for line in warnings)
+    assert any("limit-rate-after is not supported (answers" in line for line in warnings)
     assert await status(server) == 200
 
 

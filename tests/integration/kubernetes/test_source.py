@@ -31,6 +31,7 @@ from tests.integration.harness import Upstream
 from tests.integration.kubernetes.conftest import StartKubeProxy, restarts, token_access
 from tests.integration.prometheus import prometheus, prometheus_binary
 from tests.integration.test_manifests_scaling import new_sessions, replay
+from tests.integration.test_monitoring import KUBERNETES_ONLY, dashboard_queries
 from tests.kube_fake.server import FakeApiServer
 from tests.kube_fake.tls import Pki
 
@@ -386,9 +387,7 @@ async def test_prometheus_sees_a_forbidden_watch_restarting_and_the_proxy_not_re
     fake.forbid("endpointslices", "list")
     server, _ = await kube_proxy()
     assert server.metrics_address is not None
-    panel = (
-        "sum by (resource, reason) (rate(sticky_proxy_kubernetes_watch_restarts_total[1m])) * 60"
-    )
+    (panel,) = [expr for title, expr in dashboard_queries() if title in KUBERNETES_ONLY]
     async with prometheus([str(server.metrics_address)], tmp_path) as prom:
         await until(lambda: restarts(server, "endpointslices", "forbidden") >= 3, "retries")
         await prom.scraped()
