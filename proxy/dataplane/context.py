@@ -20,6 +20,7 @@ from proxy.core.errors import NoEndpoint
 from proxy.core.headers import Request
 from proxy.core.routing import Route, Snapshot
 from proxy.dataplane.balancing import Loads
+from proxy.dataplane.basic_auth import Verified
 from proxy.dataplane.ejection import Ejections
 from proxy.dataplane.upstream import Dial, Pools, dial_tcp
 from proxy.observability.failure_log import FailureLog
@@ -73,6 +74,7 @@ class ServerContext:
         self.failure_log = FailureLog(loop.time)
         self.pools = Pools(loop, dial)
         self.ejections = Ejections(loop, self.pools, metrics)
+        self.verified = Verified()  # basic authentication's remembered credentials
         self.client_header_timeout = client_header_timeout
         self.client_body_timeout = client_body_timeout
         self.max_connections = max_connections

@@ -23,10 +23,12 @@ from mypy_extensions import trait
 
 from proxy.core import headers as h
 from proxy.core.affinity import Decision, Outcome
+from proxy.core.basic_auth import BasicAuth, authorization, without_authorization
 from proxy.core.canary import takes_canary
 from proxy.core.cookies import parse_cookie
 from proxy.core.cors import CORS_HEADERS, preflight_response, request_origin, with_lines
 from proxy.core.errors import (
+    BadRequest,
     BodyTooLarge,
     Forbidden,
     InvalidBackend,
@@ -44,6 +46,8 @@ from proxy.core.outliers import EJECTING_REASONS, substitute
 from proxy.core.rewrites import FixedRedirect
 from proxy.core.routing import Route
 from proxy.core.sessions import SessionKind, SessionPolicy
+from proxy.dataplane.basic_auth import ALLOW, DENY
+from proxy.dataplane.basic_auth import check as check_password
 from proxy.dataplane.upstream import ResponseSink, UpstreamConnection
 from proxy.observability.proxied_request import ProxiedRequest
 
@@ -233,6 +237,7 @@ class Exchange(ResponseSink, ProxiedRequest):
             return
         cors = route.cors  # the location's, which is the main Ingress's, not a canary's
         access = route.access  # the location's own, not a canary's (as ingress-nginx)
+        basic_auth = route.basic_auth  # the location's own too
         if route.canary is not None:
             route = self._canary_side(route)
         forwarded = request  # what the upstream is sent: Gateway API filters may change it
@@ -251,6 +256,15 @@ class Exchange(ResponseSink, ProxiedRequest):
             # (after the redirect: nginx's rewrite phase comes before its access phase)
             self.fail(Forbidden())
             return
+        if basic_auth is not None:
+            # nginx's access phase too, after allow/deny (docs/behaviour.md, "Basic authentication")
+            self._basic_auth(basic_auth, route, forwarded)
+            return
+        self._forward(route, forwarded)
+
+    def _forward(self, route: Route, forwarded: h.Request) -> None:
+        """Past every check of `begin`: the body size limit, then the first try."""
+        request = self.request
         limit = route.upstream.body_size
         declared = request.content_length or 0
         if limit and max(declared, self.body_received) > limit:
@@ -367,6 +381,38 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.tried.append(endpoint)
         self.tries += 1
         self._connect(endpoint)
+
+    def _basic_auth(self, auth: BasicAuth, route: Route, forwarded: h.Request) -> None:
+        """Forward the request if its credentials are an Ingress user's, else answer 401; a slow
+        hash (bcrypt) is checked in a worker thread, not on the event loop."""
+        header, count = authorization(self.request.forward)
+        if count > 1:
+            self.fail(BadRequest("more than one Authorization header"))  # as nginx, 400
+            return
+        decision, digest = self.ctx.verified.decide(auth, header)
+        if decision == ALLOW:
+            self._forward(route, without_authorization(forwarded))
+        elif decision == DENY or header is None:
+            self._reply(401, auth.answer)
+        else:
+            checked = self.ctx.loop.run_in_executor(None, check_password, auth, header)
+            checked.add_done_callback(partial(self._checked, auth, route, forwarded, digest))
+
+    def _checked(
+        self,
+        auth: BasicAuth,
+        route: Route,
+        forwarded: h.Request,
+        digest: bytes,
+        checked: asyncio.Future[bool],
+    ) -> None:
+        if self.finished:
+            return  # the client went away meanwhile
+        if checked.result():
+            self.ctx.verified.remember(digest)
+            self._forward(route, without_authorization(forwarded))
+        else:
+            self._reply(401, auth.answer)
 
     def _cors_preflight(self, lines: bytes) -> bool:
         """Note the CORS header lines of every answer, and answer an allowed preflight (an

@@ -13,6 +13,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from proxy.control.translate.basic_auth import (
+    AUTH_FILE,
+    AuthSecret,
+    parse_auth_type,
+    parse_realm,
+    parse_secret_name,
+    parse_secret_type,
+)
 from proxy.control.translate.cors import (
     parse_expose,
     parse_headers,
@@ -43,6 +51,7 @@ from proxy.control.translate.rewrite_annotations import (
 )
 from proxy.core.access import AccessList, Network, parse_ranges
 from proxy.core.balancing import DEFAULT_SUBSET_SIZE, Balancing, HashBy, LoadBalance
+from proxy.core.basic_auth import BasicAuth
 from proxy.core.canary import CanaryPolicy, variable_name
 from proxy.core.cookies import CookieSettings
 from proxy.core.cors import CorsPolicy
@@ -115,6 +124,7 @@ _CORS_ANNOTATIONS = (
 # allowlist-source-range is read first; whitelist-source-range is its older name
 _ALLOW = "allowlist-source-range"
 _ACCESS_ANNOTATIONS = ("allowlist-source-range", "whitelist-source-range", "denylist-source-range")
+_BASIC_AUTH_ANNOTATIONS = ("auth-type", "auth-secret", "auth-secret-type", "auth-realm")
 _HONOURED = frozenset(
     {
         "affinity",
@@ -143,6 +153,7 @@ _HONOURED = frozenset(
         "enable-cors",
         *_CORS_ANNOTATIONS,
         *_ACCESS_ANNOTATIONS,
+        *_BASIC_AUTH_ANNOTATIONS,
     }
 )
 
@@ -199,6 +210,8 @@ class IngressSettings:
     rewrites: RewriteSettings | None = None  # rewrite-target, redirects and the like; None: none
     cors: CorsPolicy | None = None  # enable-cors and the cors-* annotations; None: off
     access: AccessList | None = None  # *-source-range; None: every client
+    auth_secret: AuthSecret | None = None  # auth-type basic's Secret, looked up later
+    basic_auth: BasicAuth | None = None  # its users, once looked up; None: no authentication
 
 
 def parse_server_name(text: str) -> str:
@@ -243,6 +256,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     rewrites = _rewrites(reader)
     cors_policy = _cors(reader)
     access, denied = _access_list(reader)
+    auth_secret, auth_denied = _auth_secret(reader)
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -262,7 +276,8 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         proxy_ssl=proxy_ssl,
         balancing=balancing,
         access=access,
-        denied=denied,
+        denied=denied or auth_denied,
+        auth_secret=auth_secret,
         rewrites=rewrites,
         cors=cors_policy,
     )
@@ -313,6 +328,42 @@ def _access_list(reader: _Reader) -> tuple[AccessList | None, str | None]:
     allow = ranges.get(_ALLOW) or ranges.get("whitelist-source-range", ())
     deny = ranges.get("denylist-source-range", ())
     return (AccessList(deny=deny, allow=allow) if allow or deny else None), None
+
+
+def _auth_secret(reader: _Reader) -> tuple[AuthSecret | None, str | None]:
+    """auth-type basic and its Secret (docs/behaviour.md, "Basic authentication"), and why the
+    Ingress's paths answer 503 when they cannot be read: never served without the asked-for
+    authentication (docs/ingress-nginx-compat.md, "Basic authentication")."""
+    if reader.text("auth-type") is None:
+        for name in _BASIC_AUTH_ANNOTATIONS[1:]:
+            reader.ignored_without(name, "auth-type")
+        return None, None
+    problems: list[str] = []
+    _required(reader, "auth-type", parse_auth_type, problems)
+    secret = _required(reader, "auth-secret", parse_secret_name, problems)
+    secret_type = AUTH_FILE
+    if reader.text("auth-secret-type") is not None:
+        secret_type = _required(reader, "auth-secret-type", parse_secret_type, problems) or ""
+    if problems or secret is None:
+        reader.warnings.extend(f"{line}; its paths answer 503" for line in problems)
+        return None, "; ".join(problems)
+    realm = _or(reader.value("auth-realm", parse_realm), "")
+    return AuthSecret(secret, secret_type, realm), None
+
+
+def _required(
+    reader: _Reader, name: str, parse: Callable[[str], str], problems: list[str]
+) -> str | None:
+    """The parsed value of `name`, or None with a problem noted when it is missing or invalid."""
+    text = reader.text(name)
+    if text is None:
+        problems.append(f"{PREFIX}{name} is missing")
+        return None
+    try:
+        return parse(text)
+    except ValueError as error:
+        problems.append(f"{PREFIX}{name}: {error}")
+        return None
 
 
 def _canary_policy(reader: _Reader) -> CanaryPolicy | None:

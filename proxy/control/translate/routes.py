@@ -223,6 +223,7 @@ class Layout:
             filters=rewrites.filters(path) if rewrites is not None else None,
             cors=self._settings[ingress.ref].cors,
             access=self._settings[ingress.ref].access,
+            basic_auth=self._settings[ingress.ref].basic_auth,
         )
 
 
