@@ -138,7 +138,7 @@ async def test_should_return_status_code_200_when_no_authentication_is_configure
     assert reply.upstream is not None and reply.upstream["host"] == HOST
 
 
-async def test_should_return_status_code_503_when_authentication_is_configured_with_an_invalid_secret(
+async def test_should_return_status_code_503_when_authentication_is_configured_with_an_invalid_secret(  # noqa: E501 (the Go test's name)
     pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     server = await serve(manifest, manifest_proxy, pod, **{**BASIC, "auth_secret": "something"})
@@ -148,7 +148,7 @@ async def test_should_return_status_code_503_when_authentication_is_configured_w
     assert any("auth-secret default/something not found" in line for line in warnings(server))
 
 
-async def test_should_return_status_code_401_when_authentication_is_configured_but_authorization_header_is_not_configured(
+async def test_should_return_status_code_401_when_authentication_is_configured_but_authorization_header_is_not_configured(  # noqa: E501 (the Go test's name)
     pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     server = await serve(manifest, manifest_proxy, pod, build_secret(FOO, "bar"), **BASIC)
@@ -158,7 +158,7 @@ async def test_should_return_status_code_401_when_authentication_is_configured_b
     assert reply.headers["WWW-Authenticate"] == 'Basic realm="test auth"'
 
 
-async def test_should_return_status_code_401_when_authentication_is_configured_and_authorization_header_is_sent_with_invalid_credentials(
+async def test_should_return_status_code_401_when_authentication_is_configured_and_authorization_header_is_sent_with_invalid_credentials(  # noqa: E501 (the Go test's name)
     pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     server = await serve(manifest, manifest_proxy, pod, build_secret(FOO, "bar"), **BASIC)
@@ -167,7 +167,7 @@ async def test_should_return_status_code_401_when_authentication_is_configured_a
     assert reply.headers["WWW-Authenticate"] == 'Basic realm="test auth"'
 
 
-async def test_should_return_status_code_401_and_cors_headers_when_authentication_and_cors_is_configured_but_authorization_header_is_not_configured(
+async def test_should_return_status_code_401_and_cors_headers_when_authentication_and_cors_is_configured_but_authorization_header_is_not_configured(  # noqa: E501 (the Go test's name)
     pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     server = await serve(
@@ -178,7 +178,7 @@ async def test_should_return_status_code_401_and_cors_headers_when_authenticatio
     assert reply.headers["Access-Control-Allow-Origin"] == "*"
 
 
-async def test_should_return_status_code_200_when_authentication_is_configured_and_authorization_header_is_sent(
+async def test_should_return_status_code_200_when_authentication_is_configured_and_authorization_header_is_sent(  # noqa: E501 (the Go test's name)
     pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     server = await serve(manifest, manifest_proxy, pod, build_secret(FOO, "bar"), **BASIC)
@@ -188,7 +188,7 @@ async def test_should_return_status_code_200_when_authentication_is_configured_a
     assert reply.upstream is not None and "authorization" not in reply.upstream
 
 
-async def test_should_return_status_code_200_when_authentication_is_configured_with_a_map_and_authorization_header_is_sent(
+async def test_should_return_status_code_200_when_authentication_is_configured_with_a_map_and_authorization_header_is_sent(  # noqa: E501 (the Go test's name)
     pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     server = await serve(
@@ -203,7 +203,7 @@ async def test_should_return_status_code_200_when_authentication_is_configured_w
     assert (await ask(server, ("Authorization", basic(FOO, "baz")))).status == 401
 
 
-async def test_should_return_status_code_401_when_authentication_is_configured_with_invalid_content_and_authorization_header_is_sent(
+async def test_should_return_status_code_401_when_authentication_is_configured_with_invalid_content_and_authorization_header_is_sent(  # noqa: E501 (the Go test's name)
     pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     server = await serve(manifest, manifest_proxy, pod, secret(auth="foo:"), **BASIC)
@@ -280,7 +280,8 @@ async def test_a_user_with_an_unknown_hash_scheme_never_matches(
     server = await serve(manifest, manifest_proxy, pod, secret(auth=text), **BASIC)
     assert (await ask(server, ("Authorization", basic("old", "bar")))).status == 401
     assert (await ask(server, ("Authorization", basic(FOO, "bar")))).status == 200
-    assert any("user 'old': the hash is of no scheme known here" in line for line in warnings(server))
+    unknown = "user 'old': the hash is of no scheme known here"
+    assert any(unknown in line for line in warnings(server))
 
 
 async def test_a_secret_without_the_auth_key_denies_the_paths(
