@@ -9,7 +9,8 @@ import base64
 import bcrypt
 import pytest
 
-from proxy.control.translate.basic_auth import AUTH_MAP, AuthSecret, basic_auth, with_basic_auth
+from proxy.control.translate.auth_secrets import with_basic_auth
+from proxy.control.translate.basic_auth import AUTH_MAP, AuthSecret, basic_auth
 from proxy.core.basic_auth import BasicAuth, credentials, without_authorization
 from proxy.core.headers import Request
 from proxy.dataplane.basic_auth import ALLOW, CHECK, DENY, Verified, check

@@ -9,20 +9,17 @@ open what it closes (docs/ingress-nginx-compat.md, "Basic authentication").
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 from proxy.core.basic_auth import BasicAuth
 from proxy.core.htpasswd import known_scheme, parse_htpasswd
 
-if TYPE_CHECKING:
-    from proxy.control.translate.annotations import IngressSettings
-
 Secrets = Mapping[tuple[str, str], Mapping[str, bytes]]  # each Secret's keys, by (namespace, name)
 
+AUTH_SECRET_ANNOTATION = "nginx.ingress.kubernetes.io/auth-secret"
 AUTH_FILE = "auth-file"  # the Secret's `auth` key is an htpasswd file (the default)
 AUTH_MAP = "auth-map"  # each key of the Secret is a user, its value the hash
 _SECRET_CHARS = re.compile(r"[-._~a-zA-Z0-9/:]+")  # ingress-nginx's BasicCharsRegex
@@ -66,22 +63,23 @@ def parse_realm(text: str) -> str:
     return text
 
 
-def with_basic_auth(
-    settings: IngressSettings,
-    namespace: str,
-    secrets: Secrets,
-) -> IngressSettings:
-    """`settings` with the users of its auth-secret, or `denied` and a warning saying why not."""
-    spec = settings.auth_secret
-    if spec is None or settings.denied is not None:
-        return settings
-    auth, problem, warnings = basic_auth(spec, namespace, secrets)
-    if auth is None:
-        warnings.append(f"{problem}; its paths answer 503")
-        return dataclasses.replace(
-            settings, denied=problem, warnings=(*settings.warnings, *warnings)
-        )
-    return dataclasses.replace(settings, basic_auth=auth, warnings=(*settings.warnings, *warnings))
+def named_secrets(ingresses: Iterable[Any]) -> frozenset[tuple[str, str]]:
+    """(namespace, name) of each Secret an Ingress object names in its auth-secret annotation:
+    the Secrets the Kubernetes source keeps whole (docs/behaviour.md, "Kubernetes API")."""
+    names = set()
+    for obj in ingresses:
+        metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
+        if not isinstance(metadata, Mapping):
+            continue
+        annotations = metadata.get("annotations")
+        if not isinstance(annotations, Mapping):
+            continue
+        value = annotations.get(AUTH_SECRET_ANNOTATION)
+        if not isinstance(value, str) or not _SECRET_CHARS.fullmatch(value.strip()):
+            continue
+        namespace, _, name = value.strip().rpartition("/")
+        names.add((namespace or str(metadata.get("namespace") or "default"), name))
+    return frozenset(names)
 
 
 def basic_auth(

@@ -30,11 +30,11 @@ _COOKIE = "as ingress-nginx sets the cookie, byte for byte"
 _NOT_BUILT = (
     "auth-always-set-cookie", "auth-cache-duration", "auth-cache-key", "auth-keepalive",
     "auth-keepalive-requests", "auth-keepalive-share-vars", "auth-keepalive-timeout",
-    "auth-method", "auth-proxy-set-headers", "auth-realm", "auth-request-redirect",
-    "auth-response-headers", "auth-secret", "auth-secret-type", "auth-signin",
+    "auth-method", "auth-proxy-set-headers", "auth-request-redirect",
+    "auth-response-headers", "auth-signin",
     "auth-signin-redirect-param", "auth-tls-error-page", "auth-tls-match-cn",
     "auth-tls-pass-certificate-to-upstream", "auth-tls-secret", "auth-tls-verify-client",
-    "auth-tls-verify-depth", "auth-type", "auth-url", "custom-headers", "custom-http-errors",
+    "auth-tls-verify-depth", "auth-url", "custom-headers", "custom-http-errors",
     "default-backend", "limit-burst-multiplier", "limit-connections", "limit-rate",
     "limit-rate-after", "limit-rpm", "limit-rps", "limit-whitelist", "mirror-host",
     "mirror-request-body", "mirror-target", "proxy-cookie-domain", "proxy-cookie-path",
@@ -51,7 +51,17 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
         "sticky: a cookie of either side keeps its client there; legacy: the canary sets none",
     ),
     "app-root": (Support.HONOURED, "302 from / of the host, before any location"),
+    "auth-realm": (Support.DIFFERENT, "an invalid realm is the default one, not auth turned off"),
+    "auth-secret": (
+        Support.HONOURED,
+        "htpasswd hashes bcrypt, $apr1$, $1$, $5$, $6$, {SHA}, {SSHA}, {PLAIN}; not DES crypt",
+    ),
+    "auth-secret-type": (Support.HONOURED, "auth-file and auth-map"),
     "auth-snippet": (Support.NO_EFFECT, _SNIPPET),
+    "auth-type": (
+        Support.DIFFERENT,
+        "basic; digest and invalid values answer 503 instead of serving without authentication",
+    ),
     "backend-protocol": (
         Support.DIFFERENT,
         "HTTP and HTTPS; the paths of GRPC, GRPCS, AUTO_HTTP and FCGI answer 503",

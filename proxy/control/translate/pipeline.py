@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from proxy.control.translate.annotations import PREFIX, IngressSettings, parse_annotations
+from proxy.control.translate.auth_secrets import with_basic_auth
 from proxy.control.translate.backends import merge_backends, path_entries
-from proxy.control.translate.basic_auth import with_basic_auth
 from proxy.control.translate.canaries import with_canaries
 from proxy.control.translate.coverage import report
 from proxy.control.translate.endpoints import build_backend_cluster

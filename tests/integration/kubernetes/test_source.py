@@ -33,7 +33,8 @@ from tests.integration.test_manifests_scaling import new_sessions, replay
 from tests.kube_fake.server import FakeApiServer
 from tests.kube_fake.tls import Pki
 
-RESOURCES = ("ingresses", "ingressclasses", "services", "endpointslices")
+# (secrets: without a TLS listener, the Opaque ones, for auth-secret)
+RESOURCES = ("ingresses", "ingressclasses", "services", "endpointslices", "secrets")
 # Watched too, and served by the fake unless it is told that their CRDs are not installed.
 GATEWAY_API = ("gatewayclasses", "gateways", "httproutes", "referencegrants", "namespaces")
 WATCHED = (*RESOURCES, *GATEWAY_API)
@@ -367,9 +368,11 @@ async def test_tls_secrets_are_watched_with_a_tls_listener_and_renewals_apply(
     assert by_type == {"type=kubernetes.io/tls", "type=Opaque"}
 
 
-async def test_without_a_tls_listener_no_secret_is_read(
+async def test_without_a_tls_listener_only_opaque_secrets_are_read(
     fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods
 ) -> None:
+    """For auth-secret (docs/behaviour.md, "Kubernetes API"); no TLS Secret is asked for."""
     server = await started(fake, kube_proxy, await pods.start(1))
     await until(server.ready, "ready")
-    assert not fake.list_requests("secrets") and not fake.watch_requests("secrets")
+    asked = fake.list_requests("secrets") + fake.watch_requests("secrets")
+    assert {r.query.get("fieldSelector") for r in asked} == {"type=Opaque"}
