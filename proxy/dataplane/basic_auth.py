@@ -1,6 +1,6 @@
-"""Per-process memory of the credentials basic authentication verified (docs/behaviour.md,
-"Basic authentication"): a client sends the same Authorization header with every request, and
-bcrypt costs ~80 ms a check at cost 10, so a verified one is remembered.
+"""Per-process memory of the credentials basic authentication verified
+(docs/behaviour.md, "Basic authentication"): a client sends the same Authorization header with
+every request, and bcrypt costs ~80 ms a check at cost 10, so a verified one is remembered.
 
 Only digests are kept: BLAKE2b of the stored hash and the header, never a password. The stored
 hash is part of the key, so a changed Secret (or another Ingress's users) never matches an old

@@ -65,7 +65,7 @@ def parse_realm(text: str) -> str:
 
 def named_secrets(ingresses: Iterable[Any]) -> frozenset[tuple[str, str]]:
     """(namespace, name) of each Secret an Ingress object names in its auth-secret annotation:
-    the Secrets the Kubernetes source keeps whole (docs/behaviour.md, "Kubernetes API")."""
+    the Secrets the Kubernetes source keeps whole (docs/behaviour.md, "Startup")."""
     names = set()
     for obj in ingresses:
         metadata = obj.get("metadata") if isinstance(obj, Mapping) else None

@@ -371,7 +371,7 @@ async def test_tls_secrets_are_watched_with_a_tls_listener_and_renewals_apply(
 async def test_without_a_tls_listener_only_opaque_secrets_are_read(
     fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods
 ) -> None:
-    """For auth-secret (docs/behaviour.md, "Kubernetes API"); no TLS Secret is asked for."""
+    """For auth-secret (docs/behaviour.md, "Startup"); no TLS Secret is asked for."""
     server = await started(fake, kube_proxy, await pods.start(1))
     await until(server.ready, "ready")
     asked = fake.list_requests("secrets") + fake.watch_requests("secrets")

@@ -32,7 +32,7 @@ class Resource:
     # "Startup", on Secrets).
     keep_data: tuple[str, ...] = ()
     # Secrets: every key of those an Ingress names as auth-secret is kept too (their users), and
-    # of no other (docs/behaviour.md, "Kubernetes API").
+    # of no other (docs/behaviour.md, "Startup").
     named_data: bool = False
     # The restart metric's label, where another watch of the same plural needs telling apart.
     label: str = ""

@@ -76,7 +76,7 @@ def watched_resources(
     listener to serve them (reading Secrets needs RBAC that a plain-HTTP deployment should not
     have to grant; proxy-ssl-secret needs it too, docs/behaviour.md "Upstream TLS"), else only
     the Opaque ones an Ingress names as auth-secret, if RBAC allows (docs/behaviour.md
-    "Kubernetes API"). Scoped to one namespace, only that Namespace's labels matter (routes come
+    "Startup"). Scoped to one namespace, only that Namespace's labels matter (routes come
     from it alone)."""
     endpoints = ENDPOINTS if options.endpoints_api == "endpoints" else ENDPOINT_SLICES
     gateway = tuple(
