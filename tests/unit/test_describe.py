@@ -98,3 +98,16 @@ def test_access_lists_are_shown_in_the_order_they_are_checked() -> None:
     ]  # (no Service: its path answers 503, and is described all the same)
     text = describe(translate(objects, TranslateOptions()))
     assert lines_with(text, "clients: deny 10.1.0.0/16; allow 10.0.0.0/8, ::1/128, deny the rest")
+
+
+def test_basic_authentication_names_its_secret() -> None:
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "users", "namespace": "default"},
+        "stringData": {"auth": "foo:{PLAIN}a\nbar:{PLAIN}b\n"},
+    }
+    annotations = annotations_of(auth_type="basic", auth_secret="users")
+    objects = [ingress_object("web", "app.test", annotations=annotations), secret]
+    text = describe(translate(objects, TranslateOptions()))
+    assert lines_with(text, "basic auth: 2 users of Secret default/users (401)")

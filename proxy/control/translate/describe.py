@@ -83,6 +83,7 @@ def _table(title: str, routes: Sequence[Route]) -> str:
                 else "",
                 "plain HTTP redirects to https (308)" if route.ssl_redirect else "",
                 _access(route),
+                _basic_auth(route),
                 f"proxy: {upstream}" if upstream else "",
                 _cors(route),
             )
@@ -108,6 +109,15 @@ def _access(route: Route) -> str:
     if access.allow:
         parts.append(f"allow {', '.join(map(str, access.allow))}, deny the rest")
     return "clients: " + "; ".join(parts) + " (403)"
+
+
+def _basic_auth(route: Route) -> str:
+    """Whose users may pass (docs/behaviour.md, "Basic authentication")."""
+    auth = route.basic_auth
+    if auth is None:
+        return ""
+    users = len(auth.users)
+    return f"basic auth: {users} user{'' if users == 1 else 's'} of {auth.source} (401)"
 
 
 def _conditions(route: Route) -> str:
