@@ -8,7 +8,9 @@ algorithm, so the suite stays quick.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from tests.integration.cluster import (
     write_manifest,
 )
 from tests.integration.conftest import StartManifestProxy
-from tests.integration.harness import Upstream, url
+from tests.integration.harness import Upstream, connect, url
 
 HOST = "auth"  # the Go tests' authHost
 FOO = "foo"  # their fooHost, the user name
@@ -337,3 +339,62 @@ async def test_a_changed_secret_takes_effect_and_remembered_credentials_do_not_o
     assert await reload_after(server, lambda: write_manifest(manifest, change)) == "success"
     assert (await ask(server, old)).status == 401
     assert (await ask(server, new)).status == 200
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One HTTP/1.1 answer with a Content-Length: (status, body)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return int(head.split(b" ")[1]), await reader.readexactly(length)
+
+
+async def test_pipelined_requests_and_a_body_wait_for_a_bcrypt_check(
+    pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """The check runs in a thread: the body that arrives meanwhile, and the request behind it on
+    the same connection, go on once it is done, in order."""
+    server = await serve(manifest, manifest_proxy, pod, build_secret(FOO, "bar"), **BASIC)
+    credentials = basic(FOO, "bar").encode()
+    post = (
+        b"POST /first HTTP/1.1\r\nHost: auth\r\nAuthorization: %s\r\nContent-Length: 5\r\n\r\nhello"
+        % credentials
+    )
+    wrong = (
+        b"GET /second HTTP/1.1\r\nHost: auth\r\nAuthorization: %s\r\n\r\n"
+        % basic(FOO, "baz").encode()
+    )
+    get = b"GET /third HTTP/1.1\r\nHost: auth\r\nAuthorization: %s\r\n\r\n" % credentials
+    reader, writer = await connect(server)
+    try:
+        writer.write(post + wrong + get)
+        answers = [await read_answer(reader) for _ in range(3)]
+    finally:
+        writer.close()
+    first, second, third = answers
+    assert first[0] == 200 and json.loads(first[1])["path_qs"] == "/first"
+    assert json.loads(first[1])["body_size"] == 5
+    assert second[0] == 401
+    assert third[0] == 200 and json.loads(third[1])["path_qs"] == "/third"
+    assert pod.requests == 2
+
+
+async def test_a_client_gone_during_the_check_reaches_no_pod(
+    pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    slow = bcrypt.hashpw(b"bar", bcrypt.gensalt(13)).decode()  # ~0.6 s: gone long before
+    server = await serve(manifest, manifest_proxy, pod, secret(auth=f"{FOO}:{slow}\n"), **BASIC)
+    _, writer = await connect(server)
+    request = (
+        b"GET / HTTP/1.1\r\nHost: auth\r\nAuthorization: %s\r\n\r\n" % basic(FOO, "bar").encode()
+    )
+    writer.write(request)
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    # the proxy goes on serving; the check of a new connection, remembered afterwards, succeeds
+    assert (await ask(server, ("Authorization", basic(FOO, "bar")))).status == 200
+    assert pod.requests == 1
