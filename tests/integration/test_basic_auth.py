@@ -26,6 +26,7 @@ from tests.integration.cluster import (
     Pods,
     endpoint_slice,
     ingress,
+    path,
     reload_after,
     rule,
     service,
@@ -326,6 +327,21 @@ async def test_an_invalid_realm_keeps_authentication_with_the_default_realm(
     reply = await ask(server)
     assert reply.status == 401
     assert reply.headers["WWW-Authenticate"] == 'Basic realm=""'
+
+
+async def test_acme_challenges_are_served_without_authentication(
+    pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """ingress-nginx's no-auth-locations default, for a solver path added to the Ingress."""
+    acme = "/.well-known/acme-challenge/"
+    paths = rule(HOST, path("/"), path(acme + "token", path_type="Exact"))
+    objects = [ingress("auth", paths, **BASIC), service(), endpoint_slice([pod])]
+    write_manifest(manifest, [*objects, build_secret(FOO, "bar")])
+    server = await manifest_proxy(manifest)
+    async with aiohttp.ClientSession() as session:
+        for target, status in ((acme + "token", 200), ("/", 401), (acme + "other", 401)):
+            async with session.get(url(server, target), headers={"Host": HOST}) as response:
+                assert response.status == status, target
 
 
 async def test_a_changed_secret_takes_effect_and_remembered_credentials_do_not_outlive_it(

@@ -22,6 +22,9 @@ Secrets = Mapping[tuple[str, str], Mapping[str, bytes]]  # each Secret's keys, b
 AUTH_SECRET_ANNOTATION = "nginx.ingress.kubernetes.io/auth-secret"
 AUTH_FILE = "auth-file"  # the Secret's `auth` key is an htpasswd file (the default)
 AUTH_MAP = "auth-map"  # each key of the Secret is a user, its value the hash
+# ingress-nginx's no-auth-locations default: paths starting with these are served without
+# authentication (ACME HTTP-01 challenges answered by a path added to the Ingress itself)
+NO_AUTH_LOCATIONS = ("/.well-known/acme-challenge",)
 _SECRET_CHARS = re.compile(r"[-._~a-zA-Z0-9/:]+")  # ingress-nginx's BasicCharsRegex
 _REALM_CHARS = re.compile(r"[-._~a-zA-Z0-9/: ]*")  # its CharsWithSpace
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from proxy.control.translate.annotations import IngressSettings
 from proxy.control.translate.backends import PathEntry
+from proxy.control.translate.basic_auth import NO_AUTH_LOCATIONS
 from proxy.control.translate.endpoints import BuiltCluster
 from proxy.control.translate.ingresses import ROOT, Backend, Ingress
 from proxy.control.translate.rewrite_annotations import APP_ROOT_CODE, WWW_CODE
@@ -223,7 +224,9 @@ class Layout:
             filters=rewrites.filters(path) if rewrites is not None else None,
             cors=self._settings[ingress.ref].cors,
             access=self._settings[ingress.ref].access,
-            basic_auth=self._settings[ingress.ref].basic_auth,
+            basic_auth=None
+            if path.startswith(NO_AUTH_LOCATIONS)
+            else self._settings[ingress.ref].basic_auth,
         )
 
 
