@@ -408,7 +408,8 @@ class Exchange(ResponseSink, ProxiedRequest):
     ) -> None:
         if self.finished:
             return  # the client went away meanwhile
-        if checked.result():
+        # (cancelled: the proxy is stopping; an error of the hash: no match, never a way in)
+        if not checked.cancelled() and checked.exception() is None and checked.result():
             self.ctx.verified.remember(digest)
             self._forward(route, without_authorization(forwarded))
         else:
