@@ -10,7 +10,7 @@ import bcrypt
 import pytest
 
 from proxy.control.translate.auth_secrets import with_basic_auth
-from proxy.control.translate.basic_auth import AUTH_MAP, AuthSecret, basic_auth
+from proxy.control.translate.basic_auth import AUTH_MAP, AuthSecret, basic_auth, named_secrets
 from proxy.core.basic_auth import BasicAuth, credentials, without_authorization
 from proxy.core.headers import Request
 from proxy.dataplane.basic_auth import ALLOW, CHECK, DENY, Verified, check
@@ -213,3 +213,21 @@ def test_the_memory_is_bounded_least_recently_used_out() -> None:
     verified.decide(auth, first)  # used again: the second is now the oldest
     verified.decide(auth, third)
     assert set(verified._digests) == {digests[0], verified.decide(auth, third)[1]}
+
+
+def test_the_secrets_ingresses_name() -> None:
+    def ingress(namespace: str | None, secret: object) -> dict[str, object]:
+        annotations = {"nginx.ingress.kubernetes.io/auth-secret": secret}
+        return {"metadata": {"namespace": namespace, "annotations": annotations}}
+
+    objects = [
+        ingress("a", "users"),
+        ingress("a", " b/users "),
+        ingress(None, "users"),  # the default namespace
+        ingress("a", "bad name"),
+        ingress("a", 7),
+        {"metadata": {"namespace": "a"}},
+        {"metadata": None},
+        "not an object",
+    ]
+    assert named_secrets(objects) == {("a", "users"), ("b", "users"), ("default", "users")}
