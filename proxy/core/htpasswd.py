@@ -4,8 +4,8 @@
 nginx compares crypt(3)'s result for the stored hash with the stored hash; the schemes here are
 the ones `htpasswd` writes and nginx (through its own code or the C library's crypt) checks:
 bcrypt ($2a$, $2b$, $2y$), Apache's MD5 ($apr1$) and the C library's ($1$), SHA-256 and SHA-512
-crypt ($5$, $6$), {SHA} and {SSHA} (base64 SHA-1), and {PLAIN}. Any other hash (DES crypt,
-yescrypt) matches no password here. Pure: no I/O.
+crypt ($5$, $6$), {SHA} and {SSHA} (base64 SHA-1), {PLAIN}, and the traditional DES crypt.
+Any other hash (yescrypt) matches no password here. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from collections.abc import Callable
 from typing import Final
 
 import bcrypt
+
+from proxy.core.des_crypt import des_crypt, is_des_hash
 
 _ITOA64: Final = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _BCRYPT: Final = (b"$2a$", b"$2b$", b"$2y$")
@@ -48,15 +50,16 @@ def known_scheme(hashed: bytes) -> bool:
 
 
 def is_slow(hashed: bytes) -> bool:
-    """Whether checking a password against `hashed` costs more than a few hundred microseconds:
-    bcrypt, and SHA-crypt (5000 rounds by default, up to a billion)."""
-    return hashed.startswith((*_BCRYPT, b"$5$", b"$6$"))
+    """Whether checking a password against `hashed` costs more than a few milliseconds: bcrypt,
+    SHA-crypt (5000 rounds by default, up to a billion) and DES crypt (in pure Python)."""
+    return hashed.startswith((*_BCRYPT, b"$5$", b"$6$")) or is_des_hash(hashed)
 
 
 def verify(password: bytes, hashed: bytes) -> bool:
-    """Whether `password` matches the stored `hashed`, compared in constant time."""
+    """Whether `password` matches the stored `hashed`, compared in constant time. As nginx
+    passes the password to crypt as a C string, a NUL byte ends it."""
     check = _checker(hashed)
-    return check is not None and check(password, hashed)
+    return check is not None and check(password.partition(b"\0")[0], hashed)
 
 
 def _checker(hashed: bytes) -> Callable[[bytes, bytes], bool] | None:
@@ -72,6 +75,8 @@ def _checker(hashed: bytes) -> Callable[[bytes, bytes], bool] | None:
         return _salted_sha1
     if hashed.startswith(b"{PLAIN}"):
         return _plain
+    if is_des_hash(hashed):
+        return _des
     return None
 
 
@@ -107,6 +112,10 @@ def _salted_sha1(password: bytes, hashed: bytes) -> bool:
         return False
     digest, salt = decoded[:20], decoded[20:]
     return len(digest) == 20 and _same(hashlib.sha1(password + salt).digest(), digest)
+
+
+def _des(password: bytes, hashed: bytes) -> bool:
+    return _same(des_crypt(password, hashed[:2]), hashed)
 
 
 def _plain(password: bytes, hashed: bytes) -> bool:

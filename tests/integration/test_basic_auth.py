@@ -45,7 +45,8 @@ SHA512 = (
     "$6$EUW2ekMA7DjXeHo4$sIscPKerqJOlsR2Vzz.NuX88/GHZWvTC1CuSmN9Wl43PFKIIGy7OCzBHuZrFr61hyhmDqXdnif"
     "a/CXiOwEOXE."
 )
-DES = "Hx2xch68q/8oc"  # htpasswd -d: crypt(3) DES, not checked here
+DES = "Hx2xch68q/8oc"  # htpasswd -d: crypt(3) DES
+YESCRYPT = "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o7ybVBzzeoXbF7Y2o8Xfn4Jy3e3w6bxZ/"  # not here
 
 
 def bcrypt_hash(password: str) -> str:
@@ -267,7 +268,7 @@ async def test_two_authorization_headers_are_a_bad_request(
     assert (await ask(server, good, good)).status == 400
 
 
-@pytest.mark.parametrize("hashed", [APR1, SHA1, SHA512, "{PLAIN}bar"], ids=str.split)
+@pytest.mark.parametrize("hashed", [APR1, SHA1, SHA512, DES, "{PLAIN}bar"], ids=str.split)
 async def test_htpasswd_hash_schemes(
     hashed: str, pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
 ) -> None:
@@ -279,7 +280,7 @@ async def test_htpasswd_hash_schemes(
 async def test_a_user_with_an_unknown_hash_scheme_never_matches(
     pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
 ) -> None:
-    text = f"# users\nold:{DES}\n{FOO}:{APR1}\r\n"
+    text = f"# users\nold:{YESCRYPT}\n{FOO}:{APR1}\r\n"
     server = await serve(manifest, manifest_proxy, pod, secret(auth=text), **BASIC)
     assert (await ask(server, ("Authorization", basic("old", "bar")))).status == 401
     assert (await ask(server, ("Authorization", basic(FOO, "bar")))).status == 200

@@ -158,9 +158,12 @@ def test_a_denied_ingress_says_why() -> None:
 
 
 def test_users_no_password_matches_are_warned_about() -> None:
-    secrets = {("ns", "s"): {"auth": b"des:Hx2xch68q/8oc\nempty:\n"}, ("ns", "none"): {"auth": b""}}
+    secrets = {
+        ("ns", "s"): {"auth": b"yes:$y$j9T$salt$hash\nempty:\n"},
+        ("ns", "none"): {"auth": b""},
+    }
     _, _, warnings = basic_auth(AuthSecret("s"), "ns", secrets)
-    assert len(warnings) == 2 and "user 'des'" in warnings[0] and "user 'empty'" in warnings[1]
+    assert len(warnings) == 2 and "user 'yes'" in warnings[0] and "user 'empty'" in warnings[1]
     auth, _, warnings = basic_auth(AuthSecret("none"), "ns", secrets)
     assert auth is not None and auth.users == ()
     assert warnings == ["auth-secret ns/none lists no user; every request answers 401"]

@@ -9,6 +9,7 @@ import hashlib
 import bcrypt
 import pytest
 
+from proxy.core.des_crypt import des_crypt
 from proxy.core.htpasswd import (
     is_slow,
     known_scheme,
@@ -30,6 +31,7 @@ VECTORS = [
     "$1$abcdefgh$X4AQOXsoYNpzaat9Hm7iC/",  # openssl passwd -1
     "$5$abcdefgh$d7u6pMccLHaLEPpZjR0SAZPfuxqzifIjukzrxPp5Vk5",  # openssl passwd -5
     "{PLAIN}bar",
+    "Hx2xch68q/8oc",  # htpasswd -d: DES crypt
 ]
 
 
@@ -40,7 +42,8 @@ def test_known_vectors_match_their_password_only(hashed: str) -> None:
     assert verify(b"bar", stored)
     assert not verify(b"baz", stored)
     assert not verify(b"", stored)
-    assert not verify(b"bar\0", stored)
+    # nginx hands crypt a C string: a NUL ends the password, whatever the scheme
+    assert verify(b"bar\0and more", stored)
 
 
 def test_md5_crypt_apr1_with_a_short_salt() -> None:
@@ -74,7 +77,6 @@ def test_bcrypt_reads_72_bytes_of_a_password_as_crypt_does() -> None:
 @pytest.mark.parametrize(
     "hashed",
     [
-        "Hx2xch68q/8oc",  # DES crypt (htpasswd -d): no password matches here
         "",
         "bar",  # plain text without {PLAIN}: nginx gives it to crypt(3), which reads it as DES
         "$y$j9T$salt$hash",  # yescrypt
@@ -84,6 +86,22 @@ def test_bcrypt_reads_72_bytes_of_a_password_as_crypt_does() -> None:
 def test_unknown_or_malformed_hashes_match_nothing(hashed: str) -> None:
     assert not verify(b"bar", hashed.encode())
     assert not verify(hashed.encode(), hashed.encode())
+
+
+@pytest.mark.parametrize(
+    ("password", "hashed"),
+    [  # glibc's crypt(3)
+        (b"password", b"abJnggxhB/yWI"),
+        (b"", b"zz6dpSdr.LHZw"),
+        (b"12345678", b"./qw5JW./79Vg"),  # only 8 bytes count
+        (b"12345678extra", b"./qw5JW./79Vg"),
+        (b"test", b"ZzNDgbTpgJhLM"),
+    ],
+)
+def test_des_crypt(password: bytes, hashed: bytes) -> None:
+    assert des_crypt(password, hashed[:2]) == hashed
+    assert verify(password, hashed)
+    assert not verify(password + b"!" if len(password) < 8 else b"x", hashed)
 
 
 def test_slow_schemes() -> None:

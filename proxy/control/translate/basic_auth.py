@@ -107,7 +107,7 @@ def basic_auth(
     users = parse_htpasswd(text)
     warnings = [
         f"auth-secret {ref}: user {user.decode('latin-1')!r}: the hash is of no scheme known here"
-        " (bcrypt, $apr1$, $1$, $5$, $6$, {SHA}, {SSHA}, {PLAIN}); no password matches it"
+        " (bcrypt, $apr1$, $1$, $5$, $6$, {SHA}, {SSHA}, {PLAIN}, DES); no password matches it"
         for user, hashed in users
         if not known_scheme(hashed)
     ]

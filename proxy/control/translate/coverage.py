@@ -54,7 +54,7 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "auth-realm": (Support.DIFFERENT, "an invalid realm is the default one, not auth turned off"),
     "auth-secret": (
         Support.HONOURED,
-        "htpasswd hashes bcrypt, $apr1$, $1$, $5$, $6$, {SHA}, {SSHA}, {PLAIN}; not DES crypt",
+        "htpasswd hashes bcrypt, $apr1$, $1$, $5$, $6$, {SHA}, {SSHA}, {PLAIN}, DES crypt",
     ),
     "auth-secret-type": (Support.HONOURED, "auth-file and auth-map"),
     "auth-snippet": (Support.NO_EFFECT, _SNIPPET),
