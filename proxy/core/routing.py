@@ -19,6 +19,7 @@ from random import Random
 
 from proxy.core.access import AccessList
 from proxy.core.affinity import Cluster
+from proxy.core.basic_auth import BasicAuth
 from proxy.core.canary import CanaryPolicy
 from proxy.core.cookies import SetCookieFormatter
 from proxy.core.cors import CorsPolicy
@@ -54,6 +55,7 @@ class Route:
     ssl_redirect: bool = False  # plain-HTTP requests get a 308 to https (ssl-redirect annotations)
     keeps_trailing_slash: bool = False  # preserve-trailing-slash: else the redirect drops it
     access: AccessList | None = None  # *-source-range: the clients it serves (None: all)
+    basic_auth: BasicAuth | None = None  # auth-type basic: the users it serves (None: all)
     # Gateway API routes: the match's method, header and query conditions (None: none), and
     # wildcard hosts that match any number of labels, not just one as an Ingress's do
     conditions: RequestMatch | None = None

@@ -24,11 +24,13 @@ from mypy_extensions import trait
 
 from proxy.core import headers as h
 from proxy.core.affinity import Decision, Outcome
+from proxy.core.basic_auth import BasicAuth, authorization, without_authorization
 from proxy.core.canary import takes_canary
 from proxy.core.cookies import parse_cookie
 from proxy.core.cors import CORS_HEADERS, preflight_response, request_origin, with_lines
 from proxy.core.error_pages import error_request, stand_in_request
 from proxy.core.errors import (
+    BadRequest,
     BodyTooLarge,
     Forbidden,
     InvalidBackend,
@@ -57,6 +59,8 @@ from proxy.core.ratelimit import RateLimits
 from proxy.core.rewrites import FixedRedirect
 from proxy.core.routing import ErrorPages, Route
 from proxy.core.sessions import SessionKind, SessionPolicy
+from proxy.dataplane.basic_auth import ALLOW, DENY
+from proxy.dataplane.basic_auth import check as check_password
 from proxy.dataplane.external_auth import AuthAnswer, AuthCheck, AuthState
 from proxy.dataplane.upstream import ResponseSink, UpstreamConnection
 from proxy.observability.proxied_request import ProxiedRequest
@@ -256,7 +260,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         cors = route.cors  # the location's, which is the main Ingress's, not a canary's
         access = route.access  # the location's own, not a canary's (as ingress-nginx)
         limits = route.limits  # (the same)
-        external_auth = route.external_auth  # the location's too
+        basic_auth = route.basic_auth  # the location's too
         location = route
         if route.canary is not None:
             route = self._canary_side(route)
@@ -278,6 +282,16 @@ class Exchange(ResponseSink, ProxiedRequest):
             # (after the redirect: nginx's rewrite phase comes before its access phase)
             self.fail(Forbidden())
             return
+        if basic_auth is not None:
+            # nginx's access phase too, after allow/deny (docs/behaviour.md, "Basic authentication")
+            self._basic_auth(basic_auth, forwarded, location)
+            return
+        self._authorized(forwarded, location)
+
+    def _authorized(self, forwarded: h.Request, location: Route) -> None:
+        """Past the address lists and basic authentication: external authentication when the
+        location has it, else the first try."""
+        external_auth = location.external_auth
         if external_auth is not None:
             # nginx's access phase, after the address lists: the request waits for the auth
             # service's answer, which resumes it (docs/behaviour.md, "External authentication")
@@ -286,7 +300,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         self._forward(forwarded)
 
     def _forward(self, forwarded: h.Request) -> None:
-        """Start the first try of a request that may go upstream (as `forwarded`)."""
+        """Past every check of `begin`: the body size limit, then the first try (of
+        `forwarded`)."""
         route = self.route
         request = self.request
         assert route is not None
@@ -502,6 +517,41 @@ class Exchange(ResponseSink, ProxiedRequest):
             method=request.method.decode("latin-1"),
             client=self.client.decode("latin-1"),
         )
+
+    # -- basic authentication (docs/behaviour.md, "Basic authentication") ---------------------
+
+    def _basic_auth(self, auth: BasicAuth, forwarded: h.Request, location: Route) -> None:
+        """Forward the request if its credentials are an Ingress user's, else answer 401; a slow
+        hash (bcrypt) is checked in a worker thread, not on the event loop."""
+        header, count = authorization(self.request.forward)
+        if count > 1:
+            self.fail(BadRequest("more than one Authorization header"))  # as nginx, 400
+            return
+        decision, digest = self.ctx.verified.decide(auth, header)
+        if decision == ALLOW:
+            self._authorized(without_authorization(forwarded), location)
+        elif decision == DENY or header is None:
+            self._reply(401, auth.answer)
+        else:
+            checked = self.ctx.loop.run_in_executor(None, check_password, auth, header)
+            checked.add_done_callback(partial(self._checked, auth, forwarded, location, digest))
+
+    def _checked(
+        self,
+        auth: BasicAuth,
+        forwarded: h.Request,
+        location: Route,
+        digest: bytes,
+        checked: asyncio.Future[bool],
+    ) -> None:
+        if self.finished:
+            return  # the client went away meanwhile
+        # (cancelled: the proxy is stopping; an error of the hash: no match, never a way in)
+        if not checked.cancelled() and checked.exception() is None and checked.result():
+            self.ctx.verified.remember(digest)
+            self._authorized(without_authorization(forwarded), location)
+        else:
+            self._reply(401, auth.answer)
 
     def _cors_preflight(self, lines: bytes) -> bool:
         """Note the CORS header lines of every answer, and answer an allowed preflight (an

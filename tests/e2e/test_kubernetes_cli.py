@@ -18,6 +18,7 @@ import pytest
 
 from tests.integration.cluster import Pods, endpoint_slice, until, web_app
 from tests.integration.harness import Upstream
+from tests.integration.kubernetes.test_secrets import auth_secret
 from tests.kube_fake import kubeconfig
 from tests.kube_fake.server import FakeApiServer
 from tests.kube_fake.tls import make_pki
@@ -293,3 +294,18 @@ async def test_a_broken_kubeconfig_is_one_line(tmp_path: Path, command: str, cod
     assert lines == [
         f"sticky-proxy: error: kubeconfig {broken}: context 'a': cluster 'a' is not defined"
     ]
+
+
+async def test_routes_reads_the_auth_secret_an_ingress_names(cluster: Cluster) -> None:
+    """Listed after the Ingresses: the Secret an auth-secret names is read whole, another not."""
+    fake = cluster.fake
+    (pod,) = await cluster.pods.start(1)
+    for obj in web_app([pod], auth_type="basic", auth_secret="users"):
+        fake.apply(obj)
+    fake.apply(auth_secret("users", auth="foo:{PLAIN}bar\nbob:{PLAIN}x\n"))
+    fake.apply(auth_secret("unnamed", auth="foo:{PLAIN}bar\n"))
+    table = await routes_of(cluster)
+    assert "basic auth: 2 users of Secret default/users (401)" in table
+    fake.delete({"kind": "Secret", "metadata": {"name": "users", "namespace": "default"}})
+    table = await routes_of(cluster)
+    assert "auth-secret default/users not found; its paths answer 503" in table

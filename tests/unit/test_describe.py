@@ -123,3 +123,16 @@ def test_rate_and_connection_limits_are_shown_with_their_zone() -> None:
         "limits per client of Ingress default/web: 10r/s burst 50, 100r/m burst 500, 4 at once"
         " (not 10.0.0.0/8)",
     )
+
+
+def test_basic_authentication_names_its_secret() -> None:
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "users", "namespace": "default"},
+        "stringData": {"auth": "foo:{PLAIN}a\nbar:{PLAIN}b\n"},
+    }
+    annotations = annotations_of(auth_type="basic", auth_secret="users")
+    objects = [ingress_object("web", "app.test", annotations=annotations), secret]
+    text = describe(translate(objects, TranslateOptions()))
+    assert lines_with(text, "basic auth: 2 users of Secret default/users (401)")

@@ -13,6 +13,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from proxy.control.translate.basic_auth import (
+    AUTH_FILE,
+    AuthSecret,
+    parse_auth_type,
+    parse_realm,
+    parse_secret_name,
+    parse_secret_type,
+)
 from proxy.control.translate.cors import (
     parse_expose,
     parse_headers,
@@ -46,6 +54,7 @@ from proxy.control.translate.rewrite_annotations import (
 )
 from proxy.core.access import AccessList, Network, parse_ranges
 from proxy.core.balancing import DEFAULT_SUBSET_SIZE, Balancing, HashBy, LoadBalance
+from proxy.core.basic_auth import BasicAuth
 from proxy.core.canary import CanaryPolicy, variable_name
 from proxy.core.cookies import CookieSettings
 from proxy.core.cors import CorsPolicy
@@ -127,6 +136,7 @@ _LIMIT_ANNOTATIONS = (*_LIMITS, "limit-burst-multiplier", "limit-allowlist", "li
 _BURST_MULTIPLIER = 5  # ingress-nginx's defBurst
 _ERROR_ANNOTATIONS = ("custom-http-errors", "default-backend", "disable-proxy-intercept-errors")
 _RESPONSE_ANNOTATIONS = (*_ERROR_ANNOTATIONS, "custom-headers")
+_BASIC_AUTH_ANNOTATIONS = ("auth-type", "auth-secret", "auth-secret-type", "auth-realm")
 _HONOURED = frozenset(
     {
         "affinity",
@@ -158,6 +168,7 @@ _HONOURED = frozenset(
         *_LIMIT_ANNOTATIONS,
         *_EXTERNAL_AUTH_ANNOTATIONS,
         *_RESPONSE_ANNOTATIONS,
+        *_BASIC_AUTH_ANNOTATIONS,
     }
 )
 
@@ -225,6 +236,8 @@ class IngressSettings:
     # (docs/behaviour.md, "Custom response headers")
     custom_headers: str | None = None
     response_headers: ResponseHeaders | None = None
+    auth_secret: AuthSecret | None = None  # auth-type basic's Secret, looked up later
+    basic_auth: BasicAuth | None = None  # its users, once looked up; None: no authentication
 
 
 def parse_server_name(text: str) -> str:
@@ -271,11 +284,14 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     access, denied = _access_list(reader)
     limits, limits_denied = _rate_limits(reader)
     auth, auth_denied = external_auth(reader, _go_bool)
-    denied = "; ".join(why for why in (denied, limits_denied, auth_denied) if why) or None
     error_codes = reader.value("custom-http-errors", parse_codes) or frozenset()
     intercept_errors = not reader.value("disable-proxy-intercept-errors", _go_bool)
     default_backend = reader.value("default-backend", parse_service_name)
     custom_headers = reader.value("custom-headers", _config_map_name)
+    auth_secret, secret_denied = _auth_secret(reader)
+    denied = (
+        "; ".join(why for why in (denied, limits_denied, auth_denied, secret_denied) if why) or None
+    )
     reader.unsupported()
     return IngressSettings(
         affinity=affinity,
@@ -297,6 +313,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         access=access,
         limits=limits,
         denied=denied,
+        auth_secret=auth_secret,
         rewrites=rewrites,
         cors=cors_policy,
         external_auth=auth,
@@ -406,6 +423,42 @@ def _burst_multiplier(text: str) -> int:
     if multiplier < 1:
         raise ValueError(f"{text!r} is not a whole number from 1")
     return multiplier
+
+
+def _auth_secret(reader: _Reader) -> tuple[AuthSecret | None, str | None]:
+    """auth-type basic and its Secret (docs/behaviour.md, "Basic authentication"), and why the
+    Ingress's paths answer 503 when they cannot be read: never served without the asked-for
+    authentication (docs/ingress-nginx-compat.md, "Basic authentication")."""
+    if reader.text("auth-type") is None:
+        for name in _BASIC_AUTH_ANNOTATIONS[1:]:
+            reader.ignored_without(name, "auth-type")
+        return None, None
+    problems: list[str] = []
+    _required(reader, "auth-type", parse_auth_type, problems)
+    secret = _required(reader, "auth-secret", parse_secret_name, problems)
+    secret_type = AUTH_FILE
+    if reader.text("auth-secret-type") is not None:
+        secret_type = _required(reader, "auth-secret-type", parse_secret_type, problems) or ""
+    if problems or secret is None:
+        reader.warnings.extend(f"{line}; its paths answer 503" for line in problems)
+        return None, "; ".join(problems)
+    realm = _or(reader.value("auth-realm", parse_realm), "")
+    return AuthSecret(secret, secret_type, realm), None
+
+
+def _required(
+    reader: _Reader, name: str, parse: Callable[[str], str], problems: list[str]
+) -> str | None:
+    """The parsed value of `name`, or None with a problem noted when it is missing or invalid."""
+    text = reader.text(name)
+    if text is None:
+        problems.append(f"{PREFIX}{name} is missing")
+        return None
+    try:
+        return parse(text)
+    except ValueError as error:
+        problems.append(f"{PREFIX}{name}: {error}")
+        return None
 
 
 def _canary_policy(reader: _Reader) -> CanaryPolicy | None:

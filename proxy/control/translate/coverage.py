@@ -32,12 +32,11 @@ _BANDWIDTH = "answers go to the client as fast as it reads them; there is no ban
 
 # Not built (yet): they would change routing or the request, and the Ingress is served without.
 _NOT_BUILT = (
-    "auth-proxy-set-headers", "auth-realm", "auth-secret", "auth-secret-type",
-    "auth-tls-error-page", "auth-tls-match-cn", "auth-tls-pass-certificate-to-upstream",
-    "auth-tls-secret", "auth-tls-verify-client", "auth-tls-verify-depth", "auth-type",
-    "mirror-host", "mirror-request-body", "mirror-target", "proxy-cookie-domain",
-    "proxy-cookie-path", "proxy-next-upstream-timeout", "proxy-redirect-from", "proxy-redirect-to",
-    "satisfy",
+    "auth-proxy-set-headers", "auth-tls-error-page", "auth-tls-match-cn",
+    "auth-tls-pass-certificate-to-upstream", "auth-tls-secret", "auth-tls-verify-client",
+    "auth-tls-verify-depth", "mirror-host", "mirror-request-body", "mirror-target",
+    "proxy-cookie-domain", "proxy-cookie-path", "proxy-next-upstream-timeout",
+    "proxy-redirect-from", "proxy-redirect-to", "satisfy",
 )  # fmt: skip
 
 # name -> (support, why or how); the ingress-nginx user guide's list, every name it mentions.
@@ -84,6 +83,16 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
         (Support.NO_EFFECT, "connections to auth services are kept alive per worker anyway"),
     ),
     "auth-keepalive-share-vars": (Support.NO_EFFECT, "there are no nginx variables to share"),
+    "auth-realm": (Support.DIFFERENT, "an invalid realm is the default one, not auth turned off"),
+    "auth-secret": (
+        Support.HONOURED,
+        "htpasswd hashes bcrypt, $apr1$, $1$, $5$, $6$, {SHA}, {SSHA}, {PLAIN}, DES crypt",
+    ),
+    "auth-secret-type": (Support.HONOURED, "auth-file and auth-map"),
+    "auth-type": (
+        Support.DIFFERENT,
+        "basic; digest and invalid values answer 503 instead of serving without authentication",
+    ),
     "backend-protocol": (
         Support.DIFFERENT,
         "HTTP and HTTPS; the paths of GRPC, GRPCS, AUTO_HTTP and FCGI answer 503",

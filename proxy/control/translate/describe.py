@@ -84,6 +84,7 @@ def _table(title: str, routes: Sequence[Route]) -> str:
                 "plain HTTP redirects to https (308)" if route.ssl_redirect else "",
                 _access(route),
                 _limits(route),
+                _basic_auth(route),
                 f"proxy: {upstream}" if upstream else "",
                 _cors(route),
                 _external_auth(route),
@@ -125,6 +126,15 @@ def _limits(route: Route) -> str:
         parts.append(f"{limits.connections} at once")
     exempt = f" (not {', '.join(map(str, limits.exempt))})" if limits.exempt else ""
     return f"limits per client of {limits.zone}: {', '.join(parts)}{exempt}"
+
+
+def _basic_auth(route: Route) -> str:
+    """Whose users may pass (docs/behaviour.md, "Basic authentication")."""
+    auth = route.basic_auth
+    if auth is None:
+        return ""
+    users = len(auth.users)
+    return f"basic auth: {users} user{'' if users == 1 else 's'} of {auth.source} (401)"
 
 
 def _conditions(route: Route) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from proxy.control.translate.annotations import PREFIX, IngressSettings, parse_annotations
+from proxy.control.translate.auth_secrets import with_basic_auth
 from proxy.control.translate.backends import merge_backends, path_entries
 from proxy.control.translate.canaries import with_canaries
 from proxy.control.translate.coverage import report
@@ -33,8 +34,11 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     settings: dict[str, IngressSettings] = {}
     for ingress in ingresses:
         parsed = parse_annotations(ingress.annotations, options.upstream)
-        parsed = resolved(parsed, ingress.namespace, world.secret_data)
-        settings[ingress.ref] = with_response_headers(parsed, ingress.namespace, world.config_maps)
+        with_tls = resolved(parsed, ingress.namespace, world.secret_data)
+        with_auth = with_basic_auth(with_tls, ingress.namespace, world.secret_maps)
+        settings[ingress.ref] = with_response_headers(
+            with_auth, ingress.namespace, world.config_maps
+        )
         warnings.extend(f"{ingress.ref}: {line}" for line in settings[ingress.ref].warnings)
     # Canary Ingresses make no routes of their own; they join the main ones' at the end. With
     # no main Ingress at all there is nothing to join (ingress-nginx: nonCanaryIngressExists).

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from proxy.control.translate.annotations import IngressSettings
 from proxy.control.translate.backends import PathEntry
+from proxy.control.translate.basic_auth import NO_AUTH_LOCATIONS
 from proxy.control.translate.endpoints import BuiltCluster
 from proxy.control.translate.error_pages import ErrorSetup
 from proxy.control.translate.ingresses import ROOT, Backend, Ingress
@@ -231,6 +232,9 @@ class Layout:
             limits=None if limits is None else dataclasses.replace(limits, zone=ingress.ref),
             external_auth=self._settings[ingress.ref].external_auth,
             response_headers=self._settings[ingress.ref].response_headers,
+            basic_auth=None
+            if path.startswith(NO_AUTH_LOCATIONS)
+            else self._settings[ingress.ref].basic_auth,
         )
         setup = self._errors.get(ingress.ref)
         if setup is None:

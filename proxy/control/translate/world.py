@@ -49,6 +49,8 @@ class World:
     secrets: dict[tuple[str, str], TlsSecret] = field(default_factory=dict)
     # every Secret's ca.crt, tls.crt and tls.key, for proxy-ssl-secret
     secret_data: dict[tuple[str, str], SecretData] = field(default_factory=dict)
+    # every Secret's keys, for auth-secret (of the API's Secrets, only what the source keeps)
+    secret_maps: dict[tuple[str, str], dict[str, bytes]] = field(default_factory=dict)
     services: dict[tuple[str, str], Service] = field(default_factory=dict)
     sources: dict[str, EndpointSource] = field(default_factory=dict)  # by ref
     by_service: dict[tuple[str, str], list[tuple[str, EndpointSource]]] = field(
@@ -107,6 +109,7 @@ def read_world(
             if secret is not None:
                 world.secrets[key] = secret
             world.secret_data[key] = _read_secret_data(fields)
+            world.secret_maps[key] = _read_secret_map(fields)
         elif kind == "ConfigMap":
             world.config_maps[key] = fields.string_map("data")
         elif kind in _GATEWAY_KINDS:
@@ -169,6 +172,19 @@ def _identify(fields: Fields) -> tuple[Fields, tuple[str, str]]:
 def _read_secret_data(fields: Fields) -> SecretData:
     values = [_secret_value(fields, name) for name in ("ca.crt", "tls.crt", "tls.key")]
     return SecretData(*values)
+
+
+def _read_secret_map(fields: Fields) -> dict[str, bytes]:
+    """Every key of a Secret (`stringData` over `data`); a value that is not base64 is left out
+    (a key that auth-secret needs is then missing, and its Ingress's paths answer 503)."""
+    values: dict[str, bytes] = {}
+    for name, encoded in fields.string_map("data").items():
+        try:
+            values[name] = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            continue
+    values.update((name, plain.encode()) for name, plain in fields.string_map("stringData").items())
+    return values
 
 
 def _secret_value(fields: Fields, name: str) -> bytes | None:

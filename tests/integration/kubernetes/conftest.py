@@ -161,6 +161,7 @@ async def reflect(access: ClusterAccess) -> AsyncIterator[StartReflector]:
         tuning: WatchTuning = FAST,
         cluster: ClusterAccess | None = None,
         synced: bool = True,
+        named: Callable[[tuple[str, str]], bool] | None = None,
         **credentials: Any,
     ) -> Reflecting:
         chosen = cluster or access
@@ -174,6 +175,7 @@ async def reflect(access: ClusterAccess) -> AsyncIterator[StartReflector]:
             count_restart=lambda _, why: restarts.update([why]),
             tuning=tuning,
             rng=random.Random(3),
+            named=named,
         )
         task = asyncio.ensure_future(reflector.run())
         state = Reflecting(reflector, task, restarts=restarts)

@@ -8,15 +8,19 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from proxy.app.runtime import ProxyServer
-from proxy.control.sources.kubernetes.resources import OPAQUE_SECRETS, TLS_SECRETS
+from proxy.control.sources.kubernetes.resources import AUTH_SECRETS, OPAQUE_SECRETS, TLS_SECRETS
 from proxy.core.routing import Snapshot
+from proxy.dataplane.basic_auth import check
 from tests.certs import self_signed
-from tests.integration.cluster import NAMESPACE, Obj, until
+from tests.integration.cluster import NAMESPACE, Obj, Pods, ingress, rule, until, web_app
+from tests.integration.harness import url
 from tests.integration.kubernetes.conftest import StartKubeProxy, StartReflector, restarts
 from tests.integration.kubernetes.test_source import tls_secret
+from tests.integration.test_basic_auth import APR1, basic, bcrypt_hash
 from tests.integration.test_upstream_tls import (
     BACKEND_NAME,
     TlsPod,
@@ -128,3 +132,110 @@ async def test_a_secret_is_held_only_for_the_keys_routing_reads(
     tls = await reflect(TLS_SECRETS)
     assert tls.names() == {"web-tls"}
     assert tls.reflector.objects["default", "web-tls"]["data"].keys() == {"tls.crt", "tls.key"}
+
+
+# --- basic authentication's Secrets ----------------------------------------------------------
+
+
+def auth_secret(name: str = "users", **data: str) -> Obj:
+    return {
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "type": "Opaque",
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
+    }
+
+
+def secret_names(server: ProxyServer) -> set[str]:
+    """The Secrets the current routes' basic authentication came from."""
+    return {
+        route.basic_auth.source.rpartition("/")[2]
+        for route in current(server).routes
+        if route.basic_auth is not None
+    }
+
+
+def status_ok(server: ProxyServer, user: str, password: str) -> bool:
+    """Whether the current routes' users include `user` with `password` (no request made)."""
+    return any(
+        route.basic_auth is not None
+        and route.basic_auth.stored(user.encode()) is not None
+        and check(route.basic_auth, basic(user, password).encode())
+        for route in current(server).routes
+    )
+
+
+async def status_with(server: ProxyServer, user: str | None = None, password: str = "") -> int:
+    headers = {"Host": "app.test"}
+    if user is not None:
+        headers["Authorization"] = basic(user, password)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url(server), headers=headers) as response,
+    ):
+        return response.status
+
+
+async def test_an_auth_secret_arriving_after_the_ingress_then_changed_then_deleted(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods
+) -> None:
+    """Without a TLS listener: the Opaque Secret an Ingress names is read all the same."""
+    for obj in web_app(await pods.start(1), auth_type="basic", auth_secret="users"):
+        fake.apply(obj)
+    server, _ = await kube_proxy()
+    await until(server.ready, "ready")
+    assert await status_with(server, "foo", "bar") == 503  # no Secret yet: never unauthenticated
+
+    fake.apply(auth_secret(auth=f"foo:{APR1}\n"))
+    await until(lambda: "users" in secret_names(server), "the Secret read")
+    assert await status_with(server) == 401
+    assert await status_with(server, "foo", "bar") == 200
+
+    fake.apply(auth_secret(auth=f"foo:{bcrypt_hash('new')}\n"))  # the password changed
+    await until(lambda: status_ok(server, "foo", "new"), "the new password")
+    assert await status_with(server, "foo", "bar") == 401
+
+    fake.delete({"kind": "Secret", "metadata": {"name": "users", "namespace": NAMESPACE}})
+    await until(lambda: "users" not in secret_names(server), "the deletion")
+    assert await status_with(server, "foo", "new") == 503
+
+
+async def test_an_ingress_that_comes_to_name_an_auth_map_secret_finds_all_its_keys(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods
+) -> None:
+    """The Secret was held without its users (no Ingress named it): naming it lists it again."""
+    fake.apply(auth_secret(foo=APR1))
+    for obj in web_app(await pods.start(1)):
+        fake.apply(obj)
+    server, _ = await kube_proxy(tls=True)
+    await until(server.ready, "ready")
+    assert await status_with(server) == 200
+    lists = len(fake.list_requests("secrets"))
+
+    fake.apply(ingress("web", rule("app.test"), auth_type="basic", auth_secret="users",
+                       auth_secret_type="auth-map"))  # fmt: skip
+    await until(lambda: status_ok(server, "foo", "bar"), "the users of the Secret")
+    assert await status_with(server) == 401
+    assert len(fake.list_requests("secrets")) >= lists + 2  # both Secret watches listed again
+
+
+async def test_only_named_secrets_are_held_whole(
+    fake: FakeApiServer, reflect: StartReflector
+) -> None:
+    big = base64.b64encode(b"x" * 4096).decode()
+    fake.apply(auth_secret("users", foo=APR1, other="y"))
+    fake.apply(auth_secret("unnamed", auth=f"foo:{APR1}", dump=big))
+    named = {("default", "users")}
+    opaque = await reflect(AUTH_SECRETS, named=named.__contains__)
+    assert opaque.names() == {"users"}  # "unnamed" holds nothing kept here: not at all
+    held = opaque.reflector.objects["default", "users"]
+    assert held["data"].keys() == {"foo", "other"}
+
+    named.add(("default", "unnamed"))
+    opaque.reflector.relist()
+    await until(lambda: opaque.names() == {"users", "unnamed"}, "the relist")
+    assert opaque.reflector.objects["default", "unnamed"]["data"].keys() == {"auth", "dump"}
+    assert sum(opaque.restarts.values()) == 0  # asked for: not a restart
+    named.clear()
+    opaque.reflector.relist()
+    await until(lambda: not opaque.names(), "the relist without names")

@@ -35,7 +35,15 @@ from tests.integration.test_monitoring import KUBERNETES_ONLY, dashboard_queries
 from tests.kube_fake.server import FakeApiServer
 from tests.kube_fake.tls import Pki
 
-RESOURCES = ("ingresses", "ingressclasses", "services", "endpointslices", "configmaps")
+# (secrets: without a TLS listener, the Opaque ones, for auth-secret)
+RESOURCES = (
+    "ingresses",
+    "ingressclasses",
+    "services",
+    "endpointslices",
+    "configmaps",
+    "secrets",
+)
 # Watched too, and served by the fake unless it is told that their CRDs are not installed.
 GATEWAY_API = ("gatewayclasses", "gateways", "httproutes", "referencegrants", "namespaces")
 WATCHED = (*RESOURCES, *GATEWAY_API)
@@ -369,12 +377,14 @@ async def test_tls_secrets_are_watched_with_a_tls_listener_and_renewals_apply(
     assert by_type == {"type=kubernetes.io/tls", "type=Opaque"}
 
 
-async def test_without_a_tls_listener_no_secret_is_read(
+async def test_without_a_tls_listener_only_opaque_secrets_are_read(
     fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods
 ) -> None:
+    """For auth-secret (docs/behaviour.md, "Startup"); no TLS Secret is asked for."""
     server = await started(fake, kube_proxy, await pods.start(1))
     await until(server.ready, "ready")
-    assert not fake.list_requests("secrets") and not fake.watch_requests("secrets")
+    asked = fake.list_requests("secrets") + fake.watch_requests("secrets")
+    assert {r.query.get("fieldSelector") for r in asked} == {"type=Opaque"}
 
 
 @pytest.mark.skipif(prometheus_binary() is None, reason="Prometheus is not installed here")

@@ -73,8 +73,16 @@ class WatchTuning:
     optional_wait: float = 10.0
 
 
+def _nothing(_: Key) -> bool:
+    return False
+
+
 async def list_all(
-    client: KubeClient, resource: Resource, namespace: str | None, page_size: int
+    client: KubeClient,
+    resource: Resource,
+    namespace: str | None,
+    page_size: int,
+    named: Callable[[Key], bool] = _nothing,
 ) -> tuple[list[Obj], str]:
     """Every object, page by page, and the resourceVersion the list is a snapshot of.
 
@@ -85,7 +93,7 @@ async def list_all(
     restarts = 0
     while True:
         try:
-            return await _list_pages(client, path, resource, page_size)
+            return await _list_pages(client, path, resource, page_size, named)
         except ApiError as error:
             if not error.expired or restarts == 2:
                 raise
@@ -94,7 +102,7 @@ async def list_all(
 
 
 async def _list_pages(
-    client: KubeClient, path: str, resource: Resource, page_size: int
+    client: KubeClient, path: str, resource: Resource, page_size: int, named: Callable[[Key], bool]
 ) -> tuple[list[Obj], str]:
     items: list[Obj] = []
     selection = {"fieldSelector": resource.field_selector} if resource.field_selector else {}
@@ -102,7 +110,7 @@ async def _list_pages(
     while True:
         page = await client.get(path, params)
         for item in page.get("items") or ():
-            kept = _kept(item, resource)
+            kept = _kept(item, resource, named)
             if kept is not None:
                 items.append(kept)
         metadata = page.get("metadata") or {}
@@ -112,13 +120,17 @@ async def _list_pages(
         params = {"limit": str(page_size), "continue": token, **selection}
 
 
-def _kept(obj: Obj, resource: Resource) -> Obj | None:
+def _kept(obj: Obj, resource: Resource, named: Callable[[Key], bool] = _nothing) -> Obj | None:
     """What is kept of a listed or watched object: typed, and trimmed to `keep_data` where the
-    resource has it (None when nothing of it is left to keep)."""
-    if not resource.keep_data:
+    resource has it, or to all of `data` for a Secret `named` names (None when nothing of it is
+    left to keep)."""
+    if not resource.keep_data and not resource.named_data:
         return _with_type(obj, resource)
     data = obj.get("data")
-    kept = {k: data[k] for k in resource.keep_data if k in data} if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        data = {}
+    whole = resource.named_data and named(object_key(obj))
+    kept = dict(data) if whole else {k: data[k] for k in resource.keep_data if k in data}
     if not kept:
         return None
     metadata = obj.get("metadata") or {}
@@ -180,6 +192,8 @@ class Reflector:
         count_restart: Callable[[str, str], None],
         tuning: WatchTuning,
         rng: random.Random | None = None,
+        named: Callable[[Key], bool] | None = None,
+        after: asyncio.Event | None = None,
     ) -> None:
         self.resource = resource
         self.namespace = namespace
@@ -201,6 +215,10 @@ class Reflector:
         # Which objects' changes matter for routing (None: all): a watch event on another is
         # kept, and rebuilds nothing (a relist still counts every change)
         self.matters: Callable[[Key], bool] | None = None
+        # Secrets whose every key is kept (auth-secret); `relist` when what it names changes
+        self._named = named
+        self._relist_wanted = asyncio.Event()
+        self._after = after  # the first list waits for it (the Ingresses that name Secrets)
 
     def on_change(self, listener: Callable[[], None], *, status: bool = False) -> None:
         """Call `listener` when the objects change for routing; with `status`, also when only
@@ -232,7 +250,13 @@ class Reflector:
         which = f" ({self.resource.field_selector})" if self.resource.label else ""
         return f"{self.resource.qualified}{which}{where}"
 
+    def relist(self) -> None:
+        """List again soon (a watch in progress ends): `named` names other objects now."""
+        self._relist_wanted.set()
+
     async def run(self) -> NoReturn:
+        if self._after is not None:
+            await self._after.wait()
         loop = asyncio.get_running_loop()
         backoff = Backoff(self._tuning.backoff_base, self._tuning.backoff_cap, self._rng)
         relist = True
@@ -242,9 +266,12 @@ class Reflector:
             retry_after: float | None = None
             try:
                 if relist:
+                    self._relist_wanted.clear()
                     await self._relist()
                     relist, verb = False, "watch"
-                await self._watch()
+                if not await self._watch_until_relist():
+                    relist = True  # asked for: no restart to count, no backoff
+                    continue
                 reason = "closed"
             except (KubeError, CredentialError) as error:
                 if self._not_served(error):
@@ -298,8 +325,9 @@ class Reflector:
 
     async def _relist(self) -> None:
         items, version = await list_all(
-            self._client, self._serving, self.namespace, self._tuning.page_size
-        )
+            self._client, self._serving, self.namespace, self._tuning.page_size,
+            self._named or _nothing,
+        )  # fmt: skip
         listed = {object_key(obj): obj for obj in items}
         compared = [self._compare(self.objects.get(key), obj) for key, obj in listed.items()]
         added_or_removed = listed.keys() != self.objects.keys()
@@ -330,6 +358,27 @@ class Reflector:
             log.warning("%s: %s allowed again", self.name, " and ".join(sorted(self._refused)))
             self._refused.clear()
 
+    async def _watch_until_relist(self) -> bool:
+        """Watch until the server ends the watch (True) or `relist` is asked for (False)."""
+        if self._named is None:
+            await self._watch()  # (the resources without `named` are never asked to relist)
+            return True
+        if self._relist_wanted.is_set():
+            return False
+        watching = asyncio.ensure_future(self._watch())
+        wanted = asyncio.ensure_future(self._relist_wanted.wait())
+        try:
+            await asyncio.wait((watching, wanted), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            wanted.cancel()
+            if not watching.done():
+                watching.cancel()
+                await asyncio.wait((watching,))  # its stream closed before the list starts
+        if watching.cancelled():
+            return False
+        watching.result()  # the watch's own end: closed, or an error for `run` to judge
+        return True
+
     async def _watch(self) -> None:
         low, high = self._tuning.watch_timeout
         params = {
@@ -350,7 +399,7 @@ class Reflector:
     def _apply(self, event: WatchEvent) -> None:
         version = event.resource_version
         if event.type != "BOOKMARK":
-            obj = _kept(event.object, self._serving)
+            obj = _kept(event.object, self._serving, self._named or _nothing)
             key = object_key(event.object)
             old = self.objects.get(key)
             if event.type == "DELETED" or obj is None:  # gone, or holds nothing to keep now

@@ -31,6 +31,9 @@ class Resource:
     # none of them not at all: a Secret may hold anything, routing reads no more (docs/behaviour.md
     # "Startup", on Secrets).
     keep_data: tuple[str, ...] = ()
+    # Secrets: every key of those an Ingress names as auth-secret is kept too (their users), and
+    # of no other (docs/behaviour.md, "Startup").
+    named_data: bool = False
     # The restart metric's label, where another watch of the same plural needs telling apart.
     label: str = ""
 
@@ -71,16 +74,23 @@ SECRET_KEYS = ("ca.crt", "tls.crt", "tls.key")
 # for either of two types); the server filters, so no other type is read. kubernetes.io/tls ones
 # serve certificates; Opaque ones the CA-only Secrets that type cannot be (it requires tls.key).
 TLS_SECRETS = Resource(
-    "Secret", "secrets", "", "v1", field_selector="type=kubernetes.io/tls", keep_data=SECRET_KEYS
-)
+    "Secret", "secrets", "", "v1", field_selector="type=kubernetes.io/tls", keep_data=SECRET_KEYS,
+    named_data=True,
+)  # fmt: skip
 OPAQUE_SECRETS = Resource(
     "Secret", "secrets", "", "v1", field_selector="type=Opaque", keep_data=SECRET_KEYS,
-    label="secrets-opaque",
+    label="secrets-opaque", named_data=True,
 )  # fmt: skip
 SECRETS = (TLS_SECRETS, OPAQUE_SECRETS)
 # custom-headers ConfigMaps (docs/behaviour.md, "Custom response headers"); optional, so that a
 # deployment whose RBAC predates them still serves, without those headers
 CONFIG_MAPS = Resource("ConfigMap", "configmaps", "", "v1", optional=True)
+# Without a TLS listener: only the Opaque Secrets Ingresses name as auth-secret, and optional, so
+# that a deployment whose RBAC grants no Secrets still serves (those Ingresses' paths answer 503).
+AUTH_SECRETS = Resource(
+    "Secret", "secrets", "", "v1", field_selector="type=Opaque", label="secrets-opaque",
+    named_data=True, optional=True,
+)  # fmt: skip
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_CLASSES = Resource(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -31,6 +31,7 @@ from proxy.control.sources.kubernetes.gateway_writer import GatewayStatusWriter
 from proxy.control.sources.kubernetes.reflector import Key, Obj, Reflector, WatchTuning, list_all
 from proxy.control.sources.kubernetes.resources import (
     ALL_RESOURCES,
+    AUTH_SECRETS,
     CONFIG_MAPS,
     ENDPOINT_SLICES,
     ENDPOINTS,
@@ -59,6 +60,7 @@ from proxy.control.translate import (
     object_ref,
     translate,
 )
+from proxy.control.translate.basic_auth import named_secrets
 from proxy.control.translate.custom_headers import named_config_maps
 from proxy.core.routing import Snapshot
 
@@ -74,8 +76,10 @@ def watched_resources(
 ) -> tuple[Resource, ...]:
     """What routing depends on; Secrets (kubernetes.io/tls and Opaque) only when there is a TLS
     listener to serve them (reading Secrets needs RBAC that a plain-HTTP deployment should not
-    have to grant; proxy-ssl-secret needs it too, docs/behaviour.md "Upstream TLS"). Scoped
-    to one namespace, only that Namespace's labels matter (routes come from it alone)."""
+    have to grant; proxy-ssl-secret needs it too, docs/behaviour.md "Upstream TLS"), else only
+    the Opaque ones an Ingress names as auth-secret, if RBAC allows (docs/behaviour.md
+    "Startup"). Scoped to one namespace, only that Namespace's labels matter (routes come
+    from it alone)."""
     endpoints = ENDPOINTS if options.endpoints_api == "endpoints" else ENDPOINT_SLICES
     gateway = tuple(
         replace(r, field_selector=f"metadata.name={namespace}")
@@ -84,7 +88,7 @@ def watched_resources(
         for r in GATEWAY_RESOURCES
     )
     return (
-        INGRESSES, INGRESS_CLASSES, SERVICES, endpoints, *(SECRETS if tls else ()),
+        INGRESSES, INGRESS_CLASSES, SERVICES, endpoints, *(SECRETS if tls else (AUTH_SECRETS,)),
         CONFIG_MAPS, *gateway,
     )  # fmt: skip
 
@@ -134,11 +138,21 @@ async def list_snapshot(
     """
     credentials = Credentials(access)
     credentials.static_context()
+    resources = watched_resources(options, namespace=namespace)
+    first = [resource for resource in resources if not resource.named_data]
     async with KubeClient(access, credentials) as client:
         lists = await asyncio.gather(
-            *(
-                _list_once(client, resource, namespace)
-                for resource in watched_resources(options, namespace=namespace)
+            *(_list_once(client, resource, namespace) for resource in first)
+        )
+        # then the Secrets, keeping whole those the Ingresses name as auth-secret
+        named = named_secrets(lists[first.index(INGRESSES)][0])
+        lists.extend(
+            await asyncio.gather(
+                *(
+                    _list_once(client, resource, namespace, named.__contains__)
+                    for resource in resources
+                    if resource.named_data
+                )
             )
         )
     objects = [obj for items, _ in lists for obj in items]
@@ -150,17 +164,21 @@ async def list_snapshot(
 
 
 async def _list_once(
-    client: KubeClient, resource: Resource, namespace: str | None
+    client: KubeClient,
+    resource: Resource,
+    namespace: str | None,
+    named: Callable[[Key], bool] | None = None,
 ) -> tuple[list[Obj], str | None]:
     """The objects of one resource, and a warning when an optional one was refused (403); an
     optional one the server does not serve (404 under each of its versions) has none."""
     page_size = WatchTuning().page_size
+    keep = {} if named is None else {"named": named}
     if not resource.optional:
-        return (await list_all(client, resource, namespace, page_size))[0], None
+        return (await list_all(client, resource, namespace, page_size, **keep))[0], None
     for version in (resource.version, *resource.older_versions):
         try:
             items, _ = await list_all(client, replace(resource, version=version), namespace,
-                                      page_size)  # fmt: skip
+                                      page_size, **keep)  # fmt: skip
         except ApiError as error:
             if error.code == 404:
                 continue
@@ -204,7 +222,9 @@ class KubernetesSource:
             routing = [
                 self._reflector(client, resource, self.namespace)
                 for resource in watched_resources(self.options, self.tls, self.namespace)
+                if not resource.named_data
             ]
+            routing.extend(self._secret_reflectors(client, routing))
             for reflector in routing:
                 reflector.on_change(changed.set)
             _only_named_config_maps(routing)
@@ -227,7 +247,11 @@ class KubernetesSource:
                 tasks.create_task(self._publish(sink, routing, changed, status, gateway))
 
     def _reflector(
-        self, client: KubeClient, resource: Resource, namespace: str | None
+        self,
+        client: KubeClient,
+        resource: Resource,
+        namespace: str | None,
+        named: SecretNames | None = None,
     ) -> Reflector:
         return Reflector(
             client,
@@ -236,7 +260,22 @@ class KubernetesSource:
             count_restart=self.restarts.count_watch_restart,
             tuning=self.tuning,
             rng=self.rng,
+            named=named,
+            after=named.ingresses.synced if named is not None else None,
         )
+
+    def _secret_reflectors(self, client: KubeClient, routing: list[Reflector]) -> list[Reflector]:
+        """The Secret watches, keeping whole the Secrets the Ingresses name as auth-secret; each
+        lists first once the Ingresses are listed, and again when the names change."""
+        ingresses = next(r for r in routing if r.resource is INGRESSES)
+        named = SecretNames(ingresses)
+        named.secrets = [
+            self._reflector(client, resource, self.namespace, named)
+            for resource in watched_resources(self.options, self.tls, self.namespace)
+            if resource.named_data
+        ]
+        ingresses.on_change(named.ingresses_changed)
+        return named.secrets
 
     def _status_writer(self, client: KubeClient, routing: list[Reflector]) -> _Status | None:
         if self.publish_service is None:
@@ -353,6 +392,27 @@ def rebuild_pause(coalesce: float, took: float, since: float) -> float:
     long has passed as it took: under constant churn rebuilding then takes at most about half
     of the time, and the event loop keeps the rest (20,000 endpoints: 0.3-0.5 s a rebuild)."""
     return max(coalesce, took - since)
+
+
+class SecretNames:
+    """The Secrets the Ingresses name as auth-secret, kept current from the Ingress watch: the
+    Secret watches keep every key of these, and list again when they change."""
+
+    def __init__(self, ingresses: Reflector) -> None:
+        self.ingresses = ingresses
+        self.names: frozenset[Key] = frozenset()
+        self.secrets: list[Reflector] = []
+
+    def __call__(self, key: Key) -> bool:
+        return key in self.names
+
+    def ingresses_changed(self) -> None:
+        names = named_secrets(self.ingresses.objects.values())
+        if names != self.names:
+            # (a Secret named anew was held without its users; one no longer named, with them)
+            self.names = names
+            for reflector in self.secrets:
+                reflector.relist()
 
 
 @dataclass(frozen=True, slots=True)
