@@ -28,12 +28,12 @@ def _may_need_resolving(path: bytes) -> bool:
     return b"%" in path or b"//" in path or b"/." in path
 
 
-def climbs_above_root(target: bytes) -> bool:
-    """Whether the target's path (any `%2e`, `%2f` decoded) climbs above the root with `..`."""
-    if b"/." not in target and b"%2" not in target:
-        return False  # the common case: one scan each, no decoding
-    path = target.partition(b"?")[0]
-    return _may_need_resolving(path) and _segments(unquote_to_bytes(path)) is None
+def climbs_above_root(path: str) -> bool:
+    """Whether `path` (the target before any `?`, as latin-1) climbs above the root with `..`
+    segments, `%2e` and `%2f` decoded."""
+    if "/." not in path and "%2" not in path:
+        return False  # the common case: two scans of a str, no decoding
+    return _segments(unquote_to_bytes(path)) is None
 
 
 def uri_path(target: bytes) -> str:

@@ -59,6 +59,7 @@ from proxy.core.ratelimit import RateLimits
 from proxy.core.rewrites import FixedRedirect
 from proxy.core.routing import ErrorPages, Route
 from proxy.core.sessions import SessionKind, SessionPolicy
+from proxy.core.uri import climbs_above_root
 from proxy.dataplane.basic_auth import ALLOW, DENY
 from proxy.dataplane.basic_auth import check as check_password
 from proxy.dataplane.external_auth import AuthAnswer, AuthCheck, AuthState
@@ -249,6 +250,10 @@ class Exchange(ResponseSink, ProxiedRequest):
         target = request.target
         query = target.find(b"?")
         path = (target if query < 0 else target[:query]).decode("latin-1")
+        if climbs_above_root(path):  # as nginx's URI parser: 400, and the connection closes
+            self.keep_alive = False
+            self.fail(BadRequest("the path climbs above the root"))
+            return
         try:
             route = self.ctx.route(request.host, path, request, self.via.proto == b"https")
         except ProxyError as error:
