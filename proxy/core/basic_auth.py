@@ -77,10 +77,4 @@ def without_authorization(request: Request) -> Request:
     `proxy_set_header Authorization ""` on a location with basic authentication. A copy."""
     forward = [(name, value) for name, value in request.forward
                if name.lower() != b"authorization"]  # fmt: skip
-    return Request(
-        method=request.method, target=request.target, http11=request.http11, forward=forward,
-        spliced=None, host=request.host, host_header=request.host_header, cookie=request.cookie,
-        user_agent=request.user_agent, forwarded_for=request.forwarded_for,
-        request_id=request.request_id, content_length=request.content_length,
-        chunked=request.chunked, upgrade=request.upgrade,
-    )  # fmt: skip
+    return request.edited(forward)

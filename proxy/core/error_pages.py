@@ -65,22 +65,7 @@ def stand_in_request(request: Request, about: About) -> Request:
     stands in is sent it: unchanged, with X-Code: 503 and the headers naming the location."""
     forward = _without(request.forward, _STAND_IN_DROPPED)
     forward += [(b"X-Code", b"503"), *_format(request), *about]
-    return Request(
-        method=request.method,
-        target=request.target,
-        http11=request.http11,
-        forward=forward,
-        spliced=None,
-        host=request.host,
-        host_header=request.host_header,
-        cookie=request.cookie,
-        user_agent=request.user_agent,
-        forwarded_for=request.forwarded_for,
-        request_id=request.request_id,
-        content_length=request.content_length,
-        chunked=request.chunked,
-        upgrade=request.upgrade,
-    )
+    return request.edited(forward)
 
 
 def _format(request: Request) -> list[tuple[bytes, bytes]]:

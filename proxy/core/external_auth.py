@@ -15,7 +15,6 @@ from typing import Final
 from urllib.parse import quote
 
 from proxy.core.hash_key import HashKey
-from proxy.core.headers import Request
 
 # The nginx variables an auth-url or auth-signin may name here (ingress-nginx lets nginx expand
 # any; these are the ones that make sense in a URL). Another name is refused at translation.
@@ -299,14 +298,3 @@ def _dashed(name: bytes) -> bytes:
 def answer_lines(answer: list[tuple[bytes, bytes]], name: bytes) -> bytes:
     """The auth answer's headers called `name` (lower case), as header lines."""
     return b"".join(b"%s: %s\r\n" % (key, value) for key, value in answer if key.lower() == name)
-
-
-def with_forward(request: Request, forward: list[tuple[bytes, bytes]]) -> Request:
-    """`request` with other headers for the upstream (written from `forward`, not spliced)."""
-    return Request(
-        method=request.method, target=request.target, http11=request.http11, forward=forward,
-        spliced=None, host=request.host, host_header=request.host_header, cookie=request.cookie,
-        user_agent=request.user_agent, forwarded_for=request.forwarded_for,
-        request_id=request.request_id, content_length=request.content_length,
-        chunked=request.chunked, upgrade=request.upgrade,
-    )  # fmt: skip

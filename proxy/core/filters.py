@@ -118,10 +118,4 @@ def rewritten(request: Request, filters: Filters, matched: str) -> Request:
     if filters.path_regex is not None:
         path, mark, query = target.decode("latin-1").partition("?")
         target = (filters.path_regex.apply(path) + mark + query).encode("latin-1")
-    return Request(
-        method=request.method, target=target, http11=request.http11, forward=forward,
-        spliced=None, host=request.host, host_header=host_header, cookie=request.cookie,
-        user_agent=request.user_agent, forwarded_for=request.forwarded_for,
-        request_id=request.request_id, content_length=request.content_length,
-        chunked=request.chunked, upgrade=request.upgrade,
-    )  # fmt: skip
+    return request.edited(forward, target, host_header)

@@ -97,6 +97,20 @@ class Request:
     def has_body(self) -> bool:
         return self.chunked or bool(self.content_length)
 
+    def edited(
+        self, forward: Headers, target: bytes | None = None, host_header: bytes | None = None
+    ) -> Request:
+        """A copy for the upstream with other headers (and target or Host header): written from
+        `forward`, not spliced. The original stays what the client sent, for logs and metrics."""
+        return Request(
+            method=self.method, target=self.target if target is None else target,
+            http11=self.http11, forward=forward, spliced=None, host=self.host,
+            host_header=self.host_header if host_header is None else host_header,
+            cookie=self.cookie, user_agent=self.user_agent, forwarded_for=self.forwarded_for,
+            request_id=self.request_id, content_length=self.content_length,
+            chunked=self.chunked, upgrade=self.upgrade,
+        )  # fmt: skip
+
 
 # What scan_request does with each header it must look at; every other header is forwarded as is.
 # (one Final each: compiled, a Final int is a C constant, any other module global a dict lookup)

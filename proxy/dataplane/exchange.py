@@ -50,7 +50,6 @@ from proxy.core.external_auth import (
     refusal,
     signin_location,
     subrequest_headers,
-    with_forward,
 )
 from proxy.core.filters import Redirect, rewritten
 from proxy.core.model import Endpoint
@@ -499,7 +498,7 @@ class Exchange(ResponseSink, ProxiedRequest):
             forwarded = state.forwarded
             if policy.response_headers:
                 forward = forwarded_with(forwarded.forward, policy.response_headers, answer.headers)
-                forwarded = with_forward(forwarded, forward)
+                forwarded = forwarded.edited(forward)
             self._forward(forwarded)
         elif refused == 401 and policy.signin is not None:
             # error_page 401 = the sign-in location, whose answer is this 302
