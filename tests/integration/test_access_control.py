@@ -6,25 +6,17 @@ addresses (127.0.0.9, ...), so the peer address itself varies."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from proxy.app.runtime import ProxyServer
 from proxy.core.access import DEFAULT_TRUSTED, RealIp, parse_ranges
 from tests.integration.cluster import Pods, web_app, write_manifest
 from tests.integration.conftest import StartManifestProxy
-from tests.integration.harness import url
+from tests.integration.harness import Upstream, url
 
 FORWARDED_HEADERS = RealIp(b"x-forwarded-for", parse_ranges(DEFAULT_TRUSTED))
-
-
-@pytest.fixture
-async def pod(pods: Pods) -> AsyncIterator[None]:
-    await pods.start(1)
-    yield
 
 
 async def serve(
@@ -58,7 +50,7 @@ async def ask(
 
 
 async def test_should_set_valid_ip_allowlist_range(
-    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     """The Go test checks the nginx config for `allow ...; deny all;`; here, what it does."""
     server = await serve(
@@ -71,7 +63,7 @@ async def test_should_set_valid_ip_allowlist_range(
 
 
 async def test_only_deny_explicitly_denied_ips_allow_all_others(
-    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     server = await serve(
         tmp_path,
@@ -91,7 +83,7 @@ async def test_only_deny_explicitly_denied_ips_allow_all_others(
 
 
 async def test_only_allow_explicitly_allowed_ips_deny_all_others(
-    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     server = await serve(
         tmp_path,
@@ -108,7 +100,7 @@ async def test_only_allow_explicitly_allowed_ips_deny_all_others(
 
 
 async def test_forwarded_headers_do_not_move_the_client_without_use_forwarded_headers(
-    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     """The hostile case: a client naming an allowed address in every header that could carry
     one is still the address it connects from."""
@@ -128,7 +120,7 @@ async def test_forwarded_headers_do_not_move_the_client_without_use_forwarded_he
 
 
 async def test_only_hops_added_by_trusted_proxies_count(
-    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     """With trusted proxies, a client's own X-Forwarded-For entries stay behind the address its
     proxy appended; an untrusted peer's header is not read at all; nor is Forwarded."""
@@ -145,7 +137,7 @@ async def test_only_hops_added_by_trusted_proxies_count(
 
 
 async def test_ipv6_ranges_against_a_forwarded_ipv6_client(
-    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     server = await serve(
         tmp_path,
@@ -163,7 +155,7 @@ async def test_ipv6_ranges_against_a_forwarded_ipv6_client(
 
 
 async def test_an_invalid_list_answers_503_instead_of_serving_everyone(
-    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     server = await serve(
         tmp_path, manifest_proxy, pods, whitelist_source_range="10.0.0.0/8, 300.0.0.1"

@@ -7,37 +7,15 @@ how fast the machine is: one request per minute takes 62.5 s to drain from a buc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from proxy.app.runtime import ProxyServer
-from proxy.core.access import DEFAULT_TRUSTED, RealIp, parse_ranges
 from tests.integration.cluster import Pods, ingress, path, rule, until, web_app, write_manifest
 from tests.integration.conftest import StartManifestProxy
-from tests.integration.harness import url
-
-FORWARDED_HEADERS = RealIp(b"x-forwarded-for", parse_ranges(DEFAULT_TRUSTED))
-
-
-@pytest.fixture
-async def pod(pods: Pods) -> AsyncIterator[None]:
-    await pods.start(1)
-    yield
-
-
-async def serve(
-    tmp_path: Path,
-    manifest_proxy: StartManifestProxy,
-    pods: Pods,
-    real_ip: RealIp | None = None,
-    **annotations: str,
-) -> ProxyServer:
-    manifest = tmp_path / "cluster.yaml"
-    write_manifest(manifest, web_app(pods.started, **annotations))
-    return await manifest_proxy(manifest, real_ip=real_ip)
+from tests.integration.harness import Upstream, url
+from tests.integration.test_access_control import FORWARDED_HEADERS, serve
 
 
 async def status(
@@ -58,7 +36,7 @@ async def statuses(server: ProxyServer, count: int, **headers: str) -> list[int]
 
 
 async def test_should_limit_connections(
-    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     """20 requests at once from one address, 8 allowed: 8 answered 200, 12 refused 503. The Go
     test holds them with a slow echo for 10 s; here the pod holds its answers until released."""
@@ -74,7 +52,7 @@ async def test_should_limit_connections(
 
 
 async def test_a_request_stops_counting_when_its_client_goes_away(
-    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     """The hostile case for limit-connections: slots held by clients that hang up are given
     back, so the limit cannot be used up for good."""
@@ -90,7 +68,7 @@ async def test_a_request_stops_counting_when_its_client_goes_away(
 
 
 async def test_check_limit_rate_annotation(
-    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     """The Go test checks that nginx.conf gets `limit_rate 1k;`. Bandwidth caps are not
     built here: the proxy says so, and serves the Ingress at full speed."""
@@ -104,7 +82,7 @@ async def test_check_limit_rate_annotation(
 
 
 async def test_limit_rpm_refuses_past_the_burst(
-    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     """limit-rpm 1 with a burst multiplier of 2: a new client has the request and a burst of
     2, so three pass at once and the rest of the minute is refused, 503 by default."""
@@ -114,7 +92,7 @@ async def test_limit_rpm_refuses_past_the_burst(
 
 
 async def test_limit_req_status_code_sets_the_refusal_status(
-    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     manifest = tmp_path / "cluster.yaml"
     write_manifest(manifest, web_app(pods.started, limit_rpm="1", limit_burst_multiplier="1"))
@@ -123,7 +101,7 @@ async def test_limit_req_status_code_sets_the_refusal_status(
 
 
 async def test_clients_are_limited_by_their_forwarded_address(
-    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     """With use-forwarded-headers the client is the address the trusted proxy names: each has
     its own bucket, and limit-allowlist exempts by that address too."""
@@ -142,7 +120,7 @@ async def test_clients_are_limited_by_their_forwarded_address(
 
 
 async def test_forwarded_headers_do_not_move_the_client_without_use_forwarded_headers(
-    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     """The hostile case: a client rotating X-Forwarded-For, or naming an allowlisted address,
     is still the one address it connects from."""
@@ -161,7 +139,7 @@ async def test_forwarded_headers_do_not_move_the_client_without_use_forwarded_he
 
 
 async def test_the_paths_of_one_ingress_share_its_limits(
-    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     """ingress-nginx names the zones after the Ingress: a client's requests to all its paths
     count together; another Ingress's limits are its own."""
@@ -181,7 +159,7 @@ async def test_the_paths_of_one_ingress_share_its_limits(
 
 
 async def test_an_invalid_limit_answers_503_instead_of_serving_without_it(
-    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     server = await serve(tmp_path, manifest_proxy, pods, limit_rps="lots")
     assert await statuses(server, 2) == [503, 503]
@@ -189,7 +167,7 @@ async def test_an_invalid_limit_answers_503_instead_of_serving_without_it(
 
 
 async def test_a_websocket_counts_until_it_closes(
-    pod: None, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:
     """nginx's limit_conn counts an upgraded request until the connection ends."""
     server = await serve(tmp_path, manifest_proxy, pods, limit_connections="1")
