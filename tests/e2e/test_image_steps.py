@@ -27,6 +27,11 @@ from string import Template
 
 import pytest
 
+# The build stage compiles the per-request code with mypyc: one 24 MB C file for gcc -O3, about
+# 140 s on two idle cores, past the suite's 120 s default, which the module fixture's first test
+# would otherwise inherit. The RUN lines keep their own 600 s limit each.
+pytestmark = pytest.mark.timeout(1200)
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 OCI_LABELS = ("title", "description", "version", "revision")
