@@ -17,6 +17,7 @@ from proxy.core.affinity import Balancer, Cluster, Decision
 from proxy.core.balancing import LoadBalance, decayed, ewma_pick, round_robin_index
 from proxy.core.headers import Request
 from proxy.core.model import Endpoint
+from proxy.core.routing import Snapshot
 
 
 class Balanced(Protocol):
@@ -109,6 +110,17 @@ class Loads:
             mean = sum(known) / len(known)
             for node in new - old:
                 self._ewma[node] = [mean, now]
+
+    def retain(self, snapshot: Snapshot) -> None:
+        """Forget the clusters and endpoints that left the routing table: without it, each
+        deleted Ingress and each pod replaced under EWMA would leave its entry behind."""
+        names = {cluster.name for cluster in snapshot.clusters}
+        for table in (self._next, self._synced):
+            for name in [name for name in table if name not in names]:
+                del table[name]
+        nodes = snapshot.nodes
+        for node in [node for node in self._ewma if node not in nodes]:
+            del self._ewma[node]
 
     def observe(self, endpoint: Endpoint, seconds: float, now: float) -> None:
         """An EWMA-picked try took `seconds` from its pick to the end of its answer."""

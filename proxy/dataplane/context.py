@@ -113,6 +113,7 @@ class ServerContext:
             self.pools.retain(snapshot)
             self.ejections.retain(snapshot.nodes)
             self.limiter.retain(snapshot)
+            self.loads.retain(snapshot)
         return snapshot.table.match(host, path, request, tls)
 
     def new_request_id(self) -> bytes:

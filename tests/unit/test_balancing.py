@@ -268,3 +268,22 @@ def test_the_load_balance_flag_sets_the_default() -> None:
     assert parse_command(serve).settings.load_balance is LoadBalance.ROUND_ROBIN
     command = parse_command([*serve, "--load-balance", "ewma"])
     assert command.settings.load_balance is LoadBalance.EWMA
+
+
+def test_a_worker_forgets_the_balancing_state_of_clusters_and_pods_that_left() -> None:
+    """Each deleted Ingress, and each pod replaced under EWMA, would otherwise leave its round
+    robin position or average behind for the life of the worker."""
+    ewma = _world(_ingress("shop", **{"load-balance": "ewma"}))
+    round_robin = _world(_ingress("blog"))
+    loads = Loads(LoadBalance.ROUND_ROBIN, random.Random(14))
+    decision = loads.choose(_cluster(ewma, "shop.example.com"), Try(), 10.0)
+    assert decision is not None
+    loads.observe(decision.endpoint, 0.2, 10.0)
+    assert loads._score(decision.endpoint.node, 10.0) > 0
+    loads.retain(ewma)
+    assert loads._score(decision.endpoint.node, 10.0) > 0 and len(loads._synced) == 1
+    assert loads.choose(_cluster(round_robin, "blog.example.com"), Try(), 10.0) is not None
+    loads.retain(round_robin)
+    assert len(loads._next) == 1
+    loads.retain(Snapshot(routes=()))
+    assert not loads._next and not loads._synced and not loads._ewma
