@@ -31,6 +31,7 @@ from proxy.core.headers import Request
 from proxy.core.matches import NO_CONDITIONS, RequestMatch
 from proxy.core.model import ObjectStatus, PathType, TlsCertificate, UpstreamPolicy
 from proxy.core.ratelimit import RateLimits
+from proxy.core.response_edits import ResponseEdits
 from proxy.core.sessions import SessionPolicy
 
 
@@ -84,6 +85,9 @@ class Route:
     errors: ErrorPages | None = None
     # custom-headers: set on every answer (docs/behaviour.md, "Custom response headers")
     response_headers: ResponseHeaders | None = None
+    # proxy-redirect-*, proxy-cookie-*: the upstream's Location, Refresh and Set-Cookie headers
+    # rewritten (docs/behaviour.md, "Location and cookie rewrites"); None: as they come
+    response_edits: ResponseEdits | None = None
     # Computed once per snapshot so requests only read them:
     # (namespace, ingress, service, host, path), the metric labels
     labels: tuple[str, ...] = field(init=False, repr=False, compare=False)

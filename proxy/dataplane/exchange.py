@@ -828,6 +828,12 @@ class Exchange(ResponseSink, ProxiedRequest):
             return
         # An unread request body cannot be skipped: the connection closes after this answer.
         keep_alive = self.keep_alive and self.request_done and not self.ctx.closing
+        if route is not None and route.response_edits is not None:
+            # proxy_redirect, proxy_cookie_*: on the upstream's headers as nginx copies them,
+            # before any header is added (docs/behaviour.md, "Location and cookie rewrites")
+            scheme = b"https" if downstream.tls else b"http"
+            origin = b"%s://%s" % (scheme, self._host().encode("latin-1"))
+            headers = route.response_edits.applied(headers, origin)
         if route is not None and route.response_headers is not None:
             # custom-headers: replaced, as more_set_headers does
             # (docs/behaviour.md, "Custom response headers")
