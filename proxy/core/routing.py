@@ -57,6 +57,9 @@ class Route:
     keeps_trailing_slash: bool = False  # preserve-trailing-slash: else the redirect drops it
     access: AccessList | None = None  # *-source-range: the clients it serves (None: all)
     basic_auth: BasicAuth | None = None  # auth-type basic: the users it serves (None: all)
+    # satisfy: any: one of the address lists and authentications letting a request through is
+    # enough (docs/behaviour.md, "satisfy"); else all
+    satisfy_any: bool = False
     # Gateway API routes: the match's method, header and query conditions (None: none), and
     # wildcard hosts that match any number of labels, not just one as an Ingress's do
     conditions: RequestMatch | None = None

@@ -181,6 +181,7 @@ _HONOURED = frozenset(
         *_RESPONSE_ANNOTATIONS,
         *_BASIC_AUTH_ANNOTATIONS,
         *_EDIT_ANNOTATIONS,
+        "satisfy",
     }
 )
 
@@ -253,6 +254,7 @@ class IngressSettings:
     # proxy-redirect-*, proxy-cookie-*: the upstream's Location and cookies rewritten; None: off
     # (docs/behaviour.md, "Location and cookie rewrites")
     response_edits: ResponseEdits | None = None
+    satisfy_any: bool = False  # satisfy: any (docs/behaviour.md, "satisfy"); else all
 
 
 def parse_server_name(text: str) -> str:
@@ -313,6 +315,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         reader.value("proxy-cookie-domain", parse_cookie_domain),
         reader.value("proxy-cookie-path", parse_cookie_path),
     )
+    satisfy_any = reader.value("satisfy", _satisfy) == "any"
     denied = (
         "; ".join(why for why in (denied, limits_denied, auth_denied, secret_denied) if why) or None
     )
@@ -346,6 +349,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         default_backend=default_backend,
         custom_headers=custom_headers,
         response_edits=edits,
+        satisfy_any=satisfy_any,
     )
 
 
@@ -780,6 +784,12 @@ _config_map_name = _matching(_BASIC_CHARS, "a ConfigMap's namespace/name")
 _canary_name = _matching(_BASIC_CHARS, "made of letters, digits and -._~/:")
 # ingress-nginx's IsValidRegex: the characters a path regex may use (compiled afterwards)
 _canary_pattern_text = _matching(_PATTERN_CHARS, "made of the characters a path regex may use")
+
+
+def _satisfy(text: str) -> str:
+    if text not in ("any", "all"):  # (case-sensitive, as ingress-nginx's)
+        raise ValueError(f"{text!r} is not any or all")
+    return text
 
 
 def _samesite(text: str) -> str:

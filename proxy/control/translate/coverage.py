@@ -35,7 +35,7 @@ _NOT_BUILT = (
     "auth-proxy-set-headers", "auth-tls-error-page", "auth-tls-match-cn",
     "auth-tls-pass-certificate-to-upstream", "auth-tls-secret", "auth-tls-verify-client",
     "auth-tls-verify-depth", "mirror-host", "mirror-request-body", "mirror-target",
-    "proxy-next-upstream-timeout", "satisfy",
+    "proxy-next-upstream-timeout",
 )  # fmt: skip
 
 # name -> (support, why or how); the ingress-nginx user guide's list, every name it mentions.
@@ -217,6 +217,10 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "rewrite-target": (
         Support.DIFFERENT,
         "$1..$9 from the path as a Python regex; no nginx variables, no absolute URLs",
+    ),
+    "satisfy": (
+        Support.HONOURED,
+        "any: an allow rule, basic or external auth lets a request in; refused, 401 before 403",
     ),
     "server-alias": (Support.HONOURED, "exact names and *. wildcards"),
     "server-snippet": (Support.NOT_SUPPORTED, _SNIPPET),
