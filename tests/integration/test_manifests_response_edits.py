@@ -6,7 +6,6 @@ the directive in nginx.conf; these look at what it does to the upstream's answer
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
@@ -23,10 +22,10 @@ from tests.integration.cluster import (
     path,
     rule,
     service,
-    write_manifest,
 )
 from tests.integration.conftest import StartManifestProxy
-from tests.integration.harness import Upstream, raw_request, start_raw_upstream
+from tests.integration.harness import Upstream, raw_request, start_app, start_raw_upstream
+from tests.integration.test_upstream_tls import serve
 
 HOST = "proxy.foo.com"  # the Go tests' host
 Head = tuple[int, list[tuple[str, str]]]
@@ -47,13 +46,7 @@ async def pod() -> AsyncIterator[Upstream]:
             headers.add("Set-Cookie", f"n{i}=v{i}; Path=/app/{i}; Domain=internal")
         return web.Response(status=302 if "location" in request.query else 200, headers=headers)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    sock = socket.create_server(("127.0.0.31", 0))
-    await web.SockSite(runner, sock).start()
-    started = Upstream("pod", runner, sock.getsockname()[1], host="127.0.0.31")
+    started = await start_app("pod", handler, host="127.0.0.31")
     yield started
     await started.stop()
 
@@ -64,14 +57,6 @@ def world(pod: Upstream, *paths: Obj, **annotations: str) -> list[Obj]:
         service("web"),
         endpoint_slice([pod]),
     ]
-
-
-async def serve(
-    tmp_path: Path, manifest_proxy: StartManifestProxy, objects: list[Obj]
-) -> ProxyServer:
-    manifest = tmp_path / "cluster.yaml"
-    write_manifest(manifest, objects)
-    return await manifest_proxy(manifest)
 
 
 async def head(server: ProxyServer, target: str, host: str = HOST) -> Head:

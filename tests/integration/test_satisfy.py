@@ -30,6 +30,7 @@ from tests.integration.conftest import StartManifestProxy
 from tests.integration.harness import Upstream, url
 from tests.integration.test_basic_auth import basic, build_secret
 from tests.integration.test_external_auth import AuthService, start_auth_service
+from tests.integration.test_manifests_custom_headers import serve
 
 BASIC = {"auth_type": "basic", "auth_secret": "test", "auth_realm": "test basic auth"}
 REALM = 'Basic realm="test basic auth"'
@@ -72,13 +73,6 @@ async def ask(
 
 def world(host: str, pod: Upstream, *extra: Obj, **annotations: str) -> list[Obj]:
     return [ingress(host, rule(host), **annotations), service(), endpoint_slice([pod]), *extra]
-
-
-async def serve(
-    manifest: Path, manifest_proxy: StartManifestProxy, objects: list[Obj]
-) -> ProxyServer:
-    write_manifest(manifest, objects)
-    return await manifest_proxy(manifest)
 
 
 # --- test/e2e/annotations/satisfy.go -----------------------------------------------------------
