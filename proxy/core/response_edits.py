@@ -33,6 +33,10 @@ class Rewrite:
     regex: re.Pattern[bytes] | None = None
     domain: bool = False
 
+    def __str__(self) -> str:
+        mark = "~" if self.regex is not None else ""
+        return f"{mark}{self.pattern.decode('latin-1')} to {self.to.decode('latin-1')}"
+
     def apply(self, value: bytes) -> bytes | None:
         """The rewritten value, or None when the rule does not match."""
         if self.regex is not None:

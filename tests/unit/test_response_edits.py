@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.control.translate import TranslateOptions, translate
+from proxy.control.translate.describe import describe
 from proxy.core.response_edits import ResponseEdits, rewrite
-from tests.unit.kube_fixtures import parsed
+from tests.unit.kube_fixtures import annotations_of, ingress_object, parsed
 
 PREFIX = "nginx.ingress.kubernetes.io/"
 ORIGIN = b"http://shop.example"
@@ -20,7 +22,11 @@ def _location(edits: ResponseEdits | None, value: bytes) -> bytes:
 
 def test_neither_annotation_is_proxy_redirect_off() -> None:
     assert parsed().response_edits is None
-    assert parsed(proxy_redirect_to="goodbye.com").response_edits is None  # from stays off
+    settings = parsed(proxy_redirect_to="goodbye.com")  # from stays off
+    assert settings.response_edits is None
+    assert settings.warnings == (
+        f"{PREFIX}proxy-redirect-to is ignored with proxy-redirect-from off",
+    )
 
 
 def test_should_set_proxy_redirect_to_off() -> None:
@@ -42,7 +48,12 @@ def test_default_with_backend_protocol_https_names_https() -> None:
 
 def test_from_without_to_leaves_nginx_default() -> None:
     # `to` off: the template writes no proxy_redirect, and nginx's default is `default`
-    edits = parsed(proxy_redirect_from="hello.com").response_edits
+    settings = parsed(proxy_redirect_from="hello.com")
+    assert settings.warnings == (
+        f"{PREFIX}proxy-redirect-from is ignored without {PREFIX}proxy-redirect-to: nginx's"
+        " proxy_redirect default applies",
+    )
+    edits = settings.response_edits
     assert _location(edits, b"http://upstream_balancer/") == ORIGIN + b"/"
     assert _location(edits, b"hello.com/x") == b"hello.com/x"
 
@@ -148,3 +159,20 @@ def test_a_huge_location_is_rewritten_once_at_its_start() -> None:
     edits = ResponseEdits(redirect=rewrite("http://a/", "http://b/"))
     value = b"http://a/" + b"http://a/" * 10_000
     assert _location(edits, value) == b"http://b/" + b"http://a/" * 10_000
+
+
+def test_routes_shows_the_rewrites_and_satisfy() -> None:
+    annotations = annotations_of(
+        proxy_redirect_from="~internal",
+        proxy_redirect_to="https://shop/",
+        proxy_cookie_domain=".internal example.org",
+        proxy_cookie_path="/app/ /",
+        satisfy="any",
+    )
+    objects = [ingress_object("web", "app.test", annotations=annotations)]
+    text = describe(translate(objects, TranslateOptions()))
+    note = (
+        "rewrites Location ~internal to https://shop/; rewrites cookie Domain internal to"
+        " example.org; rewrites cookie Path /app/ to /; satisfy any"
+    )
+    assert [line for line in text.splitlines() if note in line]

@@ -311,6 +311,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
             reader.value("proxy-redirect-from", parse_redirect_value),
             reader.value("proxy-redirect-to", parse_redirect_value),
             backend_protocol,
+            reader.warnings,
         ),
         reader.value("proxy-cookie-domain", parse_cookie_domain),
         reader.value("proxy-cookie-path", parse_cookie_path),

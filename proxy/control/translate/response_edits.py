@@ -16,6 +16,7 @@ from typing import Final
 from proxy.core.response_edits import ResponseEdits, Rewrite, rewrite
 
 OFF: Final = "off"
+PREFIX: Final = "nginx.ingress.kubernetes.io/"
 # ingress-nginx's URLIsValidRegex, and cookieDomainRegex's characters (annotations/parser)
 _URL_CHARS: Final = re.compile(r"[-._~a-zA-Z0-9/:,?&=]+")
 _DOMAIN_CHARS: Final = re.compile(r"[-._~a-zA-Z0-9/:]+")
@@ -40,14 +41,24 @@ def parse_cookie_domain(text: str) -> tuple[str, str] | None:
     return _pair(text, _DOMAIN_CHARS, "letters, digits and -._~/:")
 
 
-def redirect_rule(source: str | None, to: str | None, protocol: str) -> Rewrite | None:
+def redirect_rule(
+    source: str | None, to: str | None, protocol: str, warnings: list[str]
+) -> Rewrite | None:
     """The proxy_redirect ingress-nginx's template writes for proxy-redirect-from `source` and
     -to `to` (None: unset, which is off for either): `off` or `default` as written; else
     `source to` unless `to` is off, when it writes nothing and nginx's own default applies.
     `default` rewrites the upstream's own address (proxy_pass's `http://upstream_balancer/`,
-    https with backend-protocol HTTPS) to "/"."""
+    https with backend-protocol HTTPS) to "/". A value that does nothing is warned about in
+    `warnings`: ingress-nginx drops it silently."""
     source = source or OFF
     to = to or OFF
+    if source in {OFF, "default"} and to != OFF:
+        warnings.append(f"{PREFIX}proxy-redirect-to is ignored with proxy-redirect-from {source}")
+    elif source not in {OFF, "default"} and to == OFF:
+        warnings.append(
+            f"{PREFIX}proxy-redirect-from is ignored without {PREFIX}proxy-redirect-to:"
+            " nginx's proxy_redirect default applies"
+        )
     if source == OFF:
         return None
     if source == "default" or to == OFF:
