@@ -187,7 +187,7 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
         Support.HONOURED,
         "off or `from to`, as proxy_cookie_domain; the affinity cookie is never rewritten",
     ),
-    "proxy-cookie-path": (Support.HONOURED, "off or `from to`, a prefix or a ~ regex"),
+    "proxy-cookie-path": (Support.HONOURED, "off or `from to`: a prefix or a ~ regex"),
     "proxy-http-version": (Support.NO_EFFECT, "upstreams are spoken to in HTTP/1.1, kept alive"),
     "proxy-max-temp-file-size": (Support.NO_EFFECT, _BUFFERS),
     "proxy-next-upstream": (
