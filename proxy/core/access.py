@@ -64,12 +64,18 @@ class AccessList:
     allow: tuple[Network, ...] = ()  # empty: every address not denied
 
     def allows(self, client: bytes) -> bool:
+        return self.verdict(client) is not False
+
+    def verdict(self, client: bytes) -> bool | None:
+        """nginx's access module for `client`: True when an allow rule matches, False when a
+        deny rule does (or the allow list's closing `deny all`), None when none does (a deny
+        list alone, without the client), which `satisfy any` tells apart."""
         address = client_address(client)
         if address is None:
             return False  # not an address (cannot be for a TCP peer): refuse, never guess
         if within(address, self.deny):
             return False
-        return not self.allow or within(address, self.allow)
+        return within(address, self.allow) if self.allow else None
 
 
 # ingress-nginx's proxy-real-ip-cidr default: every IPv4 address, and no IPv6 one

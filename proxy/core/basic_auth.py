@@ -27,8 +27,9 @@ class BasicAuth:
     realm: str
     users: tuple[tuple[bytes, bytes], ...]  # (user, stored hash), the file's first line of each
     source: str = ""  # "Secret namespace/name", for `sticky-proxy routes`
-    # the 401 answers, for a connection kept open and one that closes
+    # the 401 answers, for a connection kept open and one that closes, and their challenge line
     _answers: tuple[bytes, bytes] = field(init=False, repr=False, compare=False)
+    challenge: bytes = field(init=False, repr=False, compare=False)
     _hashes: dict[bytes, bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -37,6 +38,7 @@ class BasicAuth:
         answers = (with_lines(error_response(401, False), line),
                    with_lines(error_response(401, True), line))  # fmt: skip
         object.__setattr__(self, "_answers", answers)
+        object.__setattr__(self, "challenge", line)
         object.__setattr__(self, "_hashes", dict(self.users))
 
     def answer(self, close: bool) -> bytes:

@@ -31,6 +31,7 @@ from proxy.core.headers import Request
 from proxy.core.matches import NO_CONDITIONS, RequestMatch
 from proxy.core.model import ObjectStatus, PathType, TlsCertificate, UpstreamPolicy
 from proxy.core.ratelimit import RateLimits
+from proxy.core.response_edits import ResponseEdits
 from proxy.core.sessions import SessionPolicy
 
 
@@ -56,6 +57,9 @@ class Route:
     keeps_trailing_slash: bool = False  # preserve-trailing-slash: else the redirect drops it
     access: AccessList | None = None  # *-source-range: the clients it serves (None: all)
     basic_auth: BasicAuth | None = None  # auth-type basic: the users it serves (None: all)
+    # satisfy: any: one of the address lists and authentications letting a request through is
+    # enough (docs/behaviour.md, "satisfy"); else all
+    satisfy_any: bool = False
     # Gateway API routes: the match's method, header and query conditions (None: none), and
     # wildcard hosts that match any number of labels, not just one as an Ingress's do
     conditions: RequestMatch | None = None
@@ -84,6 +88,9 @@ class Route:
     errors: ErrorPages | None = None
     # custom-headers: set on every answer (docs/behaviour.md, "Custom response headers")
     response_headers: ResponseHeaders | None = None
+    # proxy-redirect-*, proxy-cookie-*: the upstream's Location, Refresh and Set-Cookie headers
+    # rewritten (docs/behaviour.md, "Location and cookie rewrites"); None: as they come
+    response_edits: ResponseEdits | None = None
     # Computed once per snapshot so requests only read them:
     # (namespace, ingress, service, host, path), the metric labels
     labels: tuple[str, ...] = field(init=False, repr=False, compare=False)

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from mypy_extensions import trait
 
 from proxy.core import headers as h
+from proxy.core.access import AccessList
 from proxy.core.affinity import Decision, Outcome
 from proxy.core.basic_auth import BasicAuth, authorization, without_authorization
 from proxy.core.canary import takes_canary
@@ -282,6 +283,9 @@ class Exchange(ResponseSink, ProxiedRequest):
             return
         if limits is not None and not self._within_limits(limits):
             return  # (nginx's preaccess phase: after its rewrite phase, before its access phase)
+        if location.satisfy_any:
+            self._any_access(access, forwarded, location)
+            return
         if access is not None and not access.allows(self.client):
             # (after the redirect: nginx's rewrite phase comes before its access phase)
             self.fail(Forbidden())
@@ -302,6 +306,36 @@ class Exchange(ResponseSink, ProxiedRequest):
             self._authenticate(external_auth, forwarded, location)
             return
         self._forward(forwarded)
+
+    # -- satisfy any (docs/behaviour.md, "satisfy") ---------------------------------------------
+
+    def _any_access(self, access: AccessList | None, forwarded: h.Request, location: Route) -> None:
+        """nginx's access phase with `satisfy any`: the address lists, basic authentication and
+        external authentication in turn, until one lets the request through."""
+        if location.basic_auth is not None:
+            forwarded = without_authorization(forwarded)  # (proxy_set_header, whoever lets it in)
+        verdict = None if access is None else access.verdict(self.client)
+        if verdict:
+            self._forward(forwarded)  # an allow rule: no credentials asked for
+        elif location.basic_auth is not None:
+            self._basic_auth(location.basic_auth, forwarded, location)
+        else:
+            self._any_external(forwarded, location, 0 if verdict is None else 403)
+
+    def _any_external(self, forwarded: h.Request, location: Route, refused: int) -> None:
+        """satisfy any, past the address lists and basic authentication, which `refused` (403,
+        401) or did not decide (0): external authentication if the location has it, else the
+        refusal; 401 (a check asked for credentials) comes before 403, as nginx's access_code."""
+        external_auth = location.external_auth
+        if external_auth is not None:
+            self._authenticate(external_auth, forwarded, location, refused)
+        elif refused == 401:
+            assert location.basic_auth is not None  # (only basic authentication asks for them)
+            self._reply(401, location.basic_auth.answer)
+        elif refused:
+            self.fail(Forbidden())
+        else:
+            self._forward(forwarded)
 
     def _forward(self, forwarded: h.Request) -> None:
         """Past every check of `begin`: the body size limit, then the first try (of
@@ -460,11 +494,15 @@ class Exchange(ResponseSink, ProxiedRequest):
 
     # -- external authentication (docs/behaviour.md, "External authentication") ----------------
 
-    def _authenticate(self, policy: ExternalAuth, forwarded: h.Request, location: Route) -> None:
+    def _authenticate(
+        self, policy: ExternalAuth, forwarded: h.Request, location: Route, refused: int = -1
+    ) -> None:
         """Ask the auth service about this request (for `location`, the route it matched);
         `_authenticated` carries on. The body that arrives meanwhile waits in `pending`, as for
-        a connection being opened."""
-        state = self.auth = AuthState(policy, forwarded)
+        a connection being opened. `refused`: with satisfy any, what the checks before said."""
+        basic_auth = location.basic_auth
+        challenge = basic_auth.challenge if refused == 401 and basic_auth is not None else b""
+        state = self.auth = AuthState(policy, forwarded, refused, challenge)
         cache = policy.cache
         key = None
         if cache is not None:
@@ -494,6 +532,9 @@ class Exchange(ResponseSink, ProxiedRequest):
         policy = state.policy
         state.cookies = answer_lines(answer.headers, b"set-cookie")
         refused = refusal(answer.status)
+        before = state.refused
+        if refused and before > 0 and refused != 500:
+            refused = 401 if 401 in {refused, before} else 403  # satisfy any: nginx's access_code
         if not refused:
             forwarded = state.forwarded
             if policy.response_headers:
@@ -506,7 +547,8 @@ class Exchange(ResponseSink, ProxiedRequest):
             self._reply(302, partial(redirect_response, location, status=302))
         elif refused == 401:
             # nginx's auth_request passes the auth service's challenge on
-            challenge = answer_lines(answer.headers, b"www-authenticate")
+            # (with satisfy any, auth_basic's challenge comes first)
+            challenge = state.challenge + answer_lines(answer.headers, b"www-authenticate")
             self._reply(401, partial(_with_challenge, challenge))
         else:
             self._reply(refused, partial(error_response, refused))
@@ -533,9 +575,9 @@ class Exchange(ResponseSink, ProxiedRequest):
             return
         decision, digest = self.ctx.verified.decide(auth, header)
         if decision == ALLOW:
-            self._authorized(without_authorization(forwarded), location)
+            self._basic_passed(forwarded, location)
         elif decision == DENY or header is None:
-            self._reply(401, auth.answer)
+            self._basic_refused(auth, forwarded, location)
         else:
             checked = self.ctx.loop.run_in_executor(None, check_password, auth, header)
             checked.add_done_callback(partial(self._checked, auth, forwarded, location, digest))
@@ -553,7 +595,20 @@ class Exchange(ResponseSink, ProxiedRequest):
         # (cancelled: the proxy is stopping; an error of the hash: no match, never a way in)
         if not checked.cancelled() and checked.exception() is None and checked.result():
             self.ctx.verified.remember(digest)
-            self._authorized(without_authorization(forwarded), location)
+            self._basic_passed(forwarded, location)
+        else:
+            self._basic_refused(auth, forwarded, location)
+
+    def _basic_passed(self, forwarded: h.Request, location: Route) -> None:
+        forwarded = without_authorization(forwarded)
+        if location.satisfy_any:
+            self._forward(forwarded)  # one check let it through: enough
+        else:
+            self._authorized(forwarded, location)
+
+    def _basic_refused(self, auth: BasicAuth, forwarded: h.Request, location: Route) -> None:
+        if location.satisfy_any:
+            self._any_external(forwarded, location, 401)
         else:
             self._reply(401, auth.answer)
 
@@ -828,6 +883,12 @@ class Exchange(ResponseSink, ProxiedRequest):
             return
         # An unread request body cannot be skipped: the connection closes after this answer.
         keep_alive = self.keep_alive and self.request_done and not self.ctx.closing
+        if route is not None and route.response_edits is not None:
+            # proxy_redirect, proxy_cookie_*: on the upstream's headers as nginx copies them,
+            # before any header is added (docs/behaviour.md, "Location and cookie rewrites")
+            scheme = b"https" if downstream.tls else b"http"
+            origin = b"%s://%s" % (scheme, self._host().encode("latin-1"))
+            headers = route.response_edits.applied(headers, origin)
         if route is not None and route.response_headers is not None:
             # custom-headers: replaced, as more_set_headers does
             # (docs/behaviour.md, "Custom response headers")

@@ -153,11 +153,17 @@ class AuthState:
     """An exchange's external authentication: the subrequest under way, then the auth
     service's Set-Cookie lines for the answer."""
 
-    __slots__ = ("always", "cookies", "forwarded", "policy", "task")
+    __slots__ = ("always", "challenge", "cookies", "forwarded", "policy", "refused", "task")
 
-    def __init__(self, policy: ExternalAuth, forwarded: Request) -> None:
+    def __init__(
+        self, policy: ExternalAuth, forwarded: Request, refused: int = -1, challenge: bytes = b""
+    ) -> None:
         self.policy = policy
         self.forwarded = forwarded  # what the upstream is to be sent once the request passes
+        # satisfy any (docs/behaviour.md, "satisfy"): what the checks before refused with (401,
+        # 403; 0: they did not decide; -1: satisfy all), and basic authentication's challenge
+        self.refused = refused
+        self.challenge = challenge
         self.task: asyncio.Task[None] | None = None
         self.cookies = b""
         self.always = policy.always_set_cookie

@@ -8,6 +8,7 @@ import ssl
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from proxy.app.runtime import ProxyServer
 from proxy.control.sources.source import SnapshotSink
@@ -162,6 +163,17 @@ async def raw_request(server: ProxyServer, data: bytes, timeout: float = 5.0) ->
     finally:
         writer.close()
     return b"".join(chunks)
+
+
+async def start_app(name: str, handler: Handler, host: str = "127.0.0.1") -> Upstream:
+    """An `Upstream` on `host` (a free port) whose every request `handler` answers."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    sock = socket.create_server((host, 0))
+    await web.SockSite(runner, sock).start()
+    return Upstream(name, runner, sock.getsockname()[1], host=host)
 
 
 @dataclass

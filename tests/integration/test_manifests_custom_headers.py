@@ -5,7 +5,6 @@ ConfigMaps and upstreams that try to break the headers or the framing
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from tests.integration.cluster import (
     write_manifest,
 )
 from tests.integration.conftest import StartManifestProxy
-from tests.integration.harness import Upstream, url
+from tests.integration.harness import Upstream, start_app, url
 
 HOST = "custom-headers"  # the Go tests' customHeaderHost
 REF = f"{NAMESPACE}/custom-headers"
@@ -41,13 +40,7 @@ async def pod() -> AsyncIterator[Upstream]:
         headers = {"My-Custom-Header": "from the pod", "X-Own": "kept"}
         return web.Response(text=f"host={request.host} body={len(body)}", headers=headers)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    sock = socket.create_server(("127.0.0.30", 0))
-    await web.SockSite(runner, sock).start()
-    started = Upstream("pod", runner, sock.getsockname()[1], host="127.0.0.30")
+    started = await start_app("pod", handler, host="127.0.0.30")
     yield started
     await started.stop()
 

@@ -155,3 +155,27 @@ def test_an_invalid_list_closes_the_ingress_instead_of_opening_it() -> None:
         "nginx.ingress.kubernetes.io/allowlist-source-range: 'nonsense' is not an IP address or"
         " CIDR range; its paths answer 503",
     )
+
+
+def test_the_verdict_tells_an_allow_rule_from_no_rule() -> None:
+    """satisfy any needs nginx's three outcomes (docs/behaviour.md, "satisfy")."""
+    both = AccessList(deny=parse_ranges("10.0.0.1"), allow=parse_ranges("10.0.0.0/8"))
+    assert [both.verdict(a) for a in (b"10.0.0.1", b"10.0.0.2", b"11.0.0.1")] == [
+        False, True, False,
+    ]  # fmt: skip
+    deny_only = AccessList(deny=parse_ranges("10.0.0.1"))
+    assert [deny_only.verdict(a) for a in (b"10.0.0.1", b"10.0.0.2", b"nonsense")] == [
+        False, None, False,
+    ]  # fmt: skip
+    assert deny_only.allows(b"10.0.0.2") and not deny_only.allows(b"10.0.0.1")
+
+
+def test_satisfy_is_any_or_all_case_sensitive() -> None:
+    assert parsed(satisfy="any").satisfy_any
+    assert not parsed(satisfy="all").satisfy_any
+    assert not parsed().satisfy_any
+    settings = parsed(satisfy="Any")
+    assert not settings.satisfy_any
+    assert settings.warnings == (
+        "nginx.ingress.kubernetes.io/satisfy: 'Any' is not any or all; ignored",
+    )

@@ -40,6 +40,13 @@ from proxy.control.translate.proxy_ssl import (
     parse_protocols,
     parse_secret,
 )
+from proxy.control.translate.response_edits import (
+    parse_cookie_domain,
+    parse_cookie_path,
+    parse_redirect_value,
+    redirect_rule,
+    response_edits,
+)
 from proxy.control.translate.rewrite_annotations import (
     PERMANENT_CODES,
     PERMANENT_DEFAULT,
@@ -63,6 +70,7 @@ from proxy.core.external_auth import ExternalAuth
 from proxy.core.hash_key import HashKey
 from proxy.core.model import AffinityMode, UpstreamPolicy
 from proxy.core.ratelimit import RateLimits, per_minute, per_second
+from proxy.core.response_edits import ResponseEdits
 from proxy.core.rewrites import FixedRedirect
 from proxy.core.values import (
     parse_count,
@@ -137,6 +145,9 @@ _BURST_MULTIPLIER = 5  # ingress-nginx's defBurst
 _ERROR_ANNOTATIONS = ("custom-http-errors", "default-backend", "disable-proxy-intercept-errors")
 _RESPONSE_ANNOTATIONS = (*_ERROR_ANNOTATIONS, "custom-headers")
 _BASIC_AUTH_ANNOTATIONS = ("auth-type", "auth-secret", "auth-secret-type", "auth-realm")
+_EDIT_ANNOTATIONS = (
+    "proxy-redirect-from", "proxy-redirect-to", "proxy-cookie-domain", "proxy-cookie-path",
+)  # fmt: skip
 _HONOURED = frozenset(
     {
         "affinity",
@@ -169,6 +180,8 @@ _HONOURED = frozenset(
         *_EXTERNAL_AUTH_ANNOTATIONS,
         *_RESPONSE_ANNOTATIONS,
         *_BASIC_AUTH_ANNOTATIONS,
+        *_EDIT_ANNOTATIONS,
+        "satisfy",
     }
 )
 
@@ -238,6 +251,10 @@ class IngressSettings:
     response_headers: ResponseHeaders | None = None
     auth_secret: AuthSecret | None = None  # auth-type basic's Secret, looked up later
     basic_auth: BasicAuth | None = None  # its users, once looked up; None: no authentication
+    # proxy-redirect-*, proxy-cookie-*: the upstream's Location and cookies rewritten; None: off
+    # (docs/behaviour.md, "Location and cookie rewrites")
+    response_edits: ResponseEdits | None = None
+    satisfy_any: bool = False  # satisfy: any (docs/behaviour.md, "satisfy"); else all
 
 
 def parse_server_name(text: str) -> str:
@@ -289,6 +306,17 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     default_backend = reader.value("default-backend", parse_service_name)
     custom_headers = reader.value("custom-headers", _config_map_name)
     auth_secret, secret_denied = _auth_secret(reader)
+    edits = response_edits(
+        redirect_rule(
+            reader.value("proxy-redirect-from", parse_redirect_value),
+            reader.value("proxy-redirect-to", parse_redirect_value),
+            backend_protocol,
+            reader.warnings,
+        ),
+        reader.value("proxy-cookie-domain", parse_cookie_domain),
+        reader.value("proxy-cookie-path", parse_cookie_path),
+    )
+    satisfy_any = reader.value("satisfy", _satisfy) == "any"
     denied = (
         "; ".join(why for why in (denied, limits_denied, auth_denied, secret_denied) if why) or None
     )
@@ -321,6 +349,8 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         intercept_errors=intercept_errors,
         default_backend=default_backend,
         custom_headers=custom_headers,
+        response_edits=edits,
+        satisfy_any=satisfy_any,
     )
 
 
@@ -755,6 +785,12 @@ _config_map_name = _matching(_BASIC_CHARS, "a ConfigMap's namespace/name")
 _canary_name = _matching(_BASIC_CHARS, "made of letters, digits and -._~/:")
 # ingress-nginx's IsValidRegex: the characters a path regex may use (compiled afterwards)
 _canary_pattern_text = _matching(_PATTERN_CHARS, "made of the characters a path regex may use")
+
+
+def _satisfy(text: str) -> str:
+    if text not in ("any", "all"):  # (case-sensitive, as ingress-nginx's)
+        raise ValueError(f"{text!r} is not any or all")
+    return text
 
 
 def _samesite(text: str) -> str:

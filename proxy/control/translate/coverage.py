@@ -35,8 +35,7 @@ _NOT_BUILT = (
     "auth-proxy-set-headers", "auth-tls-error-page", "auth-tls-match-cn",
     "auth-tls-pass-certificate-to-upstream", "auth-tls-secret", "auth-tls-verify-client",
     "auth-tls-verify-depth", "mirror-host", "mirror-request-body", "mirror-target",
-    "proxy-cookie-domain", "proxy-cookie-path", "proxy-next-upstream-timeout",
-    "proxy-redirect-from", "proxy-redirect-to", "satisfy",
+    "proxy-next-upstream-timeout",
 )  # fmt: skip
 
 # name -> (support, why or how); the ingress-nginx user guide's list, every name it mentions.
@@ -183,6 +182,12 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "proxy-buffers-number": (Support.NO_EFFECT, _BUFFERS),
     "proxy-busy-buffers-size": (Support.NO_EFFECT, _BUFFERS),
     "proxy-connect-timeout": (Support.HONOURED, "whole seconds"),
+    # docs/behaviour.md, "Location and cookie rewrites"
+    "proxy-cookie-domain": (
+        Support.HONOURED,
+        "off or `from to`, as proxy_cookie_domain; the affinity cookie is never rewritten",
+    ),
+    "proxy-cookie-path": (Support.HONOURED, "off or `from to`: a prefix or a ~ regex"),
     "proxy-http-version": (Support.NO_EFFECT, "upstreams are spoken to in HTTP/1.1, kept alive"),
     "proxy-max-temp-file-size": (Support.NO_EFFECT, _BUFFERS),
     "proxy-next-upstream": (
@@ -191,6 +196,11 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     ),
     "proxy-next-upstream-tries": (Support.HONOURED, "0 is unlimited"),
     "proxy-read-timeout": (Support.HONOURED, "whole seconds, between two reads"),
+    "proxy-redirect-from": (
+        Support.HONOURED,
+        "Location and Refresh, as proxy_redirect: off, default, a prefix or a ~ regex",
+    ),
+    "proxy-redirect-to": (Support.HONOURED, "off leaves nginx's proxy_redirect default"),
     "proxy-request-buffering": (Support.NO_EFFECT, _BUFFERS),
     "proxy-send-timeout": (Support.HONOURED, "whole seconds, between two writes"),
     "proxy-ssl-ciphers": (Support.HONOURED, "OpenSSL's format, for TLS 1.2"),
@@ -207,6 +217,10 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "rewrite-target": (
         Support.DIFFERENT,
         "$1..$9 from the path as a Python regex; no nginx variables, no absolute URLs",
+    ),
+    "satisfy": (
+        Support.HONOURED,
+        "any: an allow rule, basic or external auth lets a request in; refused, 401 before 403",
     ),
     "server-alias": (Support.HONOURED, "exact names and *. wildcards"),
     "server-snippet": (Support.NOT_SUPPORTED, _SNIPPET),

@@ -90,6 +90,8 @@ def _table(title: str, routes: Sequence[Route]) -> str:
                 _external_auth(route),
                 _errors(route),
                 _response_headers(route),
+                _response_edits(route),
+                "satisfy any" if route.satisfy_any else "",
             )
             if part
         )
@@ -216,6 +218,16 @@ def _response_headers(route: Route) -> str:
         return ""
     names = [line.split(b":", 1)[0].decode() for line in headers.lines.splitlines()]
     return f"sets headers {', '.join(names)}"
+
+
+def _response_edits(route: Route) -> str:
+    """proxy-redirect-*, proxy-cookie-* (docs/behaviour.md, "Location and cookie rewrites")."""
+    edits = route.response_edits
+    if edits is None:
+        return ""
+    rules = (("Location", edits.redirect), ("cookie Domain", edits.cookie_domain),
+             ("cookie Path", edits.cookie_path))  # fmt: skip
+    return "; ".join(f"rewrites {what} {rule}" for what, rule in rules if rule is not None)
 
 
 def _errors(route: Route) -> str:

@@ -47,6 +47,7 @@ class ErrorSetup:
                 route, cluster=self.backend, sets_cookie=False, service=self.service,
                 upstream=dataclasses.replace(route.upstream, tls=None), filters=None, cors=None,
                 access=None, canary=None, canary_policy=None, errors=None, response_headers=None,
+                response_edits=None,
             )  # fmt: skip
         stands_in = stands_in and self.backend is not None
         pages = ErrorPages(

@@ -232,6 +232,8 @@ class Layout:
             limits=None if limits is None else dataclasses.replace(limits, zone=ingress.ref),
             external_auth=self._settings[ingress.ref].external_auth,
             response_headers=self._settings[ingress.ref].response_headers,
+            response_edits=self._settings[ingress.ref].response_edits,
+            satisfy_any=self._settings[ingress.ref].satisfy_any,
             basic_auth=None
             if path.startswith(NO_AUTH_LOCATIONS)
             else self._settings[ingress.ref].basic_auth,
