@@ -62,6 +62,7 @@ from proxy.core.uri import climbs_above_root
 from proxy.dataplane.basic_auth import ALLOW, DENY
 from proxy.dataplane.basic_auth import check as check_password
 from proxy.dataplane.external_auth import AuthAnswer, AuthCheck, AuthState
+from proxy.dataplane.throttle import Throttle
 from proxy.dataplane.upstream import ResponseSink, UpstreamConnection
 from proxy.observability.proxied_request import ProxiedRequest
 
@@ -169,6 +170,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         "started",
         "started_at",
         "status",
+        "throttle",
         "tried",
         "tried_view",
         "tries",
@@ -225,6 +227,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.last_read = 0.0
         self.awaiting_upstream = False  # request sent: proxy-read-timeout runs between reads
         self.send_timer: asyncio.TimerHandle | None = None
+        self.throttle: Throttle | None = None  # limit-rate's pacing of the answer, if any
         self.tunnel = False
         self.tunnel_pending: list[bytes] = []  # the new protocol's first bytes, until a 101
         self.request_id = request.request_id or self.ctx.new_request_id()
@@ -392,13 +395,15 @@ class Exchange(ResponseSink, ProxiedRequest):
                 self.downstream.hold_reading(WAIT_UPSTREAM, True)
 
     def downstream_paused(self, paused: bool) -> None:
-        if self.upstream is not None:
+        if self.upstream is not None and (paused or self.throttle is None or self.throttle.free):
             self.upstream.pause_reading(paused)
 
     def abort(self) -> None:
         """The client went away: drop the upstream side without reusing it."""
         self.finished = True
         self._stop_timers()
+        if self.throttle is not None:
+            self.throttle.cancel()
         if self.limit_zone:
             self._release_connection()
         if self.auth is not None:
@@ -856,14 +861,18 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.sent_head = len(head)
         if upgrade:
             self._start_tunnel()
+        elif route is not None and route.send_rate is not None:
+            self.throttle = Throttle(self, self.ctx.loop, route.send_rate, len(head))
 
     def upstream_body(self, data: bytes) -> None:
         self.last_read = self.ctx.loop.time()
         self.sent_body += len(data)
         if self.framing == h.Framing.CHUNKED:
-            self.downstream.write(h.chunk(data))
-        else:
+            data = h.chunk(data)
+        if self.throttle is None:
             self.downstream.write(data)
+        else:
+            self.throttle.write(data)
 
     def upstream_done(self, upstream: UpstreamConnection, keep_alive: bool) -> None:
         self.upstream = None
@@ -873,6 +882,13 @@ class Exchange(ResponseSink, ProxiedRequest):
             # Reused, a connection whose request was not sent whole would read the next
             # request's bytes as the rest of this one's body: never.
             upstream.close()
+        if self.throttle is not None and not self.throttle.free:
+            self.throttle.done = True  # the answer ends when the last bytes have gone
+            return
+        self.answer_done()
+
+    def answer_done(self) -> None:
+        """The whole answer has been written to the client."""
         if self.framing == h.Framing.CHUNKED:
             self.downstream.write(h.LAST_CHUNK)
         if self.tunnel:
@@ -1079,6 +1095,8 @@ class Exchange(ResponseSink, ProxiedRequest):
             return
         self.finished = True
         self._stop_timers()
+        if self.throttle is not None:
+            self.throttle.cancel()
         if self.limit_zone:
             self._release_connection()
         if self.ewma_started:

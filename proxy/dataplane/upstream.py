@@ -105,7 +105,10 @@ class UpstreamConnection(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def release(self) -> None:
-        """Back to the pool for the next request."""
+        """Back to the pool for the next request, read again: its last answer may have ended
+        while it was held (a slow client, limit-rate), and an idle connection must notice its
+        upstream closing."""
+        self.pause_reading(False)
         self.pool.release(self)
 
     def close(self) -> None:

@@ -125,6 +125,16 @@ def test_rate_and_connection_limits_are_shown_with_their_zone() -> None:
     )
 
 
+def test_response_rate_is_shown() -> None:
+    objects = [
+        ingress_object(
+            "web", "app.test", annotations=annotations_of(limit_rate="256", limit_rate_after="64")
+        )
+    ]
+    text = describe(translate(objects, TranslateOptions()))
+    assert lines_with(text, "answers at 256 KB/s after 64 KB")
+
+
 def test_basic_authentication_names_its_secret() -> None:
     secret = {
         "apiVersion": "v1",

@@ -28,7 +28,6 @@ _TRACING = "the proxy does not trace requests"
 _TLS_GLOBAL = "TLS settings are the proxy's own (Python's ssl defaults), not per Ingress"
 _COOKIE = "as ingress-nginx sets the cookie, byte for byte"
 _PER_WORKER = "per client address and worker process: --workers N allows N times the limit"
-_BANDWIDTH = "answers go to the client as fast as it reads them; there is no bandwidth cap"
 
 # Not built (yet): they would change routing or the request, and the Ingress is served without.
 _NOT_BUILT = (
@@ -159,8 +158,13 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "limit-allowlist": (Support.HONOURED, "CIDRs and addresses no limit counts"),
     "limit-burst-multiplier": (Support.HONOURED, "default 5; burst = limit x multiplier"),
     "limit-connections": (Support.DIFFERENT, f"requests in flight, {_PER_WORKER}"),
-    "limit-rate": (Support.NOT_SUPPORTED, _BANDWIDTH),
-    "limit-rate-after": (Support.NOT_SUPPORTED, _BANDWIDTH),
+    # docs/behaviour.md, "Response rate"
+    "limit-rate": (
+        Support.DIFFERENT,
+        "KB a second per answer, sent a tenth of a second's worth at a time (nginx: up to a"
+        " second's worth, then a wait)",
+    ),
+    "limit-rate-after": (Support.HONOURED, "KB of the answer, its head included, at full speed"),
     "limit-rpm": (Support.DIFFERENT, _PER_WORKER),
     "limit-rps": (Support.DIFFERENT, _PER_WORKER),
     "limit-whitelist": (Support.HONOURED, "limit-allowlist's older name"),
