@@ -52,6 +52,7 @@ from proxy.core.external_auth import (
     subrequest_headers,
 )
 from proxy.core.filters import Redirect, rewritten
+from proxy.core.mirror import Mirror, mirrored
 from proxy.core.model import Endpoint
 from proxy.core.outliers import EJECTING_REASONS, substitute
 from proxy.core.ratelimit import RateLimits
@@ -62,6 +63,7 @@ from proxy.core.uri import climbs_above_root
 from proxy.dataplane.basic_auth import ALLOW, DENY
 from proxy.dataplane.basic_auth import check as check_password
 from proxy.dataplane.external_auth import AuthAnswer, AuthCheck, AuthState
+from proxy.dataplane.mirror import MirrorCopy
 from proxy.dataplane.throttle import Throttle
 from proxy.dataplane.upstream import ResponseSink, UpstreamConnection
 from proxy.observability.proxied_request import ProxiedRequest
@@ -151,6 +153,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         "last_error",
         "last_read",
         "limit_zone",
+        "mirror_copy",
         "new_cookie",
         "outcome",
         "pending",
@@ -215,6 +218,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.cors_lines = b""  # CORS headers every answer gets (docs/behaviour.md, "CORS")
         self.limit_zone = ""  # the limit-connections zone this request counts in, until done
         self.auth: AuthState | None = None  # for routes with external auth only
+        self.mirror_copy: MirrorCopy | None = None  # mirror-target's copy until it is sent
         # the status handed to the default backend (custom-http-errors), 0 before: from then on
         # the request body goes nowhere (docs/behaviour.md, "Custom error pages")
         self.error_code = 0
@@ -268,6 +272,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         access = route.access  # the location's own, not a canary's (as ingress-nginx)
         limits = route.limits  # (the same)
         basic_auth = route.basic_auth  # the location's too
+        if route.mirror is not None and not mirrored(request):
+            self._start_copy(route.mirror)  # (the location's: its Ingress's annotations)
         location = route
         if route.canary is not None:
             route = self._canary_side(route)
@@ -318,6 +324,12 @@ class Exchange(ResponseSink, ProxiedRequest):
             # (body_received: a pipelined request's body may have arrived while it queued)
             self.fail(BodyTooLarge())
             return
+        copy = self.mirror_copy
+        if copy is not None:
+            # nginx's precontent phase, past every check (docs/behaviour.md, "Mirroring")
+            copy.passed = True
+            if self.request_done or not copy.body:
+                self._send_copy(copy)
         cluster = route.cluster
         if cluster.affinity is not None and request.cookie is not None:
             self.cookie_value = parse_cookie(request.cookie, cluster.affinity.cookie.name)
@@ -349,6 +361,31 @@ class Exchange(ResponseSink, ProxiedRequest):
             self.limit_zone = limits.zone
         return True
 
+    def _start_copy(self, mirror: Mirror) -> None:
+        """Keep the body for mirror-target's copy from here on, with what of it already came
+        (a request that waited behind another); a chunked one already framed cannot be told."""
+        received: list[bytes] | None = []
+        if self.body_received:
+            received = None if self.request.chunked else list(self.pending)
+        self.mirror_copy = MirrorCopy(mirror, received)
+
+    def _send_copy(self, copy: MirrorCopy) -> None:
+        """The copy goes, unless its body could not be kept; the request never waits for it."""
+        self.mirror_copy = None
+        mirror = copy.mirror
+        mirrors = self.ctx.mirrors
+        if copy.parts is None:
+            mirrors.drop(mirror.target.text)
+            return
+        facts = self._auth_facts()
+        mirrors.send(
+            mirror.target.text,
+            self.request.method.decode("latin-1"),
+            mirror.url(facts),
+            mirror.headers(self.request, facts),
+            b"".join(copy.parts),
+        )
+
     def _release_connection(self) -> None:
         """The request no longer counts for limit-connections: nginx's limit_conn counts it
         until the answer is done (or the client is gone)."""
@@ -363,6 +400,9 @@ class Exchange(ResponseSink, ProxiedRequest):
         if limit and self.body_received > limit:
             self.fail(BodyTooLarge())
             return
+        copy = self.mirror_copy
+        if copy is not None and copy.body:
+            copy.add(data)
         framed = h.chunk(data) if self.request.chunked else data
         if self.replay is not None:
             self.replay_size += len(framed)
@@ -381,6 +421,9 @@ class Exchange(ResponseSink, ProxiedRequest):
 
     def body_done(self) -> None:
         self.request_done = True
+        copy = self.mirror_copy
+        if copy is not None and copy.passed:
+            self._send_copy(copy)
         if self.upstream is not None and not self.tunnel:
             self._request_sent()
 

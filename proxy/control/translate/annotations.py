@@ -32,6 +32,8 @@ from proxy.control.translate.coverage import Support, verdict
 from proxy.control.translate.error_annotations import parse_codes, parse_service_name
 from proxy.control.translate.external_auth import ANNOTATIONS as _EXTERNAL_AUTH_ANNOTATIONS
 from proxy.control.translate.external_auth import external_auth
+from proxy.control.translate.mirror import ANNOTATIONS as _MIRROR_ANNOTATIONS
+from proxy.control.translate.mirror import mirror
 from proxy.control.translate.proxy_ssl import (
     ProxySsl,
     parse_backend_protocol,
@@ -61,6 +63,7 @@ from proxy.core.cors import CorsPolicy
 from proxy.core.custom_headers import ResponseHeaders
 from proxy.core.external_auth import ExternalAuth
 from proxy.core.hash_key import HashKey
+from proxy.core.mirror import Mirror
 from proxy.core.model import AffinityMode, UpstreamPolicy
 from proxy.core.ratelimit import RateLimits, per_minute, per_second
 from proxy.core.rewrites import FixedRedirect
@@ -169,6 +172,7 @@ _HONOURED = frozenset(
         *_LIMIT_ANNOTATIONS,
         "limit-rate",
         "limit-rate-after",
+        *_MIRROR_ANNOTATIONS,
         *_EXTERNAL_AUTH_ANNOTATIONS,
         *_RESPONSE_ANNOTATIONS,
         *_BASIC_AUTH_ANNOTATIONS,
@@ -230,6 +234,7 @@ class IngressSettings:
     access: AccessList | None = None  # *-source-range; None: every client
     limits: RateLimits | None = None  # limit-rps, limit-rpm, limit-connections; None: none
     send_rate: SendRate | None = None  # limit-rate and limit-rate-after; None: full speed
+    mirror: Mirror | None = None  # mirror-target and the like; None: no copies
     external_auth: ExternalAuth | None = None  # auth-url and the like; None: none
     # custom-http-errors (none: no error pages), disable-proxy-intercept-errors (inverted) and
     # default-backend (a Service name) (docs/behaviour.md, "Custom error pages")
@@ -288,6 +293,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     access, denied = _access_list(reader)
     limits, limits_denied = _rate_limits(reader)
     send_rate = _send_rate(reader)
+    mirrored_to = mirror(reader)
     auth, auth_denied = external_auth(reader, _go_bool)
     error_codes = reader.value("custom-http-errors", parse_codes) or frozenset()
     intercept_errors = not reader.value("disable-proxy-intercept-errors", _go_bool)
@@ -318,6 +324,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         access=access,
         limits=limits,
         send_rate=send_rate,
+        mirror=mirrored_to,
         denied=denied,
         auth_secret=auth_secret,
         rewrites=rewrites,
