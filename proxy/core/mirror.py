@@ -1,6 +1,6 @@
 """mirror-target, mirror-host and mirror-request-body: a copy of each request sent elsewhere and
-its answer ignored, as ingress-nginx does with nginx's mirror module (docs/behaviour.md,
-"Mirroring").
+its answer ignored, as ingress-nginx does with nginx's mirror module
+(docs/behaviour.md, "Mirroring").
 
 ingress-nginx's mirror subrequest goes to an internal location that sets Host and proxy_passes to
 the target, and nothing else: the copy carries the client's method, headers and (unless

@@ -82,7 +82,7 @@ class ServerContext:
         self.pools = Pools(loop, dial)
         self.ejections = Ejections(loop, self.pools, metrics)
         self.auth = AuthClient(loop.time)  # external auth's subrequests, and their cache
-        self.mirrors = Mirrors(self.auth, loop)  # mirror-target's copies, on the same client
+        self.mirrors = Mirrors(self.auth, loop, metrics)  # mirror-target's copies, on that client
         self.verified = Verified()  # basic authentication's remembered credentials
         self.client_header_timeout = client_header_timeout
         self.client_body_timeout = client_body_timeout

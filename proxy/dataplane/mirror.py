@@ -16,6 +16,7 @@ from yarl import URL
 from proxy.core.mirror import Mirror
 from proxy.dataplane.external_auth import AuthClient
 from proxy.observability.failure_log import RateLimit
+from proxy.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,14 @@ READ_TIMEOUT: Final = 60.0
 class Mirrors:
     """A worker's copies in flight, and what became of the others."""
 
-    def __init__(self, client: AuthClient, clock: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, client: AuthClient, loop: asyncio.AbstractEventLoop, metrics: Metrics
+    ) -> None:
         self._client = client
+        self._metrics = metrics
         self._tasks: set[asyncio.Task[None]] = set()
         self._body_bytes = 0
-        self._failures = RateLimit(clock.time)  # a log line per target per second at most
+        self._failures = RateLimit(loop.time)  # a log line per target per second at most
         self.sent = 0  # answered (whatever the status)
         self.failed = 0  # no answer: refused, reset, timed out
         self.dropped = 0  # over the caps, or a body too long to keep
@@ -56,6 +60,7 @@ class Mirrors:
 
     def drop(self, target: str) -> None:
         self.dropped += 1
+        self._metrics.count_mirror_copy("dropped")
         self._log(target, f"dropped ({MAX_IN_FLIGHT} copies in flight, or a body over the limits)")
 
     async def _send(
@@ -74,8 +79,10 @@ class Mirrors:
                 async for _ in response.content.iter_chunked(65536):
                     pass  # (read to the end, the connection can be kept for the next copy)
             self.sent += 1
+            self._metrics.count_mirror_copy("answered")
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
             self.failed += 1
+            self._metrics.count_mirror_copy("failed")
             self._log(target, f"failed: {error or type(error).__name__}")
         finally:
             self._body_bytes -= len(body)

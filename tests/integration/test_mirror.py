@@ -192,6 +192,14 @@ async def test_slow_and_dead_targets_do_not_hold_the_client(
         await until(lambda: len(held) >= MAX_IN_FLIGHT, "the copies at the slow target")
         assert mirrors(server).in_flight == MAX_IN_FLIGHT
         assert mirrors(server).dropped == count - MAX_IN_FLIGHT
+        registry = server.metrics.registry
+        counted = {
+            result: registry.get_sample_value(
+                "sticky_proxy_mirror_copies_total", {"result": result}
+            )
+            for result in ("answered", "failed", "dropped")
+        }
+        assert counted == {"answered": 0, "failed": 3, "dropped": count - MAX_IN_FLIGHT}
     finally:
         for writer in held:
             writer.close()

@@ -52,7 +52,9 @@ def test_upstream_differences_and_cookie_attributes() -> None:
     for attribute in ("Expires=now+3600s", "Max-Age=-1", "Domain=.example.com", "Path=/app"):
         assert attribute in valid
     assert "SameSite" not in valid  # `none` is not a spelling the cookie writer emits
-    assert lines_with(text, "Ingress default/invalid:", "mirror-target is not supported")
+    assert lines_with(
+        text, "Ingress default/invalid:", "session-cookie-partitioned is not supported"
+    )
 
 
 def test_hosts_in_order_then_default_backend_clusters_and_warnings() -> None:

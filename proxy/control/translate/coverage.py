@@ -33,7 +33,7 @@ _PER_WORKER = "per client address and worker process: --workers N allows N times
 _NOT_BUILT = (
     "auth-proxy-set-headers", "auth-tls-error-page", "auth-tls-match-cn",
     "auth-tls-pass-certificate-to-upstream", "auth-tls-secret", "auth-tls-verify-client",
-    "auth-tls-verify-depth", "mirror-host", "mirror-request-body", "mirror-target",
+    "auth-tls-verify-depth",
     "proxy-cookie-domain", "proxy-cookie-path", "proxy-next-upstream-timeout",
     "proxy-redirect-from", "proxy-redirect-to", "satisfy",
 )  # fmt: skip
@@ -172,6 +172,14 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
         Support.DIFFERENT,
         "round_robin and ewma; EWMA averages per worker; a retry skips tried endpoints",
     ),
+    # docs/behaviour.md, "Mirroring"
+    "mirror-target": (
+        Support.DIFFERENT,
+        "http and https, auth-url's variables; the request never waits for the copy; at most 64"
+        " copies in flight per worker (more are dropped); a copy is not mirrored again",
+    ),
+    "mirror-host": (Support.HONOURED, "the copy's Host; default the target's host name"),
+    "mirror-request-body": (Support.HONOURED, "on (the default, up to 1 MiB) or off"),
     "modsecurity-snippet": (Support.NOT_SUPPORTED, _SNIPPET),
     "modsecurity-transaction-id": (Support.NO_EFFECT, _MODSECURITY),
     "opentelemetry-trust-incoming-span": (Support.NO_EFFECT, _TRACING),

@@ -46,7 +46,7 @@ def _target(text: str) -> Template:
     if parts.scheme not in {"http", "https"}:
         # (ingress-nginx requires a scheme; nginx's proxy_pass takes http and https only)
         raise ValueError(f"{text!r} is not an http or https URL; no mirror")
-    if not parts.hostname or ".." in parts.netloc or "$" in text.split("/", 3)[2]:
+    if not parts.hostname or ".." in parts.netloc:
         raise ValueError(f"{text!r} has no host before its variables; no mirror")
     try:
         _ = parts.port
