@@ -19,6 +19,7 @@ from proxy.core.headers import Request
 # Set on every copy; a request that carries it is not mirrored again, so a target that leads
 # back to this proxy gets one copy, not an endless chain of them (docs/behaviour.md, "Mirroring").
 MIRRORED: Final = "X-Sticky-Proxy-Mirror"
+_MARK: Final = MIRRORED.lower().encode()
 # What the copy does not pass on: its framing (the client sends the body as it likes, the copy
 # with a length) and Host, which the mirror location sets.
 _NOT_PASSED: Final = frozenset({b"host", b"content-length", b"transfer-encoding", b"expect"})
@@ -69,5 +70,4 @@ class Mirror:
 
 def mirrored(request: Request) -> bool:
     """Whether `request` is itself a copy this proxy (or another) sent."""
-    mark = MIRRORED.lower().encode()
-    return any(name.lower() == mark for name, _ in request.forward)
+    return any(name.lower() == _MARK for name, _ in request.forward)

@@ -212,7 +212,7 @@ async def test_slow_and_dead_targets_do_not_hold_the_client(
     [
         ("not-a-url", "is not an http or https URL"),
         ("ftp://127.0.0.1/x", "is not an http or https URL"),
-        ("http://$host/x", "has no host before its variables"),
+        ("http://$host/x", "invalid url host"),
         ("http://127.0.0.1/$nonsense", "$nonsense is not a variable known here"),
         ("http://127.0.0.1/a b%", "holds characters ingress-nginx refuses"),
     ],

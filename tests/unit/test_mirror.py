@@ -45,11 +45,11 @@ def test_request_body_other_than_on_or_off_is_on() -> None:
 @pytest.mark.parametrize(
     ("target", "complaint"),
     [
-        ("/mirror", "'/mirror' is not an http or https URL; no mirror"),
-        ("shadow.test", "'shadow.test' is not an http or https URL; no mirror"),
-        ("http://$host/x", "'http://$host/x' has no host before its variables; no mirror"),
-        ("http://a..b/x", "'http://a..b/x' has no host before its variables; no mirror"),
-        ("http://shadow:99999/", "'http://shadow:99999/' has an invalid port; no mirror"),
+        ("/mirror", "'/mirror' is not an http or https URL; ignored"),
+        ("shadow.test", "'shadow.test' is not an http or https URL; ignored"),
+        ("http://$host/x", "invalid url host in 'http://$host/x'; ignored"),
+        ("http://a..b/x", "invalid url host in 'http://a..b/x'; ignored"),
+        ("http://shadow:99999/", "invalid port in 'http://shadow:99999/'; ignored"),
         ("http://shadow/%2e", "holds characters ingress-nginx refuses in a server name"),
         ("http://shadow/$remote_user", "$remote_user is not a variable known here"),
     ],

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from proxy.control.translate.external_auth import PREFIX, Annotations
+from proxy.control.translate.external_auth import PREFIX, Annotations, http_url
 from proxy.core.external_auth import Template, parse_template
 from proxy.core.mirror import Mirror
 
@@ -41,17 +41,8 @@ def mirror(reader: Annotations) -> Mirror | None:
 
 def _target(text: str) -> Template:
     _server_name(text)
-    before = text.split("$", 1)[0]
-    parts = urlsplit(before)
-    if parts.scheme not in {"http", "https"}:
-        # (ingress-nginx requires a scheme; nginx's proxy_pass takes http and https only)
-        raise ValueError(f"{text!r} is not an http or https URL; no mirror")
-    if not parts.hostname or ".." in parts.netloc:
-        raise ValueError(f"{text!r} has no host before its variables; no mirror")
-    try:
-        _ = parts.port
-    except ValueError:
-        raise ValueError(f"{text!r} has an invalid port; no mirror") from None
+    # (ingress-nginx reads the host from the target up to its first variable)
+    http_url(text, urlsplit(text.split("$", 1)[0]), "mirror-target")
     return parse_template(text)
 
 
