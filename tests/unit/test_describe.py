@@ -137,6 +137,17 @@ def test_response_rate_is_shown() -> None:
     assert lines_with(text, "answers at 256 KB/s after 64 KB")
 
 
+def test_mirror_is_shown() -> None:
+    annotations = annotations_of(
+        mirror_target="https://shadow.test$request_uri", mirror_request_body="off"
+    )
+    text = describe(translate([ingress_object("web", "app.test", annotations=annotations)],
+                              TranslateOptions()))  # fmt: skip
+    assert lines_with(
+        text, "copies each request to https://shadow.test$request_uri (Host shadow.test, without"
+    )
+
+
 def test_basic_authentication_names_its_secret() -> None:
     secret = {
         "apiVersion": "v1",

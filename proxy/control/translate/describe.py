@@ -85,6 +85,7 @@ def _table(title: str, routes: Sequence[Route]) -> str:
                 _access(route),
                 _limits(route),
                 _send_rate(route),
+                _mirror(route),
                 _basic_auth(route),
                 f"proxy: {upstream}" if upstream else "",
                 _cors(route),
@@ -123,6 +124,15 @@ def _send_rate(route: Route) -> str:
         return ""
     after = f" after {rate.after // 1024} KB" if rate.after else ""
     return f"answers at {rate.rate // 1024} KB/s{after}"
+
+
+def _mirror(route: Route) -> str:
+    """mirror-target and the like (docs/behaviour.md, "Mirroring")."""
+    mirror = route.mirror
+    if mirror is None:
+        return ""
+    body = "" if mirror.body else ", without the body"
+    return f"copies each request to {mirror.target.text} (Host {mirror.host.text}{body})"
 
 
 def _limits(route: Route) -> str:
