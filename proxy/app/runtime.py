@@ -185,6 +185,7 @@ class ProxyServer:
             conn.close_now()
         ctx.pools.close()
         ctx.ejections.close()
+        await ctx.mirrors.close()
         await ctx.auth.close()
         if self._admin is not None:
             await self._admin.cleanup()

@@ -232,9 +232,9 @@ def subrequest_headers(
 ) -> list[tuple[str, str]]:  # fmt: skip
     """The subrequest's headers: the client's, without its body's framing, then the ones the
     auth location sets (nginx.tmpl's `location = /_external-auth-...`). As text the HTTP
-    client writes back as the bytes received (`_wire`)."""
+    client writes back as the bytes received (`wire`)."""
     headers = [
-        (name.decode("latin-1"), _wire(value))
+        (name.decode("latin-1"), wire(value))
         for name, value in forward
         if name.decode("latin-1").lower() not in _NOT_PASSED
     ]
@@ -250,10 +250,10 @@ def subrequest_headers(
     ]
     if auth.method is not None:
         added += [("X-Original-URI", facts.request_uri), ("X-Scheme", facts.scheme)]
-    return headers + [(name, _wire(value.encode("latin-1"))) for name, value in added]
+    return headers + [(name, wire(value.encode("latin-1"))) for name, value in added]
 
 
-def _wire(value: bytes) -> str:
+def wire(value: bytes) -> str:
     """`value` as aiohttp's client takes it: it writes header text as UTF-8, so bytes that are
     UTF-8 go through unchanged; others (rare, and not text anyway) are read as latin-1."""
     try:

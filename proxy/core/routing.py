@@ -29,9 +29,11 @@ from proxy.core.external_auth import ExternalAuth
 from proxy.core.filters import Filters
 from proxy.core.headers import Request
 from proxy.core.matches import NO_CONDITIONS, RequestMatch
+from proxy.core.mirror import Mirror
 from proxy.core.model import ObjectStatus, PathType, TlsCertificate, UpstreamPolicy
 from proxy.core.ratelimit import RateLimits
 from proxy.core.response_edits import ResponseEdits
+from proxy.core.send_rate import SendRate
 from proxy.core.sessions import SessionPolicy
 
 
@@ -83,6 +85,8 @@ class Route:
     canary_policy: CanaryPolicy | None = None
     cors: CorsPolicy | None = None  # enable-cors: the headers, and preflights answered here
     limits: RateLimits | None = None  # limit-rps, limit-rpm, limit-connections (None: none)
+    send_rate: SendRate | None = None  # limit-rate: the answer's pace to the client (None: none)
+    mirror: Mirror | None = None  # mirror-target: where a copy of each request goes (None: none)
     external_auth: ExternalAuth | None = None  # auth-url: each request is asked about first
     # custom-http-errors and default-backend (docs/behaviour.md, "Custom error pages")
     errors: ErrorPages | None = None

@@ -24,6 +24,7 @@ from proxy.dataplane.basic_auth import Verified
 from proxy.dataplane.ejection import Ejections
 from proxy.dataplane.external_auth import AuthClient
 from proxy.dataplane.limits import Limiter
+from proxy.dataplane.mirror import Mirrors
 from proxy.dataplane.upstream import Dial, Pools, dial_tcp
 from proxy.observability.failure_log import FailureLog
 from proxy.observability.metrics import Metrics
@@ -81,6 +82,7 @@ class ServerContext:
         self.pools = Pools(loop, dial)
         self.ejections = Ejections(loop, self.pools, metrics)
         self.auth = AuthClient(loop.time)  # external auth's subrequests, and their cache
+        self.mirrors = Mirrors(self.auth, loop, metrics)  # mirror-target's copies, on that client
         self.verified = Verified()  # basic authentication's remembered credentials
         self.client_header_timeout = client_header_timeout
         self.client_body_timeout = client_body_timeout

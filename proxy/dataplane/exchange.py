@@ -53,6 +53,7 @@ from proxy.core.external_auth import (
     subrequest_headers,
 )
 from proxy.core.filters import Redirect, rewritten
+from proxy.core.mirror import Mirror, mirrored
 from proxy.core.model import Endpoint
 from proxy.core.outliers import EJECTING_REASONS, substitute
 from proxy.core.ratelimit import RateLimits
@@ -63,6 +64,8 @@ from proxy.core.uri import climbs_above_root
 from proxy.dataplane.basic_auth import ALLOW, DENY
 from proxy.dataplane.basic_auth import check as check_password
 from proxy.dataplane.external_auth import AuthAnswer, AuthCheck, AuthState
+from proxy.dataplane.mirror import MirrorCopy
+from proxy.dataplane.throttle import Throttle
 from proxy.dataplane.upstream import ResponseSink, UpstreamConnection
 from proxy.observability.proxied_request import ProxiedRequest
 
@@ -151,6 +154,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         "last_error",
         "last_read",
         "limit_zone",
+        "mirror_copy",
         "new_cookie",
         "outcome",
         "pending",
@@ -170,6 +174,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         "started",
         "started_at",
         "status",
+        "throttle",
         "tried",
         "tried_view",
         "tries",
@@ -214,6 +219,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.cors_lines = b""  # CORS headers every answer gets (docs/behaviour.md, "CORS")
         self.limit_zone = ""  # the limit-connections zone this request counts in, until done
         self.auth: AuthState | None = None  # for routes with external auth only
+        self.mirror_copy: MirrorCopy | None = None  # mirror-target's copy until it is sent
         # the status handed to the default backend (custom-http-errors), 0 before: from then on
         # the request body goes nowhere (docs/behaviour.md, "Custom error pages")
         self.error_code = 0
@@ -226,6 +232,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.last_read = 0.0
         self.awaiting_upstream = False  # request sent: proxy-read-timeout runs between reads
         self.send_timer: asyncio.TimerHandle | None = None
+        self.throttle: Throttle | None = None  # limit-rate's pacing of the answer, if any
         self.tunnel = False
         self.tunnel_pending: list[bytes] = []  # the new protocol's first bytes, until a 101
         self.request_id = request.request_id or self.ctx.new_request_id()
@@ -266,6 +273,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         access = route.access  # the location's own, not a canary's (as ingress-nginx)
         limits = route.limits  # (the same)
         basic_auth = route.basic_auth  # the location's too
+        if route.mirror is not None and not mirrored(request):
+            self._start_copy(route.mirror)  # (the location's: its Ingress's annotations)
         location = route
         if route.canary is not None:
             route = self._canary_side(route)
@@ -349,6 +358,12 @@ class Exchange(ResponseSink, ProxiedRequest):
             # (body_received: a pipelined request's body may have arrived while it queued)
             self.fail(BodyTooLarge())
             return
+        copy = self.mirror_copy
+        if copy is not None:
+            # nginx's precontent phase, past every check (docs/behaviour.md, "Mirroring")
+            copy.passed = True
+            if self.request_done or not copy.body:
+                self._send_copy(copy)
         cluster = route.cluster
         if cluster.affinity is not None and request.cookie is not None:
             self.cookie_value = parse_cookie(request.cookie, cluster.affinity.cookie.name)
@@ -380,6 +395,31 @@ class Exchange(ResponseSink, ProxiedRequest):
             self.limit_zone = limits.zone
         return True
 
+    def _start_copy(self, mirror: Mirror) -> None:
+        """Keep the body for mirror-target's copy from here on, with what of it already came
+        (a request that waited behind another); a chunked one already framed cannot be told."""
+        received: list[bytes] | None = []
+        if self.body_received:
+            received = None if self.request.chunked else list(self.pending)
+        self.mirror_copy = MirrorCopy(mirror, received)
+
+    def _send_copy(self, copy: MirrorCopy) -> None:
+        """The copy goes, unless its body could not be kept; the request never waits for it."""
+        self.mirror_copy = None
+        mirror = copy.mirror
+        mirrors = self.ctx.mirrors
+        if copy.parts is None:
+            mirrors.drop(mirror.target.text)
+            return
+        facts = self._auth_facts()
+        mirrors.send(
+            mirror.target.text,
+            self.request.method.decode("latin-1"),
+            mirror.url(facts),
+            mirror.headers(self.request, facts),
+            b"".join(copy.parts),
+        )
+
     def _release_connection(self) -> None:
         """The request no longer counts for limit-connections: nginx's limit_conn counts it
         until the answer is done (or the client is gone)."""
@@ -394,6 +434,9 @@ class Exchange(ResponseSink, ProxiedRequest):
         if limit and self.body_received > limit:
             self.fail(BodyTooLarge())
             return
+        copy = self.mirror_copy
+        if copy is not None and copy.body:
+            copy.add(data)
         framed = h.chunk(data) if self.request.chunked else data
         if self.replay is not None:
             self.replay_size += len(framed)
@@ -412,6 +455,9 @@ class Exchange(ResponseSink, ProxiedRequest):
 
     def body_done(self) -> None:
         self.request_done = True
+        copy = self.mirror_copy
+        if copy is not None and copy.passed:
+            self._send_copy(copy)
         if self.upstream is not None and not self.tunnel:
             self._request_sent()
 
@@ -426,13 +472,15 @@ class Exchange(ResponseSink, ProxiedRequest):
                 self.downstream.hold_reading(WAIT_UPSTREAM, True)
 
     def downstream_paused(self, paused: bool) -> None:
-        if self.upstream is not None:
+        if self.upstream is not None and (paused or self.throttle is None or self.throttle.free):
             self.upstream.pause_reading(paused)
 
     def abort(self) -> None:
         """The client went away: drop the upstream side without reusing it."""
         self.finished = True
         self._stop_timers()
+        if self.throttle is not None:
+            self.throttle.cancel()
         if self.limit_zone:
             self._release_connection()
         if self.auth is not None:
@@ -917,14 +965,18 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.sent_head = len(head)
         if upgrade:
             self._start_tunnel()
+        elif route is not None and route.send_rate is not None:
+            self.throttle = Throttle(self, self.ctx.loop, route.send_rate, len(head))
 
     def upstream_body(self, data: bytes) -> None:
         self.last_read = self.ctx.loop.time()
         self.sent_body += len(data)
         if self.framing == h.Framing.CHUNKED:
-            self.downstream.write(h.chunk(data))
-        else:
+            data = h.chunk(data)
+        if self.throttle is None:
             self.downstream.write(data)
+        else:
+            self.throttle.write(data)
 
     def upstream_done(self, upstream: UpstreamConnection, keep_alive: bool) -> None:
         self.upstream = None
@@ -934,6 +986,13 @@ class Exchange(ResponseSink, ProxiedRequest):
             # Reused, a connection whose request was not sent whole would read the next
             # request's bytes as the rest of this one's body: never.
             upstream.close()
+        if self.throttle is not None and not self.throttle.free:
+            self.throttle.done = True  # the answer ends when the last bytes have gone
+            return
+        self.answer_done()
+
+    def answer_done(self) -> None:
+        """The whole answer has been written to the client."""
         if self.framing == h.Framing.CHUNKED:
             self.downstream.write(h.LAST_CHUNK)
         if self.tunnel:
@@ -1140,6 +1199,8 @@ class Exchange(ResponseSink, ProxiedRequest):
             return
         self.finished = True
         self._stop_timers()
+        if self.throttle is not None:
+            self.throttle.cancel()
         if self.limit_zone:
             self._release_connection()
         if self.ewma_started:

@@ -107,7 +107,7 @@ class AuthClient:
             sock_connect=check.connect_timeout, sock_read=check.read_timeout
         )
         try:
-            async with self._client().request(
+            async with self.session().request(
                 check.method,
                 URL(check.url, encoded=True),
                 headers=check.headers,
@@ -127,7 +127,8 @@ class AuthClient:
                             check.url, error or type(error).__name__, more)  # fmt: skip
             return AuthAnswer(0, [])
 
-    def _client(self) -> aiohttp.ClientSession:
+    def session(self) -> aiohttp.ClientSession:
+        """The worker's HTTP client, made on first use (mirrors use it too)."""
         session = self._session
         if session is None:
             # No verification of the auth service's certificate, with SNI: nginx's

@@ -56,6 +56,7 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_head_request",
         "_headers",
+        "_held",
         "_parser",
         "_reason",
         "_response_head",
@@ -81,6 +82,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._started = False  # any byte of the current response received
         self._response_head: tuple[int, list[tuple[bytes, bytes]]] | None = None
         self._tunnel = False
+        self._held = False  # reading paused by pause_reading
 
     # -- driven by the exchange ---------------------------------------------------------------
 
@@ -98,6 +100,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport.write(data)
 
     def pause_reading(self, paused: bool) -> None:
+        self._held = paused
         if self.transport is not None and not self.transport.is_closing():
             if paused:
                 self.transport.pause_reading()
@@ -105,7 +108,11 @@ class UpstreamConnection(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def release(self) -> None:
-        """Back to the pool for the next request."""
+        """Back to the pool for the next request, read again: its last answer may have ended
+        while it was held (a slow client, limit-rate), and an idle connection must notice its
+        upstream closing."""
+        if self._held:
+            self.pause_reading(False)
         self.pool.release(self)
 
     def close(self) -> None:

@@ -40,6 +40,7 @@ from proxy.observability.ingress_nginx import Controller, IngressNginxMetrics, R
 from proxy.observability.proxied_request import ProxiedRequest
 from proxy.observability.session_share import SessionShare
 
+MIRROR_RESULTS = ("answered", "failed", "dropped")  # what became of a mirror-target copy
 # ingress-nginx exports no `_created` series, and prometheus-client's multiprocess mode cannot:
 # without them one worker and several export the same series.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -182,6 +183,12 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.mirror_copies = Counter(
+            "sticky_proxy_mirror_copies",
+            "mirror-target's copies of requests: answered, failed, or dropped over the caps",
+            ["result"],
+            registry=registry,
+        )
         self.endpoints = Gauge(
             "sticky_proxy_endpoints",
             "Endpoints in the routing table (per cluster), by state",
@@ -282,6 +289,7 @@ class Metrics:
         self._states = {state: self.endpoints.labels(state) for state in ENDPOINT_STATES}
         self._outcome_children = _children(self.affinity_decisions, [o.value for o in Outcome])
         self._upstream_errors = _children(self.upstream_errors, UPSTREAM_ERROR_REASONS)
+        self._mirror_copies = _children(self.mirror_copies, MIRROR_RESULTS)
         self._watch_restarts: dict[tuple[str, str], Counter] = {}
         # What the data path bumps, moved into the metrics above by `sync`:
         self._routes: dict[RequestKey, Answers] = {}
@@ -417,6 +425,10 @@ class Metrics:
 
     def count_upstream_error(self, reason: str) -> None:
         self._upstream_errors[reason].inc()
+
+    def count_mirror_copy(self, result: str) -> None:
+        """One of MIRROR_RESULTS (docs/behaviour.md, "Mirroring")."""
+        self._mirror_copies[result].inc()
 
     def count_watch_restarts_from_zero(self, labels: Iterable[tuple[str, str]]) -> None:
         """Export these (resource, reason) series at 0: the source that watches knows the fixed

@@ -22,7 +22,8 @@ class Upstream:
 
     `/` and any other path echo JSON {"name", "method", "path_qs", "headers", "body_size"};
     `/stream` sends a chunked answer in two parts, the second only after `release` is set;
-    `/slow` answers after `slow_seconds`; `/big?size=N` sends N bytes; `/ws` is a WebSocket
+    `/slow` answers after `slow_seconds`; `/big?size=N` sends N bytes; `/bytes?size=N` sends N
+    bytes of `pattern` (`&chunked`: in chunks); `/ws` is a WebSocket
     echo that prefixes its name and closes with code 4001 on "bye"; `POST /sink?delay=S` reads
     nothing for S seconds, then counts the body as it streams.
     `transports` holds every connection a request came on.
@@ -99,6 +100,18 @@ async def start_upstream(
             await response.write(block[: size - offset])
         return response
 
+    async def counted(request: web.Request) -> web.StreamResponse:
+        size = int(request.query["size"])
+        chunked = "chunked" in request.query
+        response = web.StreamResponse(headers={} if chunked else {"Content-Length": str(size)})
+        if chunked:
+            response.enable_chunked_encoding()
+        await response.prepare(request)
+        for offset in range(0, size, 65536):
+            await response.write(pattern(offset, min(65536, size - offset)))
+        await response.write_eof()
+        return response
+
     async def websocket(request: web.Request) -> web.StreamResponse:
         upstream.requests += 1
         ws = web.WebSocketResponse()
@@ -121,6 +134,7 @@ async def start_upstream(
     app.router.add_get("/ws", websocket)
     app.router.add_get("/slow", slow)
     app.router.add_get("/big", big)
+    app.router.add_get("/bytes", counted)
     app.router.add_route("*", "/{tail:.*}", echo)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
     await runner.setup()
@@ -128,6 +142,12 @@ async def start_upstream(
     await web.SockSite(runner, sock, ssl_context=tls).start()
     upstream = Upstream(name, runner, sock.getsockname()[1], host=host)
     return upstream
+
+
+def pattern(offset: int, size: int) -> bytes:
+    """`size` bytes of /bytes' answer from `offset`: each byte says where it is, so a byte lost,
+    doubled or moved shows."""
+    return bytes((offset + index) % 251 for index in range(size))
 
 
 def _client_name(request: web.Request) -> str | None:

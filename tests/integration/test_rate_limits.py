@@ -67,20 +67,6 @@ async def test_a_request_stops_counting_when_its_client_goes_away(
     assert await statuses(server, 3) == [200, 200, 200]  # one at a time: never over 2
 
 
-async def test_check_limit_rate_annotation(
-    pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
-) -> None:
-    """The Go test checks that nginx.conf gets `limit_rate 1k;`. Bandwidth caps are not
-    built here: the proxy says so, and serves the Ingress at full speed."""
-    server = await serve(
-        tmp_path, manifest_proxy, pods, proxy_buffering="on", limit_rate="1", limit_rate_after="1"
-    )
-    warnings = server.publisher.current.warnings
-    assert any("limit-rate is not supported (answers go to the client" in line for line in warnings)
-    assert any("limit-rate-after is not supported (answers" in line for line in warnings)
-    assert await status(server) == 200
-
-
 async def test_limit_rpm_refuses_past_the_burst(
     pod: Upstream, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
 ) -> None:

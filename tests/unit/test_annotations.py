@@ -81,7 +81,7 @@ def test_invalid_annotations_fall_back_to_defaults() -> None:
         ("proxy-body-size", ": '1x' is not a size"),
         ("proxy-next-upstream", ": unknown condition 'http_418'"),
         ("proxy-next-upstream-tries", ": 'three' is not a whole number"),
-        ("mirror-target", " is not supported; ignored"),
+        ("mirror-target", ": '/mirror' is not an http or https URL; ignored"),
         ("ssl-redirect", ": 'nope' is not a boolean"),
         (
             "session-cookie-partitioned",

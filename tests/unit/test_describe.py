@@ -52,7 +52,9 @@ def test_upstream_differences_and_cookie_attributes() -> None:
     for attribute in ("Expires=now+3600s", "Max-Age=-1", "Domain=.example.com", "Path=/app"):
         assert attribute in valid
     assert "SameSite" not in valid  # `none` is not a spelling the cookie writer emits
-    assert lines_with(text, "Ingress default/invalid:", "mirror-target is not supported")
+    assert lines_with(
+        text, "Ingress default/invalid:", "session-cookie-partitioned is not supported"
+    )
 
 
 def test_hosts_in_order_then_default_backend_clusters_and_warnings() -> None:
@@ -122,6 +124,27 @@ def test_rate_and_connection_limits_are_shown_with_their_zone() -> None:
         text,
         "limits per client of Ingress default/web: 10r/s burst 50, 100r/m burst 500, 4 at once"
         " (not 10.0.0.0/8)",
+    )
+
+
+def test_response_rate_is_shown() -> None:
+    objects = [
+        ingress_object(
+            "web", "app.test", annotations=annotations_of(limit_rate="256", limit_rate_after="64")
+        )
+    ]
+    text = describe(translate(objects, TranslateOptions()))
+    assert lines_with(text, "answers at 256 KB/s after 64 KB")
+
+
+def test_mirror_is_shown() -> None:
+    annotations = annotations_of(
+        mirror_target="https://shadow.test$request_uri", mirror_request_body="off"
+    )
+    text = describe(translate([ingress_object("web", "app.test", annotations=annotations)],
+                              TranslateOptions()))  # fmt: skip
+    assert lines_with(
+        text, "copies each request to https://shadow.test$request_uri (Host shadow.test, without"
     )
 
 

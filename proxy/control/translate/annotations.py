@@ -32,6 +32,8 @@ from proxy.control.translate.coverage import Support, verdict
 from proxy.control.translate.error_annotations import parse_codes, parse_service_name
 from proxy.control.translate.external_auth import ANNOTATIONS as _EXTERNAL_AUTH_ANNOTATIONS
 from proxy.control.translate.external_auth import external_auth
+from proxy.control.translate.mirror import ANNOTATIONS as _MIRROR_ANNOTATIONS
+from proxy.control.translate.mirror import mirror
 from proxy.control.translate.proxy_ssl import (
     ProxySsl,
     parse_backend_protocol,
@@ -68,10 +70,12 @@ from proxy.core.cors import CorsPolicy
 from proxy.core.custom_headers import ResponseHeaders
 from proxy.core.external_auth import ExternalAuth
 from proxy.core.hash_key import HashKey
+from proxy.core.mirror import Mirror
 from proxy.core.model import AffinityMode, UpstreamPolicy
 from proxy.core.ratelimit import RateLimits, per_minute, per_second
 from proxy.core.response_edits import ResponseEdits
 from proxy.core.rewrites import FixedRedirect
+from proxy.core.send_rate import SendRate
 from proxy.core.values import (
     parse_count,
     parse_next_upstream,
@@ -177,6 +181,9 @@ _HONOURED = frozenset(
         *_CORS_ANNOTATIONS,
         *_ACCESS_ANNOTATIONS,
         *_LIMIT_ANNOTATIONS,
+        "limit-rate",
+        "limit-rate-after",
+        *_MIRROR_ANNOTATIONS,
         *_EXTERNAL_AUTH_ANNOTATIONS,
         *_RESPONSE_ANNOTATIONS,
         *_BASIC_AUTH_ANNOTATIONS,
@@ -239,6 +246,8 @@ class IngressSettings:
     cors: CorsPolicy | None = None  # enable-cors and the cors-* annotations; None: off
     access: AccessList | None = None  # *-source-range; None: every client
     limits: RateLimits | None = None  # limit-rps, limit-rpm, limit-connections; None: none
+    send_rate: SendRate | None = None  # limit-rate and limit-rate-after; None: full speed
+    mirror: Mirror | None = None  # mirror-target and the like; None: no copies
     external_auth: ExternalAuth | None = None  # auth-url and the like; None: none
     # custom-http-errors (none: no error pages), disable-proxy-intercept-errors (inverted) and
     # default-backend (a Service name) (docs/behaviour.md, "Custom error pages")
@@ -300,6 +309,8 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     cors_policy = _cors(reader)
     access, denied = _access_list(reader)
     limits, limits_denied = _rate_limits(reader)
+    send_rate = _send_rate(reader)
+    mirrored_to = mirror(reader)
     auth, auth_denied = external_auth(reader, _go_bool)
     error_codes = reader.value("custom-http-errors", parse_codes) or frozenset()
     intercept_errors = not reader.value("disable-proxy-intercept-errors", _go_bool)
@@ -340,6 +351,8 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         balancing=balancing,
         access=access,
         limits=limits,
+        send_rate=send_rate,
+        mirror=mirrored_to,
         denied=denied,
         auth_secret=auth_secret,
         rewrites=rewrites,
@@ -445,6 +458,18 @@ def _rate_limits(reader: _Reader) -> tuple[RateLimits | None, str | None]:
     if not requests:
         reader.ignored_without("limit-burst-multiplier", "limit-rps or limit-rpm")
     return RateLimits(requests=requests, connections=connections, exempt=exempt), None
+
+
+def _send_rate(reader: _Reader) -> SendRate | None:
+    """limit-rate and limit-rate-after, in KB (docs/behaviour.md, "Response rate"): an invalid
+    value is ignored with a warning and 0 (ingress-nginx's default) applies; ingress-nginx writes
+    no limit_rate for 0 or less, and limit_rate_after means nothing without it."""
+    rate = max(reader.value("limit-rate", _integer) or 0, 0)
+    after = max(reader.value("limit-rate-after", _integer) or 0, 0)
+    if not rate:
+        reader.ignored_without("limit-rate-after", "limit-rate above 0")
+        return None
+    return SendRate(rate * 1024, after * 1024)
 
 
 def _burst_multiplier(text: str) -> int:

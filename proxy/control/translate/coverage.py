@@ -28,14 +28,12 @@ _TRACING = "the proxy does not trace requests"
 _TLS_GLOBAL = "TLS settings are the proxy's own (Python's ssl defaults), not per Ingress"
 _COOKIE = "as ingress-nginx sets the cookie, byte for byte"
 _PER_WORKER = "per client address and worker process: --workers N allows N times the limit"
-_BANDWIDTH = "answers go to the client as fast as it reads them; there is no bandwidth cap"
 
 # Not built (yet): they would change routing or the request, and the Ingress is served without.
 _NOT_BUILT = (
     "auth-proxy-set-headers", "auth-tls-error-page", "auth-tls-match-cn",
     "auth-tls-pass-certificate-to-upstream", "auth-tls-secret", "auth-tls-verify-client",
-    "auth-tls-verify-depth", "mirror-host", "mirror-request-body", "mirror-target",
-    "proxy-next-upstream-timeout",
+    "auth-tls-verify-depth", "proxy-next-upstream-timeout",
 )  # fmt: skip
 
 # name -> (support, why or how); the ingress-nginx user guide's list, every name it mentions.
@@ -158,8 +156,13 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "limit-allowlist": (Support.HONOURED, "CIDRs and addresses no limit counts"),
     "limit-burst-multiplier": (Support.HONOURED, "default 5; burst = limit x multiplier"),
     "limit-connections": (Support.DIFFERENT, f"requests in flight, {_PER_WORKER}"),
-    "limit-rate": (Support.NOT_SUPPORTED, _BANDWIDTH),
-    "limit-rate-after": (Support.NOT_SUPPORTED, _BANDWIDTH),
+    # docs/behaviour.md, "Response rate"
+    "limit-rate": (
+        Support.DIFFERENT,
+        "KB a second per answer, sent a tenth of a second's worth at a time (nginx: up to a"
+        " second's worth, then a wait)",
+    ),
+    "limit-rate-after": (Support.HONOURED, "KB of the answer, its head included, at full speed"),
     "limit-rpm": (Support.DIFFERENT, _PER_WORKER),
     "limit-rps": (Support.DIFFERENT, _PER_WORKER),
     "limit-whitelist": (Support.HONOURED, "limit-allowlist's older name"),
@@ -167,6 +170,14 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
         Support.DIFFERENT,
         "round_robin and ewma; EWMA averages per worker; a retry skips tried endpoints",
     ),
+    # docs/behaviour.md, "Mirroring"
+    "mirror-target": (
+        Support.DIFFERENT,
+        "http and https, auth-url's variables; the request never waits for the copy; at most 64"
+        " copies in flight per worker (more are dropped); a copy is not mirrored again",
+    ),
+    "mirror-host": (Support.HONOURED, "the copy's Host; default the target's host name"),
+    "mirror-request-body": (Support.HONOURED, "on (the default, up to 1 MiB) or off"),
     "modsecurity-snippet": (Support.NOT_SUPPORTED, _SNIPPET),
     "modsecurity-transaction-id": (Support.NO_EFFECT, _MODSECURITY),
     "opentelemetry-trust-incoming-span": (Support.NO_EFFECT, _TRACING),

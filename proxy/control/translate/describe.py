@@ -84,6 +84,8 @@ def _table(title: str, routes: Sequence[Route]) -> str:
                 "plain HTTP redirects to https (308)" if route.ssl_redirect else "",
                 _access(route),
                 _limits(route),
+                _send_rate(route),
+                _mirror(route),
                 _basic_auth(route),
                 f"proxy: {upstream}" if upstream else "",
                 _cors(route),
@@ -115,6 +117,24 @@ def _access(route: Route) -> str:
     if access.allow:
         parts.append(f"allow {', '.join(map(str, access.allow))}, deny the rest")
     return "clients: " + "; ".join(parts) + " (403)"
+
+
+def _send_rate(route: Route) -> str:
+    """limit-rate and limit-rate-after (docs/behaviour.md, "Response rate")."""
+    rate = route.send_rate
+    if rate is None:
+        return ""
+    after = f" after {rate.after // 1024} KB" if rate.after else ""
+    return f"answers at {rate.rate // 1024} KB/s{after}"
+
+
+def _mirror(route: Route) -> str:
+    """mirror-target and the like (docs/behaviour.md, "Mirroring")."""
+    mirror = route.mirror
+    if mirror is None:
+        return ""
+    body = "" if mirror.body else ", without the body"
+    return f"copies each request to {mirror.target.text} (Host {mirror.host.text}{body})"
 
 
 def _limits(route: Route) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from proxy.core.external_auth import (
     AuthCache,
@@ -144,18 +144,23 @@ def _checked(
 def _auth_url(text: str) -> str:
     if not _URL_WITH_VARIABLES.fullmatch(text.replace(" ", "")):
         raise ValueError(f"{text!r} holds characters other than letters, digits, -._~/:,?&=$")
-    parts = urlsplit(text)
+    http_url(text, urlsplit(text), URL)
+    parse_template(text)  # (its variables must be known here)
+    return text
+
+
+def http_url(text: str, parts: SplitResult, name: str) -> None:
+    """Refuse `text` (annotation `name`, split as `parts`) unless it is an http or https URL
+    with a host, as ingress-nginx's parser.StringToURL and nginx's proxy_pass want it."""
     if parts.scheme not in {"http", "https"}:
         # (ingress-nginx requires a scheme; nginx's proxy_pass then takes http and https only)
         raise ValueError(f"{text!r} is not an http or https URL")
     if not parts.netloc or ".." in parts.netloc:
-        raise ValueError(f"could not parse auth-url annotation: invalid url host in {text!r}")
+        raise ValueError(f"could not parse {name} annotation: invalid url host in {text!r}")
     try:
         _ = "$" in parts.netloc or parts.port  # (refused as Go's url.Parse refuses it)
     except ValueError:
-        raise ValueError(f"could not parse auth-url annotation: invalid port in {text!r}") from None
-    parse_template(text)  # (its variables must be known here)
-    return text
+        raise ValueError(f"could not parse {name} annotation: invalid port in {text!r}") from None
 
 
 def _method(text: str) -> str:

@@ -230,6 +230,8 @@ class Layout:
             access=self._settings[ingress.ref].access,
             # every path of the Ingress counts in its zones, as ingress-nginx names them after it
             limits=None if limits is None else dataclasses.replace(limits, zone=ingress.ref),
+            send_rate=self._settings[ingress.ref].send_rate,
+            mirror=self._settings[ingress.ref].mirror,
             external_auth=self._settings[ingress.ref].external_auth,
             response_headers=self._settings[ingress.ref].response_headers,
             response_edits=self._settings[ingress.ref].response_edits,
