@@ -20,7 +20,7 @@ class Support(StrEnum):
 
 
 _BUFFERS = "the proxy streams bodies both ways and has no nginx buffers to size"
-# refused, not just without effect (issue 18): a snippet is nginx configuration, and there is no
+# refused, not just without effect: a snippet is nginx configuration, and there is no
 # nginx here; the Ingress is served without it (docs/ingress-nginx-compat.md, "Snippets")
 _SNIPPET = "refused, there is no nginx here; move what it does into annotations or the application"
 _MODSECURITY = "there is no ModSecurity here"
