@@ -13,9 +13,11 @@ from __future__ import annotations
 import re
 import ssl
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Final
 from urllib.parse import quote
 
+from proxy.core.errors import error_response, redirect_response
 from proxy.core.headers import Headers
 
 VERIFY_ON: Final = "on"
@@ -23,7 +25,7 @@ VERIFY_OFF: Final = "off"
 VERIFY_OPTIONAL: Final = "optional"
 VERIFY_OPTIONAL_NO_CA: Final = "optional_no_ca"
 
-# What `refusal` finds: the request goes on, or why not
+# What `certificate_refusal` finds: the request goes on, or why not
 ALLOWED: Final = 0
 MISDIRECTED: Final = 1  # the handshake was for another host (nginx: 421)
 NO_CERTIFICATE: Final = 2  # none sent, one required (nginx's internal 496: a 400)
@@ -68,7 +70,7 @@ class PeerCertificate:
     issuer: str  # $ssl_client_i_dn
 
 
-def refusal(
+def certificate_refusal(
     auth: ClientAuth, tls: bool, negotiated: ClientAuth | None, peer: PeerCertificate | None
 ) -> int:
     """ALLOWED when the request may go on, else why not (the constants above). `negotiated` is
@@ -84,6 +86,33 @@ def refusal(
     if auth.match_cn is not None and not auth.match_cn.search(peer.subject if peer else ""):
         return UNAUTHORIZED
     return ALLOWED
+
+
+def answer_status(why: int, auth: ClientAuth) -> int:
+    """The status a refusal is answered with: nginx's 496 is a 400, or with auth-tls-error-page
+    (`error_page 495 496 = URL`) a 302 there."""
+    if why == NO_CERTIFICATE:
+        return 302 if auth.error_page else 400
+    return 421 if why == MISDIRECTED else 403
+
+
+def refusal_answer(why: int, auth: ClientAuth, close: bool) -> bytes:
+    """The whole answer to a refused request (the texts are nginx's)."""
+    status = answer_status(why, auth)
+    if status == 302:
+        return redirect_response(auth.error_page.encode("latin-1"), close, status=302)
+    if why == NO_CERTIFICATE:
+        text = b"400 No required SSL certificate was sent\n"
+    elif why == UNAUTHORIZED:
+        text = b"client certificate unauthorized"  # ingress-nginx's `return 403 "..."`
+    else:
+        return error_response(status, close)
+    return (
+        b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+        b"Connection: %s\r\n\r\n%s"
+        % (status, HTTPStatus(status).phrase.encode(), len(text),
+           b"close" if close else b"keep-alive", text)
+    )  # fmt: skip
 
 
 def upstream_headers(auth: ClientAuth, peer: PeerCertificate | None, forward: Headers) -> Headers:

@@ -26,6 +26,15 @@ from proxy.core import headers as h
 from proxy.core.affinity import Decision, Outcome
 from proxy.core.basic_auth import BasicAuth, authorization, without_authorization
 from proxy.core.canary import takes_canary
+from proxy.core.client_auth import (
+    ALLOWED,
+    ClientAuth,
+    PeerCertificate,
+    answer_status,
+    certificate_refusal,
+    refusal_answer,
+    upstream_headers,
+)
 from proxy.core.cookies import parse_cookie
 from proxy.core.cors import CORS_HEADERS, preflight_response, request_origin, with_lines
 from proxy.core.error_pages import error_request, stand_in_request
@@ -110,6 +119,10 @@ class Downstream:
     def start_tunnel(self, exchange: Exchange) -> None:
         """The upstream accepted an Upgrade: from now on bytes pass through both ways, and
         reading from the client resumes whatever held it."""
+
+    def client_certificate(self) -> tuple[ClientAuth | None, PeerCertificate | None]:
+        """What the TLS handshake settled (`proxy.dataplane.client_auth.handshake_facts`)."""
+        return None, None
 
     def exchange_finished(self, exchange: Exchange) -> None:
         """The answer is complete: the next pipelined request may begin, or the connection
@@ -265,6 +278,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         access = route.access  # the location's own, not a canary's (as ingress-nginx)
         limits = route.limits  # (the same)
         basic_auth = route.basic_auth  # the location's too
+        client_auth = route.client_auth  # its host's (a server-level setting)
         location = route
         if route.canary is not None:
             route = self._canary_side(route)
@@ -275,6 +289,14 @@ class Exchange(ResponseSink, ProxiedRequest):
                 return  # answered here
             route, forwarded = chosen
         self.route = route
+        if client_auth is not None and (self.downstream.tls or not route.ssl_redirect):
+            # before any phase, as nginx's checks of the handshake; a plain-HTTP request that is
+            # to be redirected to https is checked there (docs/behaviour.md, "Client
+            # certificate authentication")
+            checked = self._client_certificate(client_auth, forwarded)
+            if checked is None:
+                return  # answered here
+            forwarded = checked
         if cors is not None and self._cors_preflight(cors.lines(request_origin(request.forward))):
             return  # answered here, before ssl-redirect, as nginx's rewrite phase does
         if route.ssl_redirect and not self.downstream.tls:
@@ -291,6 +313,15 @@ class Exchange(ResponseSink, ProxiedRequest):
             self._basic_auth(basic_auth, forwarded, location)
             return
         self._authorized(forwarded, location)
+
+    def _client_certificate(self, auth: ClientAuth, forwarded: h.Request) -> h.Request | None:
+        """`forwarded` with the ssl-client-* headers, or None once refused and answered."""
+        negotiated, peer = self.downstream.client_certificate()
+        why = certificate_refusal(auth, self.downstream.tls, negotiated, peer)
+        if why == ALLOWED:
+            return forwarded.edited(upstream_headers(auth, peer, forwarded.forward))
+        self._reply(answer_status(why, auth), partial(refusal_answer, why, auth))
+        return None
 
     def _authorized(self, forwarded: h.Request, location: Route) -> None:
         """Past the address lists and basic authentication: external authentication when the

@@ -21,8 +21,8 @@ from proxy.core.client_auth import (
     VERIFY_OPTIONAL,
     ClientAuth,
     PeerCertificate,
+    certificate_refusal,
     escaped_pem,
-    refusal,
     rfc2253,
     upstream_headers,
 )
@@ -106,24 +106,25 @@ PEER = PeerCertificate(b"\x30\x03\x02\x01\x01", "CN=authtls,O=Example", "CN=ca")
 
 
 def test_verify_on_needs_a_certificate() -> None:
-    assert refusal(AUTH, True, AUTH, PEER) == ALLOWED
-    assert refusal(AUTH, True, AUTH, None) == NO_CERTIFICATE
-    assert refusal(AUTH, False, None, None) == NO_CERTIFICATE  # plain HTTP has none either
+    assert certificate_refusal(AUTH, True, AUTH, PEER) == ALLOWED
+    assert certificate_refusal(AUTH, True, AUTH, None) == NO_CERTIFICATE
+    assert certificate_refusal(AUTH, False, None, None) == NO_CERTIFICATE  # (plain HTTP)
 
 
 def test_optional_and_off_serve_without_one() -> None:
     optional = ClientAuth("Secret ns/ca", b"CA", verify=VERIFY_OPTIONAL)
     off = ClientAuth("Secret ns/ca", b"CA", verify=VERIFY_OFF)
-    assert refusal(optional, True, optional, None) == ALLOWED
-    assert refusal(off, True, None, None) == ALLOWED
+    assert certificate_refusal(optional, True, optional, None) == ALLOWED
+    assert certificate_refusal(off, True, None, None) == ALLOWED
     assert not off.asks and optional.asks and AUTH.asks
 
 
 def test_a_handshake_for_another_host_is_misdirected() -> None:
     other = ClientAuth("Secret ns/other", b"OTHER CA")
-    assert refusal(AUTH, True, other, PEER) == MISDIRECTED  # verified against another CA
-    assert refusal(AUTH, True, None, None) == MISDIRECTED  # a host that asked for none
-    assert refusal(AUTH, True, ClientAuth("Secret ns/ca", b"CA"), PEER) == ALLOWED  # equal
+    assert certificate_refusal(AUTH, True, other, PEER) == MISDIRECTED  # another CA's
+    assert certificate_refusal(AUTH, True, None, None) == MISDIRECTED  # one asking none
+    same = ClientAuth("Secret ns/ca", b"CA")  # (equal settings of another snapshot)
+    assert certificate_refusal(AUTH, True, same, PEER) == ALLOWED
 
 
 def test_match_cn_searches_the_subject() -> None:
@@ -138,14 +139,14 @@ def test_match_cn_searches_the_subject() -> None:
         ("CN=AUTHTLS", UNAUTHORIZED),  # (nginx's `!~` is case-sensitive)
     ]:
         auth = matching(pattern)
-        assert refusal(auth, True, auth, PEER) == expected
+        assert certificate_refusal(auth, True, auth, PEER) == expected
     auth = matching("CN=authtls")
-    assert refusal(auth, True, auth, None) == UNAUTHORIZED  # no subject matches nothing
+    assert certificate_refusal(auth, True, auth, None) == UNAUTHORIZED  # no subject matches nothing
 
 
 def test_an_unusable_secret_refuses_everything() -> None:
     broken = ClientAuth("Secret ns/ca", b"", refused="no ca.crt")
-    assert refusal(broken, True, None, PEER) == REFUSED
+    assert certificate_refusal(broken, True, None, PEER) == REFUSED
     assert not broken.asks
 
 

@@ -13,6 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from proxy.control.translate.auth_tls import ANNOTATIONS as _AUTH_TLS_ANNOTATIONS
+from proxy.control.translate.auth_tls import AuthTls
+from proxy.control.translate.auth_tls import parse as auth_tls
 from proxy.control.translate.basic_auth import (
     AUTH_FILE,
     AuthSecret,
@@ -169,6 +172,7 @@ _HONOURED = frozenset(
         *_EXTERNAL_AUTH_ANNOTATIONS,
         *_RESPONSE_ANNOTATIONS,
         *_BASIC_AUTH_ANNOTATIONS,
+        *_AUTH_TLS_ANNOTATIONS,
     }
 )
 
@@ -238,6 +242,7 @@ class IngressSettings:
     response_headers: ResponseHeaders | None = None
     auth_secret: AuthSecret | None = None  # auth-type basic's Secret, looked up later
     basic_auth: BasicAuth | None = None  # its users, once looked up; None: no authentication
+    auth_tls: AuthTls | None = None  # auth-tls-*: its hosts' client certificates, looked up later
 
 
 def parse_server_name(text: str) -> str:
@@ -289,6 +294,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
     default_backend = reader.value("default-backend", parse_service_name)
     custom_headers = reader.value("custom-headers", _config_map_name)
     auth_secret, secret_denied = _auth_secret(reader)
+    client_certificates = auth_tls(reader, _go_bool)
     denied = (
         "; ".join(why for why in (denied, limits_denied, auth_denied, secret_denied) if why) or None
     )
@@ -321,6 +327,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         intercept_errors=intercept_errors,
         default_backend=default_backend,
         custom_headers=custom_headers,
+        auth_tls=client_certificates,
     )
 
 
