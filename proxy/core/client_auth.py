@@ -49,7 +49,6 @@ class ClientAuth:
     ca: bytes  # ca.crt: the PEM certificates a client's certificate must chain to
     crl: bytes | None = None  # ca.crl: PEM revocation lists
     verify: str = VERIFY_ON  # on, optional, optional_no_ca (checked as optional), off
-    depth: int = 1  # auth-tls-verify-depth (not enforced: docs/ingress-nginx-compat.md)
     error_page: str = ""  # a URL answered with 302 instead of the 400; "" for none
     pass_certificate: bool = False  # auth-tls-pass-certificate-to-upstream
     match_cn: re.Pattern[str] | None = None  # auth-tls-match-cn, searched in the subject DN

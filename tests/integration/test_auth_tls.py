@@ -118,12 +118,10 @@ def world(pki: Pki, pod: Upstream, *extra: Obj, **annotations: str) -> list[Obj]
     CreateIngressMASecret: ca.crt beside the server's tls.crt and tls.key)."""
     app = ingress("authtls", rule(HOST), **annotations)
     app["spec"]["tls"] = [{"hosts": [HOST], "secretName": HOST}]
+    keys = {"tls_crt": pki.server_chain, "tls_key": pki.server_key, "ca_crt": pki.ca.pem}
     return [
         app,
-        secret(
-            HOST, "kubernetes.io/tls", tls_crt=pki.server_chain, tls_key=pki.server_key,
-            ca_crt=pki.ca.pem,
-        ),  # fmt: skip
+        secret(HOST, "kubernetes.io/tls", **keys),
         service(),
         endpoint_slice([pod]),
         *extra,

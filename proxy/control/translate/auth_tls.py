@@ -23,10 +23,10 @@ from proxy.control.translate.external_auth import Annotations
 from proxy.core.client_auth import VERIFY_ON, VERIFY_OPTIONAL, VERIFY_OPTIONAL_NO_CA, ClientAuth
 from proxy.core.routing import Route
 
+# (auth-tls-verify-depth is not: Python's ssl cannot set the depth; coverage.py says so)
 ANNOTATIONS = (
     "auth-tls-secret",
     "auth-tls-verify-client",
-    "auth-tls-verify-depth",
     "auth-tls-error-page",
     "auth-tls-pass-certificate-to-upstream",
     "auth-tls-match-cn",
@@ -46,7 +46,6 @@ class AuthTls:
 
     secret: str  # as written: name or namespace/name
     verify: str = VERIFY_ON
-    depth: int = 1
     error_page: str = ""
     pass_certificate: bool = False
     match_cn: re.Pattern[str] | None = None
@@ -62,7 +61,6 @@ def parse(reader: Annotations, go_bool: Callable[[str], bool]) -> AuthTls | None
         return None
     problem = None
     verify = reader.value("auth-tls-verify-client", _verify)
-    depth = reader.value("auth-tls-verify-depth", _depth)
     error_page = reader.value("auth-tls-error-page", _error_page)
     pass_certificate = reader.value("auth-tls-pass-certificate-to-upstream", go_bool)
     match_cn = None
@@ -76,7 +74,6 @@ def parse(reader: Annotations, go_bool: Callable[[str], bool]) -> AuthTls | None
     return AuthTls(
         secret=secret,
         verify=verify or VERIFY_ON,
-        depth=depth or 1,
         error_page=error_page or "",
         pass_certificate=pass_certificate or False,
         match_cn=match_cn,
@@ -88,16 +85,6 @@ def _verify(text: str) -> str:
     if text not in _VERIFY:
         raise ValueError(f"{text!r} is not on, off, optional or optional_no_ca; on applies")
     return text
-
-
-def _depth(text: str) -> int:
-    """A whole number from 1; 0 means the default 1, as there."""
-    if not re.fullmatch(r"[+-]?[0-9]+", text):
-        raise ValueError(f"{text!r} is not a whole number; 1 applies")
-    depth = int(text)
-    if depth < 0:
-        raise ValueError(f"{text!r} is negative; 1 applies")
-    return depth or 1
 
 
 def _error_page(text: str) -> str:
@@ -152,7 +139,6 @@ def client_auth(spec: AuthTls, namespace: str, secrets: Secrets) -> ClientAuth:
         ca=ca or b"",
         crl=crl if refused is None else None,
         verify=spec.verify,
-        depth=spec.depth,
         error_page=spec.error_page,
         pass_certificate=spec.pass_certificate,
         match_cn=spec.match_cn,

@@ -32,9 +32,7 @@ _BANDWIDTH = "answers go to the client as fast as it reads them; there is no ban
 
 # Not built (yet): they would change routing or the request, and the Ingress is served without.
 _NOT_BUILT = (
-    "auth-proxy-set-headers", "auth-tls-error-page", "auth-tls-match-cn",
-    "auth-tls-pass-certificate-to-upstream", "auth-tls-secret", "auth-tls-verify-client",
-    "auth-tls-verify-depth", "mirror-host", "mirror-request-body", "mirror-target",
+    "auth-proxy-set-headers", "mirror-host", "mirror-request-body", "mirror-target",
     "proxy-cookie-domain", "proxy-cookie-path", "proxy-next-upstream-timeout",
     "proxy-redirect-from", "proxy-redirect-to", "satisfy",
 )  # fmt: skip
@@ -89,6 +87,35 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
         "htpasswd hashes bcrypt, $apr1$, $1$, $5$, $6$, {SHA}, {SSHA}, {PLAIN}, DES crypt",
     ),
     "auth-secret-type": (Support.HONOURED, "auth-file and auth-map"),
+    # client certificates (docs/behaviour.md, "Client certificate authentication")
+    "auth-tls-secret": (
+        Support.DIFFERENT,
+        "ca.crt and ca.crl of a Secret of the Ingress's namespace, per host (the first Ingress"
+        " of the host); a missing Secret or ca.crt makes the host answer 403",
+    ),
+    "auth-tls-verify-client": (
+        Support.DIFFERENT,
+        "on, off, optional; optional_no_ca acts as optional (a certificate of another CA ends"
+        " the handshake)",
+    ),
+    "auth-tls-verify-depth": (
+        Support.NOT_SUPPORTED,
+        "read, but Python's ssl cannot set the verification depth: any chain to the CA is taken",
+    ),
+    "auth-tls-error-page": (
+        Support.DIFFERENT,
+        "an http(s) URL gets the 302 for a missing certificate; a path (an nginx internal"
+        " redirect) is warned about and the 400 answers",
+    ),
+    "auth-tls-pass-certificate-to-upstream": (
+        Support.HONOURED,
+        "ssl-client-cert, the URL-encoded PEM of the client's certificate",
+    ),
+    "auth-tls-match-cn": (
+        Support.DIFFERENT,
+        "Python regular expressions searched in the RFC 2253 subject; an invalid value makes"
+        " the host answer 403",
+    ),
     "auth-type": (
         Support.DIFFERENT,
         "basic; digest and invalid values answer 503 instead of serving without authentication",
