@@ -4,8 +4,8 @@ is checked against, and the ssl-client-* headers the upstream gets. Pure: no I/O
 The TLS handshake (proxy/dataplane/tls_contexts.py) already refused any certificate that does
 not verify against the host's CA; what is left per request is nginx's: a certificate was asked
 for but none came (496), the request's host is not the one the handshake was for (421), the
-subject does not match auth-tls-match-cn (403). See docs/behaviour.md, "Client certificate
-authentication".
+subject does not match auth-tls-match-cn (403).
+See docs/behaviour.md, "Client certificate authentication".
 """
 
 from __future__ import annotations

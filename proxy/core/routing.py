@@ -262,8 +262,8 @@ class Snapshot:
     # it, for `sticky-proxy routes`
     annotations: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     # auth-tls-*: each host's client certificate setting, by Ingress rule host (None: the
-    # catch-all server), for the TLS handshake (docs/behaviour.md, "Client certificate
-    # authentication")
+    # catch-all server), for the TLS handshake
+    # (docs/behaviour.md, "Client certificate authentication")
     client_auths: tuple[tuple[str | None, ClientAuth], ...] = ()
     table: RouteTable = field(init=False, repr=False, compare=False)
     # Derived once, where the snapshot is built (a source's thread), not on the event loop that

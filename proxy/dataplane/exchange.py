@@ -291,8 +291,8 @@ class Exchange(ResponseSink, ProxiedRequest):
         self.route = route
         if client_auth is not None and (self.downstream.tls or not route.ssl_redirect):
             # before any phase, as nginx's checks of the handshake; a plain-HTTP request that is
-            # to be redirected to https is checked there (docs/behaviour.md, "Client
-            # certificate authentication")
+            # to be redirected to https is checked there
+            # (docs/behaviour.md, "Client certificate authentication")
             checked = self._client_certificate(client_auth, forwarded)
             if checked is None:
                 return  # answered here
