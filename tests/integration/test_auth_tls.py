@@ -89,6 +89,11 @@ class Pki:
 
 @pytest.fixture
 def pki(tmp_path: Path) -> Pki:
+    return new_pki(tmp_path)
+
+
+def new_pki(tmp_path: Path) -> Pki:
+    """CreateIngressMASecret's CA, server certificate and client certificate, under `tmp_path`."""
     ca = Authority.new()
     chain, key = self_signed(HOST, OTHER)
     cert, client_key, _ = ca.issue(SUBJECT)
