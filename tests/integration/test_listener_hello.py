@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -69,18 +69,32 @@ def made() -> Iterator[list[asyncio.BaseTransport]]:
         transport.close()
 
 
-async def listening(
-    chooser: Chooser, made: list[asyncio.BaseTransport], context: ssl.SSLContext
-) -> Listener:
+@pytest.fixture
+def chooser(server_context: ssl.SSLContext) -> Chooser:
+    return Chooser(server_context)
+
+
+@pytest.fixture
+async def address(
+    chooser: Chooser, made: list[asyncio.BaseTransport], server_context: ssl.SSLContext
+) -> AsyncIterator[tuple[str, int]]:
+    """Where a TLS listener that asks `chooser` accepts, with a short handshake timeout."""
     listener = Listener.bind(
         Address("127.0.0.1", 0),
         lambda: Recorder(made),
-        ssl_context=context,
+        ssl_context=server_context,
         ssl_handshake_timeout=TIMEOUT,
         hello_chooser=chooser,
     )
     listener.start_accepting()
-    return listener
+    yield listener.address.host, listener.address.port
+    listener.close()
+
+
+async def first_answer(client: socket.socket) -> bytes:
+    """The first bytes the server sends (its handshake answer starts with record type 22)."""
+    client.setblocking(False)
+    return await asyncio.get_running_loop().sock_recv(client, 65536)
 
 
 async def closed_by_server(client: socket.socket) -> bytes:
@@ -98,83 +112,50 @@ async def closed_by_server(client: socket.socket) -> bytes:
 
 
 async def test_a_hello_in_pieces_is_read_whole_before_the_handshake(
-    server_context: ssl.SSLContext, made: list[asyncio.BaseTransport]
+    chooser: Chooser, address: tuple[str, int]
 ) -> None:
-    chooser = Chooser(server_context)
-    listener = await listening(chooser, made, server_context)
     hello = client_hello("a.test")
-    client = socket.create_connection((listener.address.host, listener.address.port))
-    try:
+    with socket.create_connection(address) as client:
         client.sendall(hello[:7])  # the record header and two bytes of the hello
         for _ in range(20):
             await asyncio.sleep(0.005)
         assert chooser.names == []  # still waiting for the rest
         client.sendall(hello[7:])
-        loop = asyncio.get_running_loop()
-        client.setblocking(False)
-        answer = await loop.sock_recv(client, 65536)
-        assert answer[:1] == b"\x16"  # the server's handshake answer: the hello was not eaten
-        assert chooser.names == ["a.test"]
-    finally:
-        client.close()
-        listener.close()
+        assert (await first_answer(client))[:1] == b"\x16"  # the hello was not eaten
+    assert chooser.names == ["a.test"]
 
 
 async def test_a_hello_without_server_name_and_bytes_that_are_no_tls(
-    server_context: ssl.SSLContext, made: list[asyncio.BaseTransport]
+    chooser: Chooser, address: tuple[str, int]
 ) -> None:
-    chooser = Chooser(server_context)
-    listener = await listening(chooser, made, server_context)
-    address = (listener.address.host, listener.address.port)
-    try:
-        for data in (client_hello(None), b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"):
-            client = socket.create_connection(address)
-            client.sendall(data)
-            if data.startswith(b"GET"):
-                await closed_by_server(client)  # the handshake fails, as without the look
-            else:
-                client.setblocking(False)
-                assert (await asyncio.get_running_loop().sock_recv(client, 65536))[:1] == b"\x16"
-            client.close()
-        assert chooser.names == [None, None]
-    finally:
-        listener.close()
+    with socket.create_connection(address) as client:
+        client.sendall(client_hello(None))
+        assert (await first_answer(client))[:1] == b"\x16"
+    with socket.create_connection(address) as client:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        await closed_by_server(client)  # the handshake fails, as without the look
+    assert chooser.names == [None, None]
 
 
 async def test_silent_and_departed_clients_are_let_go(
-    server_context: ssl.SSLContext, made: list[asyncio.BaseTransport]
+    chooser: Chooser, address: tuple[str, int], made: list[asyncio.BaseTransport]
 ) -> None:
-    chooser = Chooser(server_context)
-    listener = await listening(chooser, made, server_context)
-    address = (listener.address.host, listener.address.port)
-    try:
-        silent = socket.create_connection(address)
+    with socket.create_connection(address) as silent:
         assert await closed_by_server(silent) == b""  # after the handshake timeout
-        silent.close()
-        partial = socket.create_connection(address)
+    with socket.create_connection(address) as partial:
         partial.sendall(client_hello("a.test")[:20])
         assert await closed_by_server(partial) == b""  # a hello that never completes
-        partial.close()
-        departed = socket.create_connection(address)
-        departed.close()
-        for _ in range(20):
-            await asyncio.sleep(0.005)
-        assert chooser.names == [] and made == []
-    finally:
-        listener.close()
+    socket.create_connection(address).close()  # departed at once
+    for _ in range(20):
+        await asyncio.sleep(0.005)
+    assert chooser.names == [] and made == []
 
 
 async def test_without_hosts_asking_nothing_is_peeked(
-    server_context: ssl.SSLContext, made: list[asyncio.BaseTransport]
+    chooser: Chooser, address: tuple[str, int]
 ) -> None:
-    chooser = Chooser(server_context, peeking=False)
-    listener = await listening(chooser, made, server_context)
-    client = socket.create_connection((listener.address.host, listener.address.port))
-    try:
+    chooser.peeking = False
+    with socket.create_connection(address) as client:
         client.sendall(client_hello("a.test"))
-        client.setblocking(False)
-        assert (await asyncio.get_running_loop().sock_recv(client, 65536))[:1] == b"\x16"
-        assert chooser.names == []  # handed over at once, with the listener's own context
-    finally:
-        client.close()
-        listener.close()
+        assert (await first_answer(client))[:1] == b"\x16"
+    assert chooser.names == []  # handed over at once, with the listener's own context
