@@ -1,6 +1,6 @@
-"""The TLS listener's look at the ClientHello (docs/behaviour.md, "Client certificate
-authentication"): only while some host asks for client certificates, whatever way the hello
-arrives, and never holding a connection past the handshake timeout."""
+"""The TLS listener's look at the ClientHello: only while some host asks for client
+certificates, whatever way the hello arrives, and never holding a connection past the handshake
+timeout (docs/behaviour.md, "Client certificate authentication")."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from proxy.control.translate import TranslateOptions, translate
 from proxy.control.translate.basic_auth import named_secrets
+from proxy.control.translate.describe import describe
 from proxy.core.client_auth import VERIFY_OFF, VERIFY_ON, VERIFY_OPTIONAL_NO_CA
 from proxy.core.routing import Snapshot
 from tests.certs import Authority
@@ -164,3 +165,16 @@ def test_the_api_source_keeps_auth_tls_secrets_whole() -> None:
         ),
     ]
     assert named_secrets(objects) == {("default", "ca"), ("other", "ca")}
+
+
+def test_routes_describe_the_hosts_client_certificates() -> None:
+    snap = snapshot(
+        app("a", "a.test", "2024-01-01T00:00:00Z", auth_tls_secret="ca",
+            auth_tls_match_cn="CN=authtls", auth_tls_pass_certificate_to_upstream="true"),
+        app("b", "b.test", "2024-01-02T00:00:00Z", auth_tls_secret="missing"),
+        secret("ca", ca_crt=CA),
+    )  # fmt: skip
+    text = describe(snap)
+    assert "client certificates of Secret default/ca: verify on, subject matching 'CN=authtls'," \
+        " passed to the pod" in text  # fmt: skip
+    assert "client certificates: auth-tls-secret Secret default/missing not found (403)" in text
