@@ -77,16 +77,29 @@ class TlsContexts:
         self._asking_hosts: dict[str | None, ClientAuth] = {}  # the hosts that ask, by host
         self._negotiated = Negotiated() if negotiated is None else negotiated
         # Clients without SNI get the default certificate straight from the listening context.
-        self.listening = new_context(default) if default is not None else _server_context()
-        self.listening.sni_callback = self._choose
-        # The verify flags are fixed with the verify mode: a host with ca.crl has a third.
-        self.asking, self.asking_crl = (self._asking(default, crl) for crl in (False, True))
+        self.listening = self._listening(default)
+        self.asking, self.asking_crl = self._askings()
 
-    def _asking(self, default: TlsCertificate | None, crl: bool) -> ssl.SSLContext:
+    def _askings(self) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+        """The listening contexts that ask for a certificate: the verify flags are fixed with
+        the verify mode, so a host with ca.crl has its own. Made anew whenever a host's setting
+        changes: a resumed TLS session skips verification, and sessions live in the listening
+        context's cache, so none made under an old CA is resumed under a new one."""
+        made = []
+        for crl in (False, True):
+            context = self._listening(self._default[0] if self._default else None)
+            context.verify_mode = ssl.CERT_OPTIONAL  # (CERT_REQUIRED would end the handshake)
+            if crl:
+                context.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN  # as nginx's ssl_crl
+            # No session tickets: one issued for a host can be resumed under another's server
+            # name (TLS 1.3), whose CA never saw the certificate; sessions by id stay per name.
+            context.options |= ssl.OP_NO_TICKET
+            context.num_tickets = 0
+            made.append(context)
+        return made[0], made[1]
+
+    def _listening(self, default: TlsCertificate | None) -> ssl.SSLContext:
         context = new_context(default) if default is not None else _server_context()
-        context.verify_mode = ssl.CERT_OPTIONAL  # (CERT_REQUIRED would end the handshake)
-        if crl:
-            context.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN  # as nginx's ssl_crl
         context.sni_callback = self._choose
         return context
 
@@ -108,11 +121,14 @@ class TlsContexts:
         snapshot = self._snapshot()
         if snapshot is not self._seen:
             self._seen = snapshot
-            self._asking_hosts = {
+            asking = {
                 host: auth
                 for host, auth in (snapshot.client_auths if snapshot else ())
                 if auth.asks
             }
+            if asking != self._asking_hosts:
+                self._asking_hosts = asking
+                self.asking, self.asking_crl = self._askings()
             self._forget_unused(snapshot)
 
     def _auth_for(self, server_name: str | None) -> ClientAuth | None:

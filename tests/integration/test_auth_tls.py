@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -395,3 +396,49 @@ async def test_plain_http_to_an_auth_tls_host_is_redirected_or_refused(
     assert (await reader.read()).startswith(b"HTTP/1.1 400")  # no certificate over plain HTTP
     writer.close()
     assert pod.requests == 0
+
+
+def resumed_elsewhere(address: tuple[str, int], client: Client, first: str, then: str) -> str:
+    """A blocking client (run it in a thread): a request to `first`, then one to `then` on a new
+    connection that offers the first one's TLS session; what the second got."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.load_cert_chain(client.cert, client.key)
+    session = None
+    for host in (first, then):
+        try:
+            with context.wrap_socket(
+                socket.create_connection(address), server_hostname=host, session=session
+            ) as tls:
+                tls.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                answer = b""
+                while chunk := tls.recv(65536):
+                    answer += chunk
+                session = tls.session
+        except (ssl.SSLError, ConnectionResetError) as error:
+            return f"refused: {error}"
+        if not answer:
+            return "refused: closed"  # (TLS 1.3: the alert came after the client's handshake)
+    return answer.split(b"\r\n", 1)[0].decode()
+
+
+async def test_a_tls_session_of_one_host_does_not_let_its_certificate_into_another(
+    pki: Pki, pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """A resumed session skips verification: with session tickets, a TLS 1.3 client could
+    resume one host's session under another's server name, whose CA never saw the
+    certificate. No tickets are issued; the second handshake verifies, and fails."""
+    other_ca = Authority.new("other-ca")
+    other = ingress("other", rule(OTHER), auth_tls_secret="other-ca")
+    other["spec"]["tls"] = [{"hosts": [OTHER], "secretName": HOST}]
+    objects = world(pki, pod, other, secret("other-ca", ca_crt=other_ca.pem),
+                    auth_tls_secret=SECRET)  # fmt: skip
+    server = await serve(manifest, manifest_proxy, objects)
+    assert server.tls_address is not None
+    address = (server.tls_address.host, server.tls_address.port)
+    same = await asyncio.to_thread(resumed_elsewhere, address, pki.client, HOST, HOST)
+    assert same == "HTTP/1.1 200 OK"
+    second = await asyncio.to_thread(resumed_elsewhere, address, pki.client, HOST, OTHER)
+    assert second.startswith("refused")
+    assert pod.requests == 3  # both of the first pair, the first of the second
