@@ -74,7 +74,8 @@ class TlsContexts:
         self._contexts: dict[_Key, ssl.SSLContext] = {}
         self._broken: set[_Key] = set()  # said once, not at every handshake
         self._seen: Snapshot | None = None
-        self._asking_hosts: dict[str | None, ClientAuth] = {}  # the hosts that ask, by host
+        # while some host asks for certificates, every host's setting (None: it asks none)
+        self._asking_hosts: dict[str | None, ClientAuth | None] = {}
         self._negotiated = Negotiated() if negotiated is None else negotiated
         # Clients without SNI get the default certificate straight from the listening context.
         self.listening = self._listening(default)
@@ -121,11 +122,12 @@ class TlsContexts:
         snapshot = self._snapshot()
         if snapshot is not self._seen:
             self._seen = snapshot
-            asking = {
-                host: auth
-                for host, auth in (snapshot.client_auths if snapshot else ())
-                if auth.asks
-            }
+            asking: dict[str | None, ClientAuth | None] = {}
+            if snapshot is not None and any(auth.asks for _, auth in snapshot.client_auths):
+                # every host, so that a server name of one without a setting of its own is
+                # not taken for the catch-all server's
+                asking = dict.fromkeys(route.host for route in snapshot.routes)
+                asking.update((host, a if a.asks else None) for host, a in snapshot.client_auths)
             if asking != self._asking_hosts:
                 self._asking_hosts = asking
                 self.asking, self.asking_crl = self._askings()
@@ -138,9 +140,8 @@ class TlsContexts:
         if not hosts:
             return None
         if server_name is not None:
-            exact = hosts.get(server_name)
-            if exact is not None:
-                return exact
+            if server_name in hosts:
+                return hosts[server_name]
             for host, auth in hosts.items():
                 if host is not None and covers(host, server_name):
                     return auth
@@ -185,15 +186,15 @@ class TlsContexts:
 
     def _forget_unused(self, snapshot: Snapshot | None) -> None:
         certificates = {*(snapshot.certificates if snapshot else ()), *self._default}
-        auths = set(self._asking_hosts.values())
-        in_use = {
-            key for key in self._contexts if key[0] in certificates and key[1] in (None, *auths)
-        }
-        for key in [k for k in self._contexts if k not in in_use]:
+        auths = {auth for auth in self._asking_hosts.values() if auth is not None}
+
+        def in_use(key: _Key) -> bool:
+            certificate, auth = key
+            return certificate in certificates and (auth is None or auth in auths)
+
+        for key in [key for key in self._contexts if not in_use(key)]:
             del self._contexts[key]
-        self._broken = {
-            key for key in self._broken if key[0] in certificates and key[1] in (None, *auths)
-        }
+        self._broken = {key for key in self._broken if in_use(key)}
 
 
 def _verify_clients(context: ssl.SSLContext, auth: ClientAuth) -> None:

@@ -10,8 +10,9 @@ from typing import Any
 from proxy.control.translate import TranslateOptions, translate
 from proxy.control.translate.basic_auth import named_secrets
 from proxy.control.translate.describe import describe
-from proxy.core.client_auth import VERIFY_OFF, VERIFY_ON, VERIFY_OPTIONAL_NO_CA
+from proxy.core.client_auth import VERIFY_OFF, VERIFY_ON, VERIFY_OPTIONAL_NO_CA, ClientAuth
 from proxy.core.routing import Snapshot
+from proxy.dataplane.tls_contexts import TlsContexts
 from tests.certs import Authority
 from tests.unit.kube_fixtures import annotations_of, ingress_object, parsed
 
@@ -178,3 +179,38 @@ def test_routes_describe_the_hosts_client_certificates() -> None:
     assert "client certificates of Secret default/ca: verify on, subject matching 'CN=authtls'," \
         " passed to the pod" in text  # fmt: skip
     assert "client certificates: auth-tls-secret Secret default/missing not found (403)" in text
+
+
+def test_which_listening_context_a_server_name_gets() -> None:
+    current = snapshot(
+        app("a", "a.test", "2024-01-01T00:00:00Z", auth_tls_secret="ca"),
+        app("wild", "*.wild.test", "2024-01-01T00:00:00Z", auth_tls_secret="crl"),
+        app("off", "off.test", "2024-01-01T00:00:00Z", **OFF),
+        app("plain", "plain.test", "2024-01-01T00:00:00Z"),
+        app("any", None, "2024-01-01T00:00:00Z", auth_tls_secret="ca"),
+        secret("ca", ca_crt=CA),
+        secret("crl", ca_crt=CA, ca_crl=Authority.new().revocation_list()),
+    )
+    contexts = TlsContexts(lambda: current, None)
+    assert contexts.peeks()
+    chosen = {
+        name: contexts.for_server_name(name)
+        for name in ("a.test", "x.wild.test", "off.test", "plain.test", "other.test", None)
+    }
+    assert chosen["a.test"] is contexts.asking and chosen["x.wild.test"] is contexts.asking_crl
+    assert chosen["off.test"] is contexts.listening  # asks nothing
+    assert chosen["plain.test"] is contexts.listening  # a host of its own, without a setting
+    assert chosen["other.test"] is contexts.asking and chosen[None] is contexts.asking  # catch-all
+
+    on = ClientAuth("Secret default/ca", CA)
+    asking = contexts.asking
+    current = Snapshot(routes=(), client_auths=(("a.test", on),))
+    contexts.peeks()
+    assert contexts.asking is not asking  # a changed setting: a new session cache
+    asking = contexts.asking
+    current = Snapshot(routes=(), client_auths=(("a.test", ClientAuth("Secret default/ca", CA)),))
+    contexts.peeks()
+    assert contexts.asking is asking  # an equal one keeps it
+    off = ClientAuth("Secret default/ca", CA, verify=VERIFY_OFF)
+    current = Snapshot(routes=(), client_auths=(("off.test", off),))
+    assert not contexts.peeks()  # nothing asks: connections are not looked at
