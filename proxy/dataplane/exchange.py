@@ -507,10 +507,14 @@ class Exchange(ResponseSink, ProxiedRequest):
                 return
         facts = self._auth_facts()
         url = policy.url.expand(facts.values())
+        sent = self.request.forward
+        client_auth = location.client_auth
+        if client_auth is not None:
+            # the auth service gets the ssl-client-* headers as the pod does, never a client's
+            sent = upstream_headers(client_auth, self.downstream.client_certificate()[1], sent)
         headers = subrequest_headers(
-            policy, self.request.forward, facts, self.request_id.decode("latin-1"),
-            urlsplit(url).hostname or "",
-        )  # fmt: skip
+            policy, sent, facts, self.request_id.decode("latin-1"), urlsplit(url).hostname or ""
+        )
         timeouts = location.upstream
         check = AuthCheck(url, policy.method or "GET", headers, timeouts.connect_timeout,
                           timeouts.read_timeout)  # fmt: skip

@@ -36,6 +36,7 @@ from tests.integration.cluster import (
 )
 from tests.integration.conftest import StartManifestProxy
 from tests.integration.harness import Upstream
+from tests.integration.test_external_auth import start_auth_service
 
 HOST = "authtls.foo.com"  # the Go tests' authTLSFooHost
 OTHER = "plain.foo.com"
@@ -442,3 +443,25 @@ async def test_a_tls_session_of_one_host_does_not_let_its_certificate_into_anoth
     second = await asyncio.to_thread(resumed_elsewhere, address, pki.client, HOST, OTHER)
     assert second.startswith("refused")
     assert pod.requests == 3  # both of the first pair, the first of the second
+
+
+async def test_the_auth_service_gets_the_verified_names_and_never_a_clients_own(
+    pki: Pki, pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """ingress-nginx sets the ssl-client-* headers on auth-url's subrequest too."""
+    auth = await start_auth_service()
+    try:
+        annotations = {"auth_tls_secret": SECRET, "auth_tls_verify_client": "optional",
+                       "auth_url": auth.url("/status/200")}  # fmt: skip
+        server = await serve(manifest, manifest_proxy, world(pki, pod, **annotations))
+        forged = (("ssl-client-verify", "SUCCESS"), ("ssl-client-subject-dn", "CN=admin"))
+        assert (await https(server, pki.client, headers=forged)).status == 200
+        seen = auth.headers()
+        assert seen["ssl-client-verify"] == "SUCCESS"
+        assert seen["ssl-client-subject-dn"] == r"CN=authtls,O=Example\, Inc."
+        assert (await https(server, headers=forged)).status == 200
+        anonymous = auth.headers()
+        assert anonymous["ssl-client-verify"] == "NONE"
+        assert "ssl-client-subject-dn" not in anonymous
+    finally:
+        await auth.stop()
