@@ -135,6 +135,12 @@ def world(pki: Pki, pod: Upstream, *extra: Obj, **annotations: str) -> list[Obj]
     ]
 
 
+def matching_cn(pki: Pki, pod: Upstream, pattern: str) -> list[Obj]:
+    """The Go match-cn tests' Ingress: verify-client on, and auth-tls-match-cn `pattern`."""
+    return world(pki, pod, auth_tls_secret=SECRET, auth_tls_verify_client="on",
+                 auth_tls_match_cn=pattern)  # fmt: skip
+
+
 async def serve(
     manifest: Path, manifest_proxy: StartManifestProxy, objects: list[Obj]
 ) -> ProxyServer:
@@ -261,9 +267,7 @@ async def test_should_validate_auth_tls_verify_client(
 async def test_should_return_403_using_auth_tls_match_cn_with_no_matching_CN_from_client(
     pki: Pki, pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
 ) -> None:
-    annotations = {"auth_tls_secret": SECRET, "auth_tls_verify_client": "on",
-                   "auth_tls_match_cn": "CN=notgonnamatch"}  # fmt: skip
-    server = await serve(manifest, manifest_proxy, world(pki, pod, **annotations))
+    server = await serve(manifest, manifest_proxy, matching_cn(pki, pod, "CN=notgonnamatch"))
     reply = await https(server, pki.client)
     assert reply.status == 403
     assert reply.body == b"client certificate unauthorized"
@@ -273,21 +277,17 @@ async def test_should_return_403_using_auth_tls_match_cn_with_no_matching_CN_fro
 async def test_should_return_200_using_auth_tls_match_cn_with_matching_CN_from_client(
     pki: Pki, pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
 ) -> None:
-    annotations = {"auth_tls_secret": SECRET, "auth_tls_verify_client": "on",
-                   "auth_tls_match_cn": "CN=authtls"}  # fmt: skip
-    server = await serve(manifest, manifest_proxy, world(pki, pod, **annotations))
+    server = await serve(manifest, manifest_proxy, matching_cn(pki, pod, "CN=authtls"))
     assert (await https(server, pki.client)).status == 200
 
 
 async def test_should_reload_the_nginx_config_when_auth_tls_match_cn_is_updated(
     pki: Pki, pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
 ) -> None:
-    annotations = {"auth_tls_secret": SECRET, "auth_tls_verify_client": "on",
-                   "auth_tls_match_cn": "CN=notvalid"}  # fmt: skip
-    server = await serve(manifest, manifest_proxy, world(pki, pod, **annotations))
+    server = await serve(manifest, manifest_proxy, matching_cn(pki, pod, "CN=notvalid"))
     assert (await https(server, pki.client)).status == 403
 
-    matching = world(pki, pod, **{**annotations, "auth_tls_match_cn": "CN=authtls"})
+    matching = matching_cn(pki, pod, "CN=authtls")
     assert await reload_after(server, lambda: write_manifest(manifest, matching)) == "success"
     assert (await https(server, pki.client)).status == 200
 
@@ -295,9 +295,8 @@ async def test_should_reload_the_nginx_config_when_auth_tls_match_cn_is_updated(
 async def test_should_return_200_using_auth_tls_match_cn_where_atleast_one_of_the_regex_options_matches_CN_from_client(  # noqa: E501 (the Go test's name)
     pki: Pki, pod: Upstream, manifest: Path, manifest_proxy: StartManifestProxy
 ) -> None:
-    annotations = {"auth_tls_secret": SECRET, "auth_tls_verify_client": "on",
-                   "auth_tls_match_cn": "CN=(itwillmatch|withthenextoption|authtls)"}  # fmt: skip
-    server = await serve(manifest, manifest_proxy, world(pki, pod, **annotations))
+    options = "CN=(itwillmatch|withthenextoption|authtls)"
+    server = await serve(manifest, manifest_proxy, matching_cn(pki, pod, options))
     assert (await https(server, pki.client)).status == 200
 
 
