@@ -109,41 +109,45 @@ def _match_cn(text: str) -> re.Pattern[str]:
         raise ValueError(f"{text!r} is not a valid regular expression ({error})") from None
 
 
-def named_secret(value: str, namespace: str) -> tuple[str, str]:
-    secret_namespace, _, name = value.rpartition("/")
-    return secret_namespace or namespace, name
-
-
 def client_auth(spec: AuthTls, namespace: str, secrets: Secrets) -> ClientAuth:
     """The host setting `spec` makes once its Secret is looked up; `refused` says why it
     cannot be used (the host then answers 403)."""
-    secret_namespace, name = named_secret(spec.secret, namespace)
+    secret_namespace, _, name = spec.secret.rpartition("/")
+    secret_namespace = secret_namespace or namespace
     source = f"Secret {secret_namespace}/{name}"
-    data = secrets.get((secret_namespace, name))
-    refused = spec.problem
-    ca = crl = None
-    if refused is not None:
-        pass
-    elif secret_namespace != namespace:
+    ca, crl, refused = b"", None, spec.problem
+    if refused is None and secret_namespace != namespace:
         refused = f"auth-tls-secret {source}: Secrets of other namespaces are not allowed"
-    elif data is None:
-        refused = f"auth-tls-secret {source} not found"
-    elif not (ca := data.get("ca.crt")):
-        refused = f"auth-tls-secret {source} has no ca.crt"
-    elif (why := _unusable_ca(ca)) is not None:
-        refused = f"auth-tls-secret {source}: ca.crt {why}"
-    elif (crl := data.get("ca.crl")) is not None and _CRL not in crl:
-        refused = f"auth-tls-secret {source}: ca.crl holds no PEM X509 CRL"
+    elif refused is None:
+        ca, crl, refused = _read_ca(source, secrets.get((secret_namespace, name)))
     return ClientAuth(
         source=source,
-        ca=ca or b"",
-        crl=crl if refused is None else None,
+        ca=ca,
+        crl=crl,
         verify=spec.verify,
         error_page=spec.error_page,
         pass_certificate=spec.pass_certificate,
         match_cn=spec.match_cn,
         refused=refused,
     )
+
+
+def _read_ca(
+    source: str, data: Mapping[str, bytes] | None
+) -> tuple[bytes, bytes | None, str | None]:
+    """(ca.crt, ca.crl, None), or why the Secret cannot be used."""
+    if data is None:
+        return b"", None, f"auth-tls-secret {source} not found"
+    ca = data.get("ca.crt")
+    if not ca:
+        return b"", None, f"auth-tls-secret {source} has no ca.crt"
+    why = _unusable_ca(ca)
+    if why is not None:
+        return b"", None, f"auth-tls-secret {source}: ca.crt {why}"
+    crl = data.get("ca.crl")
+    if crl is not None and _CRL not in crl:
+        return b"", None, f"auth-tls-secret {source}: ca.crl holds no PEM X509 CRL"
+    return ca, crl, None
 
 
 def _unusable_ca(ca: bytes) -> str | None:
