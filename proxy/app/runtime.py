@@ -129,13 +129,14 @@ class ProxyServer:
 
     def _bind_tls(self, address: Address, ctx: ServerContext) -> None:
         settings = self.settings
-        contexts = TlsContexts(self.publisher.get, settings.tls_default)
+        contexts = TlsContexts(self.publisher.get, settings.tls_default, ctx.negotiated)
         self._tls_listener = Listener.bind(
             address,
             lambda: DownstreamProtocol(ctx),
             reuse_port=settings.reuse_port,
             ssl_context=contexts.listening,
             ssl_handshake_timeout=settings.client_header_timeout,
+            hello_chooser=contexts,
         )
         self.tls_address = self._tls_listener.address
         log.info("TLS on https://%s", self.tls_address)

@@ -21,6 +21,7 @@ from proxy.core.access import AccessList
 from proxy.core.affinity import Cluster
 from proxy.core.basic_auth import BasicAuth
 from proxy.core.canary import CanaryPolicy
+from proxy.core.client_auth import ClientAuth
 from proxy.core.cookies import SetCookieFormatter
 from proxy.core.cors import CorsPolicy
 from proxy.core.custom_headers import ResponseHeaders
@@ -62,6 +63,7 @@ class Route:
     # satisfy: any: one of the address lists and authentications letting a request through is
     # enough (docs/behaviour.md, "satisfy"); else all
     satisfy_any: bool = False
+    client_auth: ClientAuth | None = None  # auth-tls-*: its host's client certificates
     # Gateway API routes: the match's method, header and query conditions (None: none), and
     # wildcard hosts that match any number of labels, not just one as an Ingress's do
     conditions: RequestMatch | None = None
@@ -270,6 +272,10 @@ class Snapshot:
     # per Ingress served ("Ingress ns/name"), each ingress-nginx annotation and what is done with
     # it, for `sticky-proxy routes`
     annotations: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    # auth-tls-*: each host's client certificate setting, by Ingress rule host (None: the
+    # catch-all server), for the TLS handshake
+    # (docs/behaviour.md, "Client certificate authentication")
+    client_auths: tuple[tuple[str | None, ClientAuth], ...] = ()
     table: RouteTable = field(init=False, repr=False, compare=False)
     # Derived once, where the snapshot is built (a source's thread), not on the event loop that
     # reads them each time a table comes in: at 50,000 endpoints each pass costs milliseconds.

@@ -21,6 +21,7 @@ from proxy.core.headers import Request
 from proxy.core.routing import Route, Snapshot
 from proxy.dataplane.balancing import Loads
 from proxy.dataplane.basic_auth import Verified
+from proxy.dataplane.client_auth import Negotiated
 from proxy.dataplane.ejection import Ejections
 from proxy.dataplane.external_auth import AuthClient
 from proxy.dataplane.limits import Limiter
@@ -84,6 +85,7 @@ class ServerContext:
         self.auth = AuthClient(loop.time)  # external auth's subrequests, and their cache
         self.mirrors = Mirrors(self.auth, loop, metrics)  # mirror-target's copies, on that client
         self.verified = Verified()  # basic authentication's remembered credentials
+        self.negotiated = Negotiated()  # auth-tls: the host setting each TLS context verifies for
         self.client_header_timeout = client_header_timeout
         self.client_body_timeout = client_body_timeout
         self.max_connections = max_connections

@@ -15,6 +15,7 @@ from typing import Final, cast
 import httptools
 
 from proxy.core import headers as h
+from proxy.core.client_auth import ClientAuth, PeerCertificate
 from proxy.core.errors import (
     BadRequest,
     HeadTooLarge,
@@ -22,6 +23,7 @@ from proxy.core.errors import (
     RequestTimeout,
     error_response,
 )
+from proxy.dataplane.client_auth import handshake_facts
 from proxy.dataplane.context import ServerContext
 from proxy.dataplane.exchange import Downstream, Exchange
 
@@ -36,6 +38,7 @@ LINGERING_TIME: Final = 5.0
 class DownstreamProtocol(asyncio.Protocol, Downstream):
     __slots__ = (
         "_active",
+        "_client_cert",
         "_closed",
         "_fatal",
         "_fresh_read",
@@ -78,6 +81,7 @@ class DownstreamProtocol(asyncio.Protocol, Downstream):
         self.via = h.Forwarding(b"", b"", b"http", b"")
         self.tls = False
         self.write_paused = False
+        self._client_cert: tuple[ClientAuth | None, PeerCertificate | None] | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: h.Headers = []
@@ -369,6 +373,16 @@ class DownstreamProtocol(asyncio.Protocol, Downstream):
         self._paused &= ~reason
         if not self._paused and self.transport is not None and not self._closed:
             self.transport.resume_reading()
+
+    def client_certificate(self) -> tuple[ClientAuth | None, PeerCertificate | None]:
+        facts = self._client_cert
+        if facts is None:
+            transport = self.transport
+            facts = (None, None)
+            if self.tls and transport is not None:
+                facts = handshake_facts(transport, self.ctx.negotiated)
+            self._client_cert = facts  # (asked once per connection, by auth-tls hosts only)
+        return facts
 
     def start_tunnel(self, exchange: Exchange) -> None:
         """The upstream accepted an Upgrade: from now on bytes pass through both ways."""

@@ -27,6 +27,15 @@ from proxy.core.access import AccessList
 from proxy.core.affinity import Decision, Outcome
 from proxy.core.basic_auth import BasicAuth, authorization, without_authorization
 from proxy.core.canary import takes_canary
+from proxy.core.client_auth import (
+    ALLOWED,
+    ClientAuth,
+    PeerCertificate,
+    answer_status,
+    certificate_refusal,
+    refusal_answer,
+    upstream_headers,
+)
 from proxy.core.cookies import parse_cookie
 from proxy.core.cors import CORS_HEADERS, preflight_response, request_origin, with_lines
 from proxy.core.error_pages import error_request, stand_in_request
@@ -114,6 +123,10 @@ class Downstream:
     def start_tunnel(self, exchange: Exchange) -> None:
         """The upstream accepted an Upgrade: from now on bytes pass through both ways, and
         reading from the client resumes whatever held it."""
+
+    def client_certificate(self) -> tuple[ClientAuth | None, PeerCertificate | None]:
+        """What the TLS handshake settled (`proxy.dataplane.client_auth.handshake_facts`)."""
+        return None, None
 
     def exchange_finished(self, exchange: Exchange) -> None:
         """The answer is complete: the next pipelined request may begin, or the connection
@@ -275,6 +288,7 @@ class Exchange(ResponseSink, ProxiedRequest):
         basic_auth = route.basic_auth  # the location's too
         if route.mirror is not None and not mirrored(request):
             self._start_copy(route.mirror)  # (the location's: its Ingress's annotations)
+        client_auth = route.client_auth  # its host's (a server-level setting)
         location = route
         if route.canary is not None:
             route = self._canary_side(route)
@@ -285,6 +299,14 @@ class Exchange(ResponseSink, ProxiedRequest):
                 return  # answered here
             route, forwarded = chosen
         self.route = route
+        if client_auth is not None and (self.downstream.tls or not route.ssl_redirect):
+            # before any phase, as nginx's checks of the handshake; a plain-HTTP request that is
+            # to be redirected to https is checked there
+            # (docs/behaviour.md, "Client certificate authentication")
+            checked = self._client_certificate(client_auth, forwarded)
+            if checked is None:
+                return  # answered here
+            forwarded = checked
         if cors is not None and self._cors_preflight(cors.lines(request_origin(request.forward))):
             return  # answered here, before ssl-redirect, as nginx's rewrite phase does
         if route.ssl_redirect and not self.downstream.tls:
@@ -304,6 +326,15 @@ class Exchange(ResponseSink, ProxiedRequest):
             self._basic_auth(basic_auth, forwarded, location)
             return
         self._authorized(forwarded, location)
+
+    def _client_certificate(self, auth: ClientAuth, forwarded: h.Request) -> h.Request | None:
+        """`forwarded` with the ssl-client-* headers, or None once refused and answered."""
+        negotiated, peer = self.downstream.client_certificate()
+        why = certificate_refusal(auth, self.downstream.tls, negotiated, peer)
+        if why == ALLOWED:
+            return forwarded.edited(upstream_headers(auth, peer, forwarded.forward))
+        self._reply(answer_status(why, auth), partial(refusal_answer, why, auth))
+        return None
 
     def _authorized(self, forwarded: h.Request, location: Route) -> None:
         """Past the address lists and basic authentication: external authentication when the
@@ -562,10 +593,14 @@ class Exchange(ResponseSink, ProxiedRequest):
                 return
         facts = self._auth_facts()
         url = policy.url.expand(facts.values())
+        sent = self.request.forward
+        client_auth = location.client_auth
+        if client_auth is not None:
+            # the auth service gets the ssl-client-* headers as the pod does, never a client's
+            sent = upstream_headers(client_auth, self.downstream.client_certificate()[1], sent)
         headers = subrequest_headers(
-            policy, self.request.forward, facts, self.request_id.decode("latin-1"),
-            urlsplit(url).hostname or "",
-        )  # fmt: skip
+            policy, sent, facts, self.request_id.decode("latin-1"), urlsplit(url).hostname or ""
+        )
         timeouts = location.upstream
         check = AuthCheck(url, policy.method or "GET", headers, timeouts.connect_timeout,
                           timeouts.read_timeout)  # fmt: skip

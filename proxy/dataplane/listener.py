@@ -16,7 +16,9 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
+from typing import Protocol
 
+from proxy.core.client_hello import RECORD_LIMIT, record_length, server_name
 from proxy.core.values import Address
 
 log = logging.getLogger("sticky_proxy")
@@ -28,6 +30,18 @@ ACCEPTS_PER_TURN = 256
 # would spin; wait for connections to close instead, as nginx does (accept_mutex_delay).
 OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 RETRY_AFTER = 0.5
+# A ClientHello peeked in part: its bytes stay unread, so the socket stays readable and only a
+# pause lets the rest arrive (a hello beyond one TCP segment, rare). From 2 ms, doubling to 50.
+PEEK_PAUSE = 0.002
+PEEK_PAUSE_LIMIT = 0.05
+
+
+class HelloChooser(Protocol):
+    """Picks a TLS connection's listening context by the server name of its ClientHello
+    (tls_contexts.TlsContexts: whether the client is asked for a certificate)."""
+
+    def peeks(self) -> bool: ...
+    def for_server_name(self, server_name: str | None) -> ssl.SSLContext: ...
 
 
 def listening_socket(address: Address, *, reuse_port: bool = False) -> socket.socket:
@@ -51,8 +65,10 @@ class Listener:
         protocol_factory: Callable[[], asyncio.Protocol],
         ssl_context: ssl.SSLContext | None = None,
         ssl_handshake_timeout: float | None = None,
+        hello_chooser: HelloChooser | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
+        self._chooser = hello_chooser
         self._sock = sock
         self._factory = protocol_factory
         self._ssl = ssl_context
@@ -73,9 +89,10 @@ class Listener:
         reuse_port: bool = False,
         ssl_context: ssl.SSLContext | None = None,
         ssl_handshake_timeout: float | None = None,
+        hello_chooser: HelloChooser | None = None,
     ) -> Listener:
         sock = listening_socket(address, reuse_port=reuse_port)
-        return cls(sock, protocol_factory, ssl_context, ssl_handshake_timeout)
+        return cls(sock, protocol_factory, ssl_context, ssl_handshake_timeout, hello_chooser)
 
     def start_accepting(self) -> None:
         if self._accepting or self._sock.fileno() == -1:
@@ -116,16 +133,74 @@ class Listener:
         self._loop.add_reader(self._sock.fileno(), self._accept)
 
     def _adopt(self, conn: socket.socket) -> None:
-        adoption = self._loop.create_task(
-            self._loop.connect_accepted_socket(
-                self._factory, conn, ssl=self._ssl, ssl_handshake_timeout=self._handshake_timeout
+        chooser = self._chooser
+        adoption: asyncio.Task[object]
+        if chooser is not None and chooser.peeks():
+            adoption = self._loop.create_task(self._adopt_after_hello(conn, chooser))
+        else:
+            adoption = self._loop.create_task(
+                self._loop.connect_accepted_socket(
+                    self._factory,
+                    conn,
+                    ssl=self._ssl,
+                    ssl_handshake_timeout=self._handshake_timeout,
+                )
             )
-        )
         self._adopting.add(adoption)
         adoption.add_done_callback(self._adopted)
+
+    async def _adopt_after_hello(self, conn: socket.socket, chooser: HelloChooser) -> None:
+        """Peek at the ClientHello's server name (within the handshake timeout), then hand the
+        socket over with the listening context it picks: the hello is still unread."""
+        try:
+            async with asyncio.timeout(self._handshake_timeout):
+                hello = await self._peek_hello(conn)
+        except (TimeoutError, OSError):
+            hello = None
+        if hello is None:
+            conn.close()  # gone, or silent for the whole handshake timeout
+            return
+        context = chooser.for_server_name(server_name(hello) if hello else None)
+        await self._loop.connect_accepted_socket(
+            self._factory, conn, ssl=context, ssl_handshake_timeout=self._handshake_timeout
+        )
+
+    async def _peek_hello(self, conn: socket.socket) -> bytes | None:
+        """The first TLS record, unread; b"" for bytes that are none (the handshake then fails
+        as it would have), None when the client closed first."""
+        pause = PEEK_PAUSE
+        while True:
+            await self._readable(conn)
+            try:
+                data = conn.recv(RECORD_LIMIT, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                continue
+            if not data:
+                return None
+            length = record_length(data)
+            if length == 0:
+                return b""
+            if length is not None and len(data) >= length:
+                return data[:length]
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, PEEK_PAUSE_LIMIT)
+
+    async def _readable(self, conn: socket.socket) -> None:
+        ready: asyncio.Future[None] = self._loop.create_future()
+        descriptor = conn.fileno()
+        self._loop.add_reader(descriptor, _settle, ready)
+        try:
+            await ready
+        finally:
+            self._loop.remove_reader(descriptor)
 
     def _adopted(self, adoption: asyncio.Task[object]) -> None:
         self._adopting.discard(adoption)
         if not adoption.cancelled() and (exc := adoption.exception()) is not None:
             # A failed TLS handshake lands here, like any client that left early: not our fault.
             log.debug("connection dropped before it started: %r", exc)
+
+
+def _settle(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)

@@ -31,6 +31,13 @@ def load_cert_chain(context: ssl.SSLContext, chain: Path | bytes, key: Path | by
         context.load_cert_chain(chain_path, key_path)
 
 
+def load_verify_pem(context: ssl.SSLContext, pem: bytes) -> None:
+    """`context.load_verify_locations` for PEM bytes that may hold CRLs as well as certificates
+    (`cadata` takes certificates only). Raises as `load_cert_chain`."""
+    with _as_file(pem) as path:
+        context.load_verify_locations(cafile=path)
+
+
 @contextmanager
 def _as_file(data: bytes) -> Iterator[Path]:
     descriptor = _in_memory(data)

@@ -13,6 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from proxy.control.translate.auth_tls import ANNOTATIONS as _AUTH_TLS_ANNOTATIONS
+from proxy.control.translate.auth_tls import AuthTls
+from proxy.control.translate.auth_tls import parse as auth_tls
 from proxy.control.translate.basic_auth import (
     AUTH_FILE,
     AuthSecret,
@@ -189,6 +192,7 @@ _HONOURED = frozenset(
         *_BASIC_AUTH_ANNOTATIONS,
         *_EDIT_ANNOTATIONS,
         "satisfy",
+        *_AUTH_TLS_ANNOTATIONS,
     }
 )
 
@@ -264,6 +268,7 @@ class IngressSettings:
     # (docs/behaviour.md, "Location and cookie rewrites")
     response_edits: ResponseEdits | None = None
     satisfy_any: bool = False  # satisfy: any (docs/behaviour.md, "satisfy"); else all
+    auth_tls: AuthTls | None = None  # auth-tls-*: its hosts' client certificates, looked up later
 
 
 def parse_server_name(text: str) -> str:
@@ -328,6 +333,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         reader.value("proxy-cookie-path", parse_cookie_path),
     )
     satisfy_any = reader.value("satisfy", _satisfy) == "any"
+    client_certificates = auth_tls(reader, _go_bool)
     denied = (
         "; ".join(why for why in (denied, limits_denied, auth_denied, secret_denied) if why) or None
     )
@@ -364,6 +370,7 @@ def parse_annotations(annotations: Mapping[str, str], defaults: UpstreamPolicy) 
         custom_headers=custom_headers,
         response_edits=edits,
         satisfy_any=satisfy_any,
+        auth_tls=client_certificates,
     )
 
 

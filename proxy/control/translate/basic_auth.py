@@ -20,6 +20,8 @@ from proxy.core.htpasswd import known_scheme, parse_htpasswd
 Secrets = Mapping[tuple[str, str], Mapping[str, bytes]]  # each Secret's keys, by (namespace, name)
 
 AUTH_SECRET_ANNOTATION = "nginx.ingress.kubernetes.io/auth-secret"
+# the annotations whose Secret is kept whole: basic auth's users, auth-tls's CA and CRL
+NAMING_SECRETS = (AUTH_SECRET_ANNOTATION, "nginx.ingress.kubernetes.io/auth-tls-secret")
 AUTH_FILE = "auth-file"  # the Secret's `auth` key is an htpasswd file (the default)
 AUTH_MAP = "auth-map"  # each key of the Secret is a user, its value the hash
 # ingress-nginx's no-auth-locations default: paths starting with these are served without
@@ -67,8 +69,9 @@ def parse_realm(text: str) -> str:
 
 
 def named_secrets(ingresses: Iterable[Any]) -> frozenset[tuple[str, str]]:
-    """(namespace, name) of each Secret an Ingress object names in its auth-secret annotation:
-    the Secrets the Kubernetes source keeps whole (docs/behaviour.md, "Startup")."""
+    """(namespace, name) of each Secret an Ingress object names in its auth-secret or
+    auth-tls-secret annotation: the Secrets the Kubernetes source keeps whole (ca.crl is none
+    of the keys it keeps of the others; docs/behaviour.md, "Startup")."""
     names = set()
     for obj in ingresses:
         metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
@@ -77,11 +80,11 @@ def named_secrets(ingresses: Iterable[Any]) -> frozenset[tuple[str, str]]:
         annotations = metadata.get("annotations")
         if not isinstance(annotations, Mapping):
             continue
-        value = annotations.get(AUTH_SECRET_ANNOTATION)
-        if not isinstance(value, str) or not _SECRET_CHARS.fullmatch(value.strip()):
-            continue
-        namespace, _, name = value.strip().rpartition("/")
-        names.add((namespace or str(metadata.get("namespace") or "default"), name))
+        for value in (annotations.get(name) for name in NAMING_SECRETS):
+            if not isinstance(value, str) or not _SECRET_CHARS.fullmatch(value.strip()):
+                continue
+            namespace, _, name = value.strip().rpartition("/")
+            names.add((namespace or str(metadata.get("namespace") or "default"), name))
     return frozenset(names)
 
 

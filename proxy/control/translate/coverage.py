@@ -31,9 +31,7 @@ _PER_WORKER = "per client address and worker process: --workers N allows N times
 
 # Not built (yet): they would change routing or the request, and the Ingress is served without.
 _NOT_BUILT = (
-    "auth-proxy-set-headers", "auth-tls-error-page", "auth-tls-match-cn",
-    "auth-tls-pass-certificate-to-upstream", "auth-tls-secret", "auth-tls-verify-client",
-    "auth-tls-verify-depth", "proxy-next-upstream-timeout",
+    "auth-proxy-set-headers", "proxy-next-upstream-timeout",
 )  # fmt: skip
 
 # name -> (support, why or how); the ingress-nginx user guide's list, every name it mentions.
@@ -86,6 +84,35 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
         "htpasswd hashes bcrypt, $apr1$, $1$, $5$, $6$, {SHA}, {SSHA}, {PLAIN}, DES crypt",
     ),
     "auth-secret-type": (Support.HONOURED, "auth-file and auth-map"),
+    # client certificates (docs/behaviour.md, "Client certificate authentication")
+    "auth-tls-secret": (
+        Support.DIFFERENT,
+        "ca.crt and ca.crl of a Secret of the Ingress's namespace, per host (the first Ingress"
+        " of the host); a missing Secret or ca.crt makes the host answer 403",
+    ),
+    "auth-tls-verify-client": (
+        Support.DIFFERENT,
+        "on, off, optional; optional_no_ca acts as optional (a certificate of another CA ends"
+        " the handshake)",
+    ),
+    "auth-tls-verify-depth": (
+        Support.NOT_SUPPORTED,
+        "read, but Python's ssl cannot set the verification depth: any chain to the CA is taken",
+    ),
+    "auth-tls-error-page": (
+        Support.DIFFERENT,
+        "an http(s) URL gets the 302 for a missing certificate; a path (an nginx internal"
+        " redirect) is warned about and the 400 answers",
+    ),
+    "auth-tls-pass-certificate-to-upstream": (
+        Support.HONOURED,
+        "ssl-client-cert, the URL-encoded PEM of the client's certificate",
+    ),
+    "auth-tls-match-cn": (
+        Support.DIFFERENT,
+        "Python regular expressions searched in the RFC 2253 subject; an invalid value makes"
+        " the host answer 403",
+    ),
     "auth-type": (
         Support.DIFFERENT,
         "basic; digest and invalid values answer 503 instead of serving without authentication",

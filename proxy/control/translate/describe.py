@@ -87,6 +87,7 @@ def _table(title: str, routes: Sequence[Route]) -> str:
                 _send_rate(route),
                 _mirror(route),
                 _basic_auth(route),
+                _client_auth(route),
                 f"proxy: {upstream}" if upstream else "",
                 _cors(route),
                 _external_auth(route),
@@ -157,6 +158,22 @@ def _basic_auth(route: Route) -> str:
         return ""
     users = len(auth.users)
     return f"basic auth: {users} user{'' if users == 1 else 's'} of {auth.source} (401)"
+
+
+def _client_auth(route: Route) -> str:
+    """Which clients' certificates the host takes
+    (docs/behaviour.md, "Client certificate authentication")."""
+    auth = route.client_auth
+    if auth is None:
+        return ""
+    if auth.refused is not None:
+        return f"client certificates: {auth.refused} (403)"
+    extras = [f"verify {auth.verify}"]
+    if auth.match_cn is not None:
+        extras.append(f"subject matching {auth.match_cn.pattern!r}")
+    if auth.pass_certificate:
+        extras.append("passed to the pod")
+    return f"client certificates of {auth.source}: {', '.join(extras)}"
 
 
 def _conditions(route: Route) -> str:

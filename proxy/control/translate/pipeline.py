@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from proxy.control.translate.annotations import PREFIX, IngressSettings, parse_annotations
 from proxy.control.translate.auth_secrets import with_basic_auth
+from proxy.control.translate.auth_tls import HostsOf, by_host, client_auth, with_client_auth
 from proxy.control.translate.backends import merge_backends, path_entries
 from proxy.control.translate.canaries import with_canaries
 from proxy.control.translate.coverage import report
@@ -68,12 +69,26 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     routes, default_route = with_canaries(
         routes, default_route, canaries, settings=settings, world=world, warnings=warnings
     )
+    client_auths = by_host(
+        (
+            HostsOf(ingress.ref, ingress.hosts, settings[ingress.ref].aliases,
+                    client_auth(spec, ingress.namespace, world.secret_maps))
+            for ingress in ingresses
+            if (spec := settings[ingress.ref].auth_tls) is not None
+        ),
+        warnings,
+    )  # fmt: skip
+    if client_auths:
+        routes = tuple(with_client_auth(route, client_auths) for route in routes)
+        if default_route is not None:
+            default_route = with_client_auth(default_route, client_auths)
     return Snapshot(
         routes=(*routes, *gateway.routes),
         default_route=default_route,
         warnings=tuple(sorted(set(warnings))),
         certificates=(*certs, *gateway.certificates),
         statuses=tuple(gateway.statuses),
+        client_auths=tuple(client_auths.items()),
         annotations=tuple(
             (ingress.ref, lines)
             for ingress in ours

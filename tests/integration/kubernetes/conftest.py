@@ -80,10 +80,16 @@ async def kube_proxy(access: ClusterAccess) -> AsyncIterator[StartKubeProxy]:
         cluster: ClusterAccess | None = None,
         tuning: WatchTuning = FAST,
         options: TranslateOptions | None = None,
+        https: bool = False,
         **source: Any,
     ) -> tuple[ProxyServer, KubernetesSource]:
+        """`https`: with a TLS listener too (bound at start); `source`: KubernetesSource's."""
         server = ProxyServer(
-            ServeSettings(listen=Address("127.0.0.1", 0), metrics_listen=Address("127.0.0.1", 0))
+            ServeSettings(
+                listen=Address("127.0.0.1", 0),
+                metrics_listen=Address("127.0.0.1", 0),
+                tls_listen=Address("127.0.0.1", 0) if https else None,
+            )
         )
         kube = KubernetesSource(
             cluster or access,

@@ -7,19 +7,34 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from proxy.app.runtime import ProxyServer
 from proxy.control.sources.kubernetes.resources import AUTH_SECRETS, OPAQUE_SECRETS, TLS_SECRETS
+from proxy.core.client_auth import ClientAuth
 from proxy.core.routing import Snapshot
 from proxy.dataplane.basic_auth import check
-from tests.certs import self_signed
-from tests.integration.cluster import NAMESPACE, Obj, Pods, ingress, rule, until, web_app
+from tests.certs import Authority, self_signed
+from tests.integration.cluster import (
+    NAMESPACE,
+    Obj,
+    Pods,
+    endpoint_slice,
+    ingress,
+    rule,
+    service,
+    until,
+    web_app,
+)
 from tests.integration.harness import url
 from tests.integration.kubernetes.conftest import StartKubeProxy, StartReflector, restarts
 from tests.integration.kubernetes.test_source import tls_secret
+from tests.integration.test_auth_tls import HOST as AUTH_TLS_HOST
+from tests.integration.test_auth_tls import SUBJECT as AUTH_TLS_SUBJECT
+from tests.integration.test_auth_tls import https, new_pki, refused_handshake
 from tests.integration.test_basic_auth import APR1, basic, bcrypt_hash
 from tests.integration.test_upstream_tls import (
     BACKEND_NAME,
@@ -239,3 +254,51 @@ async def test_only_named_secrets_are_held_whole(
     named.clear()
     opaque.reflector.relist()
     await until(lambda: not opaque.names(), "the relist without names")
+
+
+async def test_an_auth_tls_secret_arriving_after_the_ingress_then_changed(
+    fake: FakeApiServer, kube_proxy: StartKubeProxy, pods: Pods, tmp_path: Path
+) -> None:
+    """The host answers 403 until its CA Secret arrives; a new CA and an added ca.crl (a key
+    held only because the Ingress names the Secret) apply at the next table."""
+    pki = new_pki(tmp_path)
+    app = ingress("authtls", rule(AUTH_TLS_HOST), auth_tls_secret="client-ca")
+    app["spec"]["tls"] = [{"hosts": [AUTH_TLS_HOST], "secretName": "web-tls"}]
+    for obj in (app, service(), endpoint_slice(await pods.start(1)),
+                tls_secret(pki.server_chain, pki.server_key)):  # fmt: skip
+        fake.apply(obj)
+    server, _ = await kube_proxy(tls=True, https=True)
+    await until(server.ready, "ready")
+    assert (await https(server, pki.client)).status == 403  # no CA yet: closed, not open
+
+    fake.apply(auth_tls_ca(pki.ca.pem))
+    await until(lambda: client_auth_of(server) is not None, "the CA Secret")
+    assert (await https(server)).status == 400
+    assert (await https(server, pki.client)).status == 200
+
+    cert, key, serial = pki.ca.issue(AUTH_TLS_SUBJECT)
+    revoked = pki.write("revoked", cert, key)
+    assert (await https(server, revoked)).status == 200
+    fake.apply(auth_tls_ca(pki.ca.pem, pki.ca.revocation_list(serial)))
+    await until(lambda: getattr(client_auth_of(server), "crl", None) is not None, "ca.crl")
+    assert await refused_handshake(server, revoked)
+    assert (await https(server, pki.client)).status == 200
+
+    fake.apply(auth_tls_ca(Authority.new("rotated-ca").pem))
+    await until(lambda: getattr(client_auth_of(server), "crl", 1) is None, "the new CA")
+    assert await refused_handshake(server, pki.client)  # of the CA no longer trusted
+
+
+def auth_tls_ca(ca: bytes, crl: bytes | None = None) -> Obj:
+    data = {"ca.crt": ca, **({"ca.crl": crl} if crl is not None else {})}
+    return {
+        "kind": "Secret",
+        "metadata": {"name": "client-ca", "namespace": NAMESPACE},
+        "type": "Opaque",
+        "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
+    }
+
+
+def client_auth_of(server: ProxyServer) -> ClientAuth | None:
+    found = dict(current(server).client_auths).get(AUTH_TLS_HOST)
+    return found if found is not None and found.refused is None else None
