@@ -90,7 +90,9 @@ async def test_requests_outcomes_and_sessions_as_prometheus_sees_them(
             "sum by (endpoint) (sticky_proxy_endpoint_active_sessions)", "endpoint"
         )
         assert sorted(sessions) == sorted(pod.name for pod in started)  # the pods' names
-        assert sum(sessions.values()) == SESSIONS
+        # Linear counting: sessions whose keys share one of a sketch's 256 registers count once.
+        # Over these three pods one is lost in 9 % of runs, two in 0.3 %, three in 0.007 %.
+        assert SESSIONS - 2 <= sum(sessions.values()) <= SESSIONS
         requests = await prom.values(
             "sum by (endpoint) (sticky_proxy_endpoint_requests_total)", "endpoint"
         )
@@ -209,7 +211,9 @@ async def test_two_workers_add_up_in_prometheus(pods: Pods, manifest: Path, tmp_
         total = await prom.values("sum(sticky_proxy_requests_total)", "")
         assert total == {"": served_count}
         sessions = await prom.values("sum(sticky_proxy_endpoint_active_sessions)", "")
-        assert SESSIONS - 1 <= sessions[""] <= SESSIONS  # merged sketches: each session once
+        # merged sketches count each session once; and as above, keys sharing a register count
+        # once (in one sketch of 12 keys: one lost in 21 % of runs, two in 2 %, four in 0.003 %)
+        assert SESSIONS - 3 <= sessions[""] <= SESSIONS
         assert await prom.values("sticky_proxy_endpoints", "state") == {
             "ready": 2,
             "draining": 0,
