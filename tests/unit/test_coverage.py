@@ -45,16 +45,16 @@ def test_warnings_say_why_an_annotation_does_nothing() -> None:
     settings = parse_annotations(
         {
             f"{PREFIX}proxy-buffering": "on",
-            f"{PREFIX}proxy-next-upstream-timeout": "5",
+            f"{PREFIX}auth-proxy-set-headers": "shop/auth-headers",
             f"{PREFIX}preserve-trailing-slash": "true",
             f"{PREFIX}affinity": "cookie",
         },
         UpstreamPolicy(),
     )
     assert settings.warnings == (
+        f"{PREFIX}auth-proxy-set-headers is not supported; ignored",
         f"{PREFIX}proxy-buffering has no effect here (the proxy streams bodies both ways and"
         " has no nginx buffers to size); ignored",
-        f"{PREFIX}proxy-next-upstream-timeout is not supported; ignored",
     )  # (a difference is told by `routes`, not warned about)
 
 
@@ -68,7 +68,7 @@ def test_routes_reports_every_annotation_of_each_ingress() -> None:
             "annotations": {
                 f"{PREFIX}affinity": "cookie",
                 f"{PREFIX}configuration-snippet": "more_set_headers x: y;",
-                f"{PREFIX}proxy-next-upstream-timeout": "5",
+                f"{PREFIX}auth-proxy-set-headers": "shop/auth-headers",
                 "kubernetes.io/ingress.class": "sticky",
             },
         },
@@ -79,8 +79,8 @@ def test_routes_reports_every_annotation_of_each_ingress() -> None:
     text = describe(translate([ingress], TranslateOptions()))
     section = text.split("annotations of Ingress shop/shop\n")[1].split("\n\n")[0]
     assert section.splitlines() == [
-        f"  {PREFIX}affinity                     honoured: cookie, the only type",
-        f"  {PREFIX}configuration-snippet        not supported: refused, there is no nginx"
+        f"  {PREFIX}affinity                honoured: cookie, the only type",
+        f"  {PREFIX}auth-proxy-set-headers  not supported",
+        f"  {PREFIX}configuration-snippet   not supported: refused, there is no nginx"
         " here; move what it does into annotations or the application",
-        f"  {PREFIX}proxy-next-upstream-timeout  not supported",
     ]

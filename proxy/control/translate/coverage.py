@@ -31,7 +31,7 @@ _PER_WORKER = "per client address and worker process: --workers N allows N times
 
 # Not built (yet): they would change routing or the request, and the Ingress is served without.
 _NOT_BUILT = (
-    "auth-proxy-set-headers", "proxy-next-upstream-timeout",
+    "auth-proxy-set-headers",
 )  # fmt: skip
 
 # name -> (support, why or how); the ingress-nginx user guide's list, every name it mentions.
@@ -231,6 +231,10 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "proxy-next-upstream": (
         Support.DIFFERENT,
         "error, timeout, non_idempotent and off; the http_* conditions are not retried",
+    ),
+    "proxy-next-upstream-timeout": (
+        Support.HONOURED,
+        "whole seconds from the first try, 0 is unlimited; after it the last failure is answered",
     ),
     "proxy-next-upstream-tries": (Support.HONOURED, "0 is unlimited"),
     "proxy-read-timeout": (Support.HONOURED, "whole seconds, between two reads"),

@@ -395,6 +395,8 @@ def _upstream_differences(policy: UpstreamPolicy) -> str:
     if policy.next_upstream_tries != _DEFAULTS.next_upstream_tries:
         tries = policy.next_upstream_tries
         differences.append(f"next-upstream-tries {tries or 'unlimited'}")
+    if policy.next_upstream_timeout != _DEFAULTS.next_upstream_timeout:
+        differences.append(f"next-upstream-timeout {policy.next_upstream_timeout:g}s")
     if policy.eject_after_failures:
         differences.append(
             f"eject after {policy.eject_after_failures} failures for {policy.eject_seconds:g}s"
