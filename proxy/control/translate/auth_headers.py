@@ -1,6 +1,6 @@
 """auth-proxy-set-headers: the ConfigMap an Ingress names, read into the headers its external
-auth subrequest carries, or why its paths answer 503 (docs/behaviour.md, "External
-authentication"). Pure: no I/O.
+auth subrequest carries, or why its paths answer 503
+(docs/behaviour.md, "External authentication"). Pure: no I/O.
 
 As ingress-nginx (annotations/authreq): a ConfigMap that is missing, not written namespace/name,
 of another namespace, or with a header name outside letters, digits, - and _ denies the
@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 
 from proxy.control.translate.annotations import IngressSettings
-from proxy.control.translate.custom_headers import read_headers
+from proxy.control.translate.custom_headers import denied_by, read_headers
 
 # any text but control characters (tab aside): nginx's proxy_set_header takes any string
 _VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
@@ -38,11 +38,7 @@ def with_auth_headers(
         values=_VALUE,
     )  # fmt: skip
     if problem is not None:
-        warnings.append(f"{problem}; its paths answer 503")
-        denied = settings.denied or problem
         # (nobody is asked: ingress-nginx's denied location has no auth config left either)
-        return dataclasses.replace(
-            settings, denied=denied, external_auth=None, warnings=tuple(warnings)
-        )
+        return denied_by(dataclasses.replace(settings, external_auth=None), problem, warnings)
     auth = dataclasses.replace(auth, set_headers=tuple(sorted(headers.items())))
     return dataclasses.replace(settings, external_auth=auth, warnings=tuple(warnings))

@@ -69,13 +69,18 @@ def with_response_headers(
     warnings = list(settings.warnings)
     headers, problem = read_headers("custom-headers", ref, namespace, config_maps, warnings)
     if problem is not None:
-        warnings.append(f"{problem}; its paths answer 503")
-        denied = settings.denied or problem
-        return dataclasses.replace(settings, denied=denied, warnings=tuple(warnings))
+        return denied_by(settings, problem, warnings)
     response_headers = ResponseHeaders.of(headers) if headers else None
     return dataclasses.replace(
         settings, response_headers=response_headers, warnings=tuple(warnings)
     )
+
+
+def denied_by(settings: IngressSettings, problem: str, warnings: list[str]) -> IngressSettings:
+    """`settings` whose paths answer 503 because of `problem`, warned about."""
+    warnings.append(f"{problem}; its paths answer 503")
+    denied = settings.denied or problem
+    return dataclasses.replace(settings, denied=denied, warnings=tuple(warnings))
 
 
 def read_headers(
