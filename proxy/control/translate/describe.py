@@ -245,7 +245,8 @@ def _external_auth(route: Route) -> str:
     if auth is None:
         return ""
     signin = f", 401 redirects to {auth.signin.text}" if auth.signin is not None else ""
-    return f"auth: {auth.method or 'GET'} {auth.url.text}{signin}"
+    sets = f", sets {', '.join(name for name, _ in auth.set_headers)}" if auth.set_headers else ""
+    return f"auth: {auth.method or 'GET'} {auth.url.text}{signin}{sets}"
 
 
 def _response_headers(route: Route) -> str:
