@@ -489,6 +489,13 @@ def _add_proxy_flags(parser: argparse.ArgumentParser) -> None:
         help="tries per request, 0 = unlimited " + _DEFAULT,
     )
     group.add_argument(
+        "--proxy-next-upstream-timeout",
+        type=_value(parse_count),
+        default=f"{UPSTREAM.next_upstream_timeout:g}",
+        metavar="SECONDS",
+        help="no retry once this long has passed since the first try, 0 = unlimited " + _DEFAULT,
+    )
+    group.add_argument(
         "--eject-after-failures",
         type=_value(parse_count),
         default=str(UPSTREAM.eject_after_failures),
@@ -648,6 +655,7 @@ def parse_command(argv: Sequence[str] | None = None) -> Command:
             body_size=args.proxy_body_size,
             next_upstream=args.proxy_next_upstream,
             next_upstream_tries=args.proxy_next_upstream_tries,
+            next_upstream_timeout=args.proxy_next_upstream_timeout,
             eject_after_failures=args.eject_after_failures,
             eject_seconds=args.eject_seconds,
         ),

@@ -171,6 +171,10 @@ class ExternalAuth:
     request_redirect: str | None = None  # auth-request-redirect: X-Auth-Request-Redirect
     always_set_cookie: bool = False  # auth-always-set-cookie
     cache: AuthCache | None = None  # auth-cache-key and auth-cache-duration; None: none
+    # auth-proxy-set-headers: the ConfigMap named (namespace/name), and the headers read from it
+    # that the subrequest carries instead of any of their names; "" as a value: none sent
+    set_headers_from: str | None = None
+    set_headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +254,13 @@ def subrequest_headers(
     ]
     if auth.method is not None:
         added += [("X-Original-URI", facts.request_uri), ("X-Scheme", facts.scheme)]
-    return headers + [(name, wire(value.encode("latin-1"))) for name, value in added]
+    headers += [(name, wire(value.encode("latin-1"))) for name, value in added]
+    if auth.set_headers:
+        # proxy_set_header: a client's own copy never reaches the auth service
+        names = {name.lower() for name, _ in auth.set_headers}
+        headers = [(name, value) for name, value in headers if name.lower() not in names]
+        headers += [(name, value) for name, value in auth.set_headers if value]
+    return headers
 
 
 def wire(value: bytes) -> str:

@@ -96,6 +96,7 @@ class UpstreamPolicy:
     body_size: int = 1024 * 1024  # 0 = unlimited
     next_upstream: frozenset[str] = frozenset({"error", "timeout"})
     next_upstream_tries: int = 3  # 0 = unlimited, as nginx
+    next_upstream_timeout: float = 0.0  # seconds from the first try; 0 = unlimited, as nginx
     # Beyond ingress-nginx (docs/behaviour.md, "Outlier ejection"): failures in a row that
     # eject an endpoint (0 = never), and the first back-off.
     eject_after_failures: int = 0

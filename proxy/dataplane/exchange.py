@@ -1104,6 +1104,10 @@ class Exchange(ResponseSink, ProxiedRequest):
         may_retry = (
             kind in policy.next_upstream
             and (policy.next_upstream_tries == 0 or self.tries < policy.next_upstream_tries)
+            and (
+                policy.next_upstream_timeout == 0
+                or perf_counter() - self.upstream_started_at < policy.next_upstream_timeout
+            )
             and replayable
             and (not sent or idempotent or "non_idempotent" in policy.next_upstream)
             and self.request.upgrade is None

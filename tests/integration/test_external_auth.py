@@ -25,10 +25,12 @@ from proxy.app.runtime import ProxyServer
 from proxy.system.cert_chain import load_cert_chain
 from tests.certs import self_signed
 from tests.integration.cluster import (
+    NAMESPACE,
     Pods,
     endpoint_slice,
     ingress,
     path,
+    reload_after,
     rule,
     service,
     until,
@@ -859,3 +861,131 @@ async def test_utf_8_header_bytes_reach_the_auth_service_as_sent(
     writer.close()
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert auth.headers()["x-name"] == "café"
+
+
+# --- auth-proxy-set-headers -------------------------------------------------------------------
+
+AUTH_HEADERS = "auth-headers"
+
+
+def auth_headers_world(
+    auth: AuthService, pods: Pods, data: dict[str, str] | None, ref: str = ""
+) -> list[dict[str, object]]:
+    """Ingress `web` (host `auth`) asking `auth` with auth-proxy-set-headers `ref` (default:
+    the ConfigMap `auth-headers` of its namespace), that ConfigMap holding `data` (None: no
+    ConfigMap), before the pods."""
+    objects = web_app(
+        pods.started,
+        rule(HOST),
+        auth_url=auth.url("/basic-auth/user/password"),
+        auth_proxy_set_headers=ref or f"{NAMESPACE}/{AUTH_HEADERS}",
+    )
+    if data is not None:
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": AUTH_HEADERS, "namespace": NAMESPACE},
+                "data": data,
+            }
+        )
+    return objects
+
+
+async def serve_auth_headers(
+    auth: AuthService,
+    pods: Pods,
+    tmp_path: Path,
+    manifest_proxy: StartManifestProxy,
+    data: dict[str, str] | None,
+    *,
+    ref: str = "",
+) -> ProxyServer:
+    await pods.start(1)
+    write_manifest(tmp_path / "cluster.yaml", auth_headers_world(auth, pods, data, ref))
+    return await manifest_proxy(tmp_path / "cluster.yaml")
+
+
+def warned_about(server: ProxyServer, fragment: str) -> bool:
+    snapshot = server.publisher.current
+    assert snapshot is not None
+    return any(fragment in line for line in snapshot.warnings)
+
+
+async def test_should_set_proxy_set_header_my_custom_header_42_when_auth_headers_are_set(
+    auth: AuthService, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    # and beyond the Go test, which reads the nginx config: the client's own copy is replaced,
+    # and a header set to "" is not sent at all (proxy_set_header's empty value)
+    server = await serve_auth_headers(
+        auth, pods, tmp_path, manifest_proxy, {"My-Custom-Header": "42", "X-Dropped": ""}
+    )
+    forged = [("my-custom-header", "forged"), ("X-Dropped", "forged")]
+    reply = await ask(server, user=USER, headers=forged)
+    assert reply.status == 200
+    sent = [(name.lower(), value) for name, value in auth.seen[-1].headers]
+    assert [value for name, value in sent if name == "my-custom-header"] == ["42"]
+    assert [value for name, value in sent if name == "x-dropped"] == []
+    # (only the auth subrequest carries them; the pod gets the client's request)
+    assert reply.pod_values("My-Custom-Header") == ["forged"]
+
+
+async def test_a_missing_auth_headers_config_map_denies_the_paths(
+    auth: AuthService, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """ingress-nginx denies the location ("unable to find configMap"): 503, nobody asked."""
+    server = await serve_auth_headers(auth, pods, tmp_path, manifest_proxy, None)
+    reply = await ask(server, user=USER)
+    assert (reply.status, reply.pod_headers, auth.seen) == (503, None, [])
+    assert warned_about(
+        server, f"auth-proxy-set-headers ConfigMap {NAMESPACE}/{AUTH_HEADERS} not found"
+    )
+
+
+async def test_an_auth_headers_config_map_named_without_its_namespace_denies_the_paths(
+    auth: AuthService, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    """ingress-nginx looks the annotation's text up as the ConfigMap's key, so a bare name
+    finds nothing and the location is denied."""
+    server = await serve_auth_headers(
+        auth, pods, tmp_path, manifest_proxy, {"My-Custom-Header": "42"}, ref=AUTH_HEADERS
+    )
+    reply = await ask(server, user=USER)
+    assert (reply.status, reply.pod_headers, auth.seen) == (503, None, [])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"X-Tenant": "a\r\nX-Admin: yes"}, {"X-Tenant": "a\nb"}, {"X-Tenant": "a\x00"},
+     {"X Tenant": "a"}, {"X-Tenant:": "a"}, {"": "a"}],
+    ids=["crlf", "lf", "nul", "space-in-name", "colon-in-name", "empty-name"],
+)  # fmt: skip
+async def test_an_invalid_auth_header_denies_the_paths_and_injects_nothing(
+    auth: AuthService,
+    pods: Pods,
+    tmp_path: Path,
+    manifest_proxy: StartManifestProxy,
+    data: dict[str, str],
+) -> None:
+    server = await serve_auth_headers(auth, pods, tmp_path, manifest_proxy, data)
+    reply = await ask(server, user=USER)
+    assert (reply.status, reply.pod_headers, auth.seen) == (503, None, [])
+    assert warned_about(server, f"auth-proxy-set-headers ConfigMap {NAMESPACE}/{AUTH_HEADERS}: ")
+
+
+async def test_a_changed_auth_headers_config_map_takes_effect_at_the_next_table(
+    auth: AuthService, pods: Pods, tmp_path: Path, manifest_proxy: StartManifestProxy
+) -> None:
+    manifest = tmp_path / "cluster.yaml"
+    server = await serve_auth_headers(auth, pods, tmp_path, manifest_proxy, {"X-Tenant": "a"})
+    assert (await ask(server, user=USER)).status == 200
+    assert auth.headers()["x-tenant"] == "a"
+    objects = auth_headers_world(auth, pods, {"X-Tenant": "b"})
+    assert await reload_after(server, lambda: write_manifest(manifest, objects)) == "success"
+    assert (await ask(server, user=USER)).status == 200
+    assert auth.headers()["x-tenant"] == "b"
+    asked = len(auth.seen)
+    objects = auth_headers_world(auth, pods, None)  # the ConfigMap is gone: fail closed
+    assert await reload_after(server, lambda: write_manifest(manifest, objects)) == "success"
+    reply = await ask(server, user=USER)
+    assert (reply.status, reply.pod_headers, len(auth.seen)) == (503, None, asked)

@@ -37,6 +37,7 @@ def test_valid_annotations() -> None:
         body_size=8 * 1024 * 1024,
         next_upstream=frozenset({"error", "timeout", "http_502"}),
         next_upstream_tries=0,
+        next_upstream_timeout=7.0,
     )
     assert find(snapshot, "valid.example.org", "/app").sets_cookie  # the alias
     assert [line for line in snapshot.warnings if "default/valid:" in line] == [
@@ -81,6 +82,7 @@ def test_invalid_annotations_fall_back_to_defaults() -> None:
         ("proxy-body-size", ": '1x' is not a size"),
         ("proxy-next-upstream", ": unknown condition 'http_418'"),
         ("proxy-next-upstream-tries", ": 'three' is not a whole number"),
+        ("proxy-next-upstream-timeout", ": '-1' is not a whole number"),
         ("mirror-target", ": '/mirror' is not an http or https URL; ignored"),
         ("ssl-redirect", ": 'nope' is not a boolean"),
         (
@@ -97,7 +99,7 @@ def test_each_invalid_annotation_is_warned_about(annotation: str, complaint: str
 def test_invalid_annotations_warn_once_each() -> None:
     snapshot = snapshot_of("annotations")
     invalid = [line for line in snapshot.warnings if line.startswith("Ingress default/invalid:")]
-    assert len(invalid) == 21, invalid
+    assert len(invalid) == 22, invalid
     assert not warned(snapshot, "example.com/not-ours")
 
 

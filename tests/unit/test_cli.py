@@ -41,6 +41,7 @@ def test_every_serve_flag_reaches_the_settings() -> None:
         *("--proxy-connect-timeout", "1.5", "--proxy-read-timeout", "10"),
         *("--proxy-send-timeout", "20", "--proxy-body-size", "8k"),
         *("--proxy-next-upstream", "error http_503", "--proxy-next-upstream-tries", "0"),
+        *("--proxy-next-upstream-timeout", "4"),
         *("--client-header-timeout", "7", "--shutdown-grace", "0"),
         *("--client-body-timeout", "9", "--max-connections", "100"),
     ).settings
@@ -62,6 +63,7 @@ def test_every_serve_flag_reaches_the_settings() -> None:
             body_size=8192,
             next_upstream=frozenset({"error", "http_503"}),
             next_upstream_tries=0,
+            next_upstream_timeout=4.0,
         ),
         backends=("http://127.0.0.1:8001",),
         affinity=Affinity(

@@ -45,16 +45,17 @@ def test_warnings_say_why_an_annotation_does_nothing() -> None:
     settings = parse_annotations(
         {
             f"{PREFIX}proxy-buffering": "on",
-            f"{PREFIX}proxy-next-upstream-timeout": "5",
+            f"{PREFIX}auth-snippet": "proxy_set_header X 1;",
             f"{PREFIX}preserve-trailing-slash": "true",
             f"{PREFIX}affinity": "cookie",
         },
         UpstreamPolicy(),
     )
     assert settings.warnings == (
+        f"{PREFIX}auth-snippet is not supported (refused, there is no nginx here; move what it"
+        " does into annotations or the application); ignored",
         f"{PREFIX}proxy-buffering has no effect here (the proxy streams bodies both ways and"
         " has no nginx buffers to size); ignored",
-        f"{PREFIX}proxy-next-upstream-timeout is not supported; ignored",
     )  # (a difference is told by `routes`, not warned about)
 
 
@@ -68,7 +69,7 @@ def test_routes_reports_every_annotation_of_each_ingress() -> None:
             "annotations": {
                 f"{PREFIX}affinity": "cookie",
                 f"{PREFIX}configuration-snippet": "more_set_headers x: y;",
-                f"{PREFIX}proxy-next-upstream-timeout": "5",
+                f"{PREFIX}auth-tls-verify-depth": "2",
                 "kubernetes.io/ingress.class": "sticky",
             },
         },
@@ -79,8 +80,9 @@ def test_routes_reports_every_annotation_of_each_ingress() -> None:
     text = describe(translate([ingress], TranslateOptions()))
     section = text.split("annotations of Ingress shop/shop\n")[1].split("\n\n")[0]
     assert section.splitlines() == [
-        f"  {PREFIX}affinity                     honoured: cookie, the only type",
-        f"  {PREFIX}configuration-snippet        not supported: refused, there is no nginx"
+        f"  {PREFIX}affinity               honoured: cookie, the only type",
+        f"  {PREFIX}auth-tls-verify-depth  not supported: read, but Python's ssl cannot set"
+        " the verification depth: any chain to the CA is taken",
+        f"  {PREFIX}configuration-snippet  not supported: refused, there is no nginx"
         " here; move what it does into annotations or the application",
-        f"  {PREFIX}proxy-next-upstream-timeout  not supported",
     ]

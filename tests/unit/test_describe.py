@@ -47,6 +47,7 @@ def test_upstream_differences_and_cookie_attributes() -> None:
         "body-size 8m",
         "next-upstream error http_502 timeout",
         "next-upstream-tries unlimited",
+        "next-upstream-timeout 7s",
     )
     valid = lines_with(text, "cluster default-valid-80")[0]
     for attribute in ("Expires=now+3600s", "Max-Age=-1", "Domain=.example.com", "Path=/app"):
@@ -93,6 +94,19 @@ def test_external_auth_is_shown_with_its_signin() -> None:
     objects = [ingress_object("web", "app.test", annotations=annotations)]
     text = describe(translate(objects, TranslateOptions()))
     assert lines_with(text, "auth: GET http://auth/$host, 401 redirects to https://login/")
+
+
+def test_external_auth_names_the_headers_its_config_map_sets() -> None:
+    annotations = annotations_of(auth_url="http://auth/", auth_proxy_set_headers="default/h")
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "h", "namespace": "default"},
+        "data": {"X-Tenant": "shop", "X-Zone": "a"},
+    }
+    objects = [ingress_object("web", "app.test", annotations=annotations), config_map]
+    text = describe(translate(objects, TranslateOptions()))
+    assert lines_with(text, "auth: GET http://auth/, sets X-Tenant, X-Zone")
 
 
 def test_access_lists_are_shown_in_the_order_they_are_checked() -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.control.translate.annotations import IngressSettings
+from proxy.control.translate.auth_headers import with_auth_headers
 from proxy.core.external_auth import (
     AuthCache,
     ExternalAuth,
@@ -323,3 +325,63 @@ def test_a_name_with_underscores_matches_its_dashed_twins() -> None:
 def test_answer_lines_keeps_each_set_cookie() -> None:
     answer = [(b"Set-Cookie", b"a=1"), (b"X", b"y"), (b"set-cookie", b"b=2; Path=/")]
     assert answer_lines(answer, b"set-cookie") == b"Set-Cookie: a=1\r\nset-cookie: b=2; Path=/\r\n"
+
+
+# --- auth-proxy-set-headers -------------------------------------------------------------------
+
+
+def test_set_headers_replace_the_clients_and_an_empty_value_sends_none() -> None:
+    auth = ExternalAuth(
+        url=parse_template("http://auth/"),
+        set_headers=(("X-Tenant", "shop"), ("x-drop", ""), ("X-Sent-From", "edge")),
+    )
+    forward = [(b"x-tenant", b"forged"), (b"X-Drop", b"forged"), (b"Cookie", b"s=1")]
+    headers = subrequest_headers(auth, forward, FACTS, "rid", "auth")
+    assert [value for name, value in headers if name.lower() == "x-tenant"] == ["shop"]
+    assert [value for name, value in headers if name.lower() == "x-drop"] == []
+    assert [value for name, value in headers if name.lower() == "x-sent-from"] == ["edge"]
+    assert ("Cookie", "s=1") in headers
+
+
+def _with_config_map(
+    data: dict[str, str] | None, ref: str = "default/auth-headers"
+) -> IngressSettings:
+    settings = parsed(auth_url="http://auth/", auth_proxy_set_headers=ref)
+    maps = {} if data is None else {("default", "auth-headers"): data}
+    return with_auth_headers(settings, "default", maps)
+
+
+def test_the_config_map_s_headers_join_the_external_auth_sorted() -> None:
+    settings = _with_config_map({"X-B": "2", "X-A": "1", "Content-Length": "0"})
+    assert settings.denied is None and settings.external_auth is not None
+    assert settings.external_auth.set_headers == (("X-A", "1"), ("X-B", "2"))
+    assert any("Content-Length is the proxy's own" in line for line in settings.warnings)
+
+
+@pytest.mark.parametrize(
+    ("data", "ref"),
+    [(None, "default/auth-headers"), ({"X-A": "1"}, "auth-headers"),
+     ({"X-A": "1"}, "other/auth-headers"), ({"X-A": "1\r\nX-B: 2"}, "default/auth-headers"),
+     ({"X A": "1"}, "default/auth-headers")],
+    ids=["missing", "bare-name", "other-namespace", "crlf", "bad-name"],
+)  # fmt: skip
+def test_an_unusable_config_map_denies_and_asks_nobody(
+    data: dict[str, str] | None, ref: str
+) -> None:
+    settings = _with_config_map(data, ref)
+    assert settings.denied is not None and settings.external_auth is None
+    assert any(line.endswith("; its paths answer 503") for line in settings.warnings)
+
+
+def test_an_invalid_config_map_reference_is_ignored_with_a_warning() -> None:
+    """ingress-nginx: the annotation fails validation and auth goes on without the headers."""
+    settings = parsed(auth_url="http://auth/", auth_proxy_set_headers="a b")
+    assert settings.external_auth is not None and settings.external_auth.set_headers_from is None
+    assert settings.denied is None
+    assert any("auth-proxy-set-headers: 'a b'" in line for line in settings.warnings)
+
+
+def test_auth_proxy_set_headers_without_auth_url_is_ignored() -> None:
+    settings = parsed(auth_proxy_set_headers="default/auth-headers")
+    assert settings.external_auth is None
+    assert any("auth-proxy-set-headers" in line for line in settings.warnings)

@@ -171,6 +171,7 @@ _HONOURED = frozenset(
         "proxy-body-size",
         "proxy-next-upstream",
         "proxy-next-upstream-tries",
+        "proxy-next-upstream-timeout",
         "proxy-ssl-secret",
         "ssl-redirect",
         "force-ssl-redirect",
@@ -670,6 +671,9 @@ def _upstream_policy(reader: _Reader, own: _Reader, defaults: UpstreamPolicy) ->
         ),
         next_upstream_tries=_or(
             reader.value("proxy-next-upstream-tries", parse_count), defaults.next_upstream_tries
+        ),
+        next_upstream_timeout=_or(
+            reader.value("proxy-next-upstream-timeout", parse_count), defaults.next_upstream_timeout
         ),
         eject_after_failures=_or(
             own.value("eject-after-failures", parse_count), defaults.eject_after_failures

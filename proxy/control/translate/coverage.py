@@ -29,14 +29,8 @@ _TLS_GLOBAL = "TLS settings are the proxy's own (Python's ssl defaults), not per
 _COOKIE = "as ingress-nginx sets the cookie, byte for byte"
 _PER_WORKER = "per client address and worker process: --workers N allows N times the limit"
 
-# Not built (yet): they would change routing or the request, and the Ingress is served without.
-_NOT_BUILT = (
-    "auth-proxy-set-headers", "proxy-next-upstream-timeout",
-)  # fmt: skip
-
 # name -> (support, why or how); the ingress-nginx user guide's list, every name it mentions.
 ANNOTATIONS: dict[str, tuple[Support, str]] = {
-    **dict.fromkeys(_NOT_BUILT, (Support.NOT_SUPPORTED, "")),
     "affinity": (Support.HONOURED, "cookie, the only type"),
     "affinity-mode": (Support.HONOURED, "balanced and persistent"),
     "affinity-canary-behavior": (
@@ -64,6 +58,11 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
         " or X-Forwarded-* headers, which the proxy sets itself",
     ),
     "auth-request-redirect": (Support.HONOURED, "sent as X-Auth-Request-Redirect"),
+    "auth-proxy-set-headers": (
+        Support.DIFFERENT,
+        "a namespace/name ConfigMap's headers on the auth subrequest; missing or invalid: 503,"
+        " a value with control characters too; framing headers are dropped",
+    ),
     "auth-always-set-cookie": (
         Support.HONOURED,
         "the auth service's Set-Cookie on every answer, not only 2xx and 3xx",
@@ -231,6 +230,10 @@ ANNOTATIONS: dict[str, tuple[Support, str]] = {
     "proxy-next-upstream": (
         Support.DIFFERENT,
         "error, timeout, non_idempotent and off; the http_* conditions are not retried",
+    ),
+    "proxy-next-upstream-timeout": (
+        Support.HONOURED,
+        "whole seconds from the first try, 0 is unlimited; after it the last failure is answered",
     ),
     "proxy-next-upstream-tries": (Support.HONOURED, "0 is unlimited"),
     "proxy-read-timeout": (Support.HONOURED, "whole seconds, between two reads"),

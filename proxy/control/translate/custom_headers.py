@@ -19,7 +19,8 @@ from proxy.control.translate.annotations import PREFIX, IngressSettings
 from proxy.control.translate.objects import KubeObject
 from proxy.core.custom_headers import ResponseHeaders
 
-_ANNOTATION = f"{PREFIX}custom-headers"
+# the annotations that name a ConfigMap of headers (the other: auth_headers.py)
+_ANNOTATIONS = (f"{PREFIX}custom-headers", f"{PREFIX}auth-proxy-set-headers")
 
 # ingress-nginx's headerRegexp and valueRegexp (no control characters: no header injection)
 _NAME = re.compile(r"[a-zA-Z0-9\-_]+")
@@ -41,15 +42,17 @@ OWNED = frozenset(
 
 
 def named_config_maps(ingresses: Iterable[KubeObject]) -> set[tuple[str, str]]:
-    """(namespace, name) of each ConfigMap these Ingress objects' custom-headers name, read
-    loosely: for deciding what may change routes, not for routing."""
+    """(namespace, name) of each ConfigMap these Ingress objects' custom-headers and
+    auth-proxy-set-headers name, read loosely: for deciding what may change routes, not for
+    routing."""
     named = set()
     for ingress in ingresses:
         annotations = (ingress.get("metadata") or {}).get("annotations") or {}
-        ref = annotations.get(_ANNOTATION)
-        if isinstance(ref, str) and ref.strip().count("/") == 1:
-            namespace, name = ref.strip().split("/")
-            named.add((namespace, name))
+        for annotation in _ANNOTATIONS:
+            ref = annotations.get(annotation)
+            if isinstance(ref, str) and ref.strip().count("/") == 1:
+                namespace, name = ref.strip().split("/")
+                named.add((namespace, name))
     return named
 
 
@@ -64,27 +67,39 @@ def with_response_headers(
     if ref is None:
         return settings
     warnings = list(settings.warnings)
-    headers, problem = _read(ref, namespace, config_maps, warnings)
+    headers, problem = read_headers("custom-headers", ref, namespace, config_maps, warnings)
     if problem is not None:
-        warnings.append(f"{problem}; its paths answer 503")
-        denied = settings.denied or problem
-        return dataclasses.replace(settings, denied=denied, warnings=tuple(warnings))
+        return denied_by(settings, problem, warnings)
     response_headers = ResponseHeaders.of(headers) if headers else None
     return dataclasses.replace(
         settings, response_headers=response_headers, warnings=tuple(warnings)
     )
 
 
-def _read(
+def denied_by(settings: IngressSettings, problem: str, warnings: list[str]) -> IngressSettings:
+    """`settings` whose paths answer 503 because of `problem`, warned about."""
+    warnings.append(f"{problem}; its paths answer 503")
+    denied = settings.denied or problem
+    return dataclasses.replace(settings, denied=denied, warnings=tuple(warnings))
+
+
+def read_headers(
+    annotation: str,
     ref: str,
     namespace: str,
     config_maps: Mapping[tuple[str, str], Mapping[str, str]],
     warnings: list[str],
+    *,
+    values: re.Pattern[str] = _VALUE,
 ) -> tuple[dict[str, str], str | None]:
-    what = f"custom-headers ConfigMap {ref}"
+    """The headers of the ConfigMap `ref` (namespace/name) that `annotation` names, those the
+    proxy writes itself left out with a warning; or why there are none: the ConfigMap is
+    missing, of another namespace, or has a name or a value (not matching `values`) that
+    may not be."""
+    what = f"{annotation} ConfigMap {ref}"
     parts = ref.split("/")
     if len(parts) != 2:
-        return {}, f"custom-headers {ref!r} is not namespace/name"
+        return {}, f"{annotation} {ref!r} is not namespace/name"
     if parts[0] != namespace:
         return {}, f"{what}: ConfigMaps of other namespaces are not allowed"
     data = config_maps.get((parts[0], parts[1]))
@@ -94,7 +109,7 @@ def _read(
     for name, value in data.items():
         if not _NAME.fullmatch(name):
             return {}, f"{what}: {name!r} is not a header name (letters, digits, - and _)"
-        if not _VALUE.fullmatch(value):
+        if not values.fullmatch(value):
             return {}, f"{what}: the value of {name} holds characters a header value may not"
         if name.lower() in OWNED:
             warnings.append(f"{what}: {name} is the proxy's own to write; ignored")

@@ -245,7 +245,8 @@ def _external_auth(route: Route) -> str:
     if auth is None:
         return ""
     signin = f", 401 redirects to {auth.signin.text}" if auth.signin is not None else ""
-    return f"auth: {auth.method or 'GET'} {auth.url.text}{signin}"
+    sets = f", sets {', '.join(name for name, _ in auth.set_headers)}" if auth.set_headers else ""
+    return f"auth: {auth.method or 'GET'} {auth.url.text}{signin}{sets}"
 
 
 def _response_headers(route: Route) -> str:
@@ -395,6 +396,8 @@ def _upstream_differences(policy: UpstreamPolicy) -> str:
     if policy.next_upstream_tries != _DEFAULTS.next_upstream_tries:
         tries = policy.next_upstream_tries
         differences.append(f"next-upstream-tries {tries or 'unlimited'}")
+    if policy.next_upstream_timeout != _DEFAULTS.next_upstream_timeout:
+        differences.append(f"next-upstream-timeout {policy.next_upstream_timeout:g}s")
     if policy.eject_after_failures:
         differences.append(
             f"eject after {policy.eject_after_failures} failures for {policy.eject_seconds:g}s"

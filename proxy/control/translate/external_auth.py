@@ -38,6 +38,7 @@ WITH_URL = (
     "auth-always-set-cookie",
     "auth-cache-key",
     "auth-cache-duration",
+    "auth-proxy-set-headers",
 )
 ANNOTATIONS = (URL, *WITH_URL)
 DEFAULT_REDIRECT_PARAM = "rd"  # ingress-nginx's defaultGlobalAuthRedirectParam
@@ -51,6 +52,7 @@ _URL_CHARS = re.compile(r"[-._~a-zA-Z0-9/:,?&=]*")
 _HEADERS = re.compile(r"[A-Za-z0-9\-_, ]*")
 _HEADER = re.compile(r"[a-zA-Z0-9\-_]+")
 _NGINX_VARIABLE = re.compile(r"[A-Za-z0-9\-_${}]*")  # NGINXVariable (auth-cache-key)
+_BASIC_CHARS = re.compile(r"[-._~a-zA-Z0-9/:]+")  # BasicCharsRegex (auth-proxy-set-headers)
 _EXTENDED_CHARS = re.compile(r"[/\-._~a-zA-Z0-9:, ]*")  # ExtendedCharsRegex (its duration)
 _METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE"}
@@ -102,6 +104,8 @@ def external_auth(
     signin = reader.value("auth-signin", _signin)
     param = reader.value("auth-signin-redirect-param", _redirect_param) or DEFAULT_REDIRECT_PARAM
     key = reader.value("auth-cache-key", _cache_key)
+    # (its ConfigMap is read by auth_headers.py, once the world is known)
+    set_headers_from = reader.value("auth-proxy-set-headers", _config_map)
     if key is not None and method not in {None, "GET", "HEAD"}:
         # nginx's proxy_cache_methods: GET and HEAD
         reader.warnings.append(
@@ -123,6 +127,7 @@ def external_auth(
             request_redirect=redirect,
             always_set_cookie=bool(always),
             cache=AuthCache(key, durations) if key is not None and durations else None,
+            set_headers_from=set_headers_from,
         ),
         None,
     )
@@ -161,6 +166,12 @@ def http_url(text: str, parts: SplitResult, name: str) -> None:
         _ = "$" in parts.netloc or parts.port  # (refused as Go's url.Parse refuses it)
     except ValueError:
         raise ValueError(f"could not parse {name} annotation: invalid port in {text!r}") from None
+
+
+def _config_map(text: str) -> str:
+    if not _BASIC_CHARS.fullmatch(text):
+        raise ValueError(f"{text!r} is not a ConfigMap's namespace/name")
+    return text
 
 
 def _method(text: str) -> str:

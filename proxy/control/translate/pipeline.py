@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from proxy.control.translate.annotations import PREFIX, IngressSettings, parse_annotations
+from proxy.control.translate.auth_headers import with_auth_headers
 from proxy.control.translate.auth_secrets import with_basic_auth
 from proxy.control.translate.auth_tls import HostsOf, by_host, client_auth, with_client_auth
 from proxy.control.translate.backends import merge_backends, path_entries
@@ -36,7 +37,11 @@ def translate(objects: Iterable[KubeObject], options: TranslateOptions) -> Snaps
     for ingress in ingresses:
         parsed = parse_annotations(ingress.annotations, options.upstream)
         with_tls = resolved(parsed, ingress.namespace, world.secret_data)
-        with_auth = with_basic_auth(with_tls, ingress.namespace, world.secret_maps)
+        with_auth = with_auth_headers(
+            with_basic_auth(with_tls, ingress.namespace, world.secret_maps),
+            ingress.namespace,
+            world.config_maps,
+        )
         settings[ingress.ref] = with_response_headers(
             with_auth, ingress.namespace, world.config_maps
         )

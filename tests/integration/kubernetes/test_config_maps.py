@@ -88,7 +88,8 @@ def test_the_config_maps_ingresses_name() -> None:
             {"metadata": {"annotations": {f"{ANNOTATION}custom-headers": " shop/headers "}}},
             {"metadata": {"annotations": {f"{ANNOTATION}custom-headers": "no-namespace"}}},
             {"metadata": {"annotations": {f"{ANNOTATION}other": "a/b"}}},
+            {"metadata": {"annotations": {f"{ANNOTATION}auth-proxy-set-headers": "shop/auth"}}},
             {"metadata": {}},
         ]
     )
-    assert named == {("shop", "headers")}
+    assert named == {("shop", "headers"), ("shop", "auth")}
