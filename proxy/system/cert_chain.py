@@ -20,6 +20,16 @@ from pathlib import Path
 _PROC_FDS = Path("/proc/self/fd")
 
 
+def ca_load_error(ca: bytes) -> str | None:
+    """Why OpenSSL does not load these CA certificates (PEM), or None when it does: checked in a
+    context of its own, without the system's CAs, so nothing is read from disk."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=ca.decode("latin-1"))
+    except (ssl.SSLError, ValueError) as error:
+        return str(error)
+    return None
+
+
 def load_cert_chain(context: ssl.SSLContext, chain: Path | bytes, key: Path | bytes) -> None:
     """`context.load_cert_chain` for PEM files or PEM bytes. ssl.SSLError: the PEM does not load;
     another OSError: a file cannot be read, or (off Linux) no temporary directory is usable."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ from proxy.control.translate.basic_auth import Secrets
 from proxy.control.translate.external_auth import Annotations
 from proxy.core.client_auth import VERIFY_ON, VERIFY_OPTIONAL, VERIFY_OPTIONAL_NO_CA, ClientAuth
 from proxy.core.routing import Route
+from proxy.system.cert_chain import ca_load_error
 
 # (auth-tls-verify-depth is not: Python's ssl cannot set the depth; coverage.py says so)
 ANNOTATIONS = (
@@ -141,23 +141,17 @@ def _read_ca(
     ca = data.get("ca.crt")
     if not ca:
         return b"", None, f"auth-tls-secret {source} has no ca.crt"
-    why = _unusable_ca(ca)
-    if why is not None:
-        return b"", None, f"auth-tls-secret {source}: ca.crt {why}"
+    error = ca_load_error(ca)
+    if error is not None:
+        return (
+            b"",
+            None,
+            f"auth-tls-secret {source}: ca.crt holds no PEM certificate OpenSSL loads ({error})",
+        )
     crl = data.get("ca.crl")
     if crl is not None and _CRL not in crl:
         return b"", None, f"auth-tls-secret {source}: ca.crl holds no PEM X509 CRL"
     return ca, crl, None
-
-
-def _unusable_ca(ca: bytes) -> str | None:
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(
-            cadata=ca.decode("ascii", "replace")
-        )
-    except (ssl.SSLError, ValueError) as error:
-        return f"holds no PEM certificate OpenSSL loads ({error})"
-    return None
 
 
 @dataclass(frozen=True, slots=True)

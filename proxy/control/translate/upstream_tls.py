@@ -5,12 +5,12 @@ once its proxy-ssl-secret is looked up; or nothing, and why they answer 503
 from __future__ import annotations
 
 import dataclasses
-import ssl
 from collections.abc import Mapping
 
 from proxy.control.translate.annotations import IngressSettings
 from proxy.control.translate.proxy_ssl import SPOKEN_PROTOCOLS, ProxySsl, SecretData
 from proxy.core.model import UpstreamTls
+from proxy.system.cert_chain import ca_load_error
 
 
 def resolved(
@@ -68,14 +68,9 @@ def _secret(
         )
     if data.ca is None and (data.chain is None or data.key is None):
         return None, f"proxy-ssl-secret {ref} has neither ca.crt nor tls.crt and tls.key"
-    if data.ca is not None:
-        try:
-            # a context of its own, without the system's CAs: nothing read from disk
-            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(
-                cadata=data.ca.decode("latin-1")
-            )
-        except (ssl.SSLError, ValueError) as error:
-            return None, f"proxy-ssl-secret {ref}: ca.crt is not a PEM certificate ({error})"
+    error = None if data.ca is None else ca_load_error(data.ca)
+    if error is not None:
+        return None, f"proxy-ssl-secret {ref}: ca.crt is not a PEM certificate ({error})"
     return data, ""
 
 
